@@ -1,0 +1,162 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// The event types of the guide.
+const (
+	EventWorkflowCreated   = "workflow.created"
+	EventWorkflowUpdated   = "workflow.updated"
+	EventWorkflowDeleted   = "workflow.deleted"
+	EventWorkflowExecuted  = "workflow.executed"
+	EventWorkflowCompleted = "workflow.completed"
+	EventWorkflowFailed    = "workflow.failed"
+
+	EventAgentSpawned       = "agent.spawned"
+	EventAgentStatusChanged = "agent.status.changed"
+	EventAgentTaskAssigned  = "agent.task.assigned"
+	EventAgentTaskCompleted = "agent.task.completed"
+	EventAgentTerminated    = "agent.terminated"
+
+	EventSwarmCreated               = "swarm.created"
+	EventSwarmCoordinationStarted   = "swarm.coordination.started"
+	EventSwarmCoordinationCompleted = "swarm.coordination.completed"
+	EventSwarmTerminated            = "swarm.terminated"
+
+	EventUserRegistered = "user.registered"
+	EventUserLogin      = "user.login"
+	EventUserLogout     = "user.logout"
+	EventUserUpdated    = "user.updated"
+	EventUserDeleted    = "user.deleted"
+
+	EventSystemAlert       = "system.alert"
+	EventSystemMaintenance = "system.maintenance"
+
+	// EventWebhookTest is sent by the test endpoint of the management API.
+	EventWebhookTest = "webhook.test"
+)
+
+// ErrUnknownEventType reports an event type, or a subscription pattern, that
+// the catalog does not know.
+var ErrUnknownEventType = errors.New("webhook: unknown event type")
+
+// EventType describes one event type of a Catalog.
+type EventType struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// Catalog is the set of event types a host emits. It is safe for concurrent
+// use.
+type Catalog struct {
+	mu    sync.RWMutex
+	types map[string]EventType
+}
+
+// NewCatalog returns a catalog holding the guide's event types and
+// webhook.test.
+func NewCatalog() *Catalog {
+	c := &Catalog{types: make(map[string]EventType, len(guideEvents))}
+	for _, t := range guideEvents {
+		c.types[t.Name] = t
+	}
+	return c
+}
+
+var guideEvents = []EventType{
+	{EventWorkflowCreated, "New workflow created"},
+	{EventWorkflowUpdated, "Workflow modified"},
+	{EventWorkflowDeleted, "Workflow deleted"},
+	{EventWorkflowExecuted, "Workflow execution started"},
+	{EventWorkflowCompleted, "Workflow execution finished"},
+	{EventWorkflowFailed, "Workflow execution failed"},
+	{EventAgentSpawned, "New agent created"},
+	{EventAgentStatusChanged, "Agent status updated"},
+	{EventAgentTaskAssigned, "Task assigned to agent"},
+	{EventAgentTaskCompleted, "Agent completed task"},
+	{EventAgentTerminated, "Agent shut down"},
+	{EventSwarmCreated, "New swarm created"},
+	{EventSwarmCoordinationStarted, "Coordination began"},
+	{EventSwarmCoordinationCompleted, "Coordination finished"},
+	{EventSwarmTerminated, "Swarm shut down"},
+	{EventUserRegistered, "New user account"},
+	{EventUserLogin, "User logged in"},
+	{EventUserLogout, "User logged out"},
+	{EventUserUpdated, "User profile updated"},
+	{EventUserDeleted, "User account deleted"},
+	{EventSystemAlert, "System alert triggered"},
+	{EventSystemMaintenance, "Maintenance scheduled"},
+	{EventWebhookTest, "Test event sent on request"},
+}
+
+// Register adds an event type of the host's own. Names are dot-separated
+// lowercase words (letters, digits, '_' and '-'), at most 128 bytes.
+func (c *Catalog) Register(name, description string) error {
+	if err := validEventName(name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.types[name] = EventType{Name: name, Description: description}
+	return nil
+}
+
+// Known reports whether eventType is in the catalog.
+func (c *Catalog) Known(eventType string) bool {
+	c.mu.RLock()
+	_, ok := c.types[eventType]
+	c.mu.RUnlock()
+	return ok
+}
+
+// Types returns the catalog's event types sorted by name.
+func (c *Catalog) Types() []EventType {
+	c.mu.RLock()
+	out := make([]EventType, 0, len(c.types))
+	for _, t := range c.types {
+		out = append(out, t)
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// CheckPattern reports whether p is a valid subscription: a known event type,
+// "*", or "prefix.*" where some known type starts with "prefix.".
+func (c *Catalog) CheckPattern(p string) error {
+	if p == "*" || c.Known(p) {
+		return nil
+	}
+	if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasSuffix(prefix, ".") {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		for name := range c.types {
+			if strings.HasPrefix(name, prefix) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %q", ErrUnknownEventType, p)
+}
+
+func validEventName(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("%w: %q: must be 1 to 128 bytes", ErrUnknownEventType, name)
+	}
+	for _, part := range strings.Split(name, ".") {
+		if part == "" {
+			return fmt.Errorf("%w: %q: empty segment", ErrUnknownEventType, name)
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+				return fmt.Errorf("%w: %q: only lowercase letters, digits, '_' and '-' between dots", ErrUnknownEventType, name)
+			}
+		}
+	}
+	return nil
+}

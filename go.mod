@@ -1,0 +1,3 @@
+module github.com/noa-server/webhook
+
+go 1.26

@@ -1,0 +1,313 @@
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Header names of the two signature schemes every delivery carries.
+const (
+	// HeaderSignature is the guide's header: "sha256=" + hex HMAC-SHA256 of
+	// the raw body, keyed with the whole secret string.
+	HeaderSignature = "X-Webhook-Signature"
+	// HeaderStandardID, HeaderStandardTimestamp and HeaderStandardSignature
+	// are the Standard Webhooks headers: the message id, the Unix seconds of
+	// the attempt, and space-separated "v1,<base64>" signatures of
+	// id + "." + timestamp + "." + body.
+	HeaderStandardID        = "Webhook-Id"
+	HeaderStandardTimestamp = "Webhook-Timestamp"
+	HeaderStandardSignature = "Webhook-Signature"
+)
+
+// SecretPrefix starts every secret the library generates.
+const SecretPrefix = "whsec_"
+
+// DefaultTolerance is how far a signed timestamp may be from the verifier's
+// clock, in either direction.
+const DefaultTolerance = 5 * time.Minute
+
+// Verification errors. Callers match them with errors.Is.
+var (
+	// ErrMissingSignature: the request carries no signature header at all.
+	ErrMissingSignature = errors.New("webhook: missing signature")
+	// ErrMalformedHeader: a signature header is present but cannot be parsed
+	// (a timestamp with signs or spaces, an id without a timestamp, …).
+	ErrMalformedHeader = errors.New("webhook: malformed signature header")
+	// ErrInvalidSignature: no signature matches any configured secret.
+	ErrInvalidSignature = errors.New("webhook: invalid signature")
+	// ErrTimestampTooOld and ErrTimestampTooNew: the signed timestamp is
+	// outside the tolerance (a replay, or a clock far off).
+	ErrTimestampTooOld = errors.New("webhook: timestamp too old")
+	ErrTimestampTooNew = errors.New("webhook: timestamp too new")
+	// ErrLegacyOnly: only the guide's X-Webhook-Signature came, and the
+	// verifier requires the Standard Webhooks headers, which bind a
+	// timestamp (downgrade protection).
+	ErrLegacyOnly = errors.New("webhook: legacy-only signature refused")
+	// ErrNoSecrets: a Signer or Verifier was built without a secret.
+	ErrNoSecrets = errors.New("webhook: no secrets")
+)
+
+// signingKey holds a secret in both key forms.
+type signingKey struct {
+	legacy []byte // UTF-8 bytes of the whole secret string
+	v1     []byte // base64-decoded secret after "whsec_", else the raw bytes
+}
+
+func newSigningKey(secret string) signingKey {
+	return signingKey{legacy: []byte(secret), v1: standardKey(secret)}
+}
+
+// standardKey returns the Standard Webhooks key of a secret: the base64
+// decoding of what follows "whsec_", or the secret's raw bytes when that is
+// not valid base64.
+func standardKey(secret string) []byte {
+	s := strings.TrimPrefix(secret, SecretPrefix)
+	if k, err := base64.StdEncoding.DecodeString(s); err == nil && len(k) > 0 {
+		return k
+	}
+	return []byte(secret)
+}
+
+// SignLegacy returns the guide's X-Webhook-Signature value for body:
+// "sha256=" + lowercase hex HMAC-SHA256 keyed with the whole secret string.
+func SignLegacy(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// SignStandard returns one Standard Webhooks signature entry, "v1," + base64
+// HMAC-SHA256 of msgID + "." + timestamp + "." + body.
+func SignStandard(secret, msgID string, timestamp int64, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(standardMAC(standardKey(secret), msgID, timestamp, body))
+}
+
+func standardMAC(key []byte, msgID string, timestamp int64, body []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	var buf [24]byte
+	mac.Write([]byte(msgID))
+	mac.Write([]byte{'.'})
+	mac.Write(strconv.AppendInt(buf[:0], timestamp, 10))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return mac.Sum(nil)
+}
+
+// Signer signs request bodies with a webhook's active secrets.
+type Signer struct {
+	secrets []string
+	keys    []signingKey
+}
+
+// NewSigner returns a Signer for secrets, the current one first. The guide's
+// header uses only the current secret; the Standard header carries one entry
+// per secret, so receivers still on a previous secret verify during a
+// rotation.
+func NewSigner(secrets ...string) (*Signer, error) {
+	if len(secrets) == 0 {
+		return nil, ErrNoSecrets
+	}
+	s := &Signer{secrets: secrets, keys: make([]signingKey, len(secrets))}
+	for i, sec := range secrets {
+		if sec == "" {
+			return nil, ErrNoSecrets
+		}
+		s.keys[i] = newSigningKey(sec)
+	}
+	return s, nil
+}
+
+// Sign sets the signature headers on h: X-Webhook-Signature, webhook-id,
+// webhook-timestamp and webhook-signature, for body sent at ts.
+func (s *Signer) Sign(h http.Header, msgID string, ts time.Time, body []byte) {
+	unix := ts.Unix()
+	mac := hmac.New(sha256.New, s.keys[0].legacy)
+	mac.Write(body)
+	var sum [sha256.Size]byte
+	h.Set(HeaderSignature, "sha256="+hex.EncodeToString(mac.Sum(sum[:0])))
+
+	var sig strings.Builder
+	for i, k := range s.keys {
+		if i > 0 {
+			sig.WriteByte(' ')
+		}
+		sig.WriteString("v1,")
+		sig.WriteString(base64.StdEncoding.EncodeToString(standardMAC(k.v1, msgID, unix, body)))
+	}
+	h[HeaderStandardID] = []string{msgID}
+	h[HeaderStandardTimestamp] = []string{strconv.FormatInt(unix, 10)}
+	h[HeaderStandardSignature] = []string{sig.String()}
+}
+
+// VerifyOptions tunes a Verifier. The zero value is the safe default.
+type VerifyOptions struct {
+	// Tolerance is how far the signed timestamp may be from Now, both ways.
+	// Defaults to DefaultTolerance (5 minutes).
+	Tolerance time.Duration
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+	// AllowLegacy accepts requests that carry only the guide's
+	// X-Webhook-Signature (no timestamp, so replayable). Leave it off for
+	// senders that send both schemes, as this library does.
+	AllowLegacy bool
+}
+
+// Verifier checks signed requests against one or more secrets (several
+// during a rotation). It is safe for concurrent use.
+type Verifier struct {
+	keys        []signingKey
+	tolerance   time.Duration
+	now         func() time.Time
+	allowLegacy bool
+}
+
+// NewVerifier returns a Verifier for secrets. It fails with ErrNoSecrets when
+// there is none or one is empty.
+func NewVerifier(secrets []string, opts VerifyOptions) (*Verifier, error) {
+	if len(secrets) == 0 {
+		return nil, ErrNoSecrets
+	}
+	v := &Verifier{
+		keys:        make([]signingKey, len(secrets)),
+		tolerance:   opts.Tolerance,
+		now:         opts.Now,
+		allowLegacy: opts.AllowLegacy,
+	}
+	for i, sec := range secrets {
+		if sec == "" {
+			return nil, ErrNoSecrets
+		}
+		v.keys[i] = newSigningKey(sec)
+	}
+	if v.tolerance <= 0 {
+		v.tolerance = DefaultTolerance
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
+}
+
+// Verify checks the signature headers of a request against its raw body.
+// When the Standard Webhooks headers are present they are verified, with
+// the timestamp tolerance; otherwise the guide's X-Webhook-Signature is
+// verified only if AllowLegacy is set. Every signature entry is tried
+// against every secret, in constant time per comparison.
+func (v *Verifier) Verify(body []byte, h http.Header) error {
+	sigs := h.Values(HeaderStandardSignature)
+	if len(sigs) == 0 {
+		legacy := h.Values(HeaderSignature)
+		if len(legacy) == 0 {
+			if h.Get(HeaderStandardID) != "" || h.Get(HeaderStandardTimestamp) != "" {
+				return ErrMalformedHeader
+			}
+			return ErrMissingSignature
+		}
+		if !v.allowLegacy {
+			return ErrLegacyOnly
+		}
+		return v.verifyLegacy(body, legacy)
+	}
+	return v.verifyStandard(body, h.Get(HeaderStandardID), h.Get(HeaderStandardTimestamp), sigs)
+}
+
+func (v *Verifier) verifyLegacy(body []byte, values []string) error {
+	var want [][]byte
+	for _, val := range values {
+		hexSig, ok := strings.CutPrefix(val, "sha256=")
+		if !ok {
+			return ErrMalformedHeader
+		}
+		got, err := hex.DecodeString(hexSig)
+		if err != nil || len(got) != sha256.Size {
+			return ErrMalformedHeader
+		}
+		want = append(want, got)
+	}
+	for _, k := range v.keys {
+		mac := hmac.New(sha256.New, k.legacy)
+		mac.Write(body)
+		sum := mac.Sum(nil)
+		for _, got := range want {
+			if hmac.Equal(sum, got) {
+				return nil
+			}
+		}
+	}
+	return ErrInvalidSignature
+}
+
+func (v *Verifier) verifyStandard(body []byte, msgID, tsHeader string, sigValues []string) error {
+	if msgID == "" || tsHeader == "" {
+		return ErrMalformedHeader
+	}
+	ts, err := ParseTimestamp(tsHeader)
+	if err != nil {
+		return err
+	}
+	now := v.now()
+	signed := time.Unix(ts, 0)
+	if now.Sub(signed) > v.tolerance {
+		return ErrTimestampTooOld
+	}
+	if signed.Sub(now) > v.tolerance {
+		return ErrTimestampTooNew
+	}
+
+	var candidates [][]byte
+	for _, val := range sigValues {
+		for _, entry := range strings.Fields(val) {
+			version, sig, ok := strings.Cut(entry, ",")
+			if !ok {
+				return ErrMalformedHeader
+			}
+			if version != "v1" {
+				continue // unknown versions (v1a, v2) are skipped
+			}
+			raw, err := base64.StdEncoding.DecodeString(sig)
+			if err != nil || len(raw) != sha256.Size {
+				continue // a garbled entry cannot match; others still may
+			}
+			candidates = append(candidates, raw)
+		}
+	}
+	if len(candidates) == 0 {
+		return ErrInvalidSignature
+	}
+	for _, k := range v.keys {
+		sum := standardMAC(k.v1, msgID, ts, body)
+		for _, c := range candidates {
+			if hmac.Equal(sum, c) {
+				return nil
+			}
+		}
+	}
+	return ErrInvalidSignature
+}
+
+// ParseTimestamp parses a webhook-timestamp header: decimal Unix seconds,
+// digits only (no sign, no spaces, no fraction), at most 12 digits. A
+// millisecond timestamp parses but lands far in the future, so the
+// tolerance check refuses it.
+func ParseTimestamp(s string) (int64, error) {
+	if s == "" || len(s) > 12 {
+		return 0, ErrMalformedHeader
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, ErrMalformedHeader
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, ErrMalformedHeader
+	}
+	return n, nil
+}

@@ -1,0 +1,345 @@
+// Package store defines the records the webhook library persists and the
+// Store interface every storage backend implements.
+//
+// It is a leaf package: it imports nothing else of this module, so a backend
+// (memstore, boltstore, pgstore, or a third party's) never depends on the
+// delivery engine. The exported conformance suite in store/storetest is the
+// single definition of correct behaviour for any Store.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors returned by every Store. Callers match them with errors.Is.
+var (
+	// ErrNotFound reports that no record has the given id.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict reports that the operation conflicts with the record's
+	// current state: an id already in use, or a redelivery of a delivery that
+	// is still pending.
+	ErrConflict = errors.New("store: conflict")
+	// ErrLeaseLost reports that a Complete or Release named an owner that no
+	// longer holds the delivery's lease (it expired and another owner may have
+	// claimed it). Nothing was changed.
+	ErrLeaseLost = errors.New("store: lease lost")
+	// ErrInvalid reports input a Store refuses: a nil record, an empty id, a
+	// non-positive limit, a malformed cursor.
+	ErrInvalid = errors.New("store: invalid input")
+	// ErrClosed reports a call on a Store after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Status is the state of a delivery, in the guide's words.
+type Status string
+
+// The states a delivery moves through: pending until an attempt succeeds
+// (success) or the retry budget is spent (failed). A failed or successful
+// delivery becomes pending again only through Redeliver.
+const (
+	StatusPending Status = "pending"
+	StatusSuccess Status = "success"
+	StatusFailed  Status = "failed"
+)
+
+// Valid reports whether s is one of the three statuses.
+func (s Status) Valid() bool {
+	return s == StatusPending || s == StatusSuccess || s == StatusFailed
+}
+
+// Finished reports whether s is a final state (success or failed).
+func (s Status) Finished() bool { return s == StatusSuccess || s == StatusFailed }
+
+// Secret is one signing secret of a webhook.
+type Secret struct {
+	// Value is the secret as shown to the user: "whsec_" + base64 of 32
+	// random bytes, or a free-form string the host supplied.
+	Value string
+	// ExpiresAt is when a previous secret stops signing after a rotation.
+	// The zero time means it never expires (the current secret).
+	ExpiresAt time.Time
+}
+
+// Webhook is a subscription: deliveries of matching events of one tenant go
+// to its URL.
+type Webhook struct {
+	// ID is "wh_" followed by a UUIDv7.
+	ID string
+	// Tenant is the API caller that owns the webhook. Events reach only the
+	// webhooks of their own tenant.
+	Tenant string
+	// URL is the absolute destination of every delivery.
+	URL string
+	// Events are the subscribed event types: exact names ("workflow.completed"),
+	// prefix wildcards ("agent.*") or "*" for every event.
+	Events []string
+	// Description is free text for the owner.
+	Description string
+	// Active webhooks receive deliveries; inactive ones receive none.
+	Active bool
+	// DisabledReason says why the library deactivated the webhook (for
+	// example after a 410 Gone). Empty when active or deactivated by hand.
+	DisabledReason string
+	// Secrets sign every delivery. Secrets[0] is the current secret; any
+	// others are previous secrets still inside their grace period.
+	Secrets []Secret
+	// Headers are custom request headers sent with every delivery. They never
+	// override the headers the library sets.
+	Headers map[string]string
+	// MaxAttempts overrides the dispatcher's retry budget when positive.
+	MaxAttempts int
+	// RateLimit caps deliveries per second to this webhook when positive.
+	RateLimit float64
+	// CreatedAt and UpdatedAt are set by the Store.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Delivery is one event to be delivered to one webhook, with its state.
+type Delivery struct {
+	// ID is "del_" followed by a UUIDv7, so ids sort by creation time.
+	ID        string
+	WebhookID string
+	// EventID is the "id" of the payload ("evt_…"). (EventID, WebhookID) is
+	// unique: enqueuing it twice stores one delivery.
+	EventID   string
+	EventType string
+	Tenant    string
+	// Body holds the exact bytes sent on every attempt.
+	Body   []byte
+	Status Status
+	// Attempts counts every attempt ever made; attempt numbers run from 1.
+	Attempts int
+	// RoundAttempts counts attempts since the delivery was enqueued or last
+	// redelivered; the retry budget applies to it.
+	RoundAttempts int
+	// NextAttemptAt is when a pending delivery becomes due.
+	NextAttemptAt time.Time
+	// LeaseOwner and LeaseExpiresAt are set by Claim. A delivery whose lease
+	// has not expired cannot be claimed again.
+	LeaseOwner     string
+	LeaseExpiresAt time.Time
+	// LastStatusCode and LastError summarise the latest attempt.
+	LastStatusCode int
+	LastError      string
+	// CreatedAt is set by the Store on Enqueue (when zero); UpdatedAt on
+	// every change.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ErrorClass classifies why an attempt failed.
+type ErrorClass string
+
+// The error classes of an attempt. An attempt that got a 2xx has none.
+const (
+	ErrorNone       ErrorClass = ""
+	ErrorHTTPStatus ErrorClass = "http_status" // a response other than 2xx
+	ErrorTimeout    ErrorClass = "timeout"
+	ErrorRefused    ErrorClass = "connection_refused"
+	ErrorReset      ErrorClass = "connection_reset"
+	ErrorDNS        ErrorClass = "dns"
+	ErrorTLS        ErrorClass = "tls"
+	ErrorBlocked    ErrorClass = "blocked_destination" // refused by the SSRF guard
+	ErrorNetwork    ErrorClass = "network"             // any other transport error
+	ErrorCanceled   ErrorClass = "canceled"            // the dispatcher stopped mid-attempt
+)
+
+// Attempt is the log of one HTTP attempt of a delivery.
+type Attempt struct {
+	DeliveryID string
+	// Number is 1 for the first attempt, and increases by one per attempt.
+	Number    int
+	StartedAt time.Time
+	Duration  time.Duration
+	// RequestURL and RequestHeaders are what was sent; secrets never appear
+	// in them (signatures do, they reveal nothing).
+	RequestURL     string
+	RequestHeaders http.Header
+	// ResponseStatus is 0 when no response arrived.
+	ResponseStatus  int
+	ResponseHeaders http.Header
+	// ResponseBody is capped by the dispatcher (4 KiB by default).
+	ResponseBody []byte
+	ErrorClass   ErrorClass
+	// Error is a message without secrets or credentials.
+	Error string
+}
+
+// Counts tallies a webhook's deliveries by status.
+type Counts struct {
+	Pending int64
+	Success int64
+	Failed  int64
+}
+
+// ListWebhooksParams selects a page of one tenant's webhooks, newest first.
+type ListWebhooksParams struct {
+	// Tenant is required: listings never cross tenants.
+	Tenant string
+	// Cursor is the NextCursor of the previous page; empty for the first.
+	Cursor string
+	// Limit is the page size, 1 to 1000.
+	Limit int
+}
+
+// ListDeliveriesParams selects a page of deliveries, newest first.
+type ListDeliveriesParams struct {
+	// Tenant is required.
+	Tenant string
+	// WebhookID, Status and EventType filter when set.
+	WebhookID string
+	Status    Status
+	EventType string
+	// Cursor is the NextCursor of the previous page; empty for the first.
+	Cursor string
+	// Limit is the page size, 1 to 1000.
+	Limit int
+}
+
+// ClaimParams selects due deliveries to lease.
+type ClaimParams struct {
+	// Now decides which deliveries are due (NextAttemptAt <= Now) and whose
+	// leases have expired (LeaseExpiresAt <= Now).
+	Now time.Time
+	// Limit is the most deliveries returned, at least 1.
+	Limit int
+	// Lease is how long the claim holds; positive.
+	Lease time.Duration
+	// Owner names the claimer; required.
+	Owner string
+	// SkipWebhooks are webhook ids whose deliveries must not be claimed
+	// (the caller is already at its concurrency cap for them).
+	SkipWebhooks []string
+}
+
+// CompleteParams records one attempt and moves the delivery to its next state.
+type CompleteParams struct {
+	// DeliveryID and Owner identify the leased delivery. ErrLeaseLost when
+	// Owner no longer holds the lease.
+	DeliveryID string
+	Owner      string
+	// Attempt is appended to the delivery's attempt log; required. Its
+	// Number must be the delivery's Attempts + 1.
+	Attempt *Attempt
+	// Status is the next state. When pending, NextAttemptAt is when the
+	// delivery is due again.
+	Status        Status
+	NextAttemptAt time.Time
+	// DisableWebhook, when set, deactivates the delivery's webhook with this
+	// reason and fails every other pending delivery of it, atomically with
+	// the attempt (the receiver answered 410 Gone).
+	DisableWebhook string
+	// Now is the time written to UpdatedAt.
+	Now time.Time
+}
+
+// ReleaseParams gives up leases so the deliveries are claimable at once.
+type ReleaseParams struct {
+	Owner string
+	IDs   []string
+}
+
+// RedeliverParams puts a finished delivery back in the queue.
+type RedeliverParams struct {
+	ID string
+	// Now is when the delivery becomes due.
+	Now time.Time
+}
+
+// PurgeParams removes finished deliveries.
+type PurgeParams struct {
+	// Before removes success and failed deliveries last updated before it,
+	// with their attempts. Pending deliveries are never purged.
+	Before time.Time
+	// Limit bounds how many are removed in one call; 0 means no bound.
+	Limit int
+}
+
+// Store persists webhooks, deliveries and attempts. Implementations must be
+// safe for concurrent use, return copies (a caller may modify what it gets
+// without changing the stored record), honour ctx cancellation, and return
+// the sentinel errors above, wrapped as they like.
+type Store interface {
+	// Ping reports whether the store is usable.
+	Ping(ctx context.Context) error
+
+	// CreateWebhook stores w, whose ID must be set. It sets CreatedAt and
+	// UpdatedAt when zero. ErrConflict when the ID exists.
+	CreateWebhook(ctx context.Context, w *Webhook) error
+	// GetWebhook returns the webhook with the given id, of any tenant.
+	GetWebhook(ctx context.Context, id string) (*Webhook, error)
+	// ListWebhooks returns a page and the cursor of the next one ("" at the end).
+	ListWebhooks(ctx context.Context, p ListWebhooksParams) ([]*Webhook, string, error)
+	// UpdateWebhook replaces the stored webhook with w (same ID and Tenant;
+	// CreatedAt is kept). ErrNotFound when absent.
+	UpdateWebhook(ctx context.Context, w *Webhook) error
+	// DeleteWebhook removes the webhook with its deliveries and attempts.
+	DeleteWebhook(ctx context.Context, id string) error
+	// MatchWebhooks returns the active webhooks of tenant subscribed to
+	// eventType (see MatchEvent), oldest first.
+	MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*Webhook, error)
+
+	// Enqueue stores deliveries atomically: all or none. A delivery whose
+	// (EventID, WebhookID) is already stored is not stored again. It returns,
+	// for each input in order, the id of the stored delivery: the new one, or
+	// the existing one for a duplicate.
+	Enqueue(ctx context.Context, ds []*Delivery) ([]string, error)
+	// Claim leases up to Limit pending deliveries that are due and not under
+	// a live lease, oldest NextAttemptAt first. A delivery is never handed to
+	// two claimers while its lease is live.
+	Claim(ctx context.Context, p ClaimParams) ([]*Delivery, error)
+	// Complete records an attempt and moves the delivery to its next state,
+	// releasing the lease.
+	Complete(ctx context.Context, p CompleteParams) error
+	// Release gives up the owner's leases on the given deliveries; ids not
+	// leased by the owner are ignored.
+	Release(ctx context.Context, p ReleaseParams) error
+	// GetDelivery returns one delivery.
+	GetDelivery(ctx context.Context, id string) (*Delivery, error)
+	// ListDeliveries returns a page and the cursor of the next one.
+	ListDeliveries(ctx context.Context, p ListDeliveriesParams) ([]*Delivery, string, error)
+	// ListAttempts returns a delivery's attempts in order.
+	ListAttempts(ctx context.Context, deliveryID string) ([]*Attempt, error)
+	// Redeliver makes a finished delivery pending and due at p.Now, with a
+	// fresh retry budget (RoundAttempts = 0). ErrConflict when it is pending.
+	Redeliver(ctx context.Context, p RedeliverParams) (*Delivery, error)
+	// Purge removes finished deliveries and returns how many.
+	Purge(ctx context.Context, p PurgeParams) (int, error)
+	// CountDeliveries tallies one webhook's deliveries by status.
+	CountDeliveries(ctx context.Context, webhookID string) (Counts, error)
+
+	// Close releases the store's resources. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// MaxPageLimit is the largest page a listing returns.
+const MaxPageLimit = 1000
+
+// MatchEvent reports whether the subscription pattern matches eventType:
+// "*" matches every type, "prefix.*" matches every type that starts with
+// "prefix.", anything else must equal eventType.
+func MatchEvent(pattern, eventType string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasSuffix(pattern, ".*"):
+		return strings.HasPrefix(eventType, pattern[:len(pattern)-1])
+	default:
+		return pattern == eventType
+	}
+}
+
+// MatchAny reports whether any of patterns matches eventType.
+func MatchAny(patterns []string, eventType string) bool {
+	for _, p := range patterns {
+		if MatchEvent(p, eventType) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,37 @@
+package webhook
+
+import (
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Webhook is a subscription: deliveries of matching events go to its URL.
+type Webhook = store.Webhook
+
+// Delivery is one event on its way to one webhook, with its state.
+type Delivery = store.Delivery
+
+// Attempt is the log of one HTTP attempt of a delivery.
+type Attempt = store.Attempt
+
+// Event is something that happened in the host, to be delivered to every
+// active webhook of its tenant subscribed to its type.
+type Event struct {
+	// ID is the payload "id". Emitting the same ID twice does not deliver it
+	// twice to a webhook (an idempotency key for hosts that retry Emit).
+	// Defaults to "evt_" + a new UUIDv7.
+	ID string
+	// Type is the event type, one of the catalog's ("workflow.completed").
+	Type string
+	// Tenant is the owner of the webhooks the event may reach. Required
+	// (use one constant tenant for a single-tenant host).
+	Tenant string
+	// Data is the event-specific payload, marshalled with encoding/json
+	// (a json.RawMessage is taken as is, after validation). Nil is sent as {}.
+	Data any
+	// RequestID is sent as metadata.requestId. Optional.
+	RequestID string
+	// Time is the payload "timestamp". Defaults to now.
+	Time time.Time
+}
