@@ -1,0 +1,301 @@
+// Package boltstore is the embedded default [store.Store]: one bbolt file,
+// durable on every commit, for a single process.
+//
+// # Layout
+//
+// Every record lives in one bucket keyed by its id; indexes are separate
+// buckets whose keys carry what the query walks, so each query seeks to its
+// place in O(log n) and reads only the k items it returns:
+//
+//	webhooks               id -> webhook
+//	webhooks_by_tenant     p(tenant) + id -> ""            ListWebhooks, MatchWebhooks
+//	deliveries             id -> delivery (without attempts)
+//	deliveries_by_tenant   p(tenant) + id -> ""            ListDeliveries, newest first
+//	deliveries_by_webhook  p(webhookID) + id -> ""         ListDeliveries(WebhookID), DeleteWebhook, disable
+//	dedup                  p(eventID) + webhookID -> id    Enqueue's (EventID, WebhookID) uniqueness
+//	due                    t(NextAttemptAt) + id -> webhookID   claimable pending deliveries
+//	leased                 t(LeaseExpiresAt) + id -> webhookID  pending deliveries under a lease
+//	finished               t(UpdatedAt) + id -> ""         success/failed deliveries, for Purge
+//	attempts               p(deliveryID) + uint32 number -> attempt
+//	counts                 webhookID -> 3 x uint64         CountDeliveries
+//
+// p(s) is s prefixed with its uvarint length, so one tenant's (or webhook's)
+// keys never mix with another's whatever bytes the ids hold. t(x) is a
+// 12-byte big-endian encoding of a time whose byte order is time order.
+// Ids are UUIDv7 strings, so id order is creation order: listings walk an
+// index backwards from the cursor.
+//
+// # Leases
+//
+// Every pending delivery is in exactly one of due and leased. Claim first
+// moves the leases that have expired by Now from leased back to due (each
+// expired lease is moved once, so this is amortised O(1) per claim), then
+// walks due from its start: every entry up to Now is claimable, in exactly
+// the order the contract asks for, ascending (NextAttemptAt, ID), and a
+// claimed delivery's key moves to leased at its LeaseExpiresAt. A claim
+// therefore reads O(log n + k) keys however many deliveries are pending,
+// leased or not yet due; only the deliveries of SkipWebhooks, which Claim
+// must step over, add to it (their webhook id is the index value, so stepping
+// over one decodes nothing).
+//
+// A single index keyed by max(NextAttemptAt, LeaseExpiresAt) would also skip
+// live leases, but it would order a delivery whose lease expired by its
+// expiry instead of its NextAttemptAt and break the claim order. A delivery
+// moved back to due keeps its expired lease in the record (its former owner
+// may still complete it until someone else claims it), and Claim checks the
+// record's lease against Now, so a Claim with an earlier Now than a previous
+// one still never takes a live lease.
+//
+// # Transactions
+//
+// Each method is one bbolt transaction: Enqueue of a batch, Claim, Complete
+// and the rest are one Update each (bbolt serialises writers, which makes
+// Claim atomic) and reads are one View. Concurrent Enqueue and Complete
+// calls share transactions and fsyncs (group commit, without a timer: a lone
+// caller never waits for company), each still succeeding or failing alone.
+// Records are encoded in a compact binary format and copied out of the
+// transaction: nothing a Store returns aliases bbolt's memory.
+//
+// # Costs
+//
+// MatchWebhooks reads the tenant's webhooks; CountDeliveries reads one
+// counter; Purge reads only what it removes. ListDeliveries walks the
+// tenant's (or webhook's) index newest first and reads each delivery's
+// status and event type before decoding it, so a Status or EventType filter
+// costs the deliveries it steps over. Disabling a webhook (Complete with
+// DisableWebhook) and DeleteWebhook visit each of the webhook's deliveries.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// DefaultTimeout is how long Open waits for the file lock when
+// Options.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+// Options tunes a Store. A nil *Options means the defaults.
+type Options struct {
+	// Timeout is how long Open waits for another process to release the
+	// file lock before it fails. Defaults to DefaultTimeout; negative waits
+	// forever.
+	Timeout time.Duration
+	// NoSync skips fsync on commit: faster, but a machine crash (not a
+	// process crash) can lose or corrupt recent writes. For benchmarks and
+	// tests only. Defaults to false.
+	NoSync bool
+	// InitialMmapSize is the initial size of bbolt's memory map in bytes;
+	// readers never block the writer while the file fits in it. Defaults to
+	// 0 (bbolt's default).
+	InitialMmapSize int
+	// Mode is the permission of a newly created file. Defaults to 0600.
+	Mode os.FileMode
+	// Clock returns the current time for the timestamps the store sets
+	// itself (CreatedAt, UpdatedAt). Defaults to time.Now.
+	Clock func() time.Time
+}
+
+// Store is a store.Store on a bbolt file. It is safe for concurrent use by
+// many goroutines; only one process can open a file at a time.
+type Store struct {
+	db    *bolt.DB
+	clock func() time.Time
+
+	commits committer // group commit of Enqueue and Complete
+
+	mu     sync.RWMutex // guards closed against Close
+	closed bool
+}
+
+// Open opens (creating it when absent) the bbolt file at path and returns a
+// Store on it. The file holds everything the store persists; reopening it
+// later finds every record a completed call stored.
+func Open(path string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	} else if o.Timeout < 0 {
+		o.Timeout = 0
+	}
+	if o.Mode == 0 {
+		o.Mode = 0o600
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	db, err := bolt.Open(path, o.Mode, &bolt.Options{
+		Timeout:         o.Timeout,
+		NoSync:          o.NoSync,
+		InitialMmapSize: o.InitialMmapSize,
+		FreelistType:    bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
+	}
+	return &Store{db: db, clock: o.Clock}, nil
+}
+
+// Close closes the file after the transactions in progress end. Calls after
+// Close return store.ErrClosed; a second Close returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("boltstore: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the store is open and its file readable.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bWebhooks) == nil {
+			return fmt.Errorf("boltstore: missing bucket %s", bWebhooks)
+		}
+		return nil
+	})
+}
+
+// begin checks ctx and the closed flag; on success the caller holds s.mu's
+// read lock until it calls the returned function.
+func (s *Store) begin(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, store.ErrClosed
+	}
+	return s.mu.RUnlock, nil
+}
+
+// view runs fn in a read transaction.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	return mapErr(s.db.View(fn))
+}
+
+// update runs fn in a write transaction.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	return mapErr(s.db.Update(fn))
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("boltstore: %s: %w", fmt.Sprintf(format, args...), store.ErrInvalid)
+}
+
+func notFound(what, id string) error {
+	return fmt.Errorf("boltstore: %s %q: %w", what, id, store.ErrNotFound)
+}
+
+// counts keeps per-webhook status deltas during a transaction and writes
+// each webhook's counters once.
+type counts map[string]*store.Counts
+
+func (c counts) add(webhookID string, st store.Status, delta int64) {
+	x := c[webhookID]
+	if x == nil {
+		x = new(store.Counts)
+		c[webhookID] = x
+	}
+	switch st {
+	case store.StatusPending:
+		x.Pending += delta
+	case store.StatusSuccess:
+		x.Success += delta
+	case store.StatusFailed:
+		x.Failed += delta
+	}
+}
+
+func (c counts) move(webhookID string, from, to store.Status) {
+	if from != to {
+		c.add(webhookID, from, -1)
+		c.add(webhookID, to, 1)
+	}
+}
+
+// flush adds the deltas to the stored counters of webhooks that still exist.
+func (c counts) flush(tx *bolt.Tx) error {
+	b := tx.Bucket(bCounts)
+	for id, d := range c {
+		if *d == (store.Counts{}) {
+			continue
+		}
+		cur := readCounts(b.Get([]byte(id)))
+		cur.Pending += d.Pending
+		cur.Success += d.Success
+		cur.Failed += d.Failed
+		if err := b.Put([]byte(id), encodeCounts(cur)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readCounts(v []byte) store.Counts {
+	if len(v) != 24 {
+		return store.Counts{}
+	}
+	return store.Counts{
+		Pending: int64(binary.BigEndian.Uint64(v)),
+		Success: int64(binary.BigEndian.Uint64(v[8:])),
+		Failed:  int64(binary.BigEndian.Uint64(v[16:])),
+	}
+}
+
+func encodeCounts(c store.Counts) []byte {
+	b := make([]byte, 0, 24)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Pending))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Success))
+	return binary.BigEndian.AppendUint64(b, uint64(c.Failed))
+}

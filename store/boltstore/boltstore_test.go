@@ -1,0 +1,325 @@
+package boltstore_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/boltstore"
+	"github.com/noa-server/webhook/store/storetest"
+)
+
+// open opens a store in a fresh file that the test closes.
+func open(t *testing.T, opts *boltstore.Options) (*boltstore.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "webhooks.db")
+	s, err := boltstore.Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		// NoSync keeps the suite fast on a shared machine; TestReopen
+		// covers durability with fsync on.
+		s, _ := open(t, &boltstore.Options{NoSync: true})
+		return s
+	})
+}
+
+// TestReopen writes every kind of record, closes the file, reopens it and
+// finds the same records, indexes included (claims, listings and counts
+// answer as before).
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, nil)
+	tn := "tenant-reopen"
+	w := storetest.NewWebhook(tn)
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	var ds []*store.Delivery
+	for i := range 5 {
+		d := storetest.NewDelivery(w, "workflow.completed")
+		d.NextAttemptAt = storetest.Base.Add(time.Duration(i) * time.Second)
+		ds = append(ds, d)
+	}
+	if _, err := s.Enqueue(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	now := storetest.Base.Add(time.Minute)
+	claimed, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 3, Lease: time.Hour, Owner: "w"})
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("Claim = %d, %v", len(claimed), err)
+	}
+	// One success, one retry, one left leased.
+	if err := s.Complete(ctx, store.CompleteParams{DeliveryID: ds[0].ID, Owner: "w", Attempt: storetest.NewAttempt(ds[0].ID, 1, 200), Status: store.StatusSuccess, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, store.CompleteParams{DeliveryID: ds[1].ID, Owner: "w", Attempt: storetest.NewAttempt(ds[1].ID, 1, 503), Status: store.StatusPending, NextAttemptAt: now.Add(time.Hour), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	type snapshot struct {
+		Webhook    *store.Webhook
+		Deliveries []*store.Delivery
+		Attempts   [][]*store.Attempt
+		Counts     store.Counts
+	}
+	snap := func(s *boltstore.Store) snapshot {
+		t.Helper()
+		var sn snapshot
+		var err error
+		if sn.Webhook, err = s.GetWebhook(ctx, w.ID); err != nil {
+			t.Fatal(err)
+		}
+		if sn.Deliveries, _, err = s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tn, Limit: 100}); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range sn.Deliveries {
+			as, err := s.ListAttempts(ctx, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sn.Attempts = append(sn.Attempts, as)
+		}
+		if sn.Counts, err = s.CountDeliveries(ctx, w.ID); err != nil {
+			t.Fatal(err)
+		}
+		return sn
+	}
+	before := snap(s)
+	if len(before.Deliveries) != 5 || before.Counts != (store.Counts{Pending: 4, Success: 1}) {
+		t.Fatalf("before reopening: %d deliveries, counts %+v", len(before.Deliveries), before.Counts)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	after := snap(s2)
+	if d := cmp.Diff(before, after, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("records after reopening (-before +after):\n%s", d)
+	}
+	if d := cmp.Diff(w, after.Webhook, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("webhook after reopening (-stored +reopened):\n%s", d)
+	}
+	// The indexes came back too: the two never-claimed deliveries are due,
+	// the live lease and the retry are not.
+	got, err := s2.Claim(ctx, store.ClaimParams{Now: now, Limit: 10, Lease: time.Minute, Owner: "w2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{ds[3].ID, ds[4].ID}, idsOf(got)); d != "" {
+		t.Errorf("Claim after reopening (-want +got):\n%s", d)
+	}
+	if _, err := s2.Enqueue(ctx, []*store.Delivery{ds[0]}); err != nil {
+		t.Errorf("Enqueue of a duplicate after reopening: %v", err)
+	}
+	if c, _ := s2.CountDeliveries(ctx, w.ID); c != before.Counts {
+		t.Errorf("a duplicate Enqueue after reopening changed counts to %+v", c)
+	}
+}
+
+func idsOf(ds []*store.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.ID
+	}
+	return out
+}
+
+// TestLockedFile checks that a second Open of a file in use fails after the
+// timeout instead of hanging.
+func TestLockedFile(t *testing.T) {
+	_, path := open(t, nil)
+	_, err := boltstore.Open(path, &boltstore.Options{Timeout: 50 * time.Millisecond})
+	if err == nil {
+		t.Fatal("second Open of a locked file succeeded")
+	}
+}
+
+// TestCorruptRecord checks that a record the decoder cannot read is an error
+// from every reader, not a panic.
+func TestCorruptRecord(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, nil)
+	w := storetest.NewWebhook("tenant-corrupt")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.NewDelivery(w, "workflow.completed")
+	if _, err := s.Enqueue(ctx, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("webhooks")).Put([]byte(w.ID), []byte{1, 200, 200, 200}); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("deliveries")).Put([]byte(d.ID), []byte{1, 1, 0xff})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.GetWebhook(ctx, w.ID); err == nil {
+		t.Error("GetWebhook of a corrupt record: no error")
+	}
+	if _, err := s.GetDelivery(ctx, d.ID); err == nil {
+		t.Error("GetDelivery of a corrupt record: no error")
+	}
+	if _, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 10}); err == nil {
+		t.Error("ListDeliveries over a corrupt record: no error")
+	}
+	if _, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base, Limit: 10, Lease: time.Minute, Owner: "o"}); err == nil {
+		t.Error("Claim of a corrupt record: no error")
+	}
+}
+
+// TestClaimEarlierNow checks that a claim whose Now is earlier than a
+// previous claim's (clocks of two processes, or a test) never takes a lease
+// that is live at its own Now, even after a later claim moved the expired
+// lease back to the due index.
+func TestClaimEarlierNow(t *testing.T) {
+	ctx := t.Context()
+	s, _ := open(t, &boltstore.Options{NoSync: true})
+	w := storetest.NewWebhook("tenant-clock")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.NewDelivery(w, "workflow.completed")
+	if _, err := s.Enqueue(ctx, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(now time.Time, owner string) []*store.Delivery {
+		t.Helper()
+		got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 10, Lease: time.Minute, Owner: owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	base := storetest.Base
+	if got := claim(base, "a"); len(got) != 1 {
+		t.Fatalf("first claim = %d", len(got))
+	}
+	// A claim at base+2m moves a's expired lease back and takes it ...
+	if got := claim(base.Add(2*time.Minute), "b"); len(got) != 1 {
+		t.Fatalf("claim after expiry = %d", len(got))
+	}
+	// ... b's lease (until base+3m) is live at base+30s and at base+2m30s.
+	if got := claim(base.Add(150*time.Second), "c"); len(got) != 0 {
+		t.Fatalf("claim under b's live lease took %q", idsOf(got))
+	}
+	// Force the index to hold b's expired lease: a sweep at base+4m with a
+	// SkipWebhooks that leaves it in due, then a claim back at base+2m30s.
+	if got, err := s.Claim(ctx, store.ClaimParams{Now: base.Add(4 * time.Minute), Limit: 10, Lease: time.Minute, Owner: "x", SkipWebhooks: []string{w.ID}}); err != nil || len(got) != 0 {
+		t.Fatalf("skipping claim = %d, %v", len(got), err)
+	}
+	if got := claim(base.Add(150*time.Second), "c"); len(got) != 0 {
+		t.Fatalf("claim with an earlier Now took %q under b's live lease", idsOf(got))
+	}
+	got, err := s.GetDelivery(ctx, d.ID)
+	if err != nil || got.LeaseOwner != "b" {
+		t.Fatalf("lease owner %q, %v; want b", got.LeaseOwner, err)
+	}
+	// b may still complete: nobody else claimed it.
+	err = s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "b", Attempt: storetest.NewAttempt(d.ID, 1, 200), Status: store.StatusSuccess, Now: base.Add(5 * time.Minute)})
+	if err != nil {
+		t.Fatalf("Complete by the owner of an expired, unclaimed lease: %v", err)
+	}
+}
+
+// TestClosed checks Close's contract beyond the suite: Close waits for
+// nothing and a closed store answers ErrClosed, not a bbolt error.
+func TestClosed(t *testing.T) {
+	s, _ := open(t, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Ping after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Enqueue(context.Background(), nil); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("empty Enqueue after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestGroupCommit runs many concurrent Enqueue calls, a third of them bound
+// to fail, so failing and succeeding calls share transactions: each call
+// gets its own answer, and exactly the successful ones are stored, durably.
+func TestGroupCommit(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, nil)
+	w := storetest.NewWebhook("tenant-group")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	const n = 96
+	errs := make([]error, n)
+	batches := make([][]*store.Delivery, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		batch := []*store.Delivery{storetest.NewDelivery(w, "workflow.completed"), storetest.NewDelivery(w, "agent.error")}
+		if i%3 == 0 {
+			batch[1].WebhookID = storetest.NewID("wh_") // unknown: the whole call fails
+		}
+		batches[i] = batch
+		wg.Go(func() { _, errs[i] = s.Enqueue(ctx, batch) })
+	}
+	wg.Wait()
+	want := 0
+	for i, err := range errs {
+		switch {
+		case i%3 == 0 && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("call %d: %v, want ErrNotFound", i, err)
+		case i%3 != 0 && err != nil:
+			t.Errorf("call %d: %v", i, err)
+		case i%3 != 0:
+			want += 2
+		}
+	}
+	s.Close()
+	s, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, batch := range batches {
+		_, err := s.GetDelivery(ctx, batch[0].ID)
+		if i%3 == 0 && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("call %d failed but its first delivery is stored (%v)", i, err)
+		}
+		if i%3 != 0 && err != nil {
+			t.Errorf("call %d succeeded but its delivery is missing after reopening: %v", i, err)
+		}
+	}
+	c, err := s.CountDeliveries(ctx, w.ID)
+	if err != nil || c != (store.Counts{Pending: int64(want)}) {
+		t.Errorf("CountDeliveries = %+v, %v; want %d pending", c, err, want)
+	}
+}

@@ -1,0 +1,426 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Records are stored in a compact binary format: a version byte, then the
+// fields in a fixed order, each as a uvarint length + bytes (strings and byte
+// slices), a varint (integers) or 8 fixed bytes (floats). A time is a varint
+// of Unix seconds and a uvarint of nanoseconds; the zero time has its own
+// one-byte form so it round-trips as the zero time. Decoding checks every
+// length against what is left and reports a corrupt record as an error, never
+// a panic; every string and slice it returns is a copy, never memory owned by
+// bbolt.
+
+// Record format versions, the first byte of every record.
+const (
+	webhookV1  = 1
+	deliveryV1 = 1
+	attemptV1  = 1
+)
+
+// errCorrupt reports a stored record the decoder cannot read.
+var errCorrupt = errors.New("boltstore: corrupt record")
+
+// enc appends fields to a buffer.
+type enc struct{ b []byte }
+
+func (e *enc) byte(v byte)      { e.b = append(e.b, v) }
+func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *enc) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
+func (e *enc) float(f float64)  { e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(f)) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+}
+
+func (e *enc) time(t time.Time) {
+	if t.IsZero() {
+		e.byte(0)
+		return
+	}
+	e.byte(1)
+	e.varint(t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+}
+
+func (e *enc) header(h http.Header) {
+	e.uvarint(uint64(len(h)))
+	for _, k := range slices.Sorted(mapKeys(h)) {
+		e.str(k)
+		vs := h[k]
+		e.uvarint(uint64(len(vs)))
+		for _, v := range vs {
+			e.str(v)
+		}
+	}
+}
+
+func mapKeys[V any](m map[string]V) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// dec reads fields from a buffer; after the first error every read returns
+// a zero value and err stays set.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *dec) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// int reads a varint that must fit an int.
+func (d *dec) int() int {
+	v := d.varint()
+	if v > math.MaxInt || v < math.MinInt {
+		d.fail()
+		return 0
+	}
+	return int(v)
+}
+
+// raw returns the next length-prefixed field without copying it.
+func (d *dec) raw() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) str() string { return string(d.raw()) }
+
+// bytes returns a copy of the next length-prefixed field; nil when empty.
+func (d *dec) bytes() []byte {
+	r := d.raw()
+	if len(r) == 0 {
+		return nil
+	}
+	return slices.Clone(r)
+}
+
+func (d *dec) float() float64 {
+	if len(d.b) < 8 {
+		d.fail()
+		return 0
+	}
+	v := math.Float64frombits(binary.BigEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *dec) bool() bool { return d.byte() == 1 }
+
+func (d *dec) time() time.Time {
+	switch d.byte() {
+	case 0:
+		return time.Time{}
+	case 1:
+		sec := d.varint()
+		nsec := d.uvarint()
+		if nsec >= 1e9 {
+			d.fail()
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	default:
+		d.fail()
+		return time.Time{}
+	}
+}
+
+// count reads a collection length; each element takes at least size bytes, so
+// a length larger than what is left is corrupt (and cannot make us allocate
+// a huge slice).
+func (d *dec) count(size int) int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)/size) {
+		d.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (d *dec) header() http.Header {
+	n := d.count(2)
+	if n == 0 {
+		return nil
+	}
+	h := make(http.Header, n)
+	for range n {
+		k := d.str()
+		m := d.count(1)
+		vs := make([]string, 0, m)
+		for range m {
+			vs = append(vs, d.str())
+		}
+		if d.err != nil {
+			return nil
+		}
+		h[k] = vs
+	}
+	return h
+}
+
+func (d *dec) version(want byte) {
+	if v := d.byte(); v != want && d.err == nil {
+		d.err = fmt.Errorf("%w: format version %d, want %d", errCorrupt, v, want)
+	}
+}
+
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCorrupt
+	}
+	return d.err
+}
+
+func encodeWebhook(w *store.Webhook) []byte {
+	e := enc{b: make([]byte, 0, 256)}
+	e.byte(webhookV1)
+	e.str(w.ID)
+	e.str(w.Tenant)
+	e.str(w.URL)
+	e.uvarint(uint64(len(w.Events)))
+	for _, ev := range w.Events {
+		e.str(ev)
+	}
+	e.str(w.Description)
+	e.bool(w.Active)
+	e.str(w.DisabledReason)
+	e.uvarint(uint64(len(w.Secrets)))
+	for _, s := range w.Secrets {
+		e.str(s.Value)
+		e.time(s.ExpiresAt)
+	}
+	e.uvarint(uint64(len(w.Headers)))
+	for _, k := range slices.Sorted(mapKeys(w.Headers)) {
+		e.str(k)
+		e.str(w.Headers[k])
+	}
+	e.varint(int64(w.MaxAttempts))
+	e.float(w.RateLimit)
+	e.time(w.CreatedAt)
+	e.time(w.UpdatedAt)
+	return e.b
+}
+
+func decodeWebhook(b []byte) (*store.Webhook, error) {
+	d := dec{b: b}
+	d.version(webhookV1)
+	w := &store.Webhook{ID: d.str(), Tenant: d.str(), URL: d.str()}
+	if n := d.count(1); n > 0 {
+		w.Events = make([]string, 0, n)
+		for range n {
+			w.Events = append(w.Events, d.str())
+		}
+	}
+	w.Description = d.str()
+	w.Active = d.bool()
+	w.DisabledReason = d.str()
+	if n := d.count(2); n > 0 {
+		w.Secrets = make([]store.Secret, 0, n)
+		for range n {
+			w.Secrets = append(w.Secrets, store.Secret{Value: d.str(), ExpiresAt: d.time()})
+		}
+	}
+	if n := d.count(2); n > 0 {
+		w.Headers = make(map[string]string, n)
+		for range n {
+			k := d.str()
+			w.Headers[k] = d.str()
+		}
+	}
+	w.MaxAttempts = d.int()
+	w.RateLimit = d.float()
+	w.CreatedAt = d.time()
+	w.UpdatedAt = d.time()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Status codes in a delivery record.
+const (
+	codePending byte = 1
+	codeSuccess byte = 2
+	codeFailed  byte = 3
+)
+
+func statusCode(s store.Status) byte {
+	switch s {
+	case store.StatusSuccess:
+		return codeSuccess
+	case store.StatusFailed:
+		return codeFailed
+	default:
+		return codePending
+	}
+}
+
+func statusOf(c byte) (store.Status, bool) {
+	switch c {
+	case codePending:
+		return store.StatusPending, true
+	case codeSuccess:
+		return store.StatusSuccess, true
+	case codeFailed:
+		return store.StatusFailed, true
+	}
+	return "", false
+}
+
+// encodeDelivery writes the fields a listing filters on (status, event type)
+// first, so peekDelivery can filter without decoding the body.
+func encodeDelivery(x *store.Delivery) []byte {
+	e := enc{b: make([]byte, 0, 160+len(x.Body))}
+	e.byte(deliveryV1)
+	e.byte(statusCode(x.Status))
+	e.str(x.EventType)
+	e.str(x.ID)
+	e.str(x.WebhookID)
+	e.str(x.EventID)
+	e.str(x.Tenant)
+	e.varint(int64(x.Attempts))
+	e.varint(int64(x.RoundAttempts))
+	e.time(x.NextAttemptAt)
+	e.str(x.LeaseOwner)
+	e.time(x.LeaseExpiresAt)
+	e.varint(int64(x.LastStatusCode))
+	e.str(x.LastError)
+	e.time(x.CreatedAt)
+	e.time(x.UpdatedAt)
+	e.bytes(x.Body)
+	return e.b
+}
+
+// peekDelivery reads a delivery record's status and event type; the event
+// type aliases b and is valid only while b is.
+func peekDelivery(b []byte) (store.Status, []byte, error) {
+	d := dec{b: b}
+	d.version(deliveryV1)
+	st, ok := statusOf(d.byte())
+	et := d.raw()
+	if d.err == nil && !ok {
+		d.fail()
+	}
+	return st, et, d.err
+}
+
+func decodeDelivery(b []byte) (*store.Delivery, error) {
+	d := dec{b: b}
+	d.version(deliveryV1)
+	st, ok := statusOf(d.byte())
+	if !ok {
+		d.fail()
+	}
+	x := &store.Delivery{Status: st, EventType: d.str(), ID: d.str(), WebhookID: d.str(), EventID: d.str(), Tenant: d.str()}
+	x.Attempts = d.int()
+	x.RoundAttempts = d.int()
+	x.NextAttemptAt = d.time()
+	x.LeaseOwner = d.str()
+	x.LeaseExpiresAt = d.time()
+	x.LastStatusCode = d.int()
+	x.LastError = d.str()
+	x.CreatedAt = d.time()
+	x.UpdatedAt = d.time()
+	x.Body = d.bytes()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+func encodeAttempt(a *store.Attempt) []byte {
+	e := enc{b: make([]byte, 0, 256+len(a.ResponseBody))}
+	e.byte(attemptV1)
+	e.str(a.DeliveryID)
+	e.varint(int64(a.Number))
+	e.time(a.StartedAt)
+	e.varint(int64(a.Duration))
+	e.str(a.RequestURL)
+	e.header(a.RequestHeaders)
+	e.varint(int64(a.ResponseStatus))
+	e.header(a.ResponseHeaders)
+	e.bytes(a.ResponseBody)
+	e.str(string(a.ErrorClass))
+	e.str(a.Error)
+	return e.b
+}
+
+func decodeAttempt(b []byte) (*store.Attempt, error) {
+	d := dec{b: b}
+	d.version(attemptV1)
+	a := &store.Attempt{DeliveryID: d.str(), Number: d.int(), StartedAt: d.time()}
+	a.Duration = time.Duration(d.varint())
+	a.RequestURL = d.str()
+	a.RequestHeaders = d.header()
+	a.ResponseStatus = d.int()
+	a.ResponseHeaders = d.header()
+	a.ResponseBody = d.bytes()
+	a.ErrorClass = store.ErrorClass(d.str())
+	a.Error = d.str()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}

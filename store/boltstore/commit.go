@@ -1,0 +1,116 @@
+package boltstore
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group commit. bbolt serialises writers and each commit pays an fsync, so
+// concurrent writers queue behind each other's fsyncs. Enqueue and Complete
+// go through a committer instead: the first writer to arrive becomes the
+// leader and commits at once; writers that arrive while it commits queue up,
+// and the next leader (the oldest of them) runs them all in one transaction,
+// one fsync. A lone writer waits for nobody; under load, transactions grow
+// with the load. Unlike bbolt's DB.Batch there is no timer.
+//
+// Every call still succeeds or fails on its own: when a call's function
+// returns an error, the shared transaction is rolled back, that call gets
+// its error, and the others run again without it (in the same order, so
+// each sees the state the calls before it left). A call returns only after
+// the commit that holds its writes.
+
+type committer struct {
+	mu      sync.Mutex
+	queue   []*commitCall
+	running bool // a leader is committing
+}
+
+type commitCall struct {
+	fn func(tx *bolt.Tx) error
+	// ch receives either the call's result or, at most once before that,
+	// the order to lead the next round.
+	ch chan commitMsg
+}
+
+type commitMsg struct {
+	lead bool
+	err  error
+}
+
+// write runs fn in a write transaction that may be shared with other
+// concurrent write calls. fn may run more than once (after another call's
+// failure), so it must set its results only from what it reads in tx.
+func (s *Store) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
+	c := &commitCall{fn: fn, ch: make(chan commitMsg, 1)}
+	g := &s.commits
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	lead := !g.running
+	g.running = true
+	g.mu.Unlock()
+	for {
+		if lead {
+			s.lead()
+		}
+		m := <-c.ch
+		if !m.lead {
+			return mapErr(m.err)
+		}
+		lead = true
+	}
+}
+
+// lead commits the queued calls, then hands leadership to the oldest call
+// that arrived meanwhile, or ends it.
+func (s *Store) lead() {
+	g := &s.commits
+	g.mu.Lock()
+	batch := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+
+	s.commitBatch(batch)
+
+	g.mu.Lock()
+	if len(g.queue) == 0 {
+		g.running = false
+		g.mu.Unlock()
+		return
+	}
+	next := g.queue[0]
+	g.mu.Unlock()
+	next.ch <- commitMsg{lead: true}
+}
+
+// commitBatch runs the calls in one transaction and delivers each result.
+func (s *Store) commitBatch(batch []*commitCall) {
+	for len(batch) > 0 {
+		failed, ferr := -1, error(nil)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range batch {
+				if err := c.fn(tx); err != nil {
+					failed, ferr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].ch <- commitMsg{err: ferr}
+			batch = slices.Delete(batch, failed, failed+1)
+			continue
+		}
+		for _, c := range batch {
+			c.ch <- commitMsg{err: err}
+		}
+		return
+	}
+}

@@ -1,0 +1,669 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Enqueue stores the deliveries in one transaction: all or none. A delivery
+// whose (EventID, WebhookID) is already stored, or earlier in ds, is not
+// stored again; its slot in the result holds the stored delivery's id.
+func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	for i, d := range ds {
+		switch {
+		case d == nil:
+			return nil, invalid("delivery %d is nil", i)
+		case d.ID == "", d.WebhookID == "", d.EventID == "", d.EventType == "", d.Tenant == "":
+			return nil, invalid("delivery %d lacks an id, webhook id, event id, event type or tenant", i)
+		case d.Status != "" && d.Status != store.StatusPending:
+			return nil, invalid("delivery %d has status %q, want pending", i, d.Status)
+		}
+	}
+	if len(ds) == 0 {
+		end, err := s.begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		end()
+		return []string{}, nil
+	}
+	now := s.clock()
+	var ids []string
+	err := s.write(ctx, func(tx *bolt.Tx) error {
+		ids = make([]string, len(ds))
+		var (
+			tenants    = make(map[string]string, 1) // webhook id -> tenant
+			cnt        = make(counts, 1)
+			deliveries = tx.Bucket(bDeliveries)
+			dedup      = tx.Bucket(bDedup)
+		)
+		for i, in := range ds {
+			tenant, ok := tenants[in.WebhookID]
+			if !ok {
+				w, err := getWebhook(tx, in.WebhookID)
+				if err != nil {
+					return err
+				}
+				tenant = w.Tenant
+				tenants[in.WebhookID] = tenant
+			}
+			if tenant != in.Tenant {
+				return invalid("delivery %q: webhook %q belongs to another tenant", in.ID, in.WebhookID)
+			}
+			dk := pairKey(in.EventID, in.WebhookID)
+			if v := dedup.Get(dk); v != nil {
+				ids[i] = string(v)
+				continue
+			}
+			if deliveries.Get([]byte(in.ID)) != nil {
+				return fmt.Errorf("boltstore: delivery %q: %w", in.ID, store.ErrConflict)
+			}
+			d := store.Delivery{
+				ID: in.ID, WebhookID: in.WebhookID, EventID: in.EventID, EventType: in.EventType,
+				Tenant: in.Tenant, Body: in.Body, Status: store.StatusPending,
+				NextAttemptAt: in.NextAttemptAt, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
+			}
+			if d.CreatedAt.IsZero() {
+				d.CreatedAt = now
+			}
+			if d.UpdatedAt.IsZero() {
+				d.UpdatedAt = d.CreatedAt
+			}
+			if d.NextAttemptAt.IsZero() {
+				d.NextAttemptAt = d.CreatedAt
+			}
+			id := []byte(d.ID)
+			if err := deliveries.Put(id, encodeDelivery(&d)); err != nil {
+				return err
+			}
+			if err := dedup.Put(dk, id); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bDelTenant).Put(pairKey(d.Tenant, d.ID), nil); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bDelWebhook).Put(pairKey(d.WebhookID, d.ID), nil); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID)); err != nil {
+				return err
+			}
+			cnt.add(d.WebhookID, store.StatusPending, 1)
+			ids[i] = d.ID
+		}
+		return cnt.flush(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// getDelivery reads a delivery in tx; ErrNotFound when absent.
+func getDelivery(tx *bolt.Tx, id string) (*store.Delivery, error) {
+	v := tx.Bucket(bDeliveries).Get([]byte(id))
+	if v == nil {
+		return nil, notFound("delivery", id)
+	}
+	d, err := decodeDelivery(v)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: delivery %q: %w", id, err)
+	}
+	return d, nil
+}
+
+func putDelivery(tx *bolt.Tx, d *store.Delivery) error {
+	return tx.Bucket(bDeliveries).Put([]byte(d.ID), encodeDelivery(d))
+}
+
+// leasedValue is the value of a leased-index entry: the delivery's
+// NextAttemptAt (so an expired lease moves back to due without decoding the
+// record) and its webhook id.
+func leasedValue(d *store.Delivery) []byte {
+	return append(appendTime(make([]byte, 0, timeKeyLen+len(d.WebhookID)), d.NextAttemptAt), d.WebhookID...)
+}
+
+// unindexPending removes a pending delivery from the due or leased index,
+// wherever it is.
+func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
+	if err := tx.Bucket(bDue).Delete(timeKey(d.NextAttemptAt, d.ID)); err != nil {
+		return err
+	}
+	if !d.LeaseExpiresAt.IsZero() {
+		return tx.Bucket(bLeased).Delete(timeKey(d.LeaseExpiresAt, d.ID))
+	}
+	return nil
+}
+
+// indexState puts a delivery in the index of its state: due when pending
+// (it must hold no live lease), finished otherwise.
+func indexState(tx *bolt.Tx, d *store.Delivery) error {
+	if d.Status == store.StatusPending {
+		return tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
+	}
+	return tx.Bucket(bFinished).Put(timeKey(d.UpdatedAt, d.ID), nil)
+}
+
+// unindexState removes a delivery from the index of its state.
+func unindexState(tx *bolt.Tx, d *store.Delivery) error {
+	if d.Status == store.StatusPending {
+		return unindexPending(tx, d)
+	}
+	return tx.Bucket(bFinished).Delete(timeKey(d.UpdatedAt, d.ID))
+}
+
+// deleteDelivery removes a delivery, its index entries and its attempts;
+// cnt (when not nil) records the change of counts.
+func deleteDelivery(tx *bolt.Tx, id string, cnt counts) error {
+	d, err := getDelivery(tx, id)
+	if err != nil {
+		return err
+	}
+	if err := unindexState(tx, d); err != nil {
+		return err
+	}
+	for _, del := range []struct {
+		bucket []byte
+		key    []byte
+	}{
+		{bDeliveries, []byte(id)},
+		{bDelTenant, pairKey(d.Tenant, id)},
+		{bDelWebhook, pairKey(d.WebhookID, id)},
+	} {
+		if err := tx.Bucket(del.bucket).Delete(del.key); err != nil {
+			return err
+		}
+	}
+	// The dedup entry names this delivery unless a corrupt file says otherwise.
+	dk := pairKey(d.EventID, d.WebhookID)
+	if v := tx.Bucket(bDedup).Get(dk); string(v) == id {
+		if err := tx.Bucket(bDedup).Delete(dk); err != nil {
+			return err
+		}
+	}
+	ab := tx.Bucket(bAttempts)
+	pfx := prefix(id)
+	var keys [][]byte
+	c := ab.Cursor()
+	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := ab.Delete(k); err != nil {
+			return err
+		}
+	}
+	if cnt != nil {
+		cnt.add(d.WebhookID, d.Status, -1)
+	}
+	return nil
+}
+
+// Claim leases up to p.Limit due deliveries not under a live lease, oldest
+// NextAttemptAt first (ties by id), in one transaction, so two claimers
+// never receive the same delivery while its lease is live. It reads
+// O(log n + k) index entries; see the package documentation.
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
+	switch {
+	case p.Now.IsZero():
+		return nil, invalid("claim without Now")
+	case p.Limit < 1 || p.Limit > store.MaxPageLimit:
+		return nil, invalid("claim limit %d outside 1..%d", p.Limit, store.MaxPageLimit)
+	case p.Lease <= 0:
+		return nil, invalid("claim lease %v is not positive", p.Lease)
+	case p.Owner == "":
+		return nil, invalid("claim without owner")
+	}
+	var skip map[string]bool
+	if len(p.SkipWebhooks) > 0 {
+		skip = make(map[string]bool, len(p.SkipWebhooks))
+		for _, id := range p.SkipWebhooks {
+			skip[id] = true
+		}
+	}
+	nowKey := appendTime(nil, p.Now)
+	expires := p.Now.Add(p.Lease)
+	var out []*store.Delivery
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		due, leased := tx.Bucket(bDue), tx.Bucket(bLeased)
+
+		// 1. Move the leases that expired by Now back to due.
+		var expired [][2][]byte
+		c := leased.Cursor()
+		for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], nowKey) <= 0; k, v = c.Next() {
+			if len(k) < timeKeyLen || len(v) < timeKeyLen {
+				return fmt.Errorf("boltstore: leased index: %w", errCorrupt)
+			}
+			expired = append(expired, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+		}
+		for _, e := range expired {
+			k, v := e[0], e[1]
+			dk := append(bytes.Clone(v[:timeKeyLen]), k[timeKeyLen:]...)
+			if err := due.Put(dk, v[timeKeyLen:]); err != nil {
+				return err
+			}
+			if err := leased.Delete(k); err != nil {
+				return err
+			}
+		}
+
+		// 2. Take the first Limit due deliveries.
+		var keys [][]byte
+		c = due.Cursor()
+		for k, v := c.First(); k != nil && len(out) < p.Limit; k, v = c.Next() {
+			if len(k) < timeKeyLen {
+				return fmt.Errorf("boltstore: due index: %w", errCorrupt)
+			}
+			if bytes.Compare(k[:timeKeyLen], nowKey) > 0 {
+				break
+			}
+			if skip[string(v)] {
+				continue
+			}
+			d, err := getDelivery(tx, string(k[timeKeyLen:]))
+			if err != nil {
+				return err
+			}
+			if d.LeaseOwner != "" && d.LeaseExpiresAt.After(p.Now) {
+				continue // live at this Now: a claim with an earlier Now than a previous sweep
+			}
+			keys = append(keys, bytes.Clone(k))
+			out = append(out, d)
+		}
+		for i, d := range out {
+			if err := due.Delete(keys[i]); err != nil {
+				return err
+			}
+			d.LeaseOwner, d.LeaseExpiresAt = p.Owner, expires
+			if err := putDelivery(tx, d); err != nil {
+				return err
+			}
+			if err := leased.Put(timeKey(expires, d.ID), leasedValue(d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Complete appends p.Attempt to the delivery's log and moves it to
+// p.Status, releasing the lease, in one transaction. With DisableWebhook it
+// also deactivates the webhook and fails its other pending deliveries.
+func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
+	switch {
+	case p.DeliveryID == "":
+		return invalid("complete without delivery id")
+	case p.Owner == "":
+		return invalid("complete without owner")
+	case p.Attempt == nil:
+		return invalid("complete without attempt")
+	case !p.Status.Valid():
+		return invalid("complete with status %q", p.Status)
+	case p.Status == store.StatusPending && p.NextAttemptAt.IsZero():
+		return invalid("pending without NextAttemptAt")
+	case p.Now.IsZero():
+		return invalid("complete without Now")
+	case p.Attempt.DeliveryID != "" && p.Attempt.DeliveryID != p.DeliveryID:
+		return invalid("attempt of delivery %q completes %q", p.Attempt.DeliveryID, p.DeliveryID)
+	}
+	a := *p.Attempt
+	a.DeliveryID = p.DeliveryID
+	attempt := encodeAttempt(&a)
+	return s.write(ctx, func(tx *bolt.Tx) error {
+		d, err := getDelivery(tx, p.DeliveryID)
+		if err != nil {
+			return err
+		}
+		if d.Status != store.StatusPending || d.LeaseOwner != p.Owner {
+			return fmt.Errorf("boltstore: delivery %q: %w", d.ID, store.ErrLeaseLost)
+		}
+		if a.Number != d.Attempts+1 {
+			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", d.ID, a.Number, d.Attempts, store.ErrConflict)
+		}
+		if err := unindexPending(tx, d); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bAttempts).Put(attemptKey(d.ID, a.Number), attempt); err != nil {
+			return err
+		}
+		cnt := make(counts, 1)
+		cnt.move(d.WebhookID, d.Status, p.Status)
+		d.Attempts++
+		d.RoundAttempts++
+		d.LastStatusCode, d.LastError = a.ResponseStatus, a.Error
+		d.Status = p.Status
+		if p.Status == store.StatusPending {
+			d.NextAttemptAt = p.NextAttemptAt
+		}
+		d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
+		d.UpdatedAt = p.Now
+		if err := putDelivery(tx, d); err != nil {
+			return err
+		}
+		if err := indexState(tx, d); err != nil {
+			return err
+		}
+		if p.DisableWebhook != "" {
+			if err := disableWebhook(tx, d.WebhookID, d.ID, p.DisableWebhook, p.Now, cnt); err != nil {
+				return err
+			}
+		}
+		return cnt.flush(tx)
+	})
+}
+
+// disableWebhook deactivates a webhook and fails its pending deliveries
+// other than except.
+func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time, cnt counts) error {
+	w, err := getWebhook(tx, webhookID)
+	if err != nil {
+		return err
+	}
+	w.Active, w.DisabledReason, w.UpdatedAt = false, reason, now
+	if err := tx.Bucket(bWebhooks).Put([]byte(w.ID), encodeWebhook(w)); err != nil {
+		return err
+	}
+	deliveries := tx.Bucket(bDeliveries)
+	pfx := prefix(webhookID)
+	var pending []string
+	c := tx.Bucket(bDelWebhook).Cursor()
+	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+		id := k[len(pfx):]
+		if string(id) == except {
+			continue
+		}
+		st, _, err := peekDelivery(deliveries.Get(id))
+		if err != nil {
+			return fmt.Errorf("boltstore: delivery %q: %w", id, err)
+		}
+		if st == store.StatusPending {
+			pending = append(pending, string(id))
+		}
+	}
+	for _, id := range pending {
+		d, err := getDelivery(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := unindexPending(tx, d); err != nil {
+			return err
+		}
+		cnt.move(d.WebhookID, d.Status, store.StatusFailed)
+		d.Status, d.LastError = store.StatusFailed, reason
+		d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
+		d.UpdatedAt = now
+		if err := putDelivery(tx, d); err != nil {
+			return err
+		}
+		if err := indexState(tx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Release clears p.Owner's leases on the given deliveries, which stay due
+// at their NextAttemptAt; other ids are ignored.
+func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
+	if p.Owner == "" {
+		return invalid("release without owner")
+	}
+	for _, id := range p.IDs {
+		if id == "" {
+			return invalid("release of an empty id")
+		}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		for _, id := range p.IDs {
+			v := tx.Bucket(bDeliveries).Get([]byte(id))
+			if v == nil {
+				continue
+			}
+			d, err := decodeDelivery(v)
+			if err != nil {
+				return fmt.Errorf("boltstore: delivery %q: %w", id, err)
+			}
+			if d.Status != store.StatusPending || d.LeaseOwner != p.Owner {
+				continue
+			}
+			if err := unindexPending(tx, d); err != nil {
+				return err
+			}
+			d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
+			if err := putDelivery(tx, d); err != nil {
+				return err
+			}
+			if err := indexState(tx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetDelivery returns a copy of one delivery.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	if id == "" {
+		return nil, invalid("empty delivery id")
+	}
+	var d *store.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		d, err = getDelivery(tx, id)
+		return err
+	})
+	return d, err
+}
+
+// ListDeliveries returns up to p.Limit of the tenant's deliveries matching
+// the filters, newest first, and the cursor of the next page ("" when this
+// page holds the last one). It walks the tenant's (or, with WebhookID, the
+// webhook's) index backwards from the cursor; Status and EventType filter
+// what it walks.
+func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams) ([]*store.Delivery, string, error) {
+	switch {
+	case p.Tenant == "":
+		return nil, "", invalid("listing without tenant")
+	case p.Limit < 1 || p.Limit > store.MaxPageLimit:
+		return nil, "", invalid("limit %d outside 1..%d", p.Limit, store.MaxPageLimit)
+	case p.Status != "" && !p.Status.Valid():
+		return nil, "", invalid("unknown status %q", p.Status)
+	}
+	after, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var (
+		page []*store.Delivery
+		next string
+	)
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		page, next = nil, ""
+		idx, pfx := tx.Bucket(bDelTenant), prefix(p.Tenant)
+		if p.WebhookID != "" {
+			v := tx.Bucket(bWebhooks).Get([]byte(p.WebhookID))
+			if v == nil {
+				return nil
+			}
+			w, err := decodeWebhook(v)
+			if err != nil {
+				return fmt.Errorf("boltstore: webhook %q: %w", p.WebhookID, err)
+			}
+			if w.Tenant != p.Tenant {
+				return nil
+			}
+			idx, pfx = tx.Bucket(bDelWebhook), prefix(p.WebhookID)
+		}
+		deliveries := tx.Bucket(bDeliveries)
+		steps := 0
+		return walkBack(idx.Cursor(), pfx, after, func(id, _ []byte) (bool, error) {
+			if steps++; steps%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return false, fmt.Errorf("boltstore: %w", err)
+				}
+			}
+			v := deliveries.Get(id)
+			if v == nil {
+				return true, nil
+			}
+			st, et, err := peekDelivery(v)
+			if err != nil {
+				return false, fmt.Errorf("boltstore: delivery %q: %w", id, err)
+			}
+			if (p.Status != "" && st != p.Status) || (p.EventType != "" && string(et) != p.EventType) {
+				return true, nil
+			}
+			if len(page) == p.Limit {
+				next = encodeCursor(page[len(page)-1].ID)
+				return false, nil
+			}
+			d, err := decodeDelivery(v)
+			if err != nil {
+				return false, fmt.Errorf("boltstore: delivery %q: %w", id, err)
+			}
+			page = append(page, d)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return page, next, nil
+}
+
+// ListAttempts returns copies of a delivery's attempts in order.
+func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.Attempt, error) {
+	if deliveryID == "" {
+		return nil, invalid("empty delivery id")
+	}
+	var out []*store.Attempt
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		if tx.Bucket(bDeliveries).Get([]byte(deliveryID)) == nil {
+			return notFound("delivery", deliveryID)
+		}
+		pfx := prefix(deliveryID)
+		c := tx.Bucket(bAttempts).Cursor()
+		for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+			a, err := decodeAttempt(v)
+			if err != nil {
+				return fmt.Errorf("boltstore: attempt of %q: %w", deliveryID, err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Redeliver makes a finished delivery pending, due at p.Now, with a fresh
+// retry budget, and returns it. ErrConflict when it is pending.
+func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.Delivery, error) {
+	if p.ID == "" {
+		return nil, invalid("empty delivery id")
+	}
+	if p.Now.IsZero() {
+		return nil, invalid("redeliver without Now")
+	}
+	var out *store.Delivery
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		d, err := getDelivery(tx, p.ID)
+		if err != nil {
+			return err
+		}
+		if d.Status == store.StatusPending {
+			return fmt.Errorf("boltstore: delivery %q is pending: %w", d.ID, store.ErrConflict)
+		}
+		if err := unindexState(tx, d); err != nil {
+			return err
+		}
+		cnt := make(counts, 1)
+		cnt.move(d.WebhookID, d.Status, store.StatusPending)
+		d.Status, d.NextAttemptAt, d.RoundAttempts = store.StatusPending, p.Now, 0
+		d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
+		d.UpdatedAt = p.Now
+		if err := putDelivery(tx, d); err != nil {
+			return err
+		}
+		if err := indexState(tx, d); err != nil {
+			return err
+		}
+		out = d
+		return cnt.flush(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Purge removes up to p.Limit (0: all) finished deliveries last updated
+// before p.Before, with their attempts, oldest first, and returns how many.
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
+	if p.Before.IsZero() {
+		return 0, invalid("purge without Before")
+	}
+	if p.Limit < 0 {
+		return 0, invalid("purge limit %d is negative", p.Limit)
+	}
+	before := appendTime(nil, p.Before)
+	n := 0
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		var ids []string
+		c := tx.Bucket(bFinished).Cursor()
+		for k, _ := c.First(); k != nil && (p.Limit == 0 || len(ids) < p.Limit); k, _ = c.Next() {
+			if len(k) < timeKeyLen {
+				return fmt.Errorf("boltstore: finished index: %w", errCorrupt)
+			}
+			if bytes.Compare(k[:timeKeyLen], before) >= 0 {
+				break
+			}
+			ids = append(ids, string(k[timeKeyLen:]))
+		}
+		cnt := make(counts)
+		for i, id := range ids {
+			if i%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("boltstore: %w", err)
+				}
+			}
+			if err := deleteDelivery(tx, id, cnt); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		return cnt.flush(tx)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// CountDeliveries tallies one webhook's deliveries by status from counters
+// kept up to date by every write, without reading the deliveries.
+func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (store.Counts, error) {
+	if webhookID == "" {
+		return store.Counts{}, invalid("empty webhook id")
+	}
+	var c store.Counts
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bWebhooks).Get([]byte(webhookID)) == nil {
+			return notFound("webhook", webhookID)
+		}
+		c = readCounts(tx.Bucket(bCounts).Get([]byte(webhookID)))
+		return nil
+	})
+	return c, err
+}

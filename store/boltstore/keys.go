@@ -1,0 +1,75 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+)
+
+// Bucket names. See the package documentation for what each holds.
+var (
+	bWebhooks      = []byte("webhooks")
+	bWebhookTenant = []byte("webhooks_by_tenant")
+	bDeliveries    = []byte("deliveries")
+	bDelTenant     = []byte("deliveries_by_tenant")
+	bDelWebhook    = []byte("deliveries_by_webhook")
+	bDedup         = []byte("dedup")
+	bDue           = []byte("due")
+	bLeased        = []byte("leased")
+	bFinished      = []byte("finished")
+	bAttempts      = []byte("attempts")
+	bCounts        = []byte("counts")
+
+	allBuckets = [][]byte{bWebhooks, bWebhookTenant, bDeliveries, bDelTenant, bDelWebhook,
+		bDedup, bDue, bLeased, bFinished, bAttempts, bCounts}
+)
+
+// timeKeyLen is the length of an encoded time in an index key.
+const timeKeyLen = 12
+
+// appendTime appends t so that byte order is time order for every
+// representable time: the Unix seconds as a big-endian int64 with the sign
+// bit flipped, then the nanoseconds as a big-endian uint32. (Unix nanoseconds
+// in 8 bytes would overflow outside the years 1678-2262, which bad input can
+// reach.)
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+// timeKey is appendTime(t) followed by id: a key of the due, leased and
+// finished indexes.
+func timeKey(t time.Time, id string) []byte {
+	b := make([]byte, 0, timeKeyLen+len(id))
+	return append(appendTime(b, t), id...)
+}
+
+// prefix is a length-prefixed string: no prefix(a) is a prefix of
+// prefix(b)+anything unless a == b, whatever bytes a and b hold.
+func prefix(s string) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(s)+40)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// pairKey is prefix(a) followed by b.
+func pairKey(a, b string) []byte { return append(prefix(a), b...) }
+
+// attemptKey is prefix(deliveryID) followed by the big-endian attempt number,
+// so a delivery's attempts are adjacent and in order.
+func attemptKey(deliveryID string, n int) []byte {
+	return binary.BigEndian.AppendUint32(prefix(deliveryID), uint32(n))
+}
+
+// successor returns the smallest key greater than every key that starts with
+// p, or nil when there is none (p is all 0xff).
+func successor(p []byte) []byte {
+	s := bytes.Clone(p)
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] != 0xff {
+			s[i]++
+			return s[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// CreateWebhook stores a copy of w. It sets CreatedAt (when zero) to now and
+// UpdatedAt (when zero) to CreatedAt, and writes both back into w.
+// ErrConflict when the id is in use, ErrInvalid without an id or tenant.
+func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	switch {
+	case w == nil:
+		return invalid("nil webhook")
+	case w.ID == "":
+		return invalid("webhook without id")
+	case w.Tenant == "":
+		return invalid("webhook without tenant")
+	}
+	c := *w
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.clock()
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = c.CreatedAt
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bWebhooks)
+		if b.Get([]byte(c.ID)) != nil {
+			return fmt.Errorf("boltstore: webhook %q: %w", c.ID, store.ErrConflict)
+		}
+		if err := b.Put([]byte(c.ID), encodeWebhook(&c)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bWebhookTenant).Put(pairKey(c.Tenant, c.ID), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bCounts).Put([]byte(c.ID), encodeCounts(store.Counts{}))
+	})
+	if err != nil {
+		return err
+	}
+	w.CreatedAt, w.UpdatedAt = c.CreatedAt, c.UpdatedAt
+	return nil
+}
+
+// getWebhook reads a webhook in tx; ErrNotFound when absent.
+func getWebhook(tx *bolt.Tx, id string) (*store.Webhook, error) {
+	v := tx.Bucket(bWebhooks).Get([]byte(id))
+	if v == nil {
+		return nil, notFound("webhook", id)
+	}
+	w, err := decodeWebhook(v)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: webhook %q: %w", id, err)
+	}
+	return w, nil
+}
+
+// GetWebhook returns a copy of the webhook with the given id, of any tenant.
+func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+	if id == "" {
+		return nil, invalid("empty webhook id")
+	}
+	var w *store.Webhook
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		w, err = getWebhook(tx, id)
+		return err
+	})
+	return w, err
+}
+
+// ListWebhooks returns up to p.Limit of the tenant's webhooks, newest first,
+// and the cursor of the next page ("" when this page holds the last one).
+func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([]*store.Webhook, string, error) {
+	if p.Tenant == "" {
+		return nil, "", invalid("listing without tenant")
+	}
+	if p.Limit < 1 || p.Limit > store.MaxPageLimit {
+		return nil, "", invalid("limit %d outside 1..%d", p.Limit, store.MaxPageLimit)
+	}
+	after, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var (
+		page []*store.Webhook
+		next string
+	)
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		page, next = nil, ""
+		wb := tx.Bucket(bWebhooks)
+		return walkBack(tx.Bucket(bWebhookTenant).Cursor(), prefix(p.Tenant), after, func(id, _ []byte) (bool, error) {
+			if len(page) == p.Limit {
+				next = encodeCursor(page[len(page)-1].ID)
+				return false, nil
+			}
+			v := wb.Get(id)
+			if v == nil {
+				return true, nil
+			}
+			w, err := decodeWebhook(v)
+			if err != nil {
+				return false, fmt.Errorf("boltstore: webhook %q: %w", id, err)
+			}
+			page = append(page, w)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return page, next, nil
+}
+
+// UpdateWebhook replaces the stored webhook with a copy of w, keeping the
+// stored CreatedAt; UpdatedAt is set to now when zero. Both are written back
+// into w. ErrNotFound when no webhook has w's id and tenant.
+func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+	switch {
+	case w == nil:
+		return invalid("nil webhook")
+	case w.ID == "":
+		return invalid("webhook without id")
+	case w.Tenant == "":
+		return invalid("webhook without tenant")
+	}
+	c := *w
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = s.clock()
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		old, err := getWebhook(tx, c.ID)
+		if err != nil {
+			return err
+		}
+		if old.Tenant != c.Tenant {
+			return notFound("webhook", c.ID)
+		}
+		c.CreatedAt = old.CreatedAt
+		return tx.Bucket(bWebhooks).Put([]byte(c.ID), encodeWebhook(&c))
+	})
+	if err != nil {
+		return err
+	}
+	w.CreatedAt, w.UpdatedAt = c.CreatedAt, c.UpdatedAt
+	return nil
+}
+
+// DeleteWebhook removes the webhook with all its deliveries and their
+// attempts, in one transaction.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	if id == "" {
+		return invalid("empty webhook id")
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		w, err := getWebhook(tx, id)
+		if err != nil {
+			return err
+		}
+		var ids [][]byte
+		pfx := prefix(id)
+		c := tx.Bucket(bDelWebhook).Cursor()
+		for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+			ids = append(ids, bytes.Clone(k[len(pfx):]))
+		}
+		for i, did := range ids {
+			if i%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("boltstore: %w", err)
+				}
+			}
+			if err := deleteDelivery(tx, string(did), nil); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bWebhooks).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bWebhookTenant).Delete(pairKey(w.Tenant, id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bCounts).Delete([]byte(id))
+	})
+}
+
+// MatchWebhooks returns copies of the tenant's active webhooks subscribed to
+// eventType, oldest first.
+func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+	if tenant == "" {
+		return nil, invalid("match without tenant")
+	}
+	if eventType == "" {
+		return nil, invalid("match without event type")
+	}
+	var out []*store.Webhook
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		wb := tx.Bucket(bWebhooks)
+		pfx := prefix(tenant)
+		c := tx.Bucket(bWebhookTenant).Cursor()
+		for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+			v := wb.Get(k[len(pfx):])
+			if v == nil {
+				continue
+			}
+			w, err := decodeWebhook(v)
+			if err != nil {
+				return fmt.Errorf("boltstore: webhook %q: %w", k[len(pfx):], err)
+			}
+			if w.Active && store.MatchAny(w.Events, eventType) {
+				out = append(out, w)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// walkBack calls fn with the id suffix and value of each key of c that
+// starts with pfx, in descending order, starting strictly below pfx+after
+// (or at the last such key when after is ""), until fn returns false.
+func walkBack(c *bolt.Cursor, pfx []byte, after string, fn func(id, v []byte) (bool, error)) error {
+	var k, v []byte
+	var seek []byte
+	if after == "" {
+		seek = successor(pfx)
+	} else {
+		seek = append(bytes.Clone(pfx), after...)
+	}
+	if seek == nil {
+		k, v = c.Last()
+	} else if k, _ = c.Seek(seek); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, pfx); k, v = c.Prev() {
+		more, err := fn(k[len(pfx):], v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// cursorVersion is the first byte of a decoded cursor.
+const cursorVersion = 1
+
+// encodeCursor makes the opaque cursor of a page that ends at id.
+func encodeCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{cursorVersion}, id...))
+}
+
+// decodeCursor returns the id a cursor names ("" for the empty cursor);
+// ErrInvalid when it is not one encodeCursor made.
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	if err != nil || len(b) < 2 || b[0] != cursorVersion {
+		return "", invalid("malformed cursor")
+	}
+	return string(b[1:]), nil
+}

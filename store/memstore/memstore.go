@@ -1,0 +1,782 @@
+// Package memstore is an in-memory [store.Store] for tests, examples and
+// hosts that can afford to lose their queue on restart.
+//
+// It keeps every record in process memory behind one lock, copies records
+// in and out (a caller never shares memory with the store), and passes the
+// conformance suite in store/storetest. Claim walks a due-ordered index, so
+// its cost grows with the number of due deliveries, not with the size of the
+// queue.
+package memstore
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+// It is safe for concurrent use.
+type Store struct {
+	mu     sync.RWMutex
+	closed bool
+
+	webhooks       map[string]*store.Webhook
+	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
+
+	deliveries        map[string]*delRec
+	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
+	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
+	dedup             map[dedupKey]string
+	attempts          map[string][]*store.Attempt
+
+	claims *claimIndex
+}
+
+// delRec is a stored delivery with its place in the claim index.
+type delRec struct {
+	d  store.Delivery
+	qi int // index in its webhook's ready queue; -1 when not there
+	li int // index in the lease heap; -1 when not there
+}
+
+type dedupKey struct{ eventID, webhookID string }
+
+// New returns an empty, open Store.
+func New() *Store {
+	return &Store{
+		webhooks:          make(map[string]*store.Webhook),
+		tenantWebhooks:    make(map[string][]string),
+		deliveries:        make(map[string]*delRec),
+		tenantDeliveries:  make(map[string][]string),
+		webhookDeliveries: make(map[string][]string),
+		dedup:             make(map[dedupKey]string),
+		attempts:          make(map[string][]*store.Attempt),
+		claims:            newClaimIndex(),
+	}
+}
+
+// now is the time the store stamps on records whose caller left it zero:
+// UTC, truncated to microseconds like the other stores.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("memstore: "+format+": %w", append(args, store.ErrInvalid)...)
+}
+
+func notFound(kind, id string) error {
+	return fmt.Errorf("memstore: %s %q: %w", kind, id, store.ErrNotFound)
+}
+
+// begin checks ctx and takes the lock; the caller must call the returned
+// unlock when err is nil.
+func (s *Store) begin(ctx context.Context, write bool) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	if write {
+		s.mu.Lock()
+		unlock = s.mu.Unlock
+	} else {
+		s.mu.RLock()
+		unlock = s.mu.RUnlock
+	}
+	if s.closed {
+		unlock()
+		return nil, fmt.Errorf("memstore: %w", store.ErrClosed)
+	}
+	return unlock, nil
+}
+
+// Ping returns nil while the store is open.
+func (s *Store) Ping(ctx context.Context) error {
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return err
+	}
+	unlock()
+	return nil
+}
+
+// Close discards every record. Later calls return store.ErrClosed; a second
+// Close returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.webhooks, s.tenantWebhooks = nil, nil
+	s.deliveries, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil
+	s.dedup, s.attempts, s.claims = nil, nil, nil
+	return nil
+}
+
+// ---- webhooks ----
+
+// CreateWebhook stores a copy of w. When w.CreatedAt is zero it is set to
+// now, and when w.UpdatedAt is zero it is set to CreatedAt; both are written
+// back into w.
+func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	if err := checkWebhook(w); err != nil {
+		return err
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, ok := s.webhooks[w.ID]; ok {
+		return fmt.Errorf("memstore: webhook %q: %w", w.ID, store.ErrConflict)
+	}
+	if w.CreatedAt.IsZero() {
+		w.CreatedAt = now()
+	}
+	if w.UpdatedAt.IsZero() {
+		w.UpdatedAt = w.CreatedAt
+	}
+	s.webhooks[w.ID] = cloneWebhook(w)
+	s.tenantWebhooks[w.Tenant] = insertSorted(s.tenantWebhooks[w.Tenant], w.ID)
+	return nil
+}
+
+func checkWebhook(w *store.Webhook) error {
+	switch {
+	case w == nil:
+		return invalid("nil webhook")
+	case w.ID == "":
+		return invalid("webhook without id")
+	case w.Tenant == "":
+		return invalid("webhook %q without tenant", w.ID)
+	}
+	return nil
+}
+
+// GetWebhook returns a copy of the webhook with the given id.
+func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+	if id == "" {
+		return nil, invalid("empty webhook id")
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	w, ok := s.webhooks[id]
+	if !ok {
+		return nil, notFound("webhook", id)
+	}
+	return cloneWebhook(w), nil
+}
+
+// ListWebhooks returns a page of the tenant's webhooks, newest (highest id)
+// first.
+func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([]*store.Webhook, string, error) {
+	if p.Tenant == "" {
+		return nil, "", invalid("listing webhooks without tenant")
+	}
+	if err := checkLimit(p.Limit); err != nil {
+		return nil, "", err
+	}
+	after, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, "", err
+	}
+	defer unlock()
+	var out []*store.Webhook
+	next := ""
+	ids := s.tenantWebhooks[p.Tenant]
+	for i := startBefore(ids, after); i >= 0; i-- {
+		if len(out) == p.Limit {
+			next = encodeCursor(out[len(out)-1].ID)
+			break
+		}
+		out = append(out, cloneWebhook(s.webhooks[ids[i]]))
+	}
+	return out, next, nil
+}
+
+// UpdateWebhook replaces the stored webhook with a copy of w, keeping its
+// CreatedAt. UpdatedAt is w.UpdatedAt, or now when zero. Both are written
+// back into w.
+func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+	if err := checkWebhook(w); err != nil {
+		return err
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, ok := s.webhooks[w.ID]
+	if !ok || old.Tenant != w.Tenant {
+		return notFound("webhook", w.ID)
+	}
+	w.CreatedAt = old.CreatedAt
+	if w.UpdatedAt.IsZero() {
+		w.UpdatedAt = now()
+	}
+	s.webhooks[w.ID] = cloneWebhook(w)
+	return nil
+}
+
+// DeleteWebhook removes the webhook, its deliveries and their attempts.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	if id == "" {
+		return invalid("empty webhook id")
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	w, ok := s.webhooks[id]
+	if !ok {
+		return notFound("webhook", id)
+	}
+	gone := make(map[string]bool)
+	for _, did := range s.webhookDeliveries[id] {
+		gone[did] = true
+		s.dropDelivery(s.deliveries[did])
+	}
+	delete(s.webhookDeliveries, id)
+	s.tenantDeliveries[w.Tenant] = slices.DeleteFunc(s.tenantDeliveries[w.Tenant], func(did string) bool { return gone[did] })
+	if len(s.tenantDeliveries[w.Tenant]) == 0 {
+		delete(s.tenantDeliveries, w.Tenant)
+	}
+	delete(s.webhooks, id)
+	s.tenantWebhooks[w.Tenant] = removeSorted(s.tenantWebhooks[w.Tenant], id)
+	if len(s.tenantWebhooks[w.Tenant]) == 0 {
+		delete(s.tenantWebhooks, w.Tenant)
+	}
+	return nil
+}
+
+// dropDelivery forgets r everywhere except the id slices, which the caller
+// filters in one pass.
+func (s *Store) dropDelivery(r *delRec) {
+	s.claims.remove(r)
+	delete(s.deliveries, r.d.ID)
+	delete(s.attempts, r.d.ID)
+	delete(s.dedup, dedupKey{r.d.EventID, r.d.WebhookID})
+}
+
+// MatchWebhooks returns copies of the tenant's active webhooks subscribed to
+// eventType, in ascending id order (oldest first).
+func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+	if tenant == "" || eventType == "" {
+		return nil, invalid("matching webhooks needs a tenant and an event type")
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []*store.Webhook
+	for _, id := range s.tenantWebhooks[tenant] {
+		w := s.webhooks[id]
+		if w.Active && store.MatchAny(w.Events, eventType) {
+			out = append(out, cloneWebhook(w))
+		}
+	}
+	return out, nil
+}
+
+// ---- deliveries ----
+
+// Enqueue stores copies of ds atomically. See store.Store.
+func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	for i, d := range ds {
+		switch {
+		case d == nil:
+			return nil, invalid("delivery %d is nil", i)
+		case d.ID == "" || d.WebhookID == "" || d.EventID == "" || d.EventType == "" || d.Tenant == "":
+			return nil, invalid("delivery %d lacks an id, webhook id, event id, event type or tenant", i)
+		case d.Status != "" && d.Status != store.StatusPending:
+			return nil, invalid("delivery %q is enqueued with status %q", d.ID, d.Status)
+		}
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	ids := make([]string, len(ds))
+	batch := make(map[dedupKey]string, len(ds))
+	batchIDs := make(map[string]bool, len(ds))
+	var fresh []*store.Delivery
+	for i, d := range ds {
+		w, ok := s.webhooks[d.WebhookID]
+		if !ok {
+			return nil, notFound("webhook", d.WebhookID)
+		}
+		if w.Tenant != d.Tenant {
+			return nil, invalid("delivery %q names tenant %q, its webhook belongs to another", d.ID, d.Tenant)
+		}
+		key := dedupKey{d.EventID, d.WebhookID}
+		if id, ok := s.dedup[key]; ok {
+			ids[i] = id
+			continue
+		}
+		if id, ok := batch[key]; ok {
+			ids[i] = id
+			continue
+		}
+		if _, ok := s.deliveries[d.ID]; ok || batchIDs[d.ID] {
+			return nil, fmt.Errorf("memstore: delivery %q: %w", d.ID, store.ErrConflict)
+		}
+		batch[key] = d.ID
+		batchIDs[d.ID] = true
+		ids[i] = d.ID
+		fresh = append(fresh, d)
+	}
+
+	t := now()
+	for _, d := range fresh {
+		r := &delRec{d: cloneDelivery(d), qi: -1, li: -1}
+		r.d.Status = store.StatusPending
+		r.d.Attempts, r.d.RoundAttempts = 0, 0
+		r.d.LastStatusCode, r.d.LastError = 0, ""
+		r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
+		if r.d.CreatedAt.IsZero() {
+			r.d.CreatedAt = t
+		}
+		if r.d.UpdatedAt.IsZero() {
+			r.d.UpdatedAt = r.d.CreatedAt
+		}
+		if r.d.NextAttemptAt.IsZero() {
+			r.d.NextAttemptAt = r.d.CreatedAt
+		}
+		s.deliveries[d.ID] = r
+		s.dedup[dedupKey{d.EventID, d.WebhookID}] = d.ID
+		s.tenantDeliveries[d.Tenant] = insertSorted(s.tenantDeliveries[d.Tenant], d.ID)
+		s.webhookDeliveries[d.WebhookID] = insertSorted(s.webhookDeliveries[d.WebhookID], d.ID)
+		s.claims.addReady(r)
+	}
+	return ids, nil
+}
+
+// Claim leases due deliveries. See store.Store.
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
+	switch {
+	case p.Now.IsZero():
+		return nil, invalid("claim without Now")
+	case p.Owner == "":
+		return nil, invalid("claim without owner")
+	case p.Lease <= 0:
+		return nil, invalid("claim with lease %v", p.Lease)
+	}
+	if err := checkLimit(p.Limit); err != nil {
+		return nil, err
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var skip map[string]bool
+	if len(p.SkipWebhooks) > 0 {
+		skip = make(map[string]bool, len(p.SkipWebhooks))
+		for _, id := range p.SkipWebhooks {
+			skip[id] = true
+		}
+	}
+	s.claims.expire(p.Now)
+	rs := s.claims.claim(p.Now, p.Limit, skip)
+	out := make([]*store.Delivery, len(rs))
+	for i, r := range rs {
+		r.d.LeaseOwner = p.Owner
+		r.d.LeaseExpiresAt = p.Now.Add(p.Lease)
+		s.claims.addLeased(r)
+		d := cloneDelivery(&r.d)
+		out[i] = &d
+	}
+	return out, nil
+}
+
+// Complete records the attempt and moves the delivery on. See store.Store.
+func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
+	switch {
+	case p.DeliveryID == "" || p.Owner == "":
+		return invalid("complete without delivery id or owner")
+	case p.Attempt == nil:
+		return invalid("complete of %q without an attempt", p.DeliveryID)
+	case p.Attempt.DeliveryID != "" && p.Attempt.DeliveryID != p.DeliveryID:
+		return invalid("attempt of %q completes %q", p.Attempt.DeliveryID, p.DeliveryID)
+	case !p.Status.Valid():
+		return invalid("complete with status %q", p.Status)
+	case p.Status == store.StatusPending && p.NextAttemptAt.IsZero():
+		return invalid("complete to pending without NextAttemptAt")
+	case p.Now.IsZero():
+		return invalid("complete without Now")
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r, ok := s.deliveries[p.DeliveryID]
+	if !ok {
+		return notFound("delivery", p.DeliveryID)
+	}
+	if r.d.Status != store.StatusPending || r.d.LeaseOwner != p.Owner {
+		return fmt.Errorf("memstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
+	}
+	if p.Attempt.Number != r.d.Attempts+1 {
+		return fmt.Errorf("memstore: attempt %d of delivery %q, want %d: %w",
+			p.Attempt.Number, p.DeliveryID, r.d.Attempts+1, store.ErrConflict)
+	}
+	var w *store.Webhook
+	if p.DisableWebhook != "" {
+		if w = s.webhooks[r.d.WebhookID]; w == nil {
+			return notFound("webhook", r.d.WebhookID)
+		}
+	}
+
+	a := cloneAttempt(p.Attempt)
+	a.DeliveryID = p.DeliveryID
+	s.attempts[p.DeliveryID] = append(s.attempts[p.DeliveryID], a)
+
+	s.claims.remove(r)
+	r.d.Attempts++
+	r.d.RoundAttempts++
+	r.d.LastStatusCode = p.Attempt.ResponseStatus
+	r.d.LastError = p.Attempt.Error
+	r.d.Status = p.Status
+	r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
+	r.d.UpdatedAt = p.Now
+	if p.Status == store.StatusPending {
+		r.d.NextAttemptAt = p.NextAttemptAt
+		s.claims.addReady(r)
+	}
+
+	if w != nil {
+		w.Active = false
+		w.DisabledReason = p.DisableWebhook
+		w.UpdatedAt = p.Now
+		for _, did := range s.webhookDeliveries[w.ID] {
+			o := s.deliveries[did]
+			if o == r || o.d.Status != store.StatusPending {
+				continue
+			}
+			s.claims.remove(o)
+			o.d.Status = store.StatusFailed
+			o.d.LastError = p.DisableWebhook
+			o.d.LeaseOwner, o.d.LeaseExpiresAt = "", time.Time{}
+			o.d.UpdatedAt = p.Now
+		}
+	}
+	return nil
+}
+
+// Release gives up the owner's leases. See store.Store.
+func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
+	if p.Owner == "" {
+		return invalid("release without owner")
+	}
+	if slices.Contains(p.IDs, "") {
+		return invalid("release of an empty id")
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, id := range p.IDs {
+		r, ok := s.deliveries[id]
+		if !ok || r.d.Status != store.StatusPending || r.d.LeaseOwner != p.Owner {
+			continue
+		}
+		s.claims.remove(r)
+		r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
+		s.claims.addReady(r)
+	}
+	return nil
+}
+
+// GetDelivery returns a copy of one delivery.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	if id == "" {
+		return nil, invalid("empty delivery id")
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r, ok := s.deliveries[id]
+	if !ok {
+		return nil, notFound("delivery", id)
+	}
+	d := cloneDelivery(&r.d)
+	return &d, nil
+}
+
+// ListDeliveries returns a page of deliveries, newest (highest id) first.
+func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams) ([]*store.Delivery, string, error) {
+	if p.Tenant == "" {
+		return nil, "", invalid("listing deliveries without tenant")
+	}
+	if p.Status != "" && !p.Status.Valid() {
+		return nil, "", invalid("unknown status %q", p.Status)
+	}
+	if err := checkLimit(p.Limit); err != nil {
+		return nil, "", err
+	}
+	after, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, "", err
+	}
+	defer unlock()
+	ids := s.tenantDeliveries[p.Tenant]
+	if p.WebhookID != "" {
+		ids = s.webhookDeliveries[p.WebhookID]
+	}
+	var out []*store.Delivery
+	next := ""
+	for i := startBefore(ids, after); i >= 0; i-- {
+		r := s.deliveries[ids[i]]
+		if r.d.Tenant != p.Tenant ||
+			(p.Status != "" && r.d.Status != p.Status) ||
+			(p.EventType != "" && r.d.EventType != p.EventType) {
+			continue
+		}
+		if len(out) == p.Limit {
+			next = encodeCursor(out[len(out)-1].ID)
+			break
+		}
+		d := cloneDelivery(&r.d)
+		out = append(out, &d)
+	}
+	return out, next, nil
+}
+
+// ListAttempts returns copies of a delivery's attempts, by Number.
+func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.Attempt, error) {
+	if deliveryID == "" {
+		return nil, invalid("empty delivery id")
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, ok := s.deliveries[deliveryID]; !ok {
+		return nil, notFound("delivery", deliveryID)
+	}
+	as := s.attempts[deliveryID]
+	out := make([]*store.Attempt, len(as))
+	for i, a := range as {
+		out[i] = cloneAttempt(a)
+	}
+	return out, nil
+}
+
+// Redeliver makes a finished delivery pending again. See store.Store.
+func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.Delivery, error) {
+	if p.ID == "" {
+		return nil, invalid("empty delivery id")
+	}
+	if p.Now.IsZero() {
+		return nil, invalid("redeliver without Now")
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r, ok := s.deliveries[p.ID]
+	if !ok {
+		return nil, notFound("delivery", p.ID)
+	}
+	if r.d.Status == store.StatusPending {
+		return nil, fmt.Errorf("memstore: delivery %q is pending: %w", p.ID, store.ErrConflict)
+	}
+	r.d.Status = store.StatusPending
+	r.d.RoundAttempts = 0
+	r.d.NextAttemptAt = p.Now
+	r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
+	r.d.UpdatedAt = p.Now
+	s.claims.addReady(r)
+	d := cloneDelivery(&r.d)
+	return &d, nil
+}
+
+// Purge removes finished deliveries updated before p.Before, oldest id
+// first, with their attempts.
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
+	if p.Before.IsZero() {
+		return 0, invalid("purge without Before")
+	}
+	if p.Limit < 0 {
+		return 0, invalid("purge limit %d", p.Limit)
+	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	var victims []string
+	for id, r := range s.deliveries {
+		if r.d.Status.Finished() && r.d.UpdatedAt.Before(p.Before) {
+			victims = append(victims, id)
+		}
+	}
+	sort.Strings(victims)
+	if p.Limit > 0 && len(victims) > p.Limit {
+		victims = victims[:p.Limit]
+	}
+	if len(victims) == 0 {
+		return 0, nil
+	}
+	gone := make(map[string]bool, len(victims))
+	tenants := make(map[string]bool)
+	webhooks := make(map[string]bool)
+	for _, id := range victims {
+		r := s.deliveries[id]
+		gone[id] = true
+		tenants[r.d.Tenant] = true
+		webhooks[r.d.WebhookID] = true
+		s.dropDelivery(r)
+	}
+	isGone := func(id string) bool { return gone[id] }
+	for t := range tenants {
+		s.tenantDeliveries[t] = slices.DeleteFunc(s.tenantDeliveries[t], isGone)
+	}
+	for w := range webhooks {
+		s.webhookDeliveries[w] = slices.DeleteFunc(s.webhookDeliveries[w], isGone)
+	}
+	return len(victims), nil
+}
+
+// CountDeliveries tallies one webhook's deliveries by status.
+func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (store.Counts, error) {
+	if webhookID == "" {
+		return store.Counts{}, invalid("empty webhook id")
+	}
+	unlock, err := s.begin(ctx, false)
+	if err != nil {
+		return store.Counts{}, err
+	}
+	defer unlock()
+	if _, ok := s.webhooks[webhookID]; !ok {
+		return store.Counts{}, notFound("webhook", webhookID)
+	}
+	var c store.Counts
+	for _, id := range s.webhookDeliveries[webhookID] {
+		switch s.deliveries[id].d.Status {
+		case store.StatusPending:
+			c.Pending++
+		case store.StatusSuccess:
+			c.Success++
+		case store.StatusFailed:
+			c.Failed++
+		}
+	}
+	return c, nil
+}
+
+// ---- helpers ----
+
+func checkLimit(n int) error {
+	if n < 1 || n > store.MaxPageLimit {
+		return invalid("limit %d outside 1..%d", n, store.MaxPageLimit)
+	}
+	return nil
+}
+
+const cursorPrefix = "m1:"
+
+// encodeCursor names the position after id in a newest-first listing.
+func encodeCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+// decodeCursor returns the id a cursor continues after, "" for none.
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) || len(b) == len(cursorPrefix) {
+		return "", invalid("malformed cursor")
+	}
+	return string(b[len(cursorPrefix):]), nil
+}
+
+// startBefore returns the index of the last id in the ascending slice that
+// sorts before after (the last index when after is ""), or -1.
+func startBefore(ids []string, after string) int {
+	if after == "" {
+		return len(ids) - 1
+	}
+	i, _ := slices.BinarySearch(ids, after)
+	return i - 1
+}
+
+func insertSorted(ids []string, id string) []string {
+	if n := len(ids); n == 0 || ids[n-1] < id {
+		return append(ids, id)
+	}
+	i, found := slices.BinarySearch(ids, id)
+	if found {
+		return ids
+	}
+	return slices.Insert(ids, i, id)
+}
+
+func removeSorted(ids []string, id string) []string {
+	if i, found := slices.BinarySearch(ids, id); found {
+		return slices.Delete(ids, i, i+1)
+	}
+	return ids
+}
+
+func cloneWebhook(w *store.Webhook) *store.Webhook {
+	c := *w
+	c.Events = slices.Clone(w.Events)
+	c.Secrets = slices.Clone(w.Secrets)
+	c.Headers = maps.Clone(w.Headers)
+	return &c
+}
+
+func cloneDelivery(d *store.Delivery) store.Delivery {
+	c := *d
+	c.Body = slices.Clone(d.Body)
+	return c
+}
+
+func cloneAttempt(a *store.Attempt) *store.Attempt {
+	c := *a
+	c.RequestHeaders = cloneHeader(a.RequestHeaders)
+	c.ResponseHeaders = cloneHeader(a.ResponseHeaders)
+	c.ResponseBody = slices.Clone(a.ResponseBody)
+	return &c
+}
+
+func cloneHeader(h http.Header) http.Header {
+	if h == nil {
+		return nil
+	}
+	return h.Clone()
+}

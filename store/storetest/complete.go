@@ -1,0 +1,251 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var completeTests = []subtest{
+	{"Lifecycle", testCompleteLifecycle},
+	{"Refused", testCompleteRefused},
+	{"DisableWebhook", testCompleteDisableWebhook},
+	{"Redeliver", testRedeliver},
+}
+
+func testCompleteLifecycle(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d := h.delivery(t, w, Base)
+	want := h.getDelivery(t, d.ID)
+
+	// Attempt 1: 503, retry in 10 s.
+	h.claim(t, Base, 1, "w1")
+	a1 := NewAttempt("", 1, 503) // an empty DeliveryID is filled in
+	t1 := Base.Add(2 * time.Second)
+	err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "w1", Attempt: a1, Status: store.StatusPending,
+		NextAttemptAt: t1.Add(10 * time.Second), Now: t1,
+	})
+	if err != nil {
+		t.Fatalf("Complete #1: %v", err)
+	}
+	a1.ResponseBody[0] = 'X' // the store kept its own copy
+	want.Attempts, want.RoundAttempts = 1, 1
+	want.LastStatusCode, want.LastError = 503, "unexpected status 503"
+	want.NextAttemptAt, want.UpdatedAt = t1.Add(10*time.Second), t1
+	if dd := diff(want, h.getDelivery(t, d.ID)); dd != "" {
+		t.Errorf("after a retryable attempt (-want +got):\n%s", dd)
+	}
+	if got := h.claim(t, t1.Add(10*time.Second-time.Microsecond), 1, "w2"); len(got) != 0 {
+		t.Errorf("delivery claimed before its NextAttemptAt")
+	}
+
+	// Attempt 2: timeout, retry.
+	h.claim(t, t1.Add(10*time.Second), 1, "w2")
+	t2 := t1.Add(11 * time.Second)
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "w2", Attempt: NewAttempt(d.ID, 2, 0), Status: store.StatusPending,
+		NextAttemptAt: t2, Now: t2,
+	}); err != nil {
+		t.Fatalf("Complete #2: %v", err)
+	}
+	// Attempt 3: success.
+	h.claim(t, t2, 1, "w3")
+	t3 := t2.Add(time.Second)
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "w3", Attempt: NewAttempt(d.ID, 3, 204), Status: store.StatusSuccess,
+		NextAttemptAt: t3.Add(time.Hour), // ignored when finished
+		Now:           t3,
+	}); err != nil {
+		t.Fatalf("Complete #3: %v", err)
+	}
+	want.Attempts, want.RoundAttempts = 3, 3
+	want.LastStatusCode, want.LastError = 204, ""
+	want.Status = store.StatusSuccess
+	want.NextAttemptAt, want.UpdatedAt = t2, t3
+	if dd := diff(want, h.getDelivery(t, d.ID)); dd != "" {
+		t.Errorf("after success (-want +got):\n%s", dd)
+	}
+	as, err := h.s.ListAttempts(h.ctx, d.ID)
+	if err != nil {
+		t.Fatalf("ListAttempts: %v", err)
+	}
+	wantAs := []*store.Attempt{NewAttempt(d.ID, 1, 503), NewAttempt(d.ID, 2, 0), NewAttempt(d.ID, 3, 204)}
+	if dd := diff(wantAs, as); dd != "" {
+		t.Errorf("ListAttempts (-want +got):\n%s", dd)
+	}
+	if got := h.claim(t, t3.Add(24*time.Hour), 10, "w4"); len(got) != 0 {
+		t.Errorf("a successful delivery was claimed again")
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Success: 1}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 1 success", c, err)
+	}
+}
+
+func testCompleteRefused(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d := h.delivery(t, w, Base)
+	unleased := h.delivery(t, w, Base.Add(time.Hour))
+	h.claim(t, Base, 1, "owner")
+	before := h.getDelivery(t, d.ID)
+	beforeUnleased := h.getDelivery(t, unleased.ID)
+	ok := func() store.CompleteParams {
+		return store.CompleteParams{DeliveryID: d.ID, Owner: "owner", Attempt: NewAttempt(d.ID, 1, 200), Status: store.StatusSuccess, Now: Base.Add(time.Second)}
+	}
+	for _, c := range []struct {
+		name string
+		edit func(p *store.CompleteParams)
+		want error
+	}{
+		{"non-owner", func(p *store.CompleteParams) { p.Owner = "other" }, store.ErrLeaseLost},
+		{"unleased delivery", func(p *store.CompleteParams) { p.DeliveryID = unleased.ID; p.Attempt.DeliveryID = unleased.ID }, store.ErrLeaseLost},
+		{"unknown delivery", func(p *store.CompleteParams) { p.DeliveryID = NewID("del_"); p.Attempt.DeliveryID = "" }, store.ErrNotFound},
+		{"attempt number skips", func(p *store.CompleteParams) { p.Attempt.Number = 2 }, store.ErrConflict},
+		{"attempt number zero", func(p *store.CompleteParams) { p.Attempt.Number = 0 }, store.ErrConflict},
+		{"attempt of another delivery", func(p *store.CompleteParams) { p.Attempt.DeliveryID = unleased.ID }, store.ErrInvalid},
+		{"nil attempt", func(p *store.CompleteParams) { p.Attempt = nil }, store.ErrInvalid},
+		{"empty id", func(p *store.CompleteParams) { p.DeliveryID = ""; p.Attempt.DeliveryID = "" }, store.ErrInvalid},
+		{"empty owner", func(p *store.CompleteParams) { p.Owner = "" }, store.ErrInvalid},
+		{"bogus status", func(p *store.CompleteParams) { p.Status = "done" }, store.ErrInvalid},
+		{"empty status", func(p *store.CompleteParams) { p.Status = "" }, store.ErrInvalid},
+		{"pending without NextAttemptAt", func(p *store.CompleteParams) { p.Status = store.StatusPending }, store.ErrInvalid},
+		{"zero Now", func(p *store.CompleteParams) { p.Now = time.Time{} }, store.ErrInvalid},
+	} {
+		p := ok()
+		c.edit(&p)
+		if err := h.s.Complete(h.ctx, p); !errors.Is(err, c.want) {
+			t.Errorf("Complete with %s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if dd := diff(before, h.getDelivery(t, d.ID)); dd != "" {
+		t.Errorf("refused Completes changed the delivery (-want +got):\n%s", dd)
+	}
+	if dd := diff(beforeUnleased, h.getDelivery(t, unleased.ID)); dd != "" {
+		t.Errorf("refused Completes changed the unleased delivery (-want +got):\n%s", dd)
+	}
+	if as, err := h.s.ListAttempts(h.ctx, d.ID); err != nil || len(as) != 0 {
+		t.Errorf("refused Completes logged %d attempts (%v)", len(as), err)
+	}
+	if err := h.s.Complete(h.ctx, ok()); err != nil {
+		t.Fatalf("Complete by the owner: %v", err)
+	}
+	// Completing twice: the lease went with the first.
+	p := ok()
+	p.Attempt.Number = 2
+	wantErr(t, "second Complete", h.s.Complete(h.ctx, p), store.ErrLeaseLost)
+}
+
+func testCompleteDisableWebhook(t *testing.T, h *harness) {
+	tn := h.tenant()
+	w := h.webhook(t, tn, nil)
+	bystander := h.webhook(t, tn, nil)
+	gone := h.delivery(t, w, Base)
+	leased := h.delivery(t, w, Base.Add(time.Second))
+	waiting := h.delivery(t, w, Base.Add(time.Hour))
+	succeeded := h.delivery(t, w, Base.Add(-time.Hour))
+	h.finish(t, succeeded, store.StatusSuccess, Base.Add(-time.Minute))
+	other := h.delivery(t, bystander, Base)
+	otherBefore := h.getDelivery(t, other.ID)
+	succeededBefore := h.getDelivery(t, succeeded.ID)
+
+	if got := h.claim(t, Base.Add(time.Second), 2, "a", bystander.ID); len(got) != 2 {
+		t.Fatalf("Claim = %q, want 2", ids(got))
+	}
+	if err := h.s.Release(h.ctx, store.ReleaseParams{Owner: "a", IDs: []string{leased.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.claim(t, Base.Add(time.Second), 1, "b", bystander.ID); len(got) != 1 || got[0].ID != leased.ID {
+		t.Fatalf("Claim = %q, want %s", ids(got), leased.ID)
+	}
+	now := Base.Add(2 * time.Second)
+	reason := "endpoint answered 410 Gone"
+	err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: gone.ID, Owner: "a", Attempt: NewAttempt(gone.ID, 1, 410),
+		Status: store.StatusFailed, DisableWebhook: reason, Now: now,
+	})
+	if err != nil {
+		t.Fatalf("Complete with DisableWebhook: %v", err)
+	}
+	gotW := h.getWebhook(t, w.ID)
+	wantW := *w
+	wantW.Active, wantW.DisabledReason, wantW.UpdatedAt = false, reason, now
+	if dd := diff(&wantW, gotW); dd != "" {
+		t.Errorf("disabled webhook (-want +got):\n%s", dd)
+	}
+	if m, err := h.s.MatchWebhooks(h.ctx, tn, "workflow.completed"); err != nil || len(m) != 1 || m[0].ID != bystander.ID {
+		t.Errorf("MatchWebhooks after disable = %d webhooks, %v; want only the bystander", len(m), err)
+	}
+	g := h.getDelivery(t, gone.ID)
+	if g.Status != store.StatusFailed || g.LastStatusCode != 410 || g.Attempts != 1 {
+		t.Errorf("completed delivery: %s, status %d, %d attempts; want failed, 410, 1", g.Status, g.LastStatusCode, g.Attempts)
+	}
+	for _, d := range []*store.Delivery{leased, waiting} {
+		want := *d
+		want.Status, want.LastError, want.UpdatedAt = store.StatusFailed, reason, now
+		if dd := diff(&want, h.getDelivery(t, d.ID)); dd != "" {
+			t.Errorf("other pending delivery of the disabled webhook (-want +got):\n%s", dd)
+		}
+	}
+	if dd := diff(succeededBefore, h.getDelivery(t, succeeded.ID)); dd != "" {
+		t.Errorf("a finished delivery changed on disable (-want +got):\n%s", dd)
+	}
+	if dd := diff(otherBefore, h.getDelivery(t, other.ID)); dd != "" {
+		t.Errorf("another webhook's delivery changed on disable (-want +got):\n%s", dd)
+	}
+	err = h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: leased.ID, Owner: "b", Attempt: NewAttempt(leased.ID, 1, 200), Status: store.StatusSuccess, Now: now,
+	})
+	wantErr(t, "Complete of a delivery failed by a disable", err, store.ErrLeaseLost)
+	if got := h.claim(t, Base.Add(24*time.Hour), 10, "c"); len(got) != 1 || got[0].ID != other.ID {
+		t.Errorf("Claim after disable = %q, want only %s", ids(got), other.ID)
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Success: 1, Failed: 3}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 1 success, 3 failed", c, err)
+	}
+}
+
+func testRedeliver(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	failed := h.delivery(t, w, Base)
+	h.finish(t, failed, store.StatusPending, Base.Add(time.Second))
+	h.finish(t, failed, store.StatusFailed, Base.Add(2*time.Minute))
+	ok := h.delivery(t, w, Base)
+	h.finish(t, ok, store.StatusSuccess, Base.Add(time.Second))
+	pending := h.delivery(t, w, Base.Add(time.Hour))
+
+	now := Base.Add(time.Hour)
+	for _, d := range []*store.Delivery{failed, ok} {
+		want := h.getDelivery(t, d.ID)
+		got, err := h.s.Redeliver(h.ctx, store.RedeliverParams{ID: d.ID, Now: now})
+		if err != nil {
+			t.Fatalf("Redeliver(%s): %v", want.Status, err)
+		}
+		want.Status, want.RoundAttempts, want.NextAttemptAt, want.UpdatedAt = store.StatusPending, 0, now, now
+		if dd := diff(want, got); dd != "" {
+			t.Errorf("Redeliver result (-want +got):\n%s", dd)
+		}
+		if dd := diff(want, h.getDelivery(t, d.ID)); dd != "" {
+			t.Errorf("stored after Redeliver (-want +got):\n%s", dd)
+		}
+	}
+	_, err := h.s.Redeliver(h.ctx, store.RedeliverParams{ID: pending.ID, Now: now})
+	wantErr(t, "Redeliver of a pending delivery", err, store.ErrConflict)
+	_, err = h.s.Redeliver(h.ctx, store.RedeliverParams{ID: NewID("del_"), Now: now})
+	wantErr(t, "Redeliver of an unknown delivery", err, store.ErrNotFound)
+
+	got := h.claim(t, now, 10, "r")
+	want := []string{failed.ID, ok.ID, pending.ID} // all due at now; by id
+	if dd := diff(want, ids(got)); dd != "" {
+		t.Errorf("Claim after Redeliver (-want +got):\n%s", dd)
+	}
+	// The next attempt continues the numbering.
+	h.complete(t, failed.ID, "r", 3, store.StatusSuccess, now.Add(time.Second))
+	d := h.getDelivery(t, failed.ID)
+	if d.Attempts != 3 || d.RoundAttempts != 1 {
+		t.Errorf("after a redelivered attempt: Attempts %d, RoundAttempts %d; want 3, 1", d.Attempts, d.RoundAttempts)
+	}
+}

@@ -1,0 +1,247 @@
+package storetest
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var enqueueTests = []subtest{
+	{"RoundTrip", testEnqueueRoundTrip},
+	{"Defaults", testEnqueueDefaults},
+	{"Atomic", testEnqueueAtomic},
+	{"Dedup", testEnqueueDedup},
+	{"DedupConcurrent", testEnqueueDedupConcurrent},
+	{"Empty", testEnqueueEmpty},
+	{"Copies", testDeliveryCopies},
+}
+
+func testEnqueueRoundTrip(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	want := NewDelivery(w, "agent.error")
+	want.NextAttemptAt = Base.Add(90 * time.Second)
+	want.CreatedAt = Base.Add(-time.Hour)
+	want.UpdatedAt = Base.Add(-time.Minute)
+	ids := h.enqueue(t, want)
+	if len(ids) != 1 || ids[0] != want.ID {
+		t.Fatalf("Enqueue ids = %q, want [%s]", ids, want.ID)
+	}
+	if d := diff(want, h.getDelivery(t, want.ID)); d != "" {
+		t.Errorf("GetDelivery after Enqueue (-want +got):\n%s", d)
+	}
+}
+
+func testEnqueueDefaults(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d := NewDelivery(w, "workflow.completed")
+	d.Status = ""
+	d.CreatedAt, d.UpdatedAt, d.NextAttemptAt = time.Time{}, time.Time{}, time.Time{}
+	d.Attempts, d.RoundAttempts, d.LastStatusCode, d.LastError = 4, 3, 500, "stale"
+	d.LeaseOwner, d.LeaseExpiresAt = "someone", Base.Add(time.Hour)
+	in := *d
+	before := time.Now().Add(-time.Second)
+	h.enqueue(t, d)
+	after := time.Now().Add(time.Second)
+	if diff(&in, d) != "" {
+		t.Errorf("Enqueue modified its argument:\n%s", diff(&in, d))
+	}
+	got := h.getDelivery(t, d.ID)
+	if got.CreatedAt.Before(before) || got.CreatedAt.After(after) {
+		t.Errorf("CreatedAt = %v, want about now", got.CreatedAt)
+	}
+	want := in
+	want.Status = store.StatusPending
+	want.Attempts, want.RoundAttempts, want.LastStatusCode, want.LastError = 0, 0, 0, ""
+	want.LeaseOwner, want.LeaseExpiresAt = "", time.Time{}
+	want.CreatedAt, want.UpdatedAt, want.NextAttemptAt = got.CreatedAt, got.CreatedAt, got.CreatedAt
+	if d := diff(&want, got); d != "" {
+		t.Errorf("delivery enqueued with zero fields (-want +got):\n%s", d)
+	}
+}
+
+func testEnqueueAtomic(t *testing.T, h *harness) {
+	tn := h.tenant()
+	w := h.webhook(t, tn, nil)
+	otherTenant := h.webhook(t, h.tenant(), nil)
+	existing := h.delivery(t, w, Base)
+
+	for _, c := range []struct {
+		name string
+		bad  func() *store.Delivery
+		want error
+	}{
+		{"nil", func() *store.Delivery { return nil }, store.ErrInvalid},
+		{"empty id", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.ID = ""; return d }, store.ErrInvalid},
+		{"empty webhook id", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.WebhookID = ""; return d }, store.ErrInvalid},
+		{"empty event id", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.EventID = ""; return d }, store.ErrInvalid},
+		{"empty event type", func() *store.Delivery { d := NewDelivery(w, ""); return d }, store.ErrInvalid},
+		{"empty tenant", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.Tenant = ""; return d }, store.ErrInvalid},
+		{"finished status", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.Status = store.StatusSuccess; return d }, store.ErrInvalid},
+		{"bogus status", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.Status = "bogus"; return d }, store.ErrInvalid},
+		{"unknown webhook", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.WebhookID = NewID("wh_"); return d }, store.ErrNotFound},
+		{"tenant mismatch", func() *store.Delivery { d := NewDelivery(otherTenant, "x.y"); d.Tenant = tn; return d }, store.ErrInvalid},
+		{"id in use", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.ID = existing.ID; return d }, store.ErrConflict},
+	} {
+		good1 := NewDelivery(w, "workflow.completed")
+		good2 := NewDelivery(w, "workflow.completed")
+		ids, err := h.s.Enqueue(h.ctx, []*store.Delivery{good1, c.bad(), good2})
+		if !errors.Is(err, c.want) {
+			t.Errorf("Enqueue with %s: ids %q, error %v, want %v", c.name, ids, err, c.want)
+		}
+		for _, d := range []*store.Delivery{good1, good2} {
+			if _, err := h.s.GetDelivery(h.ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Enqueue with %s stored a valid delivery of the batch (GetDelivery: %v)", c.name, err)
+			}
+		}
+	}
+	// The same id twice in one batch for different events.
+	a := NewDelivery(w, "workflow.completed")
+	b := NewDelivery(w, "workflow.completed")
+	b.ID = a.ID
+	if _, err := h.s.Enqueue(h.ctx, []*store.Delivery{a, b}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Enqueue of one id twice: %v, want ErrConflict", err)
+	}
+	if _, err := h.s.GetDelivery(h.ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused batch stored %s (GetDelivery: %v)", a.ID, err)
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Pending: 1}) {
+		t.Errorf("CountDeliveries after refused batches = %+v, %v; want only the first delivery", c, err)
+	}
+	if d := diff(existing, h.getDelivery(t, existing.ID)); d != "" {
+		t.Errorf("refused batches changed an existing delivery (-want +got):\n%s", d)
+	}
+}
+
+func testEnqueueDedup(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	w2 := h.webhook(t, w.Tenant, nil)
+	first := h.delivery(t, w, Base)
+	h.finish(t, first, store.StatusFailed, Base.Add(time.Second))
+	stored := h.getDelivery(t, first.ID)
+
+	again := NewDelivery(w, "workflow.completed")
+	again.EventID = first.EventID
+	again.Body = []byte(`{"different":true}`)
+	sameEventOtherWebhook := NewDelivery(w2, "workflow.completed")
+	sameEventOtherWebhook.EventID = first.EventID
+	fresh := NewDelivery(w, "workflow.completed")
+	inBatch := NewDelivery(w, "workflow.completed")
+	inBatch.EventID = fresh.EventID
+
+	ids := h.enqueue(t, again, sameEventOtherWebhook, fresh, inBatch)
+	want := []string{first.ID, sameEventOtherWebhook.ID, fresh.ID, fresh.ID}
+	if d := diff(want, ids); d != "" {
+		t.Errorf("Enqueue ids with duplicates (-want +got):\n%s", d)
+	}
+	for _, d := range []*store.Delivery{again, inBatch} {
+		if _, err := h.s.GetDelivery(h.ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("duplicate %s was stored (GetDelivery: %v)", d.ID, err)
+		}
+	}
+	if d := diff(stored, h.getDelivery(t, first.ID)); d != "" {
+		t.Errorf("a duplicate enqueue changed the stored delivery (-want +got):\n%s", d)
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Pending: 1, Failed: 1}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 1 pending, 1 failed", c, err)
+	}
+	// A whole batch of duplicates is fine too.
+	ids = h.enqueue(t, again)
+	if len(ids) != 1 || ids[0] != first.ID {
+		t.Errorf("Enqueue of a lone duplicate = %q, want [%s]", ids, first.ID)
+	}
+}
+
+func testEnqueueEmpty(t *testing.T, h *harness) {
+	ids, err := h.s.Enqueue(h.ctx, nil)
+	if err != nil || len(ids) != 0 {
+		t.Errorf("Enqueue(nil) = %q, %v; want no ids, nil", ids, err)
+	}
+}
+
+func testDeliveryCopies(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d := NewDelivery(w, "workflow.completed")
+	want := *d
+	want.Body = append([]byte(nil), d.Body...)
+	h.enqueue(t, d)
+	d.Body[0] = 'X'
+	d.Status = store.StatusFailed
+	got := h.getDelivery(t, want.ID)
+	if dd := diff(&want, got); dd != "" {
+		t.Fatalf("store shares memory with Enqueue's argument (-want +got):\n%s", dd)
+	}
+	got.Body[0] = 'Y'
+	got.Attempts = 99
+	claimed := h.claim(t, Base, 1, "copier")
+	if len(claimed) != 1 {
+		t.Fatalf("Claim = %d deliveries, want 1", len(claimed))
+	}
+	claimed[0].Body[1] = 'Z'
+	list, _, err := h.s.ListDeliveries(h.ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 1})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListDeliveries = %d, %v", len(list), err)
+	}
+	list[0].Body[2] = 'W'
+	list[0].WebhookID = "mutated"
+	h.complete(t, want.ID, "copier", 1, store.StatusSuccess, Base.Add(time.Second))
+	as, err := h.s.ListAttempts(h.ctx, want.ID)
+	if err != nil || len(as) != 1 {
+		t.Fatalf("ListAttempts = %d, %v", len(as), err)
+	}
+	as[0].ResponseBody[0] = 'X'
+	as[0].RequestHeaders.Set("Content-Type", "mutated")
+	as2, err := h.s.ListAttempts(h.ctx, want.ID)
+	if err != nil || len(as2) != 1 {
+		t.Fatalf("ListAttempts = %d, %v", len(as2), err)
+	}
+	if d := diff(NewAttempt(want.ID, 1, 200), as2[0]); d != "" {
+		t.Errorf("store shares memory with ListAttempts' result (-want +got):\n%s", d)
+	}
+	got = h.getDelivery(t, want.ID)
+	if string(got.Body) != string(want.Body) || got.WebhookID != want.WebhookID {
+		t.Errorf("store shares memory with returned deliveries: body %q", got.Body)
+	}
+}
+
+// testEnqueueDedupConcurrent enqueues one event for one webhook from many
+// goroutines at once (the same Emit retried by several replicas): every
+// call succeeds and they all agree on the one stored delivery.
+func testEnqueueDedupConcurrent(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	evt := NewID("evt_")
+	const callers = 8
+	got := make([]string, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			d := NewDelivery(w, "workflow.completed")
+			d.EventID = evt
+			other := NewDelivery(w, "workflow.completed") // a distinct event in the same batch
+			ids, err := h.s.Enqueue(h.ctx, []*store.Delivery{d, other})
+			if err != nil {
+				t.Errorf("concurrent Enqueue: %v", err)
+				return
+			}
+			got[i] = ids[0]
+		})
+	}
+	wg.Wait()
+	for i := 1; i < callers; i++ {
+		if got[i] != got[0] {
+			t.Errorf("concurrent Enqueue of one event returned ids %q", got)
+			break
+		}
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Pending: 1 + callers}) {
+		t.Errorf("CountDeliveries = %+v, %v; want %d pending", c, err, 1+callers)
+	}
+	if d, err := h.s.GetDelivery(h.ctx, got[0]); err != nil || d.EventID != evt {
+		t.Errorf("GetDelivery(%s) = %v; want the delivery of %s", got[0], err, evt)
+	}
+}

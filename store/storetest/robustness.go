@@ -1,0 +1,243 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var robustnessTests = []subtest{
+	{"CancelledContext", testCancelledContext},
+	{"BadInput", testBadInput},
+	{"Closed", testClosed},
+}
+
+// call is one invocation of a Store method, for the tables below.
+type call struct {
+	name string
+	fn   func(ctx context.Context, s store.Store) error
+}
+
+// validCalls returns one call of every context-taking method with valid
+// arguments naming existing records, so only the context or the store's
+// state can make them fail.
+func validCalls(t *testing.T, h *harness) []call {
+	t.Helper()
+	tn := h.tenant()
+	w := h.webhook(t, tn, nil)
+	d := h.delivery(t, w, Base)
+	done := h.delivery(t, w, Base)
+	h.finish(t, done, store.StatusFailed, Base.Add(time.Second))
+	got := h.claim(t, Base.Add(time.Minute), 1, "robust")
+	if len(got) != 1 || got[0].ID != d.ID {
+		t.Fatalf("Claim = %q, want [%s]", ids(got), d.ID)
+	}
+	leased := got[0]
+	d = h.delivery(t, w, Base.Add(time.Hour))
+	return []call{
+		{"Ping", func(ctx context.Context, s store.Store) error { return s.Ping(ctx) }},
+		{"CreateWebhook", func(ctx context.Context, s store.Store) error { return s.CreateWebhook(ctx, NewWebhook(tn)) }},
+		{"GetWebhook", func(ctx context.Context, s store.Store) error { _, err := s.GetWebhook(ctx, w.ID); return err }},
+		{"ListWebhooks", func(ctx context.Context, s store.Store) error {
+			_, _, err := s.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: tn, Limit: 10})
+			return err
+		}},
+		{"UpdateWebhook", func(ctx context.Context, s store.Store) error { c := *w; return s.UpdateWebhook(ctx, &c) }},
+		{"MatchWebhooks", func(ctx context.Context, s store.Store) error {
+			_, err := s.MatchWebhooks(ctx, tn, "workflow.completed")
+			return err
+		}},
+		{"Enqueue", func(ctx context.Context, s store.Store) error {
+			_, err := s.Enqueue(ctx, []*store.Delivery{NewDelivery(w, "workflow.completed")})
+			return err
+		}},
+		{"Claim", func(ctx context.Context, s store.Store) error {
+			_, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: 1, Lease: Lease, Owner: "x"})
+			return err
+		}},
+		{"Complete", func(ctx context.Context, s store.Store) error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: leased.ID, Owner: "robust", Attempt: NewAttempt(leased.ID, 1, 200), Status: store.StatusSuccess, Now: Base.Add(time.Hour)})
+		}},
+		{"Release", func(ctx context.Context, s store.Store) error {
+			return s.Release(ctx, store.ReleaseParams{Owner: "robust", IDs: []string{leased.ID}})
+		}},
+		{"GetDelivery", func(ctx context.Context, s store.Store) error { _, err := s.GetDelivery(ctx, d.ID); return err }},
+		{"ListDeliveries", func(ctx context.Context, s store.Store) error {
+			_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tn, Limit: 10})
+			return err
+		}},
+		{"ListAttempts", func(ctx context.Context, s store.Store) error { _, err := s.ListAttempts(ctx, done.ID); return err }},
+		{"Redeliver", func(ctx context.Context, s store.Store) error {
+			_, err := s.Redeliver(ctx, store.RedeliverParams{ID: done.ID, Now: Base.Add(time.Hour)})
+			return err
+		}},
+		{"Purge", func(ctx context.Context, s store.Store) error {
+			_, err := s.Purge(ctx, store.PurgeParams{Before: Base.Add(time.Hour)})
+			return err
+		}},
+		{"CountDeliveries", func(ctx context.Context, s store.Store) error { _, err := s.CountDeliveries(ctx, w.ID); return err }},
+		// Last: it removes the records the others name.
+		{"DeleteWebhook", func(ctx context.Context, s store.Store) error { return s.DeleteWebhook(ctx, w.ID) }},
+	}
+}
+
+// protect runs fn and turns a panic into an error.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return fn()
+}
+
+func testCancelledContext(t *testing.T, h *harness) {
+	calls := validCalls(t, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range calls {
+		err := protect(func() error { return c.fn(ctx, h.s) })
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v, want an error wrapping context.Canceled", c.name, err)
+		}
+	}
+	// The same calls succeed with a live context, so the cancelled context
+	// was the only reason they failed.
+	for _, c := range calls {
+		if err := protect(func() error { return c.fn(h.ctx, h.s) }); err != nil {
+			t.Errorf("%s with a live context: %v", c.name, err)
+		}
+	}
+}
+
+func testClosed(t *testing.T, h *harness) {
+	calls := validCalls(t, h)
+	if err := h.s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	for _, c := range calls {
+		err := protect(func() error { return c.fn(h.ctx, h.s) })
+		if !errors.Is(err, store.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", c.name, err)
+		}
+	}
+	if err := h.s.Close(); err != nil {
+		t.Errorf("second Close: %v, want nil", err)
+	}
+}
+
+func testBadInput(t *testing.T, h *harness) {
+	tn := h.tenant()
+	w := h.webhook(t, tn, nil)
+	d := h.delivery(t, w, Base)
+	ctx := h.ctx
+	s := h.s
+	inv, nf := store.ErrInvalid, store.ErrNotFound
+	garbage := []string{"garbage!", "%%%", "\x00\xff", "not a cursor"}
+	type bad struct {
+		name string
+		want error
+		fn   func() error
+	}
+	cases := []bad{
+		{"CreateWebhook(nil)", inv, func() error { return s.CreateWebhook(ctx, nil) }},
+		{"CreateWebhook without id", inv, func() error { x := NewWebhook(tn); x.ID = ""; return s.CreateWebhook(ctx, x) }},
+		{"CreateWebhook without tenant", inv, func() error { x := NewWebhook(""); return s.CreateWebhook(ctx, x) }},
+		{"GetWebhook(\"\")", inv, func() error { _, err := s.GetWebhook(ctx, ""); return err }},
+		{"GetWebhook(unknown)", nf, func() error { _, err := s.GetWebhook(ctx, NewID("wh_")); return err }},
+		{"UpdateWebhook(nil)", inv, func() error { return s.UpdateWebhook(ctx, nil) }},
+		{"UpdateWebhook without id", inv, func() error { x := *w; x.ID = ""; return s.UpdateWebhook(ctx, &x) }},
+		{"UpdateWebhook without tenant", inv, func() error { x := *w; x.Tenant = ""; return s.UpdateWebhook(ctx, &x) }},
+		{"DeleteWebhook(\"\")", inv, func() error { return s.DeleteWebhook(ctx, "") }},
+		{"DeleteWebhook(unknown)", nf, func() error { return s.DeleteWebhook(ctx, NewID("wh_")) }},
+		{"MatchWebhooks without tenant", inv, func() error { _, err := s.MatchWebhooks(ctx, "", "workflow.completed"); return err }},
+		{"MatchWebhooks without event type", inv, func() error { _, err := s.MatchWebhooks(ctx, tn, ""); return err }},
+		{"ListWebhooks without tenant", inv, func() error {
+			_, _, err := s.ListWebhooks(ctx, store.ListWebhooksParams{Limit: 10})
+			return err
+		}},
+		{"GetDelivery(\"\")", inv, func() error { _, err := s.GetDelivery(ctx, ""); return err }},
+		{"GetDelivery(unknown)", nf, func() error { _, err := s.GetDelivery(ctx, NewID("del_")); return err }},
+		{"ListAttempts(\"\")", inv, func() error { _, err := s.ListAttempts(ctx, ""); return err }},
+		{"ListAttempts(unknown)", nf, func() error { _, err := s.ListAttempts(ctx, NewID("del_")); return err }},
+		{"ListDeliveries without tenant", inv, func() error {
+			_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Limit: 10})
+			return err
+		}},
+		{"ListDeliveries with a bogus status", inv, func() error {
+			_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tn, Status: "done", Limit: 10})
+			return err
+		}},
+		{"Enqueue([nil])", inv, func() error { _, err := s.Enqueue(ctx, []*store.Delivery{nil}); return err }},
+		{"Claim without owner", inv, func() error {
+			_, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: 1, Lease: Lease})
+			return err
+		}},
+		{"Claim without lease", inv, func() error {
+			_, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: 1, Owner: "o"})
+			return err
+		}},
+		{"Claim with a negative lease", inv, func() error {
+			_, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: 1, Lease: -time.Second, Owner: "o"})
+			return err
+		}},
+		{"Claim without Now", inv, func() error {
+			_, err := s.Claim(ctx, store.ClaimParams{Limit: 1, Lease: Lease, Owner: "o"})
+			return err
+		}},
+		{"Release without owner", inv, func() error { return s.Release(ctx, store.ReleaseParams{IDs: []string{d.ID}}) }},
+		{"Release of an empty id", inv, func() error { return s.Release(ctx, store.ReleaseParams{Owner: "o", IDs: []string{""}}) }},
+		{"Redeliver(\"\")", inv, func() error { _, err := s.Redeliver(ctx, store.RedeliverParams{Now: Base}); return err }},
+		{"Redeliver without Now", inv, func() error { _, err := s.Redeliver(ctx, store.RedeliverParams{ID: d.ID}); return err }},
+		{"Purge without Before", inv, func() error { _, err := s.Purge(ctx, store.PurgeParams{}); return err }},
+		{"Purge with a negative limit", inv, func() error { _, err := s.Purge(ctx, store.PurgeParams{Before: Base, Limit: -1}); return err }},
+		{"CountDeliveries(\"\")", inv, func() error { _, err := s.CountDeliveries(ctx, ""); return err }},
+	}
+	for _, limit := range []int{0, -1, store.MaxPageLimit + 1} {
+		cases = append(cases,
+			bad{fmt.Sprintf("ListWebhooks with Limit %d", limit), inv, func() error {
+				_, _, err := s.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: tn, Limit: limit})
+				return err
+			}},
+			bad{fmt.Sprintf("ListDeliveries with Limit %d", limit), inv, func() error {
+				_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tn, Limit: limit})
+				return err
+			}},
+			bad{fmt.Sprintf("Claim with Limit %d", limit), inv, func() error {
+				_, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: limit, Lease: Lease, Owner: "o"})
+				return err
+			}},
+		)
+	}
+	for _, c := range garbage {
+		cases = append(cases,
+			bad{fmt.Sprintf("ListWebhooks with cursor %q", c), inv, func() error {
+				_, _, err := s.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: tn, Limit: 10, Cursor: c})
+				return err
+			}},
+			bad{fmt.Sprintf("ListDeliveries with cursor %q", c), inv, func() error {
+				_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tn, Limit: 10, Cursor: c})
+				return err
+			}},
+		)
+	}
+	for _, c := range cases {
+		if err := protect(c.fn); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	// Nothing the bad calls did changed the good records.
+	if dd := diff(w, h.getWebhook(t, w.ID)); dd != "" {
+		t.Errorf("bad input changed a webhook (-want +got):\n%s", dd)
+	}
+	if dd := diff(d, h.getDelivery(t, d.ID)); dd != "" {
+		t.Errorf("bad input changed a delivery (-want +got):\n%s", dd)
+	}
+}
