@@ -1,0 +1,176 @@
+package pgstore
+
+import "strings"
+
+// queries holds every statement with the quoted schema name filled in.
+type queries struct {
+	schema string // quoted
+
+	insertWebhook, getWebhook, listWebhooks, listWebhooksAfter, updateWebhook, deleteWebhook, matchWebhooks string
+
+	enqueue, enqueueLookup, claim, complete, lockWebhookOf, disableWebhook, failOthers                string
+	release, getDelivery, redeliver, existsDelivery, listAttempts, purge, purgeLimit, countDeliveries string
+}
+
+func buildQueries(quoted string) queries {
+	q := queries{schema: quoted}
+	f := q.sql
+	q.insertWebhook = f(`INSERT INTO {{schema}}.webhooks (` + webhookCols + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
+	q.getWebhook = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks WHERE id = $1`)
+	q.listWebhooks = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks
+		WHERE tenant = $1 ORDER BY id DESC LIMIT $2`)
+	q.listWebhooksAfter = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks
+		WHERE tenant = $1 AND id < $3 ORDER BY id DESC LIMIT $2`)
+	q.updateWebhook = f(`UPDATE {{schema}}.webhooks SET url = $3, events = $4, description = $5, active = $6,
+		disabled_reason = $7, secrets = $8, headers = $9, max_attempts = $10, rate_limit = $11, updated_at = $12
+		WHERE id = $1 AND tenant = $2
+		RETURNING created_at`)
+	q.deleteWebhook = f(`DELETE FROM {{schema}}.webhooks WHERE id = $1`)
+	// The same rule as store.MatchEvent: "*", the exact type, or a
+	// "prefix.*" pattern whose prefix (with the dot) starts the type.
+	q.matchWebhooks = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks
+		WHERE tenant = $1 AND active AND EXISTS (
+			SELECT 1 FROM unnest(events) AS p
+			WHERE p = '*' OR p = $2::text OR (right(p, 2) = '.*' AND starts_with($2::text, left(p, -1))))
+		ORDER BY id`)
+
+	// Enqueue in one statement. bad lists the inputs whose webhook is missing
+	// or has another tenant; when there is any, nothing is inserted and the
+	// caller reports it. old finds the inputs stored before (the statement's
+	// snapshot does not see ins). woke notifies listeners when anything was
+	// inserted; PostgreSQL delivers it at commit.
+	q.enqueue = f(`WITH input AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
+				$7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+				WITH ORDINALITY AS i(id, webhook_id, event_id, event_type, tenant, body, next_attempt_at, created_at, updated_at, ord)
+		), bad AS (
+			SELECT i.ord, w.id IS NULL AS missing
+			FROM input i LEFT JOIN {{schema}}.webhooks w ON w.id = i.webhook_id
+			WHERE w.id IS NULL OR w.tenant <> i.tenant
+		), ins AS (
+			INSERT INTO {{schema}}.deliveries (id, webhook_id, event_id, event_type, tenant, body, status,
+				next_attempt_at, created_at, updated_at)
+			SELECT id, webhook_id, event_id, event_type, tenant, body, 'pending', next_attempt_at, created_at, updated_at
+			FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
+			ORDER BY webhook_id, event_id
+			ON CONFLICT (event_id, webhook_id) DO NOTHING
+			RETURNING id
+		), woke AS (
+			SELECT pg_notify($10, '') FROM (SELECT 1 FROM ins LIMIT 1) x
+		)
+		SELECT 'bad', b.ord, CASE WHEN b.missing THEN 'missing' ELSE 'tenant' END FROM bad b
+		UNION ALL
+		SELECT 'old', i.ord, d.id FROM input i
+			JOIN {{schema}}.deliveries d ON d.event_id = i.event_id AND d.webhook_id = i.webhook_id
+		UNION ALL
+		SELECT 'new', 0, id FROM ins
+		UNION ALL
+		SELECT 'woke', 0, '' FROM woke`)
+	// Ids of inputs stored by a transaction that committed after the
+	// enqueue statement's snapshot was taken.
+	q.enqueueLookup = f(`SELECT i.ord, d.id
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(event_id, webhook_id, ord)
+		JOIN {{schema}}.deliveries d ON d.event_id = i.event_id AND d.webhook_id = i.webhook_id`)
+
+	// Claim in one statement: the oldest due unleased deliveries (walking
+	// deliveries_claimable from the oldest) and the deliveries whose lease
+	// expired (walking deliveries_leased, which holds only the ones in
+	// flight), locked with SKIP LOCKED so concurrent claimers never wait on
+	// or share a row, merged in (next_attempt_at, id) order.
+	q.claim = f(`WITH free AS (
+			SELECT id, next_attempt_at FROM {{schema}}.deliveries
+			WHERE status = 'pending' AND lease_owner = '' AND next_attempt_at <= $1
+				AND webhook_id <> ALL ($2::text[])
+			ORDER BY next_attempt_at, id
+			LIMIT $3
+			FOR UPDATE SKIP LOCKED
+		), expired AS (
+			SELECT id, next_attempt_at FROM {{schema}}.deliveries
+			WHERE status = 'pending' AND lease_owner <> '' AND lease_expires_at <= $1 AND next_attempt_at <= $1
+				AND webhook_id <> ALL ($2::text[])
+			ORDER BY next_attempt_at, id
+			LIMIT $3
+			FOR UPDATE SKIP LOCKED
+		), pick AS (
+			SELECT id FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) c
+			ORDER BY next_attempt_at, id
+			LIMIT $3
+		)
+		UPDATE {{schema}}.deliveries d SET lease_owner = $4, lease_expires_at = $5
+		FROM pick WHERE d.id = pick.id
+		RETURNING ` + prefixed("d.", deliveryCols))
+
+	// Complete in one statement: lock the delivery, and only when the owner
+	// holds it and the attempt number is the next one, log the attempt and
+	// move the delivery on. The caller reads cur to tell why not.
+	q.complete = f(`WITH cur AS (
+			SELECT id, status, lease_owner, attempts FROM {{schema}}.deliveries WHERE id = $1 FOR UPDATE
+		), ok AS (
+			SELECT id FROM cur WHERE status = 'pending' AND lease_owner = $2 AND attempts + 1 = $3
+		), att AS (
+			INSERT INTO {{schema}}.attempts (delivery_id, number, started_at, duration_ns, request_url,
+				request_headers, response_status, response_headers, response_body, error_class, error)
+			SELECT id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM ok
+		), upd AS (
+			UPDATE {{schema}}.deliveries d SET attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+				last_status_code = $8, last_error = $12, status = $13::text,
+				next_attempt_at = CASE WHEN $13::text = 'pending' THEN $14::timestamptz ELSE d.next_attempt_at END,
+				lease_owner = '', lease_expires_at = NULL, updated_at = $15
+			FROM ok WHERE d.id = ok.id
+			RETURNING d.id
+		)
+		SELECT status, lease_owner, attempts, (SELECT count(*) FROM upd) FROM cur`)
+	// The disable path locks the webhook first, so two 410s of one webhook
+	// completing at once serialize instead of deadlocking.
+	q.lockWebhookOf = f(`SELECT w.id FROM {{schema}}.webhooks w
+		JOIN {{schema}}.deliveries d ON d.webhook_id = w.id WHERE d.id = $1 FOR NO KEY UPDATE OF w`)
+	q.disableWebhook = f(`UPDATE {{schema}}.webhooks SET active = false, disabled_reason = $2, updated_at = $3 WHERE id = $1`)
+	q.failOthers = f(`UPDATE {{schema}}.deliveries SET status = 'failed', last_error = $3, lease_owner = '',
+		lease_expires_at = NULL, updated_at = $4
+		WHERE webhook_id = $1 AND status = 'pending' AND id <> $2`)
+
+	q.release = f(`WITH r AS (
+			UPDATE {{schema}}.deliveries SET lease_owner = '', lease_expires_at = NULL
+			WHERE id = ANY ($1::text[]) AND lease_owner = $2 AND status = 'pending'
+			RETURNING 1
+		)
+		SELECT pg_notify($3, '') FROM (SELECT 1 FROM r LIMIT 1) x`)
+	q.getDelivery = f(`SELECT ` + deliveryCols + ` FROM {{schema}}.deliveries WHERE id = $1`)
+	q.redeliver = f(`WITH u AS (
+			UPDATE {{schema}}.deliveries SET status = 'pending', next_attempt_at = $2, round_attempts = 0,
+				lease_owner = '', lease_expires_at = NULL, updated_at = $2
+			WHERE id = $1 AND status <> 'pending'
+			RETURNING ` + deliveryCols + `
+		)
+		SELECT u.* FROM u LEFT JOIN LATERAL (SELECT pg_notify($3, '')) n ON true`)
+	q.existsDelivery = f(`SELECT EXISTS (SELECT 1 FROM {{schema}}.deliveries WHERE id = $1)`)
+	q.listAttempts = f(`SELECT delivery_id, number, started_at, duration_ns, request_url, request_headers,
+		response_status, response_headers, response_body, error_class, error
+		FROM {{schema}}.attempts WHERE delivery_id = $1 ORDER BY number`)
+	q.purge = f(`DELETE FROM {{schema}}.deliveries WHERE id IN (
+			SELECT id FROM {{schema}}.deliveries WHERE status <> 'pending' AND updated_at < $1
+			FOR UPDATE SKIP LOCKED)`)
+	q.purgeLimit = f(`DELETE FROM {{schema}}.deliveries WHERE id IN (
+			SELECT id FROM {{schema}}.deliveries WHERE status <> 'pending' AND updated_at < $1
+			ORDER BY updated_at LIMIT $2
+			FOR UPDATE SKIP LOCKED)`)
+	q.countDeliveries = f(`SELECT EXISTS (SELECT 1 FROM {{schema}}.webhooks WHERE id = $1),
+			count(*) FILTER (WHERE status = 'pending'),
+			count(*) FILTER (WHERE status = 'success'),
+			count(*) FILTER (WHERE status = 'failed')
+		FROM {{schema}}.deliveries WHERE webhook_id = $1`)
+	return q
+}
+
+// sql replaces {{schema}} in text with the quoted schema name.
+func (q queries) sql(text string) string { return strings.ReplaceAll(text, "{{schema}}", q.schema) }
+
+// prefixed qualifies every column of a comma-separated list.
+func prefixed(prefix, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = prefix + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}

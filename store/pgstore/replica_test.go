@@ -1,0 +1,362 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	webhook "github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/storetest"
+)
+
+// errKilled is what a killed replica's store returns.
+var errKilled = errors.New("replica killed")
+
+// killable is a replica's view of the store that can be cut off at once,
+// as if the process died: from then on it reads and writes nothing, so the
+// leases it holds stay in the database until they expire.
+type killable struct {
+	store.Store
+	dead atomic.Bool
+}
+
+func (k *killable) alive() error {
+	if k.dead.Load() {
+		return errKilled
+	}
+	return nil
+}
+
+func (k *killable) Ping(ctx context.Context) error {
+	if err := k.alive(); err != nil {
+		return err
+	}
+	return k.Store.Ping(ctx)
+}
+
+func (k *killable) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+	if err := k.alive(); err != nil {
+		return nil, err
+	}
+	return k.Store.GetWebhook(ctx, id)
+}
+
+func (k *killable) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+	if err := k.alive(); err != nil {
+		return nil, err
+	}
+	return k.Store.MatchWebhooks(ctx, tenant, eventType)
+}
+
+func (k *killable) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+	if err := k.alive(); err != nil {
+		return err
+	}
+	return k.Store.UpdateWebhook(ctx, w)
+}
+
+func (k *killable) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	if err := k.alive(); err != nil {
+		return nil, err
+	}
+	return k.Store.Enqueue(ctx, ds)
+}
+
+func (k *killable) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
+	if err := k.alive(); err != nil {
+		return nil, err
+	}
+	return k.Store.Claim(ctx, p)
+}
+
+func (k *killable) Complete(ctx context.Context, p store.CompleteParams) error {
+	if err := k.alive(); err != nil {
+		return err
+	}
+	return k.Store.Complete(ctx, p)
+}
+
+func (k *killable) Release(ctx context.Context, p store.ReleaseParams) error {
+	if err := k.alive(); err != nil {
+		return err
+	}
+	return k.Store.Release(ctx, p)
+}
+
+func (k *killable) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	if err := k.alive(); err != nil {
+		return nil, err
+	}
+	return k.Store.GetDelivery(ctx, id)
+}
+
+func (k *killable) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
+	if err := k.alive(); err != nil {
+		return 0, err
+	}
+	return k.Store.Purge(ctx, p)
+}
+
+// receiver is the consumers' endpoint. It counts 2xx answers per
+// (webhook path, event id). In the second phase it holds every request
+// from the victim replica (told apart by its User-Agent) without answering
+// until the request's context ends, as a hung replica would see it.
+type receiver struct {
+	victimUA string
+	holding  atomic.Bool
+	release  chan struct{}
+
+	mu      sync.Mutex
+	ok      map[string]int
+	victim  map[string]bool // keys the victim sent while held
+	changed chan struct{}   // signalled after every request
+}
+
+func newReceiver(victimUA string) *receiver {
+	return &receiver{victimUA: victimUA, release: make(chan struct{}), ok: make(map[string]int),
+		victim: make(map[string]bool), changed: make(chan struct{}, 1)}
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	var payload struct {
+		ID string `json:"id"`
+	}
+	if err != nil || json.Unmarshal(body, &payload) != nil || payload.ID == "" {
+		http.Error(w, "bad payload", http.StatusBadRequest)
+		return
+	}
+	key := r.URL.Path + " " + payload.ID
+	if r.UserAgent() == rc.victimUA && rc.holding.Load() {
+		rc.mu.Lock()
+		rc.victim[key] = true
+		rc.mu.Unlock()
+		rc.signal()
+		select {
+		case <-r.Context().Done():
+		case <-rc.release:
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	rc.mu.Lock()
+	rc.ok[key]++
+	rc.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+	rc.signal()
+}
+
+func (rc *receiver) signal() {
+	select {
+	case rc.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds (checked under the lock after every
+// request), failing the test after a generous deadline.
+func (rc *receiver) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		rc.mu.Lock()
+		done := cond()
+		rc.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-rc.changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestPGReplicas runs three dispatchers on one schema. Every delivery
+// reaches its endpoint exactly once while all replicas live; then one
+// replica hangs and dies holding leases, and the others deliver its work,
+// each delivery once, after its leases expire.
+func TestPGReplicas(t *testing.T) {
+	schema := freshSchema(t)
+	const (
+		tenant   = "tenant_replicas"
+		events1  = 100 // phase one: 300 deliveries (3 webhooks)
+		events2  = 40  // phase two: 120 deliveries
+		victimUA = "replica-c"
+	)
+	rc := newReceiver(victimUA)
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	defer close(rc.release)
+
+	base := newStoreIn(t, schema)
+	var hooks []*store.Webhook
+	for i := range 3 {
+		w := storetest.NewWebhook(tenant)
+		w.URL = fmt.Sprintf("%s/w%d", srv.URL, i)
+		w.Events = []string{"*"}
+		w.MaxAttempts, w.RateLimit = 0, 0
+		if err := base.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		hooks = append(hooks, w)
+	}
+
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	cfg := func(name string, timeout, lease time.Duration) *webhook.Config {
+		return &webhook.Config{
+			Owner: name, UserAgent: name, Timeout: timeout, Lease: lease,
+			PollInterval: 100 * time.Millisecond, Workers: 8, PerWebhookConcurrency: 4,
+			AllowedRanges: loopback, AllowAnyPort: true,
+			Retry:     webhook.RetryPolicy{InitialInterval: 100 * time.Millisecond, Jitter: -1},
+			Retention: -1,
+		}
+	}
+	victimStore := &killable{Store: newStoreIn(t, schema)}
+	replicas := []struct {
+		s   store.Store
+		cfg *webhook.Config
+	}{
+		{newStoreIn(t, schema), cfg("replica-a", 20*time.Second, time.Minute)},
+		{newStoreIn(t, schema), cfg("replica-b", 20*time.Second, time.Minute)},
+		// The victim's lease is short, so the others take over quickly.
+		{victimStore, cfg(victimUA, 2*time.Second, 3*time.Second)},
+	}
+	var ds []*webhook.Dispatcher
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for _, r := range replicas {
+		d, err := webhook.New(r.s, r.cfg)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		if err := d.Start(ctx); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		ds = append(ds, d)
+	}
+	defer func() {
+		for i, d := range ds {
+			sctx, c := context.WithTimeout(context.Background(), 30*time.Second)
+			// The victim's Stop cannot record or release anything: ignore it.
+			if err := d.Stop(sctx); err != nil && i < 2 {
+				t.Errorf("Stop of a live replica: %v", err)
+			}
+			c()
+		}
+	}()
+
+	emit := func(d *webhook.Dispatcher, n int) []string {
+		var keys []string
+		for range n {
+			ev := webhook.Event{Type: "workflow.completed", Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}}
+			ev.ID = storetest.NewID("evt_")
+			if _, err := d.Emit(ctx, ev); err != nil {
+				t.Fatalf("Emit: %v", err)
+			}
+			for i := range hooks {
+				keys = append(keys, fmt.Sprintf("/w%d %s", i, ev.ID))
+			}
+		}
+		return keys
+	}
+	allOnce := func(keys []string) func() bool {
+		return func() bool {
+			for _, k := range keys {
+				if rc.ok[k] == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	checkOnce := func(phase string, keys []string) {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		twice := 0
+		for _, k := range keys {
+			if rc.ok[k] != 1 {
+				twice++
+			}
+		}
+		if twice > 0 {
+			t.Errorf("%s: %d of %d deliveries answered 2xx more than once", phase, twice, len(keys))
+		}
+	}
+
+	// Phase one: every replica emits; every delivery arrives once.
+	start := time.Now()
+	var keys1 []string
+	for i := range events1 {
+		keys1 = append(keys1, emit(ds[i%len(ds)], 1)...)
+	}
+	t.Logf("phase one emitted: %v", time.Since(start))
+	rc.waitFor(t, "phase one deliveries", allOnce(keys1))
+	t.Logf("phase one: %v", time.Since(start))
+	checkOnce("phase one", keys1)
+
+	// Phase two: the victim hangs on every request, then dies holding its
+	// leases; the others must deliver its deliveries after they expire.
+	rc.holding.Store(true)
+	keys2 := emit(ds[2], events2) // the victim's own emits wake it first
+	rc.waitFor(t, "the victim to send", func() bool { return len(rc.victim) > 0 })
+	victimStore.dead.Store(true)
+	t.Logf("victim killed: %v", time.Since(start))
+	rc.waitFor(t, "phase two deliveries", allOnce(keys2))
+	t.Logf("phase two: %v", time.Since(start))
+	checkOnce("phase two", keys2)
+	rc.mu.Lock()
+	taken := len(rc.victim)
+	for k := range rc.victim {
+		if rc.ok[k] != 1 {
+			t.Errorf("%s, held by the dead replica, was answered %d times by the others", k, rc.ok[k])
+		}
+	}
+	rc.mu.Unlock()
+	t.Logf("the dead replica held %d deliveries; the others delivered them", taken)
+
+	defer func() { t.Logf("end: %v", time.Since(start)) }()
+	// Every delivery is recorded as a success after one attempt: the dead
+	// replica's attempts were never recorded, and nothing was sent twice.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var all []*store.Delivery
+		cursor := ""
+		for {
+			page, next, err := base.ListDeliveries(t.Context(), store.ListDeliveriesParams{Tenant: tenant, Cursor: cursor, Limit: store.MaxPageLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, cursor = append(all, page...), next
+			if next == "" {
+				break
+			}
+		}
+		bad := 0
+		for _, d := range all {
+			if d.Status != store.StatusSuccess || d.Attempts != 1 {
+				bad++
+			}
+		}
+		if len(all) == len(keys1)+len(keys2) && bad == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries stored, %d not a success after exactly one attempt; want %d successes",
+				len(all), bad, len(keys1)+len(keys2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,270 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/noa-server/webhook/store"
+)
+
+const webhookCols = `id, tenant, url, events, description, active, disabled_reason, secrets, headers,
+	max_attempts, rate_limit, created_at, updated_at`
+
+// secretJSON is how a store.Secret is kept in the secrets jsonb array.
+type secretJSON struct {
+	Value     string     `json:"value"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// webhookArgs returns the column values of w in webhookCols order.
+func webhookArgs(w *store.Webhook) ([]any, error) {
+	secrets := make([]secretJSON, len(w.Secrets))
+	for i, sec := range w.Secrets {
+		secrets[i] = secretJSON{Value: sec.Value, ExpiresAt: nullTime(sec.ExpiresAt)}
+	}
+	sj, err := json.Marshal(secrets)
+	if err != nil {
+		return nil, err
+	}
+	headers := w.Headers
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	hj, err := json.Marshal(headers)
+	if err != nil {
+		return nil, err
+	}
+	events := w.Events
+	if events == nil {
+		events = []string{}
+	}
+	return []any{
+		w.ID, w.Tenant, w.URL, events, w.Description, w.Active, w.DisabledReason, string(sj), string(hj),
+		w.MaxAttempts, w.RateLimit, ts(w.CreatedAt), ts(w.UpdatedAt),
+	}, nil
+}
+
+func scanWebhook(row pgx.Row) (*store.Webhook, error) {
+	var (
+		w      store.Webhook
+		sj, hj []byte
+		maxAtt int32
+	)
+	err := row.Scan(&w.ID, &w.Tenant, &w.URL, &w.Events, &w.Description, &w.Active, &w.DisabledReason,
+		&sj, &hj, &maxAtt, &w.RateLimit, &w.CreatedAt, &w.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	w.MaxAttempts = int(maxAtt)
+	var secrets []secretJSON
+	if err := json.Unmarshal(sj, &secrets); err != nil {
+		return nil, fmt.Errorf("secrets of webhook %q: %w", w.ID, err)
+	}
+	if len(secrets) > 0 {
+		w.Secrets = make([]store.Secret, len(secrets))
+		for i, sec := range secrets {
+			w.Secrets[i] = store.Secret{Value: sec.Value, ExpiresAt: fromNull(sec.ExpiresAt)}
+		}
+	}
+	if err := json.Unmarshal(hj, &w.Headers); err != nil {
+		return nil, fmt.Errorf("headers of webhook %q: %w", w.ID, err)
+	}
+	if len(w.Headers) == 0 {
+		w.Headers = nil
+	}
+	if len(w.Events) == 0 {
+		w.Events = nil
+	}
+	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
+	return &w, nil
+}
+
+func collectWebhooks(rows pgx.Rows) ([]*store.Webhook, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Webhook, error) { return scanWebhook(r) })
+}
+
+func validateWebhook(w *store.Webhook) error {
+	switch {
+	case w == nil:
+		return invalid("nil webhook")
+	case w.ID == "":
+		return invalid("webhook without id")
+	case w.Tenant == "":
+		return invalid("webhook %q without tenant", w.ID)
+	}
+	ok := textOK(w.ID) && textOK(w.Tenant) && textOK(w.URL) && textOK(w.Description) && textOK(w.DisabledReason)
+	for _, e := range w.Events {
+		ok = ok && textOK(e)
+	}
+	for _, sec := range w.Secrets {
+		ok = ok && textOK(sec.Value)
+	}
+	for k, v := range w.Headers {
+		ok = ok && textOK(k) && textOK(v)
+	}
+	if !ok {
+		return invalid("webhook %q holds a string that is not valid UTF-8 or has a NUL byte", w.ID)
+	}
+	return nil
+}
+
+// CreateWebhook stores w. It sets CreatedAt to now when zero and UpdatedAt
+// to CreatedAt when zero, writing both back into w. ErrConflict when the
+// id is taken.
+func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := validateWebhook(w); err != nil {
+		return err
+	}
+	c := *w
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now()
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = c.CreatedAt
+	}
+	args, err := webhookArgs(&c)
+	if err != nil {
+		return invalid("webhook %q: %v", w.ID, err)
+	}
+	_, err = s.pool.Exec(ctx, s.q.insertWebhook, args...)
+	if pgCode(err) == codeUniqueViolation {
+		return fmt.Errorf("pgstore: webhook %q exists: %w", w.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	w.CreatedAt, w.UpdatedAt = ts(c.CreatedAt), ts(c.UpdatedAt)
+	return nil
+}
+
+// GetWebhook returns the webhook with the given id, of any tenant.
+func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, invalid("empty webhook id")
+	}
+	w, err := scanWebhook(s.pool.QueryRow(ctx, s.q.getWebhook, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("webhook", id)
+	}
+	return w, wrap(err)
+}
+
+// ListWebhooks returns a page of the tenant's webhooks, newest (highest id)
+// first, and the cursor of the next page ("" on the last).
+func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([]*store.Webhook, string, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, "", err
+	}
+	if p.Tenant == "" {
+		return nil, "", invalid("listing webhooks without tenant")
+	}
+	if err := checkLimit(p.Limit); err != nil {
+		return nil, "", err
+	}
+	after, err := decodeCursor('w', p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var rows pgx.Rows
+	if after == "" {
+		rows, err = s.pool.Query(ctx, s.q.listWebhooks, p.Tenant, p.Limit+1)
+	} else {
+		rows, err = s.pool.Query(ctx, s.q.listWebhooksAfter, p.Tenant, p.Limit+1, after)
+	}
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	ws, err := collectWebhooks(rows)
+	if err != nil {
+		return nil, "", wrap(err)
+	}
+	next := ""
+	if len(ws) > p.Limit {
+		ws = ws[:p.Limit]
+		next = encodeCursor('w', ws[len(ws)-1].ID)
+	}
+	return ws, next, nil
+}
+
+// UpdateWebhook replaces the stored webhook with w, keeping the stored
+// CreatedAt and setting UpdatedAt to now when w's is zero; both are written
+// back into w. ErrNotFound when no webhook has w's ID and Tenant.
+func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := validateWebhook(w); err != nil {
+		return err
+	}
+	c := *w
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = now()
+	}
+	args, err := webhookArgs(&c)
+	if err != nil {
+		return invalid("webhook %q: %v", w.ID, err)
+	}
+	args = append(args[:11], args[12]) // all but created_at
+	var created time.Time
+	err = s.pool.QueryRow(ctx, s.q.updateWebhook, args...).Scan(&created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("webhook", w.ID)
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	w.CreatedAt, w.UpdatedAt = created.UTC(), ts(c.UpdatedAt)
+	return nil
+}
+
+// DeleteWebhook removes the webhook with its deliveries and their attempts.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if id == "" {
+		return invalid("empty webhook id")
+	}
+	tag, err := s.pool.Exec(ctx, s.q.deleteWebhook, id)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return notFound("webhook", id)
+	}
+	return nil
+}
+
+// MatchWebhooks returns the tenant's active webhooks subscribed to
+// eventType, oldest (lowest id) first.
+func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if tenant == "" || eventType == "" {
+		return nil, invalid("matching webhooks needs a tenant and an event type")
+	}
+	rows, err := s.pool.Query(ctx, s.q.matchWebhooks, tenant, eventType)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	ws, err := collectWebhooks(rows)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	// The SQL filter mirrors store.MatchEvent; MatchAny stays the
+	// definition.
+	return slices.DeleteFunc(ws, func(w *store.Webhook) bool { return !store.MatchAny(w.Events, eventType) }), nil
+}
