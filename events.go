@@ -1,11 +1,13 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The event types of the guide.
@@ -159,4 +161,45 @@ func validEventName(name string) error {
 		}
 	}
 	return nil
+}
+
+// WorkflowCompletedData is the data of a workflow.completed event, with the
+// guide's field names.
+type WorkflowCompletedData struct {
+	WorkflowID  string `json:"workflowId"`
+	ExecutionID string `json:"executionId"`
+	Name        string `json:"name"`
+	Status      string `json:"status"`
+	// Duration is the run time in milliseconds.
+	Duration    int64     `json:"duration"`
+	StartedAt   time.Time `json:"startedAt"`
+	CompletedAt time.Time `json:"completedAt"`
+	// Result is the workflow's output as JSON text, sent as is (after
+	// canonicalisation).
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// AgentStatusChangedData is the data of an agent.status.changed event, with
+// the guide's field names.
+type AgentStatusChangedData struct {
+	AgentID        string `json:"agentId"`
+	Name           string `json:"name"`
+	PreviousStatus string `json:"previousStatus"`
+	CurrentStatus  string `json:"currentStatus"`
+	TaskID         string `json:"taskId,omitempty"`
+	SwarmID        string `json:"swarmId,omitempty"`
+}
+
+// AgentTaskCompletedData is the data of an agent.task.completed event, with
+// the guide's field names.
+type AgentTaskCompletedData struct {
+	AgentID string `json:"agentId"`
+	TaskID  string `json:"taskId"`
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	// Duration is the task's run time in milliseconds.
+	Duration int64 `json:"duration"`
+	// Result is the task's output as JSON text, sent as is (after
+	// canonicalisation).
+	Result json.RawMessage `json:"result,omitempty"`
 }

@@ -1,0 +1,396 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/store"
+)
+
+// deliveryItem is a delivery in a listing.
+type deliveryItem struct {
+	ID             string `json:"id"`
+	WebhookID      string `json:"webhookId"`
+	EventID        string `json:"eventId"`
+	Event          string `json:"event"`
+	Status         string `json:"status"`
+	Attempts       int    `json:"attempts"`
+	NextAttemptAt  string `json:"nextAttemptAt,omitempty"`
+	LastStatusCode int    `json:"lastStatusCode,omitempty"`
+	LastError      string `json:"lastError,omitempty"`
+	CreatedAt      string `json:"createdAt"`
+	UpdatedAt      string `json:"updatedAt"`
+}
+
+// deliveryDetail is the guide's delivery log entry: the latest attempt's
+// request and response at the top, every attempt in attemptLog.
+type deliveryDetail struct {
+	ID        string        `json:"id"`
+	WebhookID string        `json:"webhookId"`
+	EventID   string        `json:"eventId"`
+	Event     string        `json:"event"`
+	Status    string        `json:"status"`
+	Attempts  int           `json:"attempts"`
+	Request   requestView   `json:"request"`
+	Response  *responseView `json:"response"`
+	// Timestamp is when the latest attempt started, or when the delivery
+	// was created if none has been made.
+	Timestamp     string        `json:"timestamp"`
+	NextAttemptAt string        `json:"nextAttemptAt,omitempty"`
+	CreatedAt     string        `json:"createdAt"`
+	UpdatedAt     string        `json:"updatedAt"`
+	AttemptLog    []attemptView `json:"attemptLog"`
+}
+
+type requestView struct {
+	URL     string            `json:"url"`
+	Method  string            `json:"method"`
+	Headers map[string]string `json:"headers"`
+	// Body is the payload as sent: a JSON object.
+	Body json.RawMessage `json:"body"`
+}
+
+type responseView struct {
+	// StatusCode is 0 when no response arrived.
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	Body       string            `json:"body"`
+	// Duration is in milliseconds.
+	Duration   int64  `json:"duration"`
+	ErrorClass string `json:"errorClass,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+type attemptView struct {
+	Number    int          `json:"number"`
+	StartedAt string       `json:"startedAt"`
+	Request   attemptReq   `json:"request"`
+	Response  responseView `json:"response"`
+}
+
+type attemptReq struct {
+	URL     string            `json:"url"`
+	Method  string            `json:"method"`
+	Headers map[string]string `json:"headers"`
+}
+
+// stampLayout is how the API shows a time: RFC 3339 in UTC with
+// milliseconds, "2025-10-22T10:00:00.000Z".
+const stampLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// toStamp formats t in stampLayout. Times are formatted into strings before
+// encoding: a json.Marshaler per field would cost more than the rest of a
+// listing.
+func toStamp(t time.Time) string { return t.UTC().Format(stampLayout) }
+
+// optTime is toStamp, or "" (left out) for the zero time.
+func optTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return toStamp(t)
+}
+
+func newDeliveryItem(d *store.Delivery) deliveryItem {
+	it := deliveryItem{
+		ID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID, Event: d.EventType,
+		Status: string(d.Status), Attempts: d.Attempts,
+		LastStatusCode: d.LastStatusCode, LastError: d.LastError,
+		CreatedAt: toStamp(d.CreatedAt), UpdatedAt: toStamp(d.UpdatedAt),
+	}
+	if d.Status == store.StatusPending {
+		it.NextAttemptAt = optTime(d.NextAttemptAt)
+	}
+	return it
+}
+
+// flatten turns a header into one value per name, the way the guide shows
+// headers, with the values of credential-like headers (Authorization,
+// Cookie, Set-Cookie, …) replaced by "[redacted]". The dispatcher already
+// leaves them out of the attempts it records; this holds for any store.
+func flatten(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if credentialHeader(k) {
+			out[k] = redacted
+		} else {
+			out[k] = strings.Join(v, ", ")
+		}
+	}
+	return out
+}
+
+func newResponseView(a *store.Attempt) responseView {
+	rv := responseView{
+		StatusCode: a.ResponseStatus,
+		Body:       string(a.ResponseBody),
+		Duration:   a.Duration.Milliseconds(),
+		ErrorClass: string(a.ErrorClass),
+		Error:      a.Error,
+	}
+	if len(a.ResponseHeaders) > 0 {
+		rv.Headers = flatten(a.ResponseHeaders)
+	}
+	return rv
+}
+
+// newDeliveryDetail builds the detail of d with its attempts, in order.
+// webhookURL is shown as the request URL while no attempt has been made.
+func newDeliveryDetail(d *store.Delivery, attempts []*store.Attempt, webhookURL string) deliveryDetail {
+	dd := deliveryDetail{
+		ID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID, Event: d.EventType,
+		Status: string(d.Status), Attempts: d.Attempts,
+		Request:   requestView{URL: redactURL(webhookURL), Method: http.MethodPost, Headers: map[string]string{}},
+		Timestamp: toStamp(d.CreatedAt),
+		CreatedAt: toStamp(d.CreatedAt), UpdatedAt: toStamp(d.UpdatedAt),
+		AttemptLog: make([]attemptView, 0, len(attempts)),
+	}
+	if d.Status == store.StatusPending {
+		dd.NextAttemptAt = optTime(d.NextAttemptAt)
+	}
+	if json.Valid(d.Body) {
+		dd.Request.Body = d.Body
+	} else {
+		// Stores keep the bytes they were given; show foreign ones as text.
+		dd.Request.Body, _ = json.Marshal(string(d.Body))
+	}
+	for _, a := range attempts {
+		dd.AttemptLog = append(dd.AttemptLog, attemptView{
+			Number:    a.Number,
+			StartedAt: toStamp(a.StartedAt),
+			Request:   attemptReq{URL: a.RequestURL, Method: http.MethodPost, Headers: flatten(a.RequestHeaders)},
+			Response:  newResponseView(a),
+		})
+	}
+	if n := len(attempts); n > 0 {
+		last := attempts[n-1]
+		dd.Request.URL = last.RequestURL
+		dd.Request.Headers = flatten(last.RequestHeaders)
+		rv := newResponseView(last)
+		dd.Response = &rv
+		dd.Timestamp = toStamp(last.StartedAt)
+	}
+	return dd
+}
+
+// tenantWebhook returns the tenant's webhook with id, or a 404 that does
+// not tell a missing webhook from another tenant's.
+func (h *handler) tenantWebhook(ctx context.Context, tenant, id string) (*webhook.Webhook, error) {
+	if !validID(id, "wh_") {
+		return nil, errNoWebhook
+	}
+	w, err := h.reg.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, h.registryError(err)
+	}
+	return w, nil
+}
+
+var (
+	errNoWebhook  = errorf(http.StatusNotFound, CodeNotFound, "no webhook with this id")
+	errNoDelivery = errorf(http.StatusNotFound, CodeNotFound, "no delivery with this id for this webhook")
+)
+
+// tenantDelivery returns the delivery deliveryId of the tenant's webhook
+// id, or a 404.
+func (h *handler) tenantDelivery(ctx context.Context, tenant, id, deliveryID string) (*webhook.Webhook, *store.Delivery, error) {
+	w, err := h.tenantWebhook(ctx, tenant, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !validID(deliveryID, "del_") {
+		return nil, nil, errNoDelivery
+	}
+	d, err := h.st.GetDelivery(ctx, deliveryID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, errNoDelivery
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("get delivery: %w", err)
+	}
+	if d.Tenant != tenant || d.WebhookID != w.ID {
+		return nil, nil, errNoDelivery
+	}
+	return w, d, nil
+}
+
+// GET /v1/webhooks/{id}/deliveries?status=&event=&cursor=&limit=
+func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, tenant string) error {
+	q := r.URL.Query()
+	limit, err := pageLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	status := store.Status(q.Get("status"))
+	if status != "" && !status.Valid() {
+		return fieldError(http.StatusBadRequest, CodeInvalidParameter, "status",
+			"status must be pending, success or failed, not "+quoteShort(string(status)))
+	}
+	event := q.Get("event")
+	if event != "" && !validEventFilter(event) {
+		return fieldError(http.StatusBadRequest, CodeInvalidParameter, "event",
+			"event must be an event type such as workflow.completed, not "+quoteShort(event))
+	}
+	cursor := q.Get("cursor")
+	if len(cursor) > 1024 {
+		return errBadCursor
+	}
+	wh, err := h.tenantWebhook(r.Context(), tenant, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	ds, next, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
+		Tenant: tenant, WebhookID: wh.ID, Status: status, EventType: event, Cursor: cursor, Limit: limit,
+	})
+	if errors.Is(err, store.ErrInvalid) {
+		return errBadCursor
+	}
+	if err != nil {
+		return fmt.Errorf("list deliveries: %w", err)
+	}
+	items := make([]deliveryItem, len(ds))
+	for i, d := range ds {
+		items[i] = newDeliveryItem(d)
+	}
+	h.page(w, r, items, next)
+	return nil
+}
+
+var errBadCursor = fieldError(http.StatusBadRequest, CodeInvalidParameter, "cursor",
+	"cursor must be the nextCursor of a previous page")
+
+// validEventFilter reports whether s can be an event type: dot-separated
+// lowercase words, at most 128 bytes.
+func validEventFilter(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for part := range strings.SplitSeq(s, ".") {
+		if part == "" {
+			return false
+		}
+		for _, c := range []byte(part) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// pageLimit parses ?limit.
+func pageLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultPageLimit, nil
+	}
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' || n > MaxPageLimit {
+			n = -1
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > MaxPageLimit {
+		return 0, fieldError(http.StatusBadRequest, CodeInvalidParameter, "limit",
+			fmt.Sprintf("limit must be an integer from 1 to %d", MaxPageLimit))
+	}
+	return n, nil
+}
+
+// GET /v1/webhooks/{id}/deliveries/{deliveryId}
+func (h *handler) getDelivery(w http.ResponseWriter, r *http.Request, tenant string) error {
+	wh, d, err := h.tenantDelivery(r.Context(), tenant, r.PathValue("id"), r.PathValue("deliveryId"))
+	if err != nil {
+		return err
+	}
+	as, err := h.st.ListAttempts(r.Context(), d.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("list attempts: %w", err)
+	}
+	h.ok(w, r, http.StatusOK, newDeliveryDetail(d, as, wh.URL))
+	return nil
+}
+
+// POST /v1/webhooks/{id}/deliveries/{deliveryId}/retry
+//
+// A finished delivery is attempted again at once, with a fresh retry
+// budget, and the answer holds that attempt. A pending one is refused with
+// 409: it is already queued.
+func (h *handler) retryDelivery(w http.ResponseWriter, r *http.Request, tenant string) error {
+	if err := decodeBody(w, r, h.maxBody, &struct{}{}, true); err != nil {
+		return err
+	}
+	wh, d, err := h.tenantDelivery(r.Context(), tenant, r.PathValue("id"), r.PathValue("deliveryId"))
+	if err != nil {
+		return err
+	}
+	if !d.Status.Finished() {
+		return errorf(http.StatusConflict, CodeConflict,
+			"the delivery is pending and already queued; its next attempt is due at "+d.NextAttemptAt.UTC().Format(time.RFC3339))
+	}
+	if !wh.Active {
+		return errInactive
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.sendTimeout)
+	defer cancel()
+	if _, _, err := h.disp.SendNow(ctx, d.ID); err != nil {
+		return h.sendError(err)
+	}
+	return h.writeDelivery(w, r, http.StatusOK, d.ID, wh.URL)
+}
+
+var errInactive = errorf(http.StatusConflict, CodeWebhookInactive,
+	"the webhook is inactive; activate it with PUT {\"active\": true} first")
+
+// writeDelivery answers the detail of delivery id as stored now.
+func (h *handler) writeDelivery(w http.ResponseWriter, r *http.Request, status int, id, webhookURL string) error {
+	// The attempt is recorded; read it back even if the client has gone.
+	ctx := context.WithoutCancel(r.Context())
+	d, err := h.st.GetDelivery(ctx, id)
+	if err != nil {
+		return fmt.Errorf("get delivery: %w", err)
+	}
+	as, err := h.st.ListAttempts(ctx, id)
+	if err != nil {
+		return fmt.Errorf("list attempts: %w", err)
+	}
+	h.ok(w, r, status, newDeliveryDetail(d, as, webhookURL))
+	return nil
+}
+
+// sendError answers a failed SendNow or SendTest.
+func (h *handler) sendError(err error) error {
+	switch {
+	case errors.Is(err, webhook.ErrNotRunning):
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the delivery engine is not running; try again later")
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusGatewayTimeout, CodeTimeout,
+			"the attempt did not finish in time; it is still queued and will be logged in the webhook's deliveries")
+	case errors.Is(err, context.Canceled):
+		return errorf(499, "canceled", "the client went away")
+	case errors.Is(err, store.ErrNotFound):
+		return errNoWebhook
+	case errors.Is(err, store.ErrConflict):
+		return errorf(http.StatusConflict, CodeConflict, "the delivery is already queued")
+	}
+	return err
+}
+
+// redactURL drops the user information (a password) from a URL shown in a
+// delivery log, as the dispatcher does in the attempts it records.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[invalid URL]"
+	}
+	u.User = nil
+	return u.String()
+}

@@ -1,0 +1,58 @@
+// Package api serves the management REST API of the webhooks guide as an
+// http.Handler: register, list, read, update and delete webhooks, send a
+// test event, browse a webhook's deliveries with every attempt, retry a
+// delivery, rotate a signing secret, and (when the host enables it) emit an
+// event.
+//
+// # Routes
+//
+//	POST   /v1/webhooks                                    create (the response holds the secret)
+//	GET    /v1/webhooks                                    list, newest first
+//	GET    /v1/webhooks/{id}                               read
+//	PUT    /v1/webhooks/{id}                               update url, events, description, active, headers
+//	DELETE /v1/webhooks/{id}                               delete, with its deliveries
+//	POST   /v1/webhooks/{id}/test                          send a webhook.test event now
+//	POST   /v1/webhooks/{id}/rotate-secret                 new secret; the old one signs during a grace period
+//	GET    /v1/webhooks/{id}/deliveries                    list deliveries (?status=&event=&cursor=&limit=)
+//	GET    /v1/webhooks/{id}/deliveries/{deliveryId}       delivery detail with every attempt
+//	POST   /v1/webhooks/{id}/deliveries/{deliveryId}/retry attempt a finished delivery again, now
+//	POST   /v1/events                                      emit an event (only with Config.EnableEvents)
+//	GET    /v1/webhooks/openapi.json                       the OpenAPI 3.1 document of these routes
+//
+// # Envelope
+//
+// Every success is {"success": true, "data": …}; listings add
+// "pagination": {"nextCursor": "…", "hasMore": true}, and the next page is
+// asked for with ?cursor=<nextCursor>. Every failure is
+// {"success": false, "error": {"code": "…", "message": "…", "field": "…"}}
+// with field set when one input is at fault. Field names are camelCase, as
+// in the guide; times are RFC 3339 in UTC with milliseconds.
+//
+// # Choices beyond the guide
+//
+// The test route sends to the webhook whatever events it subscribes to, and
+// answers once the attempt is recorded, with the delivery as GET
+// …/deliveries/{deliveryId} shows it (a failed attempt is a successful call
+// whose delivery shows the failure). An inactive webhook is refused with
+// 409 webhook_inactive: the dispatcher never sends to inactive webhooks.
+// The retry route attempts a finished (success or failed) delivery again at
+// once with a fresh retry budget and answers the same way; a pending one is
+// refused with 409, since it is queued already. The delivery detail adds
+// "event", "nextAttemptAt", "createdAt", "updatedAt" and "attemptLog" (every
+// attempt, oldest first) to the guide's fields; its top-level request and
+// response are the latest attempt's. Request bodies must be application/json
+// objects whose field names match exactly (case included), once each.
+// The OpenAPI document is served without authentication.
+//
+// # Tenancy
+//
+// Config.Tenant maps each request to the tenant that owns it (for example
+// from its bearer token); a refusal is answered 401. Every route sees only
+// that tenant's webhooks and deliveries: another tenant's id is answered
+// exactly like an id that does not exist (404).
+//
+// # Secrets
+//
+// A webhook's secret appears only in the responses of create and
+// rotate-secret; never in reads, listings, delivery logs or errors.
+package api

@@ -1,0 +1,103 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/noa-server/webhook/api"
+)
+
+// The served OpenAPI document lists exactly the routes the handler serves:
+// every documented operation is routed, every other common method on a
+// documented path is answered 405, and the route table matches the paths.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	for _, events := range []bool{false, true} {
+		t.Run(map[bool]string{false: "events off", true: "events on"}[events], func(t *testing.T) {
+			h := newHarness(t, stores[0].open, options{events: events})
+			r := h.do("GET", "/v1/webhooks/openapi.json", "", "")
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d", r.status)
+			}
+			var doc struct {
+				OpenAPI string                                `json:"openapi"`
+				Paths   map[string]map[string]json.RawMessage `json:"paths"`
+			}
+			if err := json.Unmarshal(r.raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.OpenAPI != "3.1.0" {
+				t.Errorf("openapi %q", doc.OpenAPI)
+			}
+			checkRefs(t, r.raw)
+
+			var documented []string
+			for path, item := range doc.Paths {
+				for method := range item {
+					if method == "parameters" {
+						continue
+					}
+					documented = append(documented, strings.ToUpper(method)+" "+path)
+				}
+			}
+			served := api.Routes(events)
+			slices.Sort(documented)
+			slices.Sort(served)
+			if diff := cmp.Diff(served, documented); diff != "" {
+				t.Errorf("routes served (-) and documented (+):\n%s", diff)
+			}
+
+			// Ask the handler itself: documented operations are routed, other
+			// methods on those paths are not.
+			concrete := strings.NewReplacer("{id}", "wh_0190b6a0-0000-7000-8000-000000000000", "{deliveryId}", "del_0190b6a0-0000-7000-8000-000000000000")
+			for path, item := range doc.Paths {
+				for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+					_, isDoc := item[strings.ToLower(m)]
+					res := h.do(m, concrete.Replace(path), tokenA, "")
+					if res.status == http.StatusMethodNotAllowed == isDoc {
+						t.Errorf("%s %s: documented %v, answered %d %s", m, path, isDoc, res.status, res.raw)
+					}
+					if isDoc && res.status == http.StatusNotFound && strings.Contains(string(res.raw), "no such route") {
+						t.Errorf("%s %s is documented but not routed", m, path)
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkRefs fails on a $ref that does not resolve within the document.
+func checkRefs(t *testing.T, raw []byte) {
+	t.Helper()
+	var root any
+	if err := json.Unmarshal(raw, &root); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				var cur any = root
+				for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+					m, _ := cur.(map[string]any)
+					cur = m[part]
+				}
+				if cur == nil {
+					t.Errorf("$ref %s does not resolve", ref)
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(root)
+}

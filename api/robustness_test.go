@@ -1,0 +1,138 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Bad input gets a precise 4xx in the envelope, never a 500, and changes
+// nothing.
+func TestBadInput(t *testing.T) {
+	h := newHarness(t, stores[1].open, options{maxBody: 64 << 10, events: true})
+	id, _ := h.create(tokenA, "workflow.completed")
+	valid := `{"url":"https://a.example/hook","events":["workflow.completed"]}`
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	cases := []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		code, field              string
+	}{
+		{"no body", "POST", "/v1/webhooks", "", nil, 400, "invalid_json", ""},
+		{"blank body", "POST", "/v1/webhooks", "  \n ", nil, 400, "invalid_json", ""},
+		{"null", "POST", "/v1/webhooks", "null", nil, 400, "invalid_json", ""},
+		{"array", "POST", "/v1/webhooks", "[]", nil, 400, "invalid_json", ""},
+		{"string", "POST", "/v1/webhooks", `"x"`, nil, 400, "invalid_json", ""},
+		{"truncated", "POST", "/v1/webhooks", `{"url":"https://a.example"`, nil, 400, "invalid_json", ""},
+		{"syntax", "POST", "/v1/webhooks", `{"url":}`, nil, 400, "invalid_json", ""},
+		{"trailing value", "POST", "/v1/webhooks", valid + ` {}`, nil, 400, "invalid_json", ""},
+		{"trailing garbage", "POST", "/v1/webhooks", valid + `x`, nil, 400, "invalid_json", ""},
+		{"url not a string", "POST", "/v1/webhooks", `{"url":1,"events":["workflow.completed"]}`, nil, 400, "validation_error", "url"},
+		{"events a string", "POST", "/v1/webhooks", `{"url":"https://a.example","events":"workflow.completed"}`, nil, 400, "validation_error", "events"},
+		{"events of numbers", "POST", "/v1/webhooks", `{"url":"https://a.example","events":[1]}`, nil, 400, "validation_error", "events"},
+		{"active a string", "POST", "/v1/webhooks", `{"url":"https://a.example","events":["*"],"active":"yes"}`, nil, 400, "validation_error", "active"},
+		{"headers not strings", "POST", "/v1/webhooks", `{"url":"https://a.example","events":["*"],"headers":{"X-A":1}}`, nil, 400, "validation_error", "headers"},
+		{"unknown field", "POST", "/v1/webhooks", `{"url":"https://a.example","events":["*"],"secretz":"x"}`, nil, 400, "unknown_field", "secretz"},
+		{"unknown field, long name", "POST", "/v1/webhooks", `{"` + strings.Repeat("k", 5000) + `":1}`, nil, 400, "unknown_field", strings.Repeat("k", 64) + "…"},
+		{"case-different field", "POST", "/v1/webhooks", `{"URL":"https://a.example","events":["*"]}`, nil, 400, "unknown_field", "URL"},
+		{"duplicate field", "POST", "/v1/webhooks", `{"url":"https://a.example","url":"https://b.example","events":["*"]}`, nil, 400, "validation_error", "url"},
+		{"missing url", "POST", "/v1/webhooks", `{"events":["workflow.completed"]}`, nil, 400, "validation_error", "url"},
+		{"relative url", "POST", "/v1/webhooks", `{"url":"/hook","events":["workflow.completed"]}`, nil, 400, "validation_error", "url"},
+		{"ftp url", "POST", "/v1/webhooks", `{"url":"ftp://a.example/x","events":["workflow.completed"]}`, nil, 400, "validation_error", "url"},
+		{"huge url", "POST", "/v1/webhooks", `{"url":"https://a.example/` + strings.Repeat("a", 5000) + `","events":["*"]}`, nil, 400, "validation_error", "url"},
+		{"no events", "POST", "/v1/webhooks", `{"url":"https://a.example","events":[]}`, nil, 400, "validation_error", "events"},
+		{"unknown event", "POST", "/v1/webhooks", `{"url":"https://a.example","events":["workflow.completed","nope.nope"]}`, nil, 400, "validation_error", "events[1]"},
+		{"invalid UTF-8", "POST", "/v1/webhooks", "{\"url\":\"https://a.example\",\"events\":[\"*\"],\"description\":\"\xff\xfe\"}", nil, 0, "", ""},
+		{"deep nesting", "POST", "/v1/webhooks", `{"url":` + deep + `}`, nil, 400, "", ""},
+		{"body over the cap", "POST", "/v1/webhooks", `{"description":"` + strings.Repeat("d", 70<<10) + `"}`, nil, 413, "payload_too_large", ""},
+		{"text/plain", "POST", "/v1/webhooks", valid, []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type", ""},
+		{"form", "POST", "/v1/webhooks", valid, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported_media_type", ""},
+		{"no content type", "POST", "/v1/webhooks", valid, []string{"Content-Type", ""}, 415, "unsupported_media_type", ""},
+		{"bad content type", "POST", "/v1/webhooks", valid, []string{"Content-Type", ";;;"}, 415, "unsupported_media_type", ""},
+		{"json with charset", "POST", "/v1/webhooks", valid, []string{"Content-Type", "application/json; charset=utf-8"}, 201, "", ""},
+		{"empty update", "PUT", "/v1/webhooks/" + id, `{}`, nil, 400, "validation_error", ""},
+		{"null update", "PUT", "/v1/webhooks/" + id, `null`, nil, 400, "invalid_json", ""},
+		{"update events null", "PUT", "/v1/webhooks/" + id, `{"events":null}`, nil, 400, "validation_error", ""},
+		{"update bad url", "PUT", "/v1/webhooks/" + id, `{"url":"nope"}`, nil, 400, "validation_error", "url"},
+		{"update active wrong type", "PUT", "/v1/webhooks/" + id, `{"active":1}`, nil, 400, "validation_error", "active"},
+		{"update unknown field", "PUT", "/v1/webhooks/" + id, `{"id":"wh_x"}`, nil, 400, "unknown_field", "id"},
+		{"update secret refused", "PUT", "/v1/webhooks/" + id, `{"secret":"whsec_x"}`, nil, 400, "unknown_field", "secret"},
+		{"short id", "GET", "/v1/webhooks/x", "", nil, 404, "not_found", ""},
+		{"bare prefix", "GET", "/v1/webhooks/wh_", "", nil, 404, "not_found", ""},
+		{"long id", "GET", "/v1/webhooks/wh_" + strings.Repeat("a", 4000), "", nil, 404, "not_found", ""},
+		{"escaped id", "GET", "/v1/webhooks/wh_%00%ff", "", nil, 404, "not_found", ""},
+		{"dotted id", "DELETE", "/v1/webhooks/wh_..", "", nil, 404, "not_found", ""},
+		{"delivery id", "GET", "/v1/webhooks/" + id + "/deliveries/evt_1", "", nil, 404, "not_found", ""},
+		{"trailing slash", "GET", "/v1/webhooks/", "", nil, 404, "not_found", ""},
+		{"unknown route", "GET", "/v1/nothing", "", nil, 404, "not_found", ""},
+		{"unknown subroute", "POST", "/v1/webhooks/" + id + "/pause", "", nil, 404, "not_found", ""},
+		{"events body wrong type", "POST", "/v1/events", `{"event":["workflow.completed"]}`, nil, 400, "validation_error", "event"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := h.do(c.method, c.path, tokenA, c.body, c.hdr...)
+			if r.status >= 500 {
+				t.Fatalf("status %d: %s", r.status, r.raw)
+			}
+			if c.status == 0 {
+				if r.status < 200 || r.status >= 500 {
+					t.Fatalf("status %d", r.status)
+				}
+				return
+			}
+			r.must(t, c.status)
+			if c.status >= 400 {
+				code, field := r.errCode(t)
+				if c.code != "" && code != c.code {
+					t.Errorf("code %q, want %q: %s", code, c.code, r.raw)
+				}
+				if field != c.field {
+					t.Errorf("field %q, want %q: %s", field, c.field, r.raw)
+				}
+				if len(r.raw) > 2048 {
+					t.Errorf("a %d-byte error answer echoes the input", len(r.raw))
+				}
+			}
+		})
+	}
+	// The failed calls changed nothing of the webhook.
+	d := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t)
+	if d["url"] != h.recv.url() || d["active"] != true {
+		t.Errorf("the webhook changed: %v", d)
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	id, _ := h.create(tokenA)
+	cases := []struct{ method, path, allow string }{
+		{"DELETE", "/v1/webhooks", "POST, GET, HEAD"},
+		{"PATCH", "/v1/webhooks/" + id, "GET, HEAD, PUT, DELETE"},
+		{"POST", "/v1/webhooks/" + id, "GET, HEAD, PUT, DELETE"},
+		{"GET", "/v1/webhooks/" + id + "/test", "POST"},
+		{"PUT", "/v1/webhooks/" + id + "/deliveries", "GET, HEAD"},
+		{"DELETE", "/v1/webhooks/" + id + "/deliveries/del_1", "GET, HEAD"},
+		{"GET", "/v1/webhooks/" + id + "/deliveries/del_1/retry", "POST"},
+		{"GET", "/v1/webhooks/" + id + "/rotate-secret", "POST"},
+		{"PUT", "/v1/webhooks/openapi.json", "GET, HEAD"},
+		{"DELETE", "/v1/webhooks/openapi.json", "GET, HEAD"},
+		{"OPTIONS", "/v1/webhooks", "POST, GET, HEAD"},
+		{"TRACE", "/v1/webhooks/" + id, "GET, HEAD, PUT, DELETE"},
+	}
+	for _, c := range cases {
+		r := h.do(c.method, c.path, tokenA, "")
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d, Allow %q; want 405, %q: %s", c.method, c.path, r.status, r.header.Get("Allow"), c.allow, r.raw)
+			continue
+		}
+		if code, _ := r.errCode(t); code != "method_not_allowed" {
+			t.Errorf("%s %s: code %q", c.method, c.path, code)
+		}
+	}
+	// HEAD works where GET does, without a body.
+	r := h.do("HEAD", "/v1/webhooks/"+id, tokenA, "")
+	if r.status != http.StatusOK || len(r.raw) != 0 {
+		t.Errorf("HEAD: %d %q", r.status, r.raw)
+	}
+}

@@ -1,0 +1,399 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/store"
+)
+
+// The guide's "Register Webhook", then read, list, update and delete.
+func TestWebhookLifecycle(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		target := "https://your-server.com/webhooks/noa-server"
+		r := h.do("POST", "/v1/webhooks", tokenA, `{
+			"url": "`+target+`",
+			"events": ["workflow.completed", "workflow.failed", "agent.status.changed"],
+			"description": "Production webhook for workflow monitoring",
+			"active": true
+		}`).must(t, http.StatusCreated)
+		d := r.data(t)
+		id, _ := d["id"].(string)
+		secret, _ := d["secret"].(string)
+		if !strings.HasPrefix(id, "wh_") || !strings.HasPrefix(secret, "whsec_") {
+			t.Fatalf("id %q, secret %q: want wh_… and whsec_…", id, secret)
+		}
+		if got := r.header.Get("Location"); got != "/v1/webhooks/"+id {
+			t.Errorf("Location %q", got)
+		}
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("an answer holding a secret may be cached: Cache-Control %q", r.header.Get("Cache-Control"))
+		}
+		want := map[string]any{
+			"id": id, "url": target, "secret": secret, "active": true,
+			"events":      []any{"workflow.completed", "workflow.failed", "agent.status.changed"},
+			"description": "Production webhook for workflow monitoring",
+			"createdAt":   d["createdAt"], "updatedAt": d["updatedAt"],
+		}
+		if diff := cmp.Diff(want, d); diff != "" {
+			t.Errorf("create answer (-want +got):\n%s", diff)
+		}
+		if _, err := time.Parse(time.RFC3339, d["createdAt"].(string)); err != nil || !strings.HasSuffix(d["createdAt"].(string), "Z") {
+			t.Errorf("createdAt %v is not an RFC 3339 UTC time", d["createdAt"])
+		}
+
+		// Read: the same webhook, without the secret.
+		g := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+		delete(want, "secret")
+		if diff := cmp.Diff(want, g.data(t)); diff != "" {
+			t.Errorf("get answer (-want +got):\n%s", diff)
+		}
+		noSecret(t, "GET", g.raw, secret)
+
+		// Update events and active; the description is left alone.
+		u := h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"events": ["workflow.completed", "workflow.failed"], "active": false}`).must(t, http.StatusOK)
+		ud := u.data(t)
+		if diff := cmp.Diff([]any{"workflow.completed", "workflow.failed"}, ud["events"]); diff != "" {
+			t.Errorf("events after update (-want +got):\n%s", diff)
+		}
+		if ud["active"] != false || ud["description"] != "Production webhook for workflow monitoring" || ud["url"] != target {
+			t.Errorf("update changed what it was not asked to, or not what it was: %s", u.raw)
+		}
+		noSecret(t, "PUT", u.raw, secret)
+		u = h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"url": "https://other.example/hook", "description": ""}`).must(t, http.StatusOK)
+		if ud := u.data(t); ud["url"] != "https://other.example/hook" || ud["description"] != "" || ud["active"] != false {
+			t.Errorf("second update: %s", u.raw)
+		}
+
+		// List: this tenant's webhook, without the secret.
+		l := h.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusOK)
+		items := l.items(t)
+		if len(items) != 1 || items[0]["id"] != id {
+			t.Fatalf("list: %s", l.raw)
+		}
+		if p := l.body["pagination"].(map[string]any); p["hasMore"] != false || p["nextCursor"] != "" {
+			t.Errorf("pagination of a single page: %v", p)
+		}
+		noSecret(t, "list", l.raw, secret)
+
+		// Delete, then it is gone.
+		del := h.do("DELETE", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+		if diff := cmp.Diff(map[string]any{"id": id, "deleted": true}, del.data(t)); diff != "" {
+			t.Errorf("delete answer (-want +got):\n%s", diff)
+		}
+		if code, _ := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusNotFound).errCode(t); code != "not_found" {
+			t.Errorf("code %q", code)
+		}
+		if code, _ := h.do("DELETE", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusNotFound).errCode(t); code != "not_found" {
+			t.Errorf("code %q", code)
+		}
+		if n := len(h.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusOK).items(t)); n != 0 {
+			t.Errorf("%d webhooks listed after delete", n)
+		}
+	})
+}
+
+func TestListWebhooksPagination(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		var ids []string
+		for range 5 {
+			id, _ := h.create(tokenA)
+			ids = append(ids, id)
+		}
+		h.create(tokenB)
+		slices.Reverse(ids) // newest first
+		var got []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("pagination does not end")
+			}
+			r := h.do("GET", "/v1/webhooks?limit=2&cursor="+cursor, tokenA, "").must(t, http.StatusOK)
+			items := r.items(t)
+			if len(items) > 2 {
+				t.Fatalf("%d items on a page of 2", len(items))
+			}
+			for _, it := range items {
+				got = append(got, it["id"].(string))
+			}
+			p := r.body["pagination"].(map[string]any)
+			if p["hasMore"] != (p["nextCursor"] != "") {
+				t.Errorf("hasMore %v with nextCursor %q", p["hasMore"], p["nextCursor"])
+			}
+			if p["hasMore"] == false {
+				break
+			}
+			cursor = p["nextCursor"].(string)
+		}
+		if diff := cmp.Diff(ids, got); diff != "" {
+			t.Errorf("pages (-want +got):\n%s", diff)
+		}
+		for _, q := range []string{"limit=0", "limit=201", "limit=x", "limit=-1", "limit=99999999999999999999"} {
+			r := h.do("GET", "/v1/webhooks?"+q, tokenA, "").must(t, http.StatusBadRequest)
+			if code, field := r.errCode(t); code != "invalid_parameter" || field != "limit" {
+				t.Errorf("%s: %s %s", q, code, field)
+			}
+		}
+		r := h.do("GET", "/v1/webhooks?cursor=not-a-cursor", tokenA, "").must(t, http.StatusBadRequest)
+		if code, field := r.errCode(t); code != "invalid_parameter" || field != "cursor" {
+			t.Errorf("bad cursor: %s %s", code, field)
+		}
+	})
+}
+
+// A tenant sees only its own webhooks; another tenant's id answers exactly
+// like an id that does not exist, on every route.
+func TestTenantIsolation(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{events: true})
+		idA, secretA := h.create(tokenA, "workflow.completed")
+		// One delivery of A's, to probe the delivery routes with.
+		ev := h.do("POST", "/v1/events", tokenA, `{"event":"workflow.completed","data":{"workflowId":"wf_1"}}`).must(t, http.StatusAccepted)
+		delA := ev.data(t)["deliveryIds"].([]any)[0].(string)
+		eventually(t, "A's delivery to finish", func() bool {
+			return h.do("GET", "/v1/webhooks/"+idA+"/deliveries/"+delA, tokenA, "").must(t, http.StatusOK).data(t)["status"] == "success"
+		})
+		// B's event reaches none of A's webhooks.
+		evB := h.do("POST", "/v1/events", tokenB, `{"event":"workflow.completed","data":{}}`).must(t, http.StatusAccepted)
+		if n := len(evB.data(t)["deliveryIds"].([]any)); n != 0 {
+			t.Errorf("B's event made %d deliveries to A's webhooks", n)
+		}
+
+		missing := "wh_0190b6a0-0000-7000-8000-000000000000"
+		missingDel := "del_0190b6a0-0000-7000-8000-000000000000"
+		probes := []struct{ method, path, body string }{
+			{"GET", "/v1/webhooks/%s", ""},
+			{"PUT", "/v1/webhooks/%s", `{"active": false}`},
+			{"DELETE", "/v1/webhooks/%s", ""},
+			{"POST", "/v1/webhooks/%s/test", ""},
+			{"POST", "/v1/webhooks/%s/rotate-secret", ""},
+			{"GET", "/v1/webhooks/%s/deliveries", ""},
+			{"GET", "/v1/webhooks/%s/deliveries/" + delA, ""},
+			{"POST", "/v1/webhooks/%s/deliveries/" + delA + "/retry", ""},
+		}
+		for _, p := range probes {
+			other := h.do(p.method, strings.Replace(p.path, "%s", idA, 1), tokenB, p.body)
+			absent := h.do(p.method, strings.Replace(p.path, "%s", missing, 1), tokenB, p.body)
+			if other.status != http.StatusNotFound || string(other.raw) != string(absent.raw) {
+				t.Errorf("%s %s by another tenant: %d %s; a missing id: %d %s", p.method, p.path, other.status, other.raw, absent.status, absent.raw)
+			}
+			noSecret(t, p.path, other.raw, secretA)
+		}
+		// A's own webhook with a delivery id that is not its own.
+		idA2, _ := h.create(tokenA)
+		for _, path := range []string{"/v1/webhooks/" + idA2 + "/deliveries/" + delA, "/v1/webhooks/" + idA + "/deliveries/" + missingDel} {
+			if code, _ := h.do("GET", path, tokenA, "").must(t, http.StatusNotFound).errCode(t); code != "not_found" {
+				t.Errorf("%s: %s", path, code)
+			}
+		}
+		if n := len(h.do("GET", "/v1/webhooks", tokenB, "").must(t, http.StatusOK).items(t)); n != 0 {
+			t.Errorf("B lists %d webhooks of A's", n)
+		}
+		// Nothing B did changed A's webhook.
+		if d := h.do("GET", "/v1/webhooks/"+idA, tokenA, "").must(t, http.StatusOK).data(t); d["active"] != true {
+			t.Errorf("A's webhook changed by B: %v", d)
+		}
+	})
+}
+
+func TestUnauthorized(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{events: true})
+	id, _ := h.create(tokenA)
+	for _, p := range []struct{ method, path string }{
+		{"GET", "/v1/webhooks"}, {"POST", "/v1/webhooks"}, {"GET", "/v1/webhooks/" + id},
+		{"PUT", "/v1/webhooks/" + id}, {"DELETE", "/v1/webhooks/" + id}, {"POST", "/v1/webhooks/" + id + "/test"},
+		{"GET", "/v1/webhooks/" + id + "/deliveries"}, {"POST", "/v1/events"},
+	} {
+		for _, token := range []string{"", "wrong"} {
+			r := h.do(p.method, p.path, token, `{"url":"https://x.example"}`).must(t, http.StatusUnauthorized)
+			if code, _ := r.errCode(t); code != "unauthorized" {
+				t.Errorf("%s %s: code %q", p.method, p.path, code)
+			}
+			if r.header.Get("WWW-Authenticate") != "Bearer" {
+				t.Errorf("%s %s: WWW-Authenticate %q", p.method, p.path, r.header.Get("WWW-Authenticate"))
+			}
+			if strings.Contains(string(r.raw), errNoToken.Error()) {
+				t.Errorf("the tenant function's error is shown: %s", r.raw)
+			}
+		}
+	}
+	// Nothing was deleted or changed by the refused calls.
+	h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+}
+
+// The guide's "Test Webhook": a signed webhook.test event reaches the
+// endpoint now, and the answer is the delivery with its attempt.
+func TestTestWebhook(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		id, secret := h.create(tokenA, "workflow.completed")
+		r := h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "", "Content-Type", "").must(t, http.StatusOK)
+		got := h.recv.next()
+		if got.err != nil {
+			t.Fatalf("the test event does not verify: %v", got.err)
+		}
+		if sig := got.header.Get("X-Webhook-Signature"); sig != webhook.SignLegacy(secret, got.body) {
+			t.Errorf("X-Webhook-Signature %q is not the guide's sha256=hex(HMAC(secret, body))", sig)
+		}
+		var payload map[string]any
+		if err := json.Unmarshal(got.body, &payload); err != nil {
+			t.Fatal(err)
+		}
+		if payload["event"] != "webhook.test" || payload["webhookId"] != id {
+			t.Errorf("payload: %s", got.body)
+		}
+		d := r.data(t)
+		if d["status"] != "success" || d["attempts"] != 1.0 || d["webhookId"] != id || d["eventId"] != payload["id"] || d["event"] != "webhook.test" {
+			t.Errorf("test answer: %s", r.raw)
+		}
+		req := d["request"].(map[string]any)
+		if req["method"] != "POST" || req["url"] != h.recv.url() {
+			t.Errorf("request: %v", req)
+		}
+		if diff := cmp.Diff(payload, req["body"]); diff != "" {
+			t.Errorf("request.body is not the payload sent (-sent +shown):\n%s", diff)
+		}
+		resp := d["response"].(map[string]any)
+		if resp["statusCode"] != 200.0 || resp["body"] != "OK" {
+			t.Errorf("response: %v", resp)
+		}
+		if log := d["attemptLog"].([]any); len(log) != 1 {
+			t.Errorf("attemptLog: %v", log)
+		}
+		noSecret(t, "test answer", r.raw, secret)
+
+		// A body with data of the caller's.
+		r = h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, `{"data":{"hello":"world"}}`).must(t, http.StatusOK)
+		got = h.recv.next()
+		if !strings.Contains(string(got.body), `"data":{"hello":"world"}`) {
+			t.Errorf("test data not sent: %s", got.body)
+		}
+		for _, body := range []string{`{"data":[1]}`, `{"data":"x"}`, `{"message":"x"}`} {
+			r := h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, body).must(t, http.StatusBadRequest)
+			if _, field := r.errCode(t); field == "" {
+				t.Errorf("%s: no field named: %s", body, r.raw)
+			}
+		}
+
+		// An endpoint that fails: the call succeeds and shows the failure.
+		h.recv.status.Store(http.StatusInternalServerError)
+		r = h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+		h.recv.next()
+		d = r.data(t)
+		if d["status"] != "pending" || d["response"].(map[string]any)["statusCode"] != 500.0 || d["nextAttemptAt"] == nil {
+			t.Errorf("failed test: %s", r.raw)
+		}
+
+		// An inactive webhook is refused, and nothing is sent.
+		h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"active": false}`).must(t, http.StatusOK)
+		r = h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusConflict)
+		if code, _ := r.errCode(t); code != "webhook_inactive" {
+			t.Errorf("inactive: %s", r.raw)
+		}
+	})
+}
+
+func TestTestWebhookNeedsRunningDispatcher(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{noStart: true})
+	id, _ := h.create(tokenA)
+	r := h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusServiceUnavailable)
+	if code, _ := r.errCode(t); code != "unavailable" {
+		t.Errorf("code %q", code)
+	}
+}
+
+// Rotation: the answer shows the new secret once; deliveries carry a
+// signature for the new and the previous secret during the grace period.
+func TestRotateSecret(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		id, old := h.create(tokenA)
+		r := h.do("POST", "/v1/webhooks/"+id+"/rotate-secret", tokenA, `{"gracePeriodSeconds": 3600}`).must(t, http.StatusOK)
+		d := r.data(t)
+		fresh, _ := d["secret"].(string)
+		if !strings.HasPrefix(fresh, "whsec_") || fresh == old {
+			t.Fatalf("rotated secret %q (old %q)", fresh, old)
+		}
+		exp, err := time.Parse(time.RFC3339, d["previousSecretExpiresAt"].(string))
+		if err != nil || exp.Before(time.Now().Add(59*time.Minute)) || exp.After(time.Now().Add(61*time.Minute)) {
+			t.Errorf("previousSecretExpiresAt %v, want an hour from now", d["previousSecretExpiresAt"])
+		}
+		noSecret(t, "rotate answer", r.raw, old)
+		// Receivers on either secret verify.
+		for _, s := range []string{old, fresh} {
+			h.recv.setSecrets(s)
+			h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+			if got := h.recv.next(); got.err != nil {
+				t.Errorf("a receiver on one secret does not verify during the grace period: %v", got.err)
+			}
+		}
+		// Reads never show either.
+		for _, path := range []string{"/v1/webhooks/" + id, "/v1/webhooks", "/v1/webhooks/" + id + "/deliveries"} {
+			noSecret(t, path, h.do("GET", path, tokenA, "").must(t, http.StatusOK).raw, old, fresh)
+		}
+		// Grace 0 drops the previous secret at once; no body means the default.
+		r = h.do("POST", "/v1/webhooks/"+id+"/rotate-secret", tokenA, `{"gracePeriodSeconds": 0}`).must(t, http.StatusOK)
+		third := r.data(t)["secret"].(string)
+		h.recv.setSecrets(fresh)
+		h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+		if got := h.recv.next(); got.err == nil {
+			t.Error("the secret rotated out with no grace period still verifies")
+		}
+		h.recv.setSecrets(third)
+		h.do("POST", "/v1/webhooks/"+id+"/rotate-secret", tokenA, "", "Content-Type", "").must(t, http.StatusOK)
+		for _, body := range []string{`{"gracePeriodSeconds": -1}`, `{"gracePeriodSeconds": 99999999999}`, `{"gracePeriodSeconds": "1h"}`, `{"grace": 1}`} {
+			r := h.do("POST", "/v1/webhooks/"+id+"/rotate-secret", tokenA, body).must(t, http.StatusBadRequest)
+			if _, field := r.errCode(t); field == "" {
+				t.Errorf("%s: %s", body, r.raw)
+			}
+		}
+	})
+}
+
+// Custom headers are stored and sent, but credential-like values are never
+// shown back.
+func TestHeadersRedacted(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	r := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+h.recv.url()+`","events":["*"],"headers":{"X-Team":"core","Authorization":"Bearer s3cr3t-value"}}`).must(t, http.StatusCreated)
+	d := r.data(t)
+	h.recv.addSecret(d["secret"].(string))
+	want := map[string]any{"X-Team": "core", "Authorization": "[redacted]"}
+	if diff := cmp.Diff(want, d["headers"]); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+	id := d["id"].(string)
+	tr := h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+	if got := h.recv.next(); got.header.Get("Authorization") != "Bearer s3cr3t-value" || got.header.Get("X-Team") != "core" {
+		t.Errorf("custom headers not sent: %v", got.header)
+	}
+	for _, raw := range [][]byte{r.raw, tr.raw, h.do("GET", "/v1/webhooks/"+id, tokenA, "").raw, h.do("GET", "/v1/webhooks", tokenA, "").raw} {
+		noSecret(t, "answer", raw, "s3cr3t-value")
+	}
+	u := h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"headers":{}}`).must(t, http.StatusOK)
+	if _, ok := u.data(t)["headers"]; ok {
+		t.Errorf("headers {} did not remove them: %s", u.raw)
+	}
+
+	// A receiver's cookies are not shown in the delivery log either.
+	cookie := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "session=c00kie-value")
+		w.Header().Set("X-Request-Id", "rq-1")
+	}))
+	defer cookie.Close()
+	h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"url":"`+cookie.URL+`"}`).must(t, http.StatusOK)
+	tr = h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+	rh := tr.data(t)["response"].(map[string]any)["headers"].(map[string]any)
+	if rh["Set-Cookie"] != "[redacted]" || rh["X-Request-Id"] != "rq-1" {
+		t.Errorf("response headers: %v", rh)
+	}
+	noSecret(t, "delivery log", tr.raw, "c00kie-value")
+}

@@ -1,0 +1,308 @@
+// Command webhookbench measures the webhook library against the ceiling of
+// plain net/http, on one machine, against one in-process loopback receiver.
+//
+// Usage:
+//
+//	go run ./cmd/webhookbench                      # every scenario, 5 s each
+//	go run ./cmd/webhookbench -scenarios mem -duration 2s
+//	go run ./cmd/webhookbench -json > bench.json   # JSON on stdout, table on stderr
+//	go run ./cmd/webhookbench -pg postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//
+// # Scenarios
+//
+// Every scenario uses the same receiver (an HTTP server on 127.0.0.1 that
+// reads the body and answers 200 at once) and the same concurrency
+// (-concurrency, 64 by default: POSTing goroutines for raw; dispatcher
+// workers and emitting goroutines for the library):
+//
+//	raw      the ceiling: plain net/http POSTs of the same bodies
+//	mem      end to end (Emit, store, claim, sign, POST, record) with memstore
+//	bolt     the same with boltstore (fsync on every commit unless -nosync)
+//	emit     durable Emit alone: boltstore, one matching webhook per event,
+//	         delivery off; its figure is events/s and its latency the Emit call
+//	fanout   every event matches 10 webhooks (10 receiver paths)
+//	hung     as fanout, but one of the 10 endpoints never answers (each attempt
+//	         ends at -attempt-timeout, 2 s by default); its figure counts the
+//	         9 healthy endpoints' deliveries and is compared with fanout's
+//	         (selecting hung runs fanout too, as its all-healthy baseline)
+//	backlog  -backlog pending deliveries (100,000) are stored in boltstore with
+//	         delivery off, then a dispatcher drains them; its latency is
+//	         measured from the dispatcher's Start
+//	pg       end to end with pgstore (only with -pg URL; schema -pg-schema)
+//
+// fanout and hung run on -fanout-store (bolt by default) with a per-webhook
+// concurrency of -per-webhook: by default the library's 16, but at most a
+// quarter of -concurrency, so the hung endpoint holds the same share of the
+// workers at any -concurrency. The other library scenarios deliver to one
+// webhook whose per-webhook concurrency is -concurrency, as raw's is.
+//
+// The library scenarios keep at most -window deliveries (4 x concurrency by
+// default) emitted but not yet received, so the queue stays short and the
+// latency is that of a loaded pipeline rather than of an ever-growing
+// backlog. Each scenario warms up (-warmup, a tenth of -duration up to 1 s by
+// default) before it counts for -duration.
+//
+// # Measures
+//
+// For each scenario: deliveries (or events) per second in the measured
+// window; p50 and p99 of the time from Emit (raw: from building the request)
+// to receipt by the receiver, from a log-linear histogram (3% buckets); the
+// peak resident set (VmHWM) of the process that ran the scenario; and the
+// ratio of the figure to the raw ceiling of the same run. By default every
+// scenario runs in a child process of its own (the same executable, re-run
+// with -child), so each peak RSS is that scenario's alone; -inprocess runs
+// them all in one process and reports that process's peak.
+//
+// On a shared machine the figures move from run to run: -rounds N runs the
+// whole list N times, round-robin, and reports each scenario's median run
+// (with the lowest and highest rate in its extras).
+//
+// The targets (on a 2-core machine) are checked and marked in the table:
+// mem ≥ 0.80 and bolt ≥ 0.50 of raw; emit ≥ 20,000 events/s; hung healthy
+// throughput ≥ 0.90 of fanout's; backlog peak RSS < 150 MiB.
+//
+// The run stops by itself: every loop is bounded by -duration, and the backlog
+// drain by -backlog-timeout. It exits 0 when every scenario ran (missed
+// targets included), 1 when one failed, 2 on bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/noa-server/webhook"
+)
+
+// allScenarios lists every scenario in the order a run takes them.
+var allScenarios = []string{"raw", "mem", "bolt", "emit", "fanout", "hung", "backlog", "pg"}
+
+// options are the command's settings, from flags.
+type options struct {
+	Duration       time.Duration
+	Rounds         int
+	Warmup         time.Duration
+	Concurrency    int
+	Window         int
+	Backlog        int
+	BacklogTimeout time.Duration
+	AttemptTimeout time.Duration
+	PerWebhook     int
+	FanoutStore    string
+	NoSync         bool
+	DataBytes      int
+	PG             string
+	PGSchema       string
+	Scenarios      []string
+	JSON           bool
+	Quiet          bool
+	InProcess      bool
+	Dir            string
+	CPUProfile     string
+	MemProfile     string
+
+	// child names the one scenario this process runs for its parent.
+	child string
+	// exe and env re-run this program as a child (tests set them).
+	exe []string
+	env []string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	os.Exit(code)
+}
+
+// run parses args and runs the bench; it returns the exit code. childEnv is
+// added to the environment of child processes.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, childEnv []string) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	o.env = childEnv
+	if o.child != "" {
+		return runChild(ctx, o, stdout, stderr)
+	}
+	rep, err := runAll(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "webhookbench:", err)
+		return 1
+	}
+	table := stdout
+	if o.JSON {
+		table = stderr
+		if err := writeJSON(stdout, rep); err != nil {
+			fmt.Fprintln(stderr, "webhookbench:", err)
+			return 1
+		}
+	}
+	writeTable(table, rep)
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			return 1
+		}
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("webhookbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario")
+	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
+	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts (default a tenth of -duration, at most 1s)")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
+	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency)")
+	fs.IntVar(&o.Backlog, "backlog", 100_000, "pending deliveries the backlog scenario drains")
+	fs.DurationVar(&o.BacklogTimeout, "backlog-timeout", 5*time.Minute, "longest the backlog drain may take")
+	fs.DurationVar(&o.AttemptTimeout, "attempt-timeout", 2*time.Second, "dispatcher timeout of one attempt (how long the hung endpoint holds a worker)")
+	fs.IntVar(&o.PerWebhook, "per-webhook", 0, "dispatcher per-webhook concurrency of fanout and hung (default the library's 16, at most a quarter of -concurrency)")
+	fs.StringVar(&o.FanoutStore, "fanout-store", "bolt", "store of the fanout and hung scenarios: bolt or mem")
+	fs.BoolVar(&o.NoSync, "nosync", false, "open boltstore without fsync (not durable)")
+	fs.IntVar(&o.DataBytes, "data-bytes", 256, "approximate size of each event's data in bytes")
+	fs.StringVar(&o.PG, "pg", "", "PostgreSQL URL: adds the pg scenario")
+	fs.StringVar(&o.PGSchema, "pg-schema", "webhookbench", "PostgreSQL schema of the pg scenario (its webhooks and deliveries are deleted afterwards)")
+	scen := fs.String("scenarios", "raw,mem,bolt,emit,fanout,hung,backlog,pg", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
+	fs.BoolVar(&o.JSON, "json", false, "write JSON to stdout and the table to stderr")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&o.InProcess, "inprocess", false, "run every scenario in this process (peak RSS is then the process's)")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the bolt files (default a new temporary directory)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory to write <scenario>.cpu.pprof into")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "directory to write <scenario>.heap.pprof into")
+	fs.StringVar(&o.child, "child", "", "run one scenario and print its result as JSON (used by the parent process)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "webhookbench: unexpected arguments %q\n", fs.Args())
+		return nil, errors.New("arguments")
+	}
+	for _, s := range strings.Split(*scen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			fmt.Fprintf(stderr, "webhookbench: unknown scenario %q (want some of %s)\n", s, strings.Join(allScenarios, ","))
+			return nil, errors.New("scenario")
+		}
+		if !slices.Contains(o.Scenarios, s) {
+			o.Scenarios = append(o.Scenarios, s)
+		}
+	}
+	if o.child != "" && !slices.Contains(allScenarios, o.child) {
+		fmt.Fprintf(stderr, "webhookbench: unknown child scenario %q\n", o.child)
+		return nil, errors.New("scenario")
+	}
+	var bad []string
+	if o.Duration <= 0 {
+		bad = append(bad, "-duration must be positive")
+	}
+	if o.Rounds < 1 || o.Rounds > 100 {
+		bad = append(bad, "-rounds must be 1 to 100")
+	}
+	if o.Warmup < 0 {
+		bad = append(bad, "-warmup must not be negative")
+	}
+	if o.Concurrency < 1 || o.Concurrency > 1000 {
+		bad = append(bad, "-concurrency must be 1 to 1000")
+	}
+	if o.PerWebhook < 0 {
+		bad = append(bad, "-per-webhook must not be negative")
+	}
+	if o.Window < 0 {
+		bad = append(bad, "-window must not be negative")
+	}
+	if o.Backlog < 1 {
+		bad = append(bad, "-backlog must be positive")
+	}
+	if o.BacklogTimeout <= 0 {
+		bad = append(bad, "-backlog-timeout must be positive")
+	}
+	if o.AttemptTimeout <= 0 {
+		bad = append(bad, "-attempt-timeout must be positive")
+	}
+	if o.FanoutStore != "bolt" && o.FanoutStore != "mem" {
+		bad = append(bad, "-fanout-store must be bolt or mem")
+	}
+	if o.DataBytes < 0 || o.DataBytes > 200<<10 {
+		bad = append(bad, "-data-bytes must be 0 to 204800")
+	}
+	for _, b := range bad {
+		fmt.Fprintln(stderr, "webhookbench:", b)
+	}
+	if len(bad) > 0 {
+		return nil, errors.New("flags")
+	}
+	if o.Window == 0 {
+		o.Window = 4 * o.Concurrency
+	}
+	if o.Warmup == 0 {
+		o.Warmup = min(o.Duration/10, time.Second)
+	}
+	return o, nil
+}
+
+// perWebhook is the per-webhook concurrency of the scenarios with 10
+// webhooks. With the library's default (16) and fewer than 64 workers, one
+// hung endpoint would hold most or all of the workers, so by default it is
+// also at most a quarter of the workers: the hung endpoint then holds as
+// large a share of them at every -concurrency.
+func (o *options) perWebhook() int {
+	if o.PerWebhook > 0 {
+		return o.PerWebhook
+	}
+	return max(1, min(webhook.DefaultPerWebhookConcurrency, o.Concurrency/4))
+}
+
+// childArgs are the flags a child process needs to run scenario name as
+// this process would.
+func (o *options) childArgs(name string) []string {
+	args := []string{
+		"-child", name,
+		"-duration", o.Duration.String(),
+		"-warmup", o.Warmup.String(),
+		"-concurrency", fmt.Sprint(o.Concurrency),
+		"-window", fmt.Sprint(o.Window),
+		"-backlog", fmt.Sprint(o.Backlog),
+		"-backlog-timeout", o.BacklogTimeout.String(),
+		"-attempt-timeout", o.AttemptTimeout.String(),
+		"-per-webhook", fmt.Sprint(o.PerWebhook),
+		"-fanout-store", o.FanoutStore,
+		"-data-bytes", fmt.Sprint(o.DataBytes),
+		"-pg-schema", o.PGSchema,
+	}
+	if o.NoSync {
+		args = append(args, "-nosync")
+	}
+	if o.PG != "" {
+		args = append(args, "-pg", o.PG)
+	}
+	if o.Quiet {
+		args = append(args, "-quiet")
+	}
+	if o.Dir != "" {
+		args = append(args, "-dir", o.Dir)
+	}
+	if o.CPUProfile != "" {
+		args = append(args, "-cpuprofile", o.CPUProfile)
+	}
+	if o.MemProfile != "" {
+		args = append(args, "-memprofile", o.MemProfile)
+	}
+	return args
+}

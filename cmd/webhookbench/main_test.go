@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// childEnv makes the test binary act as webhookbench when the bench re-runs
+// it as a child process.
+const childEnv = "WEBHOOKBENCH_TEST_CHILD=1"
+
+func TestMain(m *testing.M) {
+	if os.Getenv("WEBHOOKBENCH_TEST_CHILD") == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// runBench runs the command with args and returns its exit code, stdout and
+// stderr.
+func runBench(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	code := run(ctx, args, &stdout, &stderr, []string{childEnv})
+	return code, stdout.String(), stderr.String()
+}
+
+// TestEveryScenario runs each scenario briefly, each in its child process as
+// a real run does, and checks that each measured what it claims.
+func TestEveryScenario(t *testing.T) {
+	scenarios := "raw,mem,bolt,emit,fanout,hung,backlog,pg"
+	// -nosync: on a shared disk one fsync can stall longer than a 300 ms
+	// window, and this test checks the bench, not the disk.
+	args := []string{"-scenarios", scenarios, "-duration", "300ms", "-warmup", "100ms",
+		"-concurrency", "8", "-backlog", "2000", "-attempt-timeout", "500ms", "-nosync", "-json", "-quiet"}
+	pgURL := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
+	if pgURL != "" {
+		args = append(args, "-pg", pgURL, "-pg-schema", "webhookbench_test")
+	}
+	code, stdout, stderr := runBench(t, args...)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	var rep report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout)
+	}
+	if rep.Concurrency != 8 || rep.Backlog != 2000 || rep.NumCPU < 1 {
+		t.Errorf("report settings = concurrency %d, backlog %d, numCPU %d", rep.Concurrency, rep.Backlog, rep.NumCPU)
+	}
+	got := map[string]*result{}
+	for _, r := range rep.Results {
+		got[r.Scenario] = r
+	}
+	for _, name := range strings.Split(scenarios, ",") {
+		r := got[name]
+		if r == nil {
+			t.Errorf("%s: no result", name)
+			continue
+		}
+		if !strings.Contains(stderr, name) {
+			t.Errorf("%s: missing from the table on stderr:\n%s", name, stderr)
+		}
+		if name == "pg" && pgURL == "" {
+			if !strings.Contains(r.Note, "skipped") || r.Count != 0 {
+				t.Errorf("pg without a URL: note %q, count %d; want a skip", r.Note, r.Count)
+			}
+			continue
+		}
+		if r.Error != "" {
+			t.Errorf("%s: error %s", name, r.Error)
+			continue
+		}
+		if r.Count <= 0 || r.PerSec <= 0 || r.Seconds <= 0 {
+			t.Errorf("%s: count %d in %.3fs (%.0f/s); want some", name, r.Count, r.Seconds, r.PerSec)
+		}
+		if r.Errors != 0 {
+			t.Errorf("%s: %d errors (%s)", name, r.Errors, r.Note)
+		}
+		if r.P50Ms <= 0 || r.P99Ms < r.P50Ms {
+			t.Errorf("%s: p50 %.3f ms, p99 %.3f ms; want 0 < p50 <= p99", name, r.P50Ms, r.P99Ms)
+		}
+		if r.PeakRSS < 1<<20 || !strings.HasPrefix(r.RSSScope, "child process") {
+			t.Errorf("%s: peak RSS %d bytes, scope %q; want a child's peak", name, r.PeakRSS, r.RSSScope)
+		}
+		if name != "raw" && r.Ratio <= 0 {
+			t.Errorf("%s: ratio to raw %.3f; want positive", name, r.Ratio)
+		}
+	}
+	if r := got["raw"]; r != nil && r.Ratio != 1 {
+		t.Errorf("raw ratio = %v, want 1", r.Ratio)
+	}
+	for _, name := range []string{"mem", "bolt", "emit", "hung", "backlog"} {
+		if r := got[name]; r != nil && r.Error == "" && r.Target == nil {
+			t.Errorf("%s: no target judged", name)
+		}
+	}
+	if r := got["backlog"]; r != nil && r.Error == "" {
+		if r.Count != 2000 {
+			t.Errorf("backlog: %d deliveries received while draining, want 2000", r.Count)
+		}
+		if r.Extra["fillSeconds"] <= 0 || r.Extra["drainSeconds"] <= 0 {
+			t.Errorf("backlog extra = %v; want fill and drain times", r.Extra)
+		}
+	}
+	if r := got["hung"]; r != nil && r.Error == "" {
+		if r.Extra["hungRequests"] < 1 {
+			t.Errorf("hung: the hung endpoint got %v requests, want some", r.Extra["hungRequests"])
+		}
+		if r.Target == nil || r.Target.Metric != "ratioToFanout" {
+			t.Errorf("hung target = %+v, want a ratio to fanout", r.Target)
+		}
+	}
+	if r := got["fanout"]; r != nil && r.Error == "" && r.Extra["emitted"] < 10 {
+		t.Errorf("fanout emitted %v deliveries, want 10 per event", r.Extra["emitted"])
+	}
+	if r := got["emit"]; r != nil && r.Unit != "events" {
+		t.Errorf("emit unit = %q, want events", r.Unit)
+	}
+}
+
+// TestInProcessTable runs the ceiling in this process, with the table on
+// stdout, as a quick look does.
+func TestInProcessTable(t *testing.T) {
+	code, stdout, stderr := runBench(t, "-scenarios", "raw", "-duration", "200ms", "-concurrency", "4", "-inprocess")
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{"scenario", "raw", "deliveries", "1.00"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "\r") {
+		t.Errorf("no progress line on stderr: %q", stderr)
+	}
+}
+
+// TestHungNeedsFanout checks that hung brings its all-healthy baseline.
+func TestHungNeedsFanout(t *testing.T) {
+	o, err := parseFlags([]string{"-scenarios", "hung"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.selected(), ","); got != "fanout,hung" {
+		t.Errorf("selected = %s, want fanout,hung", got)
+	}
+	o, err = parseFlags([]string{"-scenarios", "backlog,raw,raw"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.selected(), ","); got != "raw,backlog" {
+		t.Errorf("selected = %s, want raw,backlog", got)
+	}
+	rep := &report{Results: []*result{
+		{Scenario: "raw", PerSec: 1000, Count: 1},
+		{Scenario: "fanout", PerSec: 800, Count: 1},
+		{Scenario: "hung", PerSec: 700, Count: 1},
+	}}
+	rep.judge()
+	h := rep.find("hung")
+	if h.Target == nil || math.Abs(h.Target.Value-0.875) > 1e-9 || h.Target.Met {
+		t.Errorf("hung target = %+v, want 0.875 of fanout, missed", h.Target)
+	}
+	if got := h.Extra["perEndpointRatioToFanout"]; math.Abs(got-(700.0/9)/(800.0/10)) > 1e-9 {
+		t.Errorf("hung per-endpoint ratio = %v, want (700/9)/(800/10)", got)
+	}
+	if math.Abs(h.Ratio-0.7) > 1e-9 {
+		t.Errorf("hung ratio to raw = %v, want 0.7", h.Ratio)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-duration", "0s"},
+		{"-scenarios", "raw,nope"},
+		{"-fanout-store", "sqlite"},
+		{"-concurrency", "0"},
+		{"-backlog", "-1"},
+		{"extra"},
+	} {
+		code, _, stderr := runBench(t, args...)
+		if code != 2 || !strings.Contains(stderr, "webhookbench") && !strings.Contains(stderr, "invalid") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, stderr)
+		}
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	if h.quantile(0.5) != 0 {
+		t.Errorf("empty quantile = %v, want 0", h.quantile(0.5))
+	}
+	// 1..100000 µs uniformly: p50 is 50 ms, p99 is 99 ms.
+	for i := int64(1); i <= 100_000; i++ {
+		h.record(i * 1000)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		got := h.quantile(c.q)
+		if rel := math.Abs(float64(got-c.want)) / float64(c.want); rel > 0.035 {
+			t.Errorf("quantile(%v) = %v, want %v within 3.5%%", c.q, got, c.want)
+		}
+	}
+	prev := -1
+	for _, v := range []int64{0, 1, 31, 32, 33, 63, 64, 1000, 1 << 40, math.MaxInt64} {
+		b := bucketOf(v)
+		if b <= prev && v > 0 {
+			t.Errorf("bucketOf(%d) = %d, not above the previous %d", v, b, prev)
+		}
+		prev = b
+		if mid := bucketMid(b); v < 1<<40 && math.Abs(float64(mid-v)) > float64(v)/16+1 {
+			t.Errorf("bucketMid(bucketOf(%d)) = %d, more than 1/16 away", v, mid)
+		}
+	}
+}
+
+func TestEventDataCarriesEmitTime(t *testing.T) {
+	for _, size := range []int{0, 256, 4096} {
+		data := eventData(nil, 123456789, 42, size)
+		if !json.Valid(data) {
+			t.Fatalf("size %d: invalid JSON %s", size, data)
+		}
+		if size > 200 && (len(data) < size-2 || len(data) > size+2) {
+			t.Errorf("size %d: got %d bytes", size, len(data))
+		}
+		at, ok := emitTime(data)
+		if !ok || at != 123456789 {
+			t.Errorf("size %d: emitTime = %d, %v; want 123456789", size, at, ok)
+		}
+	}
+	b := &bench{o: &options{DataBytes: 100}}
+	body := b.body(nil, "evt_1", "wh_1", 7, 1)
+	var env struct {
+		ID, Event, Timestamp, WebhookID string
+		Data                            map[string]any
+		Metadata                        map[string]string
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatalf("body is not JSON: %v\n%s", err, body)
+	}
+	if env.ID != "evt_1" || env.WebhookID != "wh_1" || env.Event != "workflow.completed" || env.Metadata["apiVersion"] != "v1" {
+		t.Errorf("envelope = %+v", env)
+	}
+	if at, ok := emitTime(body); !ok || at != 7 {
+		t.Errorf("emitTime(body) = %d, %v; want 7", at, ok)
+	}
+	if _, ok := emitTime([]byte(`{"emittedAt":"x"}`)); ok {
+		t.Error("emitTime accepted a body without digits")
+	}
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// result is what one scenario measured.
+type result struct {
+	Scenario string `json:"scenario"`
+	// Store is the store the scenario ran on ("" for raw).
+	Store string `json:"store,omitempty"`
+	// Unit is what Count counts: deliveries received, or events emitted.
+	Unit string `json:"unit"`
+	// Count is how many were counted in the measured Seconds.
+	Count   int64   `json:"count"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"perSecond"`
+	// Latency says what P50Ms and P99Ms measure.
+	Latency string  `json:"latency"`
+	P50Ms   float64 `json:"p50Ms"`
+	P99Ms   float64 `json:"p99Ms"`
+	// PeakRSS is the peak resident set in bytes of RSSScope.
+	PeakRSS  int64  `json:"peakRSSBytes"`
+	RSSScope string `json:"rssScope"`
+	// Ratio is PerSec over the raw ceiling's (0 without a raw run).
+	Ratio float64 `json:"ratioToRaw,omitempty"`
+	// Errors counts failed Emits, POSTs or bodies without an emit time.
+	Errors int64 `json:"errors"`
+	// Extra holds scenario-specific figures (fill and drain times, the
+	// hung endpoint's hits, the drain phase's own peak RSS, …).
+	Extra map[string]float64 `json:"extra,omitempty"`
+	// Target is the goal the scenario is held to, with its verdict.
+	Target *target `json:"target,omitempty"`
+	// Note explains a skip or a setting; Error is why the scenario failed.
+	Note  string `json:"note,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// target is a goal on one figure of a result.
+type target struct {
+	// Metric is "ratioToRaw", "perSecond", "ratioToFanout" or "peakRSSMiB".
+	Metric string  `json:"metric"`
+	Op     string  `json:"op"` // ">=" or "<"
+	Goal   float64 `json:"goal"`
+	Value  float64 `json:"value"`
+	Met    bool    `json:"met"`
+}
+
+func (t *target) String() string {
+	mark := "MISSED"
+	if t.Met {
+		mark = "ok"
+	}
+	return fmt.Sprintf("%s %s %s %s", t.Metric, t.Op, trimFloat(t.Goal), mark)
+}
+
+// report is the whole run.
+type report struct {
+	Started     time.Time `json:"started"`
+	GoVersion   string    `json:"goVersion"`
+	GOOS        string    `json:"goos"`
+	GOARCH      string    `json:"goarch"`
+	NumCPU      int       `json:"numCPU"`
+	GOMAXPROCS  int       `json:"gomaxprocs"`
+	Duration    string    `json:"duration"`
+	Rounds      int       `json:"rounds"`
+	Warmup      string    `json:"warmup"`
+	Concurrency int       `json:"concurrency"`
+	Window      int       `json:"window"`
+	Backlog     int       `json:"backlog"`
+	Attempt     string    `json:"attemptTimeout"`
+	BoltSync    bool      `json:"boltFsync"`
+	DataBytes   int       `json:"dataBytes"`
+	Results     []*result `json:"results"`
+}
+
+func newReport(o *options) *report {
+	return &report{
+		Started:     time.Now().UTC(),
+		GoVersion:   runtime.Version(),
+		GOOS:        runtime.GOOS,
+		GOARCH:      runtime.GOARCH,
+		NumCPU:      runtime.NumCPU(),
+		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		Duration:    o.Duration.String(),
+		Rounds:      o.Rounds,
+		Warmup:      o.Warmup.String(),
+		Concurrency: o.Concurrency,
+		Window:      o.Window,
+		Backlog:     o.Backlog,
+		Attempt:     o.AttemptTimeout.String(),
+		BoltSync:    !o.NoSync,
+		DataBytes:   o.DataBytes,
+	}
+}
+
+func (rep *report) find(name string) *result {
+	for _, r := range rep.Results {
+		if r.Scenario == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// judge computes the ratios and checks the targets.
+func (rep *report) judge() {
+	raw := rep.find("raw")
+	for _, r := range rep.Results {
+		if r.Error != "" || r.Note != "" && r.Count == 0 {
+			continue
+		}
+		if raw != nil && raw.Error == "" && raw.PerSec > 0 {
+			r.Ratio = r.PerSec / raw.PerSec
+		}
+		switch r.Scenario {
+		case "mem":
+			if r.Ratio > 0 {
+				r.Target = atLeast("ratioToRaw", 0.80, r.Ratio)
+			}
+		case "bolt":
+			if r.Ratio > 0 {
+				r.Target = atLeast("ratioToRaw", 0.50, r.Ratio)
+			}
+		case "emit":
+			r.Target = atLeast("perSecond", 20_000, r.PerSec)
+		case "hung":
+			if f := rep.find("fanout"); f != nil && f.Error == "" && f.PerSec > 0 {
+				r.Target = atLeast("ratioToFanout", 0.90, r.PerSec/f.PerSec)
+				// Each event still costs 10 enqueued deliveries of which 9
+				// arrive: per endpoint, the healthy ones fare this well.
+				if r.Extra == nil {
+					r.Extra = map[string]float64{}
+				}
+				r.Extra["perEndpointRatioToFanout"] = (r.PerSec / 9) / (f.PerSec / 10)
+			}
+		case "backlog":
+			mib := float64(r.PeakRSS) / (1 << 20)
+			r.Target = &target{Metric: "peakRSSMiB", Op: "<", Goal: 150, Value: mib, Met: mib < 150}
+		}
+	}
+}
+
+func atLeast(metric string, goal, v float64) *target {
+	return &target{Metric: metric, Op: ">=", Goal: goal, Value: v, Met: v >= goal}
+}
+
+func writeJSON(w io.Writer, rep *report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// writeTable prints the results as a table, then the notes.
+func writeTable(w io.Writer, rep *report) {
+	fsync := "fsync on"
+	if !rep.BoltSync {
+		fsync = "fsync off"
+	}
+	rounds := ""
+	if rep.Rounds > 1 {
+		rounds = fmt.Sprintf(", median of %d rounds", rep.Rounds)
+	}
+	fmt.Fprintf(w, "webhookbench %s %s/%s, %d CPU, concurrency %d, window %d, %s per scenario%s, bolt %s, attempt timeout %s\n\n",
+		rep.GoVersion, rep.GOOS, rep.GOARCH, rep.NumCPU, rep.Concurrency, rep.Window, rep.Duration, rounds, fsync, rep.Attempt)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tstore\tper second\tunit\tp50 ms\tp99 ms\tpeak RSS MiB\tvs raw\ttarget\t")
+	var notes []string
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\tFAILED\t\t\t\t\t\t\t\n", r.Scenario, r.Store)
+			notes = append(notes, fmt.Sprintf("%s: %s", r.Scenario, r.Error))
+			continue
+		}
+		if r.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s: %s", r.Scenario, r.Note))
+		}
+		if r.Count == 0 && r.Note != "" {
+			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\n", r.Scenario, r.Store)
+			continue
+		}
+		ratio, tgt := "", ""
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f", r.Ratio)
+		}
+		if r.Target != nil {
+			tgt = fmt.Sprintf("%s %s %s: %s", r.Target.Metric, r.Target.Op, trimFloat(r.Target.Goal), trimFloat(r.Target.Value))
+			if r.Target.Met {
+				tgt += " ok"
+			} else {
+				tgt += " MISSED"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%.2f\t%.2f\t%.1f\t%s\t%s\t\n",
+			r.Scenario, r.Store, r.PerSec, r.Unit, r.P50Ms, r.P99Ms, float64(r.PeakRSS)/(1<<20), ratio, tgt)
+		if r.Errors > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d errors", r.Scenario, r.Errors))
+		}
+	}
+	tw.Flush()
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Results {
+		if len(r.Extra) == 0 {
+			continue
+		}
+		var parts []string
+		for _, k := range sortedKeys(r.Extra) {
+			parts = append(parts, fmt.Sprintf("%s=%s", k, trimFloat(r.Extra[k])))
+		}
+		fmt.Fprintf(w, "%s: %s\n", r.Scenario, strings.Join(parts, " "))
+	}
+}
+
+func trimFloat(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3g", v)
+	}
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+)
+
+// runAll runs the selected scenarios, each in a child process unless
+// o.InProcess, and judges the results.
+func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) {
+	rep := newReport(o)
+	names := o.selected()
+	if o.Dir == "" {
+		dir, err := os.MkdirTemp("", "webhookbench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		o.Dir = dir
+	}
+	runs := make(map[string][]*result, len(names))
+	for round := 0; round < o.Rounds; round++ {
+		for _, name := range names {
+			if ctx.Err() != nil {
+				break
+			}
+			if name == "pg" && o.PG == "" {
+				if round == 0 {
+					runs[name] = append(runs[name], &result{Scenario: "pg", Store: "pgstore", Note: "skipped: no -pg URL given"})
+				}
+				continue
+			}
+			var r *result
+			if o.InProcess {
+				r = runScenario(ctx, o, name, stderr)
+				r.RSSScope = "process (every scenario so far: -inprocess)"
+			} else {
+				r = runChildProcess(ctx, o, name, stderr)
+			}
+			runs[name] = append(runs[name], r)
+		}
+	}
+	for _, name := range names {
+		if len(runs[name]) == 0 {
+			continue
+		}
+		r := median(runs[name])
+		if name == "fanout" && !slices.Contains(o.Scenarios, "fanout") {
+			r.Note = joinNote(r.Note, "run as the all-healthy baseline of hung")
+		}
+		rep.Results = append(rep.Results, r)
+	}
+	rep.judge()
+	return rep, nil
+}
+
+// selected returns the scenarios to run, in run order: those asked for,
+// and fanout when hung is (its all-healthy baseline).
+func (o *options) selected() []string {
+	var names []string
+	for _, s := range allScenarios {
+		if slices.Contains(o.Scenarios, s) || s == "fanout" && slices.Contains(o.Scenarios, "hung") {
+			names = append(names, s)
+		}
+	}
+	return names
+}
+
+// median returns the run with the median rate (the lower middle one for an
+// even count), noting every run's rate in its Extra when there were several.
+// A failed run is returned as it is.
+func median(rs []*result) *result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	for _, r := range rs {
+		if r.Error != "" {
+			return r
+		}
+	}
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b *result) int { return cmp.Compare(a.PerSec, b.PerSec) })
+	m := sorted[(len(sorted)-1)/2]
+	if m.Extra == nil {
+		m.Extra = map[string]float64{}
+	}
+	m.Extra["rounds"] = float64(len(rs))
+	m.Extra["minPerSecond"] = sorted[0].PerSec
+	m.Extra["maxPerSecond"] = sorted[len(sorted)-1].PerSec
+	return m
+}
+
+// runChildProcess runs one scenario in a new process and reads its result.
+func runChildProcess(ctx context.Context, o *options, name string, stderr io.Writer) *result {
+	exe := o.exe
+	if len(exe) == 0 {
+		self, err := os.Executable()
+		if err != nil {
+			return &result{Scenario: name, Error: fmt.Sprintf("find own executable: %v", err)}
+		}
+		exe = []string{self}
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe[0], append(slices.Clone(exe[1:]), o.childArgs(name)...)...)
+	cmd.Env = append(os.Environ(), o.env...)
+	cmd.Stdout = &out
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 10 * time.Second
+	runErr := cmd.Run()
+	var r result
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		msg := fmt.Sprintf("child process gave no result: %v", runErr)
+		if runErr == nil {
+			msg = fmt.Sprintf("child process gave no result: %v", err)
+		}
+		return &result{Scenario: name, Error: msg}
+	}
+	if runErr != nil && r.Error == "" {
+		r.Error = fmt.Sprintf("child process: %v", runErr)
+	}
+	return &r
+}
+
+// runChild is the child process: it runs one scenario and prints its result
+// as one line of JSON.
+func runChild(ctx context.Context, o *options, stdout, stderr io.Writer) int {
+	r := runScenario(ctx, o, o.child, stderr)
+	if r.RSSScope == "" {
+		r.RSSScope = "child process"
+	}
+	if err := json.NewEncoder(stdout).Encode(r); err != nil {
+		fmt.Fprintln(stderr, "webhookbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// runScenario runs one scenario in this process.
+func runScenario(ctx context.Context, o *options, name string, stderr io.Writer) (r *result) {
+	for _, dir := range []string{o.CPUProfile, o.MemProfile} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return &result{Scenario: name, Error: err.Error()}
+			}
+		}
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(filepath.Join(o.CPUProfile, name+".cpu.pprof"))
+		if err != nil {
+			return &result{Scenario: name, Error: err.Error()}
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return &result{Scenario: name, Error: err.Error()}
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if o.MemProfile != "" {
+		defer func() {
+			f, err := os.Create(filepath.Join(o.MemProfile, name+".heap.pprof"))
+			if err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
+	b := &bench{o: o, name: name, clk: &clock{base: time.Now()}, stderr: stderr}
+	switch name {
+	case "raw":
+		r = b.raw(ctx)
+	case "mem":
+		r = b.endToEnd(ctx, "memstore")
+	case "bolt":
+		r = b.endToEnd(ctx, "boltstore")
+	case "pg":
+		r = b.endToEnd(ctx, "pgstore")
+	case "emit":
+		r = b.emit(ctx)
+	case "fanout":
+		r = b.fanout(ctx, false)
+	case "hung":
+		r = b.fanout(ctx, true)
+	case "backlog":
+		r = b.backlog(ctx)
+	default:
+		r = &result{Error: "unknown scenario"}
+	}
+	r.Scenario = name
+	if b.boltFileBytes > 0 {
+		if r.Extra == nil {
+			r.Extra = map[string]float64{}
+		}
+		r.Extra["boltFileMiB"] = float64(b.boltFileBytes) / (1 << 20)
+	}
+	if r.PeakRSS == 0 {
+		r.PeakRSS = peakRSS()
+	}
+	return r
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+func sortedKeys(m map[string]float64) []string { return slices.Sorted(maps.Keys(m)) }

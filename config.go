@@ -1,0 +1,224 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Defaults of Config.
+const (
+	// DefaultWorkers is the most attempts in flight at once, over all
+	// webhooks.
+	DefaultWorkers = 64
+	// DefaultPerWebhookConcurrency is the most attempts in flight at once to
+	// one webhook, so a slow endpoint cannot take every worker.
+	DefaultPerWebhookConcurrency = 16
+	// DefaultTimeout bounds one attempt (the guide: 30 seconds per attempt).
+	DefaultTimeout = 30 * time.Second
+	// DefaultPollInterval is how often the store is asked for due
+	// deliveries when nothing in this process signals new work.
+	DefaultPollInterval = time.Second
+	// DefaultMaxPayloadBytes caps an event's marshalled data.
+	DefaultMaxPayloadBytes = 256 << 10
+	// DefaultMaxResponseBytes caps the response body stored with an attempt.
+	DefaultMaxResponseBytes = 4 << 10
+	// DefaultRetention is how long finished deliveries are kept.
+	DefaultRetention = 30 * 24 * time.Hour
+	// DefaultPurgeInterval is how often finished deliveries are purged.
+	DefaultPurgeInterval = time.Hour
+	// DefaultWebhookCacheTTL is how long a webhook read from the store is
+	// reused by the delivery loop.
+	DefaultWebhookCacheTTL = time.Second
+	// DefaultUserAgent is sent with every attempt.
+	DefaultUserAgent = "noa-webhook/1"
+)
+
+// Config tunes a Dispatcher. The zero value (or nil) is a safe production
+// configuration; every field documents its default.
+type Config struct {
+	// Catalog holds the event types Emit accepts. Defaults to NewCatalog().
+	Catalog *Catalog
+	// Logger receives the dispatcher's logs. Defaults to silence.
+	Logger *slog.Logger
+	// Hooks receives lifecycle events for metrics and notifications.
+	// Defaults to none.
+	Hooks Hooks
+	// Now is the clock used for due times, leases, signatures' timestamps
+	// and retry schedules. Defaults to time.Now. Tests inject a fake clock
+	// (with a short PollInterval) to check schedules without sleeping.
+	Now func() time.Time
+
+	// Workers is the most attempts in flight at once. Defaults to
+	// DefaultWorkers.
+	Workers int
+	// PerWebhookConcurrency is the most attempts in flight to one webhook.
+	// Defaults to DefaultPerWebhookConcurrency.
+	PerWebhookConcurrency int
+	// ClaimBatch is the most deliveries claimed from the store at once.
+	// Defaults to Workers, at most store.MaxPageLimit.
+	ClaimBatch int
+	// PollInterval is how often the store is polled for due deliveries
+	// (retries coming due, or work enqueued by other processes). Deliveries
+	// emitted in this process are picked up at once. Defaults to
+	// DefaultPollInterval.
+	PollInterval time.Duration
+	// Lease is how long a claimed delivery stays reserved to this process;
+	// after a crash another process claims it once the lease expires.
+	// Defaults to Timeout plus one minute; must exceed Timeout.
+	Lease time.Duration
+	// Owner names this process in leases. Defaults to a random
+	// "dispatcher_" + UUID, new for every Dispatcher.
+	Owner string
+
+	// Timeout bounds one attempt, from dial to the end of the response
+	// body. Defaults to DefaultTimeout.
+	Timeout time.Duration
+	// Retry is the retry schedule. The zero value is the default schedule
+	// (see RetryPolicy).
+	Retry RetryPolicy
+	// MaxPayloadBytes caps an event's marshalled data; Emit refuses larger
+	// data with a *PayloadTooLargeError. Defaults to DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+	// MaxResponseBytes caps the response body stored with each attempt.
+	// Defaults to DefaultMaxResponseBytes.
+	MaxResponseBytes int
+	// UserAgent is sent with every attempt. Defaults to DefaultUserAgent.
+	UserAgent string
+	// WebhookCacheTTL is how long the delivery loop reuses a webhook it read
+	// from the store (URL, secrets, headers). Defaults to
+	// DefaultWebhookCacheTTL; negative disables the cache.
+	WebhookCacheTTL time.Duration
+
+	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{
+	// AllowedRanges, AllowedPorts, AllowAnyPort}): the SSRF-guarded
+	// transport. A Transport set here replaces the guard: only use one
+	// built with NewTransport, or one you trust equally. Redirects are never
+	// followed whatever the transport.
+	Transport http.RoundTripper
+	// AllowedRanges, AllowedPorts and AllowAnyPort relax the SSRF guard of
+	// the default transport (see TransportOptions). By default only public
+	// unicast addresses on ports 80 and 443 are dialled.
+	AllowedRanges []netip.Prefix
+	AllowedPorts  []int
+	AllowAnyPort  bool
+
+	// Retention is how long finished (success or failed) deliveries are
+	// kept before they are purged in the background. Defaults to
+	// DefaultRetention; negative disables purging.
+	Retention time.Duration
+	// PurgeInterval is how often the purge runs. Defaults to
+	// DefaultPurgeInterval.
+	PurgeInterval time.Duration
+}
+
+// withDefaults returns a copy of c (nil allowed) with every zero field set
+// to its default.
+func (c *Config) withDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+		out.AllowedRanges = append([]netip.Prefix(nil), c.AllowedRanges...)
+		out.AllowedPorts = append([]int(nil), c.AllowedPorts...)
+	}
+	if out.Catalog == nil {
+		out.Catalog = NewCatalog()
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	if out.Hooks == nil {
+		out.Hooks = NopHooks{}
+	}
+	if out.Now == nil {
+		out.Now = time.Now
+	}
+	if out.Workers == 0 {
+		out.Workers = DefaultWorkers
+	}
+	if out.PerWebhookConcurrency == 0 {
+		out.PerWebhookConcurrency = DefaultPerWebhookConcurrency
+	}
+	if out.ClaimBatch == 0 {
+		out.ClaimBatch = min(out.Workers, store.MaxPageLimit)
+	}
+	if out.PollInterval == 0 {
+		out.PollInterval = DefaultPollInterval
+	}
+	if out.Timeout == 0 {
+		out.Timeout = DefaultTimeout
+	}
+	if out.Lease == 0 {
+		out.Lease = out.Timeout + time.Minute
+	}
+	if out.MaxPayloadBytes == 0 {
+		out.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if out.MaxResponseBytes == 0 {
+		out.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if out.UserAgent == "" {
+		out.UserAgent = DefaultUserAgent
+	}
+	if out.WebhookCacheTTL == 0 {
+		out.WebhookCacheTTL = DefaultWebhookCacheTTL
+	}
+	if out.Retention == 0 {
+		out.Retention = DefaultRetention
+	}
+	if out.PurgeInterval == 0 {
+		out.PurgeInterval = DefaultPurgeInterval
+	}
+	out.Retry = out.Retry.withDefaults()
+	return out
+}
+
+// validate reports the first setting that cannot work, after withDefaults.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("webhook: config: "+format, args...))
+	}
+	if c.Workers < 1 {
+		bad("Workers is %d, want at least 1", c.Workers)
+	}
+	if c.PerWebhookConcurrency < 1 {
+		bad("PerWebhookConcurrency is %d, want at least 1", c.PerWebhookConcurrency)
+	}
+	if c.ClaimBatch < 1 || c.ClaimBatch > store.MaxPageLimit {
+		bad("ClaimBatch is %d, want 1 to %d", c.ClaimBatch, store.MaxPageLimit)
+	}
+	if c.PollInterval < 0 {
+		bad("PollInterval is %v, want positive", c.PollInterval)
+	}
+	if c.Timeout < 0 {
+		bad("Timeout is %v, want positive", c.Timeout)
+	}
+	if c.Lease <= c.Timeout {
+		bad("Lease %v must exceed Timeout %v, or a slow attempt loses its lease", c.Lease, c.Timeout)
+	}
+	if c.MaxPayloadBytes < 0 {
+		bad("MaxPayloadBytes is %d, want positive", c.MaxPayloadBytes)
+	}
+	if c.MaxResponseBytes < 0 {
+		bad("MaxResponseBytes is %d, want positive", c.MaxResponseBytes)
+	}
+	if c.PurgeInterval < 0 {
+		bad("PurgeInterval is %v, want positive", c.PurgeInterval)
+	}
+	if c.Retry.Multiplier < 1 {
+		bad("Retry.Multiplier is %v, want at least 1", c.Retry.Multiplier)
+	}
+	if c.Retry.MaxRetryAfter < c.Retry.MinRetryAfter {
+		bad("Retry.MaxRetryAfter %v is below Retry.MinRetryAfter %v", c.Retry.MaxRetryAfter, c.Retry.MinRetryAfter)
+	}
+	if c.Retry.Jitter >= 1 {
+		bad("Retry.Jitter is %v, want below 1", c.Retry.Jitter)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,437 @@
+package dashboard_test
+
+import (
+	"context"
+	"errors"
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/dashboard"
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/memstore"
+)
+
+func TestNewRefusesIncompleteConfig(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	disp, err := webhook.New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant}
+	tests := []struct {
+		name string
+		edit func(*dashboard.Config)
+		want string
+	}{
+		{"no registry", func(c *dashboard.Config) { c.Registry = nil }, "Config.Registry"},
+		{"no dispatcher", func(c *dashboard.Config) { c.Dispatcher = nil }, "Config.Dispatcher"},
+		{"no store", func(c *dashboard.Config) { c.Store = nil }, "Config.Store"},
+		{"no tenant", func(c *dashboard.Config) { c.Tenant = nil }, "Config.Tenant"},
+		{"prefix with trailing slash", func(c *dashboard.Config) { c.Prefix = "/dashboard/" }, "Config.Prefix"},
+		{"relative prefix", func(c *dashboard.Config) { c.Prefix = "dashboard" }, "Config.Prefix"},
+		{"page too large", func(c *dashboard.Config) { c.PageSize = store.MaxPageLimit + 1 }, "Config.PageSize"},
+		{"negative sample", func(c *dashboard.Config) { c.ChartSample = -1 }, "Config.ChartSample"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := full
+			tt.edit(&cfg)
+			_, err := dashboard.New(cfg)
+			if !errors.Is(err, dashboard.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want ErrConfig naming %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := dashboard.New(full); err != nil {
+		t.Fatalf("New(full config) = %v", err)
+	}
+}
+
+func TestEveryAnswerIsLockedDown(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	c := e.client(t, "alice-token")
+	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID, "/dashboard/nope", "/dashboard/static/style.css"} {
+		code, h, _ := c.do(http.MethodGet, path, nil)
+		csp := h.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe") || !strings.Contains(csp, "form-action 'self'") {
+			t.Errorf("GET %s (%d): Content-Security-Policy %q is not strict", path, code, csp)
+		}
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("GET %s: missing nosniff or frame denial: %v", path, h)
+		}
+		if strings.HasPrefix(h.Get("Content-Type"), "text/html") && h.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s: page cacheable: Cache-Control %q", path, h.Get("Cache-Control"))
+		}
+	}
+	// No script anywhere, not even inline: the CSP would refuse it.
+	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID} {
+		if _, body := c.get(path); strings.Contains(strings.ToLower(body), "<script") || strings.Contains(body, " style=") {
+			t.Errorf("GET %s: the page has inline script or style", path)
+		}
+	}
+	if code, body := c.get("/dashboard/static/"); code != http.StatusNotFound || strings.Contains(body, `href="style.css"`) {
+		t.Errorf("GET /dashboard/static/ = %d, want 404 without a listing", code)
+	}
+}
+
+func TestRequestsWithoutTenantAreRefused(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	for _, token := range []string{"", "forged-token"} {
+		c := e.client(t, token)
+		if code, _ := c.get("/dashboard/"); code != http.StatusUnauthorized {
+			t.Errorf("token %q: GET = %d, want 401", token, code)
+		}
+		if code, _ := c.post("/dashboard/webhooks/" + wh.ID + "/disable"); code != http.StatusUnauthorized {
+			t.Errorf("token %q: POST disable = %d, want 401", token, code)
+		}
+	}
+	got, err := e.reg.Get(context.Background(), alice, wh.ID)
+	if err != nil || !got.Active {
+		t.Fatalf("webhook after refused requests: %+v, %v; want active", got, err)
+	}
+}
+
+func TestChallengeLetsABrowserSignIn(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	h, err := dashboard.New(dashboard.Config{
+		Registry: e.reg, Dispatcher: e.disp, Store: e.st, Challenge: `Basic realm="webhooks"`,
+		Tenant: func(r *http.Request) (string, error) {
+			if _, token, ok := r.BasicAuth(); ok && tokens[token] != "" {
+				return tokens[token], nil
+			}
+			return "", errors.New("no credentials")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != `Basic realm="webhooks"` {
+		t.Fatalf("GET / without credentials = %d, WWW-Authenticate %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.SetBasicAuth("", "alice-token")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || rec.Header().Get("WWW-Authenticate") != "" {
+		t.Fatalf("GET / with credentials = %d", rec.Code)
+	}
+}
+
+func TestWebhooksPageShowsOnlyTheTenantsWebhooks(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	aliceSecret, bobSecret := newSecret(), newSecret()
+	wa := e.addWebhook(t, alice, "http://127.0.0.1:1/alice-hook", aliceSecret)
+	wb := e.addWebhook(t, bob, "http://127.0.0.1:1/bob-hook", bobSecret)
+	seedDeliveries(t, e.st, wa, 10, 9) // 6 success, 3 failed, 1 pending
+
+	code, body := e.client(t, "alice-token").get("/dashboard/")
+	if code != http.StatusOK {
+		t.Fatalf("GET / = %d", code)
+	}
+	for _, want := range []string{wa.ID, "/alice-hook", "workflow.completed", "agent.*", "active", "66.7%", "6 ok · 3 failed",
+		"orders &lt;service&gt; &amp; co"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("webhooks page lacks %q", want)
+		}
+	}
+	for _, leak := range []string{wb.ID, "bob-hook", aliceSecret, bobSecret, "whsec_"} {
+		if strings.Contains(html.UnescapeString(body), leak) {
+			t.Errorf("webhooks page shows %q", leak)
+		}
+	}
+	// The last delivery is the newest one, pending.
+	newest, _, err := e.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: alice, WebhookID: wa.ID, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body, "/deliveries/"+newest[0].ID) {
+		t.Errorf("webhooks page does not link the last delivery %s", newest[0].ID)
+	}
+}
+
+func TestTenantCannotSeeOrActOnAnotherTenantsObjects(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rc := newReceiver(t, newSecret())
+	bobSecret := newSecret()
+	wa := e.addWebhook(t, alice, rc.srv.URL+"/a", newSecret())
+	wb := e.addWebhook(t, bob, rc.srv.URL+"/b", bobSecret)
+	seedDeliveries(t, e.st, wa, 3, 3)
+	seedDeliveries(t, e.st, wb, 3, 3)
+	bobDels, _, err := e.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: bob, WebhookID: wb.ID, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceDels, _, err := e.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: alice, WebhookID: wa.ID, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd := bobDels[0] // finished: a retry would be allowed for bob
+	c := e.client(t, "alice-token")
+	_, missing := c.get("/dashboard/webhooks/wh_00000000-0000-7000-8000-000000000000")
+
+	gets := []string{
+		"/dashboard/webhooks/" + wb.ID,
+		"/dashboard/webhooks/" + wb.ID + "?status=failed",
+		"/dashboard/webhooks/" + wb.ID + "/deliveries/" + bd.ID,
+		// Alice's own webhook with Bob's delivery.
+		"/dashboard/webhooks/" + wa.ID + "/deliveries/" + bd.ID,
+		// Bob's webhook with Alice's delivery.
+		"/dashboard/webhooks/" + wb.ID + "/deliveries/" + aliceDels[0].ID,
+	}
+	for _, path := range gets {
+		code, body := c.get(path)
+		if code != http.StatusNotFound {
+			t.Errorf("alice GET %s = %d, want 404", path, code)
+		}
+		if strings.Contains(body, rc.srv.URL+"/b") || strings.Contains(html.UnescapeString(body), bobSecret) {
+			t.Errorf("alice GET %s shows bob's webhook", path)
+		}
+	}
+	// Bob's 404 reads exactly like a webhook that does not exist.
+	_, foreign := c.get("/dashboard/webhooks/" + wb.ID)
+	if foreign != missing {
+		t.Errorf("another tenant's webhook answers differently from a missing one:\n%s\n---\n%s", foreign, missing)
+	}
+
+	posts := []string{
+		"/dashboard/webhooks/" + wb.ID + "/test",
+		"/dashboard/webhooks/" + wb.ID + "/disable",
+		"/dashboard/webhooks/" + wb.ID + "/enable",
+		"/dashboard/webhooks/" + wb.ID + "/rotate-secret",
+		"/dashboard/webhooks/" + wb.ID + "/deliveries/" + bd.ID + "/retry",
+		"/dashboard/webhooks/" + wa.ID + "/deliveries/" + bd.ID + "/retry",
+	}
+	for _, path := range posts {
+		if code, _ := c.post(path); code != http.StatusNotFound {
+			t.Errorf("alice POST %s = %d, want 404", path, code)
+		}
+	}
+	after, err := e.st.GetWebhook(context.Background(), wb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Active || len(after.Secrets) != 1 || after.Secrets[0].Value != bobSecret {
+		t.Errorf("bob's webhook changed: active %v, %d secrets", after.Active, len(after.Secrets))
+	}
+	gotBD, err := e.st.GetDelivery(context.Background(), bd.ID)
+	if err != nil || gotBD.Status != bd.Status || gotBD.Attempts != bd.Attempts {
+		t.Errorf("bob's delivery changed: %+v, %v", gotBD, err)
+	}
+	if verified, _ := rc.counts(); verified != 0 {
+		t.Errorf("alice's actions sent %d requests to bob's endpoint", verified)
+	}
+	// And bob still sees his own.
+	if code, _ := e.client(t, "bob-token").get("/dashboard/webhooks/" + wb.ID + "/deliveries/" + bd.ID); code != http.StatusOK {
+		t.Errorf("bob GET his delivery = %d, want 200", code)
+	}
+}
+
+func TestCrossOriginActionsAreRefused(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	c := e.client(t, "alice-token")
+	path := "/dashboard/webhooks/" + wh.ID + "/disable"
+	attacks := []map[string]string{
+		{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+		{"Sec-Fetch-Site": "same-site", "Origin": ""},
+		{"Sec-Fetch-Site": "", "Origin": "https://evil.example"},
+	}
+	for _, hdr := range attacks {
+		code, _, body := c.do(http.MethodPost, path, hdr)
+		if code != http.StatusForbidden || !strings.Contains(body, "Cross-origin request refused") {
+			t.Errorf("POST with %v = %d, want 403", hdr, code)
+		}
+	}
+	if got, _ := e.reg.Get(context.Background(), alice, wh.ID); !got.Active {
+		t.Fatal("a cross-origin POST disabled the webhook")
+	}
+	// Actions are POST only: a GET link cannot trigger one.
+	if code, _ := c.get(path); code == http.StatusSeeOther || code == http.StatusOK {
+		t.Errorf("GET %s = %d, want a refusal", path, code)
+	}
+	if got, _ := e.reg.Get(context.Background(), alice, wh.ID); !got.Active {
+		t.Fatal("a GET disabled the webhook")
+	}
+	// The dashboard's own form works.
+	if code, loc := c.post(path); code != http.StatusSeeOther || loc != "/dashboard/webhooks/"+wh.ID+"?done=disabled" {
+		t.Fatalf("same-origin POST = %d %q, want 303 to the webhook", code, loc)
+	}
+}
+
+func TestEnableAndDisable(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rc := newReceiver(t, newSecret())
+	wh := e.addWebhook(t, alice, rc.srv.URL+"/hook", newSecret())
+	c := e.client(t, "alice-token")
+	self := "/dashboard/webhooks/" + wh.ID
+
+	if code, _ := c.post(self + "/disable"); code != http.StatusSeeOther {
+		t.Fatalf("disable = %d", code)
+	}
+	if got, _ := e.reg.Get(context.Background(), alice, wh.ID); got.Active {
+		t.Fatal("webhook still active after disable")
+	}
+	_, body := c.get(self + "?done=disabled")
+	if !strings.Contains(body, `id="enable"`) || strings.Contains(body, `id="send-test"`) || !strings.Contains(body, "Webhook disabled") {
+		t.Error("the disabled webhook's page does not offer Enable only, with the notice")
+	}
+	if code, _ := c.post(self + "/test"); code != http.StatusConflict {
+		t.Errorf("test on a disabled webhook = %d, want 409", code)
+	}
+	if code, _ := c.post(self + "/enable"); code != http.StatusSeeOther {
+		t.Fatalf("enable = %d", code)
+	}
+	if got, _ := e.reg.Get(context.Background(), alice, wh.ID); !got.Active {
+		t.Fatal("webhook inactive after enable")
+	}
+	// The notice is one of the dashboard's own texts, never the query's.
+	_, body = c.get(self + "?done=" + url.QueryEscape("<b>you have been hacked</b>"))
+	if strings.Contains(body, "hacked") {
+		t.Error("the page reflects ?done")
+	}
+}
+
+func TestSendTestAndRetryAFailedDelivery(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	secret := newSecret()
+	rc := newReceiver(t, secret)
+	wh := e.addWebhook(t, alice, rc.srv.URL+"/hook", secret)
+	c := e.client(t, "alice-token")
+
+	rc.setFailing(true)
+	code, loc := c.post("/dashboard/webhooks/" + wh.ID + "/test")
+	m := regexp.MustCompile(`^/dashboard/webhooks/` + wh.ID + `/deliveries/(del_[0-9a-f-]+)\?done=test$`).FindStringSubmatch(loc)
+	if code != http.StatusSeeOther || m == nil {
+		t.Fatalf("POST test = %d %q, want 303 to the delivery", code, loc)
+	}
+	delID := m[1]
+	_, body := c.get(loc)
+	for _, want := range []string{
+		"Test event sent.", "webhook.test", `id="delivery-status">failed`, "Attempt 1", "500 Internal Server Error",
+		"X-Webhook-Signature", "Webhook-Signature", "Retry delivery",
+		// The receiver's markup is escaped, never run.
+		"&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("failed delivery page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<script>") || strings.Contains(html.UnescapeString(body), secret) {
+		t.Error("failed delivery page has raw markup or the secret")
+	}
+
+	rc.setFailing(false)
+	code, loc = c.post("/dashboard/webhooks/" + wh.ID + "/deliveries/" + delID + "/retry")
+	if code != http.StatusSeeOther || loc != "/dashboard/webhooks/"+wh.ID+"/deliveries/"+delID+"?done=retried" {
+		t.Fatalf("POST retry = %d %q", code, loc)
+	}
+	_, body = c.get(loc)
+	for _, want := range []string{"Delivery attempted again.", `id="delivery-status">success`, "Attempt 2", "200 OK", "X-Receiver", `id="attempt-count">2`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("retried delivery page lacks %q", want)
+		}
+	}
+	if verified, refused := rc.counts(); verified != 2 || refused != 0 {
+		t.Errorf("receiver verified %d and refused %d requests, want 2 and 0", verified, refused)
+	}
+	d, err := e.st.GetDelivery(context.Background(), delID)
+	if err != nil || d.Status != store.StatusSuccess || d.Attempts != 2 {
+		t.Fatalf("stored delivery %+v, %v; want success after 2 attempts", d, err)
+	}
+	// The webhook's list shows it, and the success filter finds it.
+	_, body = c.get("/dashboard/webhooks/" + wh.ID + "?status=success")
+	if !strings.Contains(body, `data-delivery="`+delID+`"`) {
+		t.Error("the success filter does not list the retried delivery")
+	}
+	_, body = c.get("/dashboard/webhooks/" + wh.ID + "?status=failed")
+	if strings.Contains(body, `data-delivery="`+delID+`"`) {
+		t.Error("the failed filter lists a successful delivery")
+	}
+	// A pending delivery is not retried by hand.
+	seedDeliveries(t, e.st, wh, 1, 0)
+	pending, _, _ := e.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: alice, WebhookID: wh.ID, Status: store.StatusPending, Limit: 1})
+	if code, _ := c.post("/dashboard/webhooks/" + wh.ID + "/deliveries/" + pending[0].ID + "/retry"); code != http.StatusConflict {
+		t.Errorf("retry of a pending delivery = %d, want 409", code)
+	}
+}
+
+func TestActionsNeedARunningDispatcher(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	if code, _ := e.client(t, "alice-token").post("/dashboard/webhooks/" + wh.ID + "/test"); code != http.StatusServiceUnavailable {
+		t.Fatalf("test with a stopped dispatcher = %d, want 503", code)
+	}
+}
+
+func TestRotateSecretShowsTheNewSecretOnce(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	old := newSecret()
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", old)
+	c := e.client(t, "alice-token")
+
+	code, h, body := c.do(http.MethodPost, "/dashboard/webhooks/"+wh.ID+"/rotate-secret", nil)
+	if code != http.StatusOK {
+		t.Fatalf("rotate = %d", code)
+	}
+	stored, err := e.st.GetWebhook(context.Background(), wh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := stored.Secrets[0].Value
+	if fresh == old || !strings.HasPrefix(fresh, webhook.SecretPrefix) {
+		t.Fatalf("stored secret after rotation: %q", fresh)
+	}
+	if !strings.Contains(html.UnescapeString(body), `<pre class="secret" id="secret">`+fresh+`</pre>`) {
+		t.Error("the rotation page does not show the new secret")
+	}
+	if strings.Contains(html.UnescapeString(body), old) {
+		t.Error("the rotation page shows the previous secret")
+	}
+	if h.Get("Cache-Control") != "no-store" {
+		t.Errorf("the rotation page is cacheable: %q", h.Get("Cache-Control"))
+	}
+	if len(stored.Secrets) != 2 || stored.Secrets[1].Value != old || stored.Secrets[1].ExpiresAt.IsZero() {
+		t.Errorf("the previous secret does not keep signing for a grace period: %+v", stored.Secrets[1:])
+	}
+	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID} {
+		if _, body := c.get(path); strings.Contains(html.UnescapeString(body), fresh) || strings.Contains(html.UnescapeString(body), old) {
+			t.Errorf("GET %s shows a secret", path)
+		}
+	}
+}
+
+func TestBadQueriesAreClientErrors(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	c := e.client(t, "alice-token")
+	tests := []struct {
+		path string
+		want int
+	}{
+		{"/dashboard/webhooks/" + wh.ID + "?status=bogus", http.StatusBadRequest},
+		{"/dashboard/webhooks/" + wh.ID + "?cursor=not-a-cursor", http.StatusBadRequest},
+		{"/dashboard/webhooks/" + wh.ID + "?cursor=" + strings.Repeat("x", 2000), http.StatusBadRequest},
+		{"/dashboard/?cursor=%00%ff", http.StatusBadRequest},
+		{"/dashboard/webhooks/not-an-id", http.StatusNotFound},
+		{"/dashboard/webhooks/" + wh.ID + "/deliveries/del_missing", http.StatusNotFound},
+		{"/dashboard/webhooks/" + wh.ID + "/deliveries/%3Cscript%3E", http.StatusNotFound},
+		{"/dashboard/elsewhere", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		if code, body := c.get(tt.path); code != tt.want || !strings.Contains(body, "<h1>") {
+			t.Errorf("GET %s = %d, want %d with an error page", tt.path, code, tt.want)
+		}
+	}
+}

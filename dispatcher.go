@@ -1,0 +1,1283 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Errors of the Dispatcher. Callers match them with errors.Is.
+var (
+	// ErrInvalidEvent reports an Emit whose event cannot be sent: no tenant,
+	// a malformed id, or data that does not marshal to JSON. Nothing is
+	// stored.
+	ErrInvalidEvent = errors.New("webhook: invalid event")
+	// ErrPayloadTooLarge reports event data above Config.MaxPayloadBytes.
+	// The error is a *PayloadTooLargeError.
+	ErrPayloadTooLarge = errors.New("webhook: payload too large")
+	// ErrNotRunning reports a call that needs the delivery loop (SendNow,
+	// SendTest) while the Dispatcher is not started or already stopped.
+	ErrNotRunning = errors.New("webhook: dispatcher not running")
+	// ErrStopped reports a Start after Stop: a Dispatcher runs once.
+	ErrStopped = errors.New("webhook: dispatcher stopped")
+)
+
+// PayloadTooLargeError reports event data larger than the configured cap.
+// It matches ErrPayloadTooLarge.
+type PayloadTooLargeError struct {
+	// Size is the length of the marshalled data; Limit the cap.
+	Size, Limit int
+}
+
+// Error says how large the data was and what the limit is.
+func (e *PayloadTooLargeError) Error() string {
+	return fmt.Sprintf("webhook: event data is %d bytes, above the %d-byte limit", e.Size, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrPayloadTooLarge) true.
+func (e *PayloadTooLargeError) Is(target error) bool { return target == ErrPayloadTooLarge }
+
+// DeliveryError describes a failed attempt: the response status or the
+// transport failure. It is what Hooks.DeliveryFailed receives.
+type DeliveryError struct {
+	DeliveryID string
+	WebhookID  string
+	// Attempt is the attempt number, from 1.
+	Attempt int
+	// StatusCode is the response status, 0 when none arrived.
+	StatusCode int
+	// Class classifies the failure.
+	Class store.ErrorClass
+	// Message describes the failure without secrets.
+	Message string
+}
+
+// Error describes the failed attempt without secrets or the URL.
+func (e *DeliveryError) Error() string {
+	return fmt.Sprintf("webhook: delivery %s attempt %d: %s", e.DeliveryID, e.Attempt, e.Message)
+}
+
+// Unwrap returns ErrBlockedDestination for a refused destination and
+// context.DeadlineExceeded for a timeout, so errors.Is works on them.
+func (e *DeliveryError) Unwrap() error {
+	switch e.Class {
+	case store.ErrorBlocked:
+		return ErrBlockedDestination
+	case store.ErrorTimeout:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// EmitResult tells what Emit stored.
+type EmitResult struct {
+	// EventID is the payload id: the Event's ID, or the one generated.
+	EventID string
+	// DeliveryIDs holds one delivery id per matching webhook, in the order
+	// of WebhookIDs. A repeated Emit of the same EventID returns the
+	// existing deliveries' ids.
+	DeliveryIDs []string
+	WebhookIDs  []string
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// Dispatcher emits events and delivers them: it fans each event out to the
+// matching webhooks, stores the deliveries, and runs the delivery loop that
+// claims due deliveries, sends them, records every attempt and schedules
+// retries. It is safe for concurrent use.
+//
+// Every attempt is a POST of the delivery's stored body (the same bytes on
+// every attempt) with these headers, which a webhook's custom headers never
+// replace:
+//
+//	Content-Type        application/json
+//	User-Agent          Config.UserAgent
+//	X-Webhook-Id        the webhook's id ("wh_…")
+//	X-Webhook-Event     the event type
+//	X-Webhook-Delivery  the delivery's id ("del_…")
+//	X-Webhook-Attempt   the attempt number, from 1
+//	X-Webhook-Signature "sha256=" + hex HMAC of the body with the current secret
+//	Webhook-Id          the event's id (the payload "id"), the same on every attempt
+//	Webhook-Timestamp   Unix seconds of this attempt
+//	Webhook-Signature   one "v1,<base64>" per active secret (Standard Webhooks)
+//
+// A 2xx answer succeeds. Anything else fails the attempt and is retried on
+// the RetryPolicy's schedule: other statuses (3xx included: redirects are
+// never followed), timeouts, connection and TLS errors, and destinations the
+// SSRF guard refuses. 410 Gone fails the delivery at once and disables the
+// webhook, failing its other pending deliveries.
+//
+// Delivery is at least once: a delivery whose attempt was in flight when its
+// process died is attempted again once its lease expires.
+type Dispatcher struct {
+	st     store.Store
+	cfg    Config
+	rt     http.RoundTripper
+	log    *slog.Logger
+	hooksI Hooks
+
+	wake chan struct{} // capacity 1: new work or a free slot
+
+	mu        sync.Mutex
+	state     int
+	inflight  int
+	hooks     map[string]*hookState
+	waiters   map[string][]chan attemptDone
+	cache     map[string]*target
+	stats     counters
+	skipBuf   []string
+	stopLoop  context.CancelFunc
+	abortWork context.CancelFunc
+	loopDone  chan struct{}
+	stopped   chan struct{} // closed when Stop begins
+	done      chan struct{} // closed when Stop has finished
+	workers   sync.WaitGroup
+}
+
+// hookState is the dispatcher's per-webhook bookkeeping, guarded by mu.
+type hookState struct {
+	inflight int
+	rate     float64   // the webhook's RateLimit at the last claim, 0 for none
+	nextSlot time.Time // rate limit: earliest start of the next attempt
+}
+
+type attemptDone struct {
+	d   *store.Delivery
+	a   *store.Attempt
+	err error
+}
+
+// New returns a Dispatcher over st. cfg may be nil for the defaults; it is
+// copied, so later changes to it have no effect. New fails on a nil store or
+// an invalid Config, with a message naming the setting.
+func New(st store.Store, cfg *Config) (*Dispatcher, error) {
+	if st == nil {
+		return nil, errors.New("webhook: New: nil store")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if c.Owner == "" {
+		id, err := uuid.NewRandom()
+		if err != nil {
+			return nil, fmt.Errorf("webhook: owner id: %w", err)
+		}
+		c.Owner = "dispatcher_" + id.String()
+	}
+	rt := c.Transport
+	if rt == nil {
+		t, err := NewTransport(TransportOptions{
+			AllowedRanges:       c.AllowedRanges,
+			AllowedPorts:        c.AllowedPorts,
+			AllowAnyPort:        c.AllowAnyPort,
+			MaxIdleConnsPerHost: c.Workers,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("webhook: config: %w", err)
+		}
+		rt = t
+	}
+	return &Dispatcher{
+		st:      st,
+		cfg:     c,
+		rt:      rt,
+		log:     c.Logger,
+		hooksI:  c.Hooks,
+		wake:    make(chan struct{}, 1),
+		hooks:   make(map[string]*hookState),
+		waiters: make(map[string][]chan attemptDone),
+		cache:   make(map[string]*target),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// signal wakes the delivery loop without blocking.
+func (d *Dispatcher) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Emit stores one delivery of ev for every active webhook of ev.Tenant
+// subscribed to ev.Type, atomically, and returns their ids; the deliveries
+// are durable when Emit returns (as durable as the store). A running
+// Dispatcher in this process starts delivering them at once.
+//
+// Emitting an event whose ID was emitted before stores no second delivery
+// to a webhook (the first payload is kept): Emit is safe to retry. An unknown type (ErrUnknownEventType),
+// a missing tenant or malformed id or data (ErrInvalidEvent), or data above
+// the size cap (*PayloadTooLargeError) is refused and nothing is stored.
+func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
+	data, err := d.prepare(&ev)
+	if err != nil {
+		return EmitResult{}, err
+	}
+	ws, err := d.st.MatchWebhooks(ctx, ev.Tenant, ev.Type)
+	if err != nil {
+		return EmitResult{}, fmt.Errorf("webhook: emit: match webhooks: %w", err)
+	}
+	// The store filters; check again so a faulty store cannot leak an event
+	// across tenants.
+	kept := ws[:0]
+	for _, w := range ws {
+		if w.Active && w.Tenant == ev.Tenant && store.MatchAny(w.Events, ev.Type) {
+			kept = append(kept, w)
+		}
+	}
+	return d.enqueue(ctx, &ev, data, kept)
+}
+
+// prepare validates ev, fills its defaults and returns its canonical data.
+func (d *Dispatcher) prepare(ev *Event) ([]byte, error) {
+	if !d.cfg.Catalog.Known(ev.Type) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, ev.Type)
+	}
+	if ev.Tenant == "" {
+		return nil, fmt.Errorf("%w: tenant is required", ErrInvalidEvent)
+	}
+	if ev.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("webhook: event id: %w", err)
+		}
+		ev.ID = "evt_" + id.String()
+	} else if err := checkEventID(ev.ID); err != nil {
+		return nil, err
+	}
+	if len(ev.RequestID) > 256 {
+		return nil, fmt.Errorf("%w: request id is %d bytes, at most 256", ErrInvalidEvent, len(ev.RequestID))
+	}
+	if ev.Time.IsZero() {
+		ev.Time = d.cfg.Now()
+	}
+	data, err := CanonicalJSON(ev.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data: %w", ErrInvalidEvent, err)
+	}
+	if len(data) > d.cfg.MaxPayloadBytes {
+		return nil, &PayloadTooLargeError{Size: len(data), Limit: d.cfg.MaxPayloadBytes}
+	}
+	return data, nil
+}
+
+// checkEventID accepts 1 to 128 bytes of letters, digits, '_', '-' and ':'.
+// The id is sent as the webhook-id header and signed as id + "." + …, so
+// dots, spaces and control characters are refused.
+func checkEventID(id string) error {
+	if len(id) > 128 {
+		return fmt.Errorf("%w: id is %d bytes, at most 128", ErrInvalidEvent, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == ':') {
+			return fmt.Errorf("%w: id %q: only letters, digits, '_', '-' and ':' are allowed", ErrInvalidEvent, id)
+		}
+	}
+	return nil
+}
+
+// enqueue builds one body per webhook and stores the deliveries in one call.
+func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*store.Webhook) (EmitResult, error) {
+	res := EmitResult{EventID: ev.ID}
+	if len(ws) == 0 {
+		return res, nil
+	}
+	now := d.cfg.Now()
+	// One backing array for every body: each body is a capped sub-slice.
+	buf := make([]byte, 0, len(ws)*(len(data)+len(ev.ID)+len(ev.Type)+len(ev.RequestID)+160))
+	ds := make([]*store.Delivery, len(ws))
+	recs := make([]store.Delivery, len(ws))
+	res.WebhookIDs = make([]string, len(ws))
+	for i, w := range ws {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return EmitResult{}, fmt.Errorf("webhook: delivery id: %w", err)
+		}
+		start := len(buf)
+		buf = appendBody(buf, ev.ID, ev.Type, ev.Time, w.ID, data, ev.RequestID)
+		recs[i] = store.Delivery{
+			ID:            "del_" + id.String(),
+			WebhookID:     w.ID,
+			EventID:       ev.ID,
+			EventType:     ev.Type,
+			Tenant:        ev.Tenant,
+			Body:          buf[start:len(buf):len(buf)],
+			Status:        store.StatusPending,
+			NextAttemptAt: now,
+			CreatedAt:     now,
+			UpdatedAt:     now,
+		}
+		ds[i] = &recs[i]
+		res.WebhookIDs[i] = w.ID
+	}
+	ids, err := d.st.Enqueue(ctx, ds)
+	if err != nil {
+		return EmitResult{}, fmt.Errorf("webhook: emit: enqueue: %w", err)
+	}
+	res.DeliveryIDs = ids
+	d.mu.Lock()
+	d.stats.emitted += int64(len(ids))
+	d.mu.Unlock()
+	d.signal()
+	return res, nil
+}
+
+// Start checks the store and starts the delivery loop and the background
+// purge. ctx bounds the check only; the loop runs until Stop. Starting a
+// running Dispatcher does nothing; starting a stopped one returns ErrStopped.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	state := d.state
+	d.mu.Unlock()
+	switch state {
+	case stateRunning:
+		return nil
+	case stateStopped:
+		return ErrStopped
+	}
+	if err := d.st.Ping(ctx); err != nil {
+		return fmt.Errorf("webhook: start: store: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch d.state {
+	case stateRunning:
+		return nil
+	case stateStopped:
+		return ErrStopped
+	}
+	base := context.WithoutCancel(ctx)
+	loopCtx, stopLoop := context.WithCancel(base)
+	workCtx, abortWork := context.WithCancel(base)
+	d.stopLoop, d.abortWork = stopLoop, abortWork
+	d.loopDone = make(chan struct{})
+	d.state = stateRunning
+	go d.loop(loopCtx, workCtx)
+	d.log.LogAttrs(ctx, slog.LevelInfo, "webhook dispatcher started", slog.String("owner", d.cfg.Owner))
+	return nil
+}
+
+// Stop stops claiming deliveries, waits for the attempts in flight to
+// finish and be recorded, and returns once no goroutine of the Dispatcher is
+// left. If ctx ends first, the attempts in flight are cancelled (recorded
+// as canceled and due again at once, so another process takes them without
+// waiting for a lease to expire) and Stop returns ctx.Err() after they are
+// recorded (each bounded by a few seconds). Stop before Start, and a second
+// Stop, are safe.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	switch d.state {
+	case stateNew:
+		d.mu.Unlock()
+		return nil
+	case stateStopped:
+		d.mu.Unlock()
+		select {
+		case <-d.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	d.state = stateStopped
+	close(d.stopped)
+	d.mu.Unlock()
+
+	d.stopLoop()
+	<-d.loopDone
+	finished := make(chan struct{})
+	go func() {
+		d.workers.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		err = ctx.Err()
+		d.abortWork()
+		<-finished
+	}
+	d.abortWork()
+	if c, ok := d.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	close(d.done)
+	d.log.LogAttrs(ctx, slog.LevelInfo, "webhook dispatcher stopped", slog.String("owner", d.cfg.Owner))
+	return err
+}
+
+// Redeliver puts a finished (success or failed) delivery back in the queue,
+// due at once with a fresh retry budget. It returns store.ErrConflict when
+// the delivery is still pending and store.ErrNotFound when it does not
+// exist. Callers check the delivery's tenant before calling it.
+func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Delivery, error) {
+	del, err := d.st.Redeliver(ctx, store.RedeliverParams{ID: deliveryID, Now: d.cfg.Now()})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: redeliver: %w", err)
+	}
+	d.signal()
+	return del, nil
+}
+
+// SendNow makes the delivery's next attempt and returns the delivery as
+// recorded after it, with that attempt. A finished delivery is redelivered
+// first; a pending one is attempted as soon as it is due and a worker is
+// free (it is due at once unless a retry is scheduled). The Dispatcher must
+// be running (ErrNotRunning). A failed attempt is not an error: read the
+// returned attempt. If ctx ends first, SendNow returns ctx.Err() and the
+// attempt still happens.
+func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery, *Attempt, error) {
+	ch, err := d.addWaiter(deliveryID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.removeWaiter(deliveryID, ch)
+	del, err := d.st.GetDelivery(ctx, deliveryID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: send now: %w", err)
+	}
+	d.forget(del.WebhookID)
+	if del.Status.Finished() {
+		if _, err := d.st.Redeliver(ctx, store.RedeliverParams{ID: deliveryID, Now: d.cfg.Now()}); err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, nil, fmt.Errorf("webhook: send now: %w", err)
+		}
+	}
+	d.signal()
+	select {
+	case r := <-ch:
+		return r.d, r.a, r.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-d.stopped:
+		return nil, nil, ErrNotRunning
+	}
+}
+
+// SendTest delivers a webhook.test event to one webhook, whatever events it
+// subscribes to, and returns the delivery and its first attempt (the
+// management API's test endpoint). data may be nil. The Dispatcher must be
+// running.
+func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (*Delivery, *Attempt, error) {
+	w, err := d.st.GetWebhook(ctx, webhookID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: send test: %w", err)
+	}
+	d.forget(w.ID)
+	ev := Event{Type: EventWebhookTest, Tenant: w.Tenant, Data: data}
+	raw, err := d.prepare(&ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := d.addWaiterPending()
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := d.enqueueWaiting(ctx, &ev, raw, w, ch)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.removeWaiter(res, ch)
+	select {
+	case r := <-ch:
+		return r.d, r.a, r.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-d.stopped:
+		return nil, nil, ErrNotRunning
+	}
+}
+
+// forget drops a webhook from the cache, so its next attempt reads the
+// stored record (an owner testing a webhook right after editing it).
+func (d *Dispatcher) forget(webhookID string) {
+	d.mu.Lock()
+	delete(d.cache, webhookID)
+	d.mu.Unlock()
+}
+
+// addWaiterPending makes the channel a waiter will receive on, after
+// checking the loop runs.
+func (d *Dispatcher) addWaiterPending() (chan attemptDone, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateRunning {
+		return nil, ErrNotRunning
+	}
+	return make(chan attemptDone, 1), nil
+}
+
+// enqueueWaiting enqueues one delivery of ev to w with ch registered as a
+// waiter before the loop can see it. It returns the delivery id.
+func (d *Dispatcher) enqueueWaiting(ctx context.Context, ev *Event, data []byte, w *store.Webhook, ch chan attemptDone) (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("webhook: delivery id: %w", err)
+	}
+	now := d.cfg.Now()
+	del := &store.Delivery{
+		ID:            "del_" + id.String(),
+		WebhookID:     w.ID,
+		EventID:       ev.ID,
+		EventType:     ev.Type,
+		Tenant:        ev.Tenant,
+		Body:          appendBody(nil, ev.ID, ev.Type, ev.Time, w.ID, data, ev.RequestID),
+		Status:        store.StatusPending,
+		NextAttemptAt: now,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	d.mu.Lock()
+	d.waiters[del.ID] = append(d.waiters[del.ID], ch)
+	d.mu.Unlock()
+	ids, err := d.st.Enqueue(ctx, []*store.Delivery{del})
+	if err != nil {
+		d.removeWaiter(del.ID, ch)
+		return "", fmt.Errorf("webhook: send test: enqueue: %w", err)
+	}
+	d.signal()
+	return ids[0], nil
+}
+
+func (d *Dispatcher) addWaiter(id string) (chan attemptDone, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateRunning {
+		return nil, ErrNotRunning
+	}
+	ch := make(chan attemptDone, 1)
+	d.waiters[id] = append(d.waiters[id], ch)
+	return ch, nil
+}
+
+func (d *Dispatcher) removeWaiter(id string, ch chan attemptDone) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ws := d.waiters[id]
+	for i, c := range ws {
+		if c == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(d.waiters, id)
+	} else {
+		d.waiters[id] = ws
+	}
+}
+
+// loop claims due deliveries and starts their attempts until ctx ends.
+func (d *Dispatcher) loop(ctx, workCtx context.Context) {
+	defer close(d.loopDone)
+	var purgeWG sync.WaitGroup
+	if d.cfg.Retention > 0 {
+		purgeWG.Add(1)
+		go func() {
+			defer purgeWG.Done()
+			d.purgeLoop(ctx)
+		}()
+	}
+	defer purgeWG.Wait()
+
+	timer := time.NewTimer(d.cfg.PollInterval)
+	defer timer.Stop()
+	for {
+		more, wait := d.claim(ctx, workCtx)
+		if ctx.Err() != nil {
+			return
+		}
+		if more {
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// claim leases due deliveries for the free workers and starts them. more
+// reports that the store may hold more due deliveries right now; wait is
+// how long to sleep otherwise.
+func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.Duration) {
+	wait = d.cfg.PollInterval
+	now := d.cfg.Now()
+	perCap := d.cfg.PerWebhookConcurrency
+
+	d.mu.Lock()
+	free := d.cfg.Workers - d.inflight
+	// Claim in batches: while attempts are in flight, wait until a few
+	// workers are free (a finishing worker wakes the loop).
+	if free <= 0 || (d.inflight > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
+		d.mu.Unlock()
+		return false, wait
+	}
+	skip := d.skipBuf[:0]
+	for id, h := range d.hooks {
+		switch {
+		case h.inflight >= perCap:
+			skip = append(skip, id)
+		case h.rate > 0 && h.nextSlot.After(now):
+			skip = append(skip, id)
+			wait = min(wait, h.nextSlot.Sub(now))
+		}
+	}
+	d.skipBuf = skip
+	d.mu.Unlock()
+
+	limit := min(free, d.cfg.ClaimBatch)
+	ds, err := d.st.Claim(ctx, store.ClaimParams{
+		Now:          now,
+		Limit:        limit,
+		Lease:        d.cfg.Lease,
+		Owner:        d.cfg.Owner,
+		SkipWebhooks: skip,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.LogAttrs(ctx, slog.LevelError, "webhook: claim deliveries", slog.String("error", err.Error()))
+		}
+		return false, wait
+	}
+
+	// Learn the webhooks' rate limits before starting anything (the
+	// webhooks are cached, and the attempts need them anyway).
+	var rates map[string]float64
+	for _, del := range ds {
+		if _, ok := rates[del.WebhookID]; ok {
+			continue
+		}
+		if rates == nil {
+			rates = make(map[string]float64, 4)
+		}
+		rates[del.WebhookID] = 0
+		if t, err := d.webhook(ctx, del.WebhookID); err == nil {
+			rates[del.WebhookID] = t.w.RateLimit
+		}
+	}
+
+	var excess []string
+	d.mu.Lock()
+	for _, del := range ds {
+		h := d.hooks[del.WebhookID]
+		if h == nil {
+			h = &hookState{}
+			d.hooks[del.WebhookID] = h
+		}
+		h.rate = rates[del.WebhookID]
+		if h.inflight >= perCap || d.inflight >= d.cfg.Workers || (h.rate > 0 && h.nextSlot.After(now)) {
+			excess = append(excess, del.ID)
+			continue
+		}
+		if h.rate > 0 {
+			h.nextSlot = now.Add(time.Duration(float64(time.Second) / h.rate))
+		}
+		h.inflight++
+		d.inflight++
+		d.workers.Add(1)
+		go d.work(workCtx, del)
+	}
+	d.mu.Unlock()
+	if len(excess) > 0 {
+		// Over a webhook's cap: give the leases back; the webhook is skipped
+		// by the next claims until one of its attempts finishes.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: excess}); err != nil {
+			d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
+		}
+		cancel()
+		return true, wait
+	}
+	return len(ds) == limit, wait
+}
+
+// work runs one attempt of a claimed delivery and frees its slot.
+func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
+	defer d.workers.Done()
+	r := d.deliver(ctx, del)
+	d.mu.Lock()
+	d.inflight--
+	if h := d.hooks[del.WebhookID]; h != nil {
+		h.inflight--
+		if h.inflight <= 0 && (h.rate == 0 || !h.nextSlot.After(d.cfg.Now())) {
+			delete(d.hooks, del.WebhookID)
+		}
+	}
+	ws := d.waiters[del.ID]
+	delete(d.waiters, del.ID)
+	d.mu.Unlock()
+	for _, ch := range ws {
+		ch <- r
+	}
+	d.signal()
+}
+
+// webhook returns the delivery's webhook prepared for sending, from the
+// short-lived cache when it is fresh.
+func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
+	ttl := d.cfg.WebhookCacheTTL
+	if ttl > 0 {
+		d.mu.Lock()
+		t, ok := d.cache[id]
+		d.mu.Unlock()
+		if ok && time.Now().Before(t.expires) {
+			return t, nil
+		}
+	}
+	w, err := d.st.GetWebhook(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t := newTarget(w, d.cfg.Now())
+	if ttl > 0 {
+		now := time.Now()
+		t.expires = now.Add(ttl)
+		d.mu.Lock()
+		if len(d.cache) >= 4096 {
+			for k, e := range d.cache {
+				if !now.Before(e.expires) {
+					delete(d.cache, k)
+				}
+			}
+		}
+		d.cache[id] = t
+		d.mu.Unlock()
+	}
+	return t, nil
+}
+
+// deliver makes one attempt and records it with the delivery's next state.
+func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery) attemptDone {
+	t, err := d.webhook(ctx, del.WebhookID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			// Store trouble: give the lease back so the delivery is retried.
+			d.log.LogAttrs(ctx, slog.LevelError, "webhook: load webhook", slog.String("webhook_id", del.WebhookID), slog.String("error", err.Error()))
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: []string{del.ID}})
+			cancel()
+		}
+		return attemptDone{err: fmt.Errorf("webhook: load webhook: %w", err)}
+	}
+	w := t.w
+	number := del.Attempts + 1
+	info := AttemptInfo{DeliveryID: del.ID, WebhookID: w.ID, EventID: del.EventID, EventType: del.EventType, Tenant: del.Tenant, Attempt: number}
+	var att *store.Attempt
+	var res AttemptResult
+	if !w.Active {
+		att = &store.Attempt{
+			DeliveryID: del.ID, Number: number, StartedAt: d.cfg.Now(),
+			RequestURL: t.redacted, ErrorClass: store.ErrorCanceled,
+			Error: "webhook is inactive; the delivery was not sent",
+		}
+	} else {
+		d.hooksI.AttemptStarted(ctx, info)
+		att, res = d.send(ctx, t, del, number)
+	}
+
+	now := d.cfg.Now()
+	p := store.CompleteParams{DeliveryID: del.ID, Owner: d.cfg.Owner, Attempt: att, Now: now}
+	switch {
+	case !w.Active:
+		p.Status = store.StatusFailed
+	case att.ErrorClass == store.ErrorNone:
+		p.Status = store.StatusSuccess
+	case att.ResponseStatus == http.StatusGone:
+		p.Status = store.StatusFailed
+		p.DisableWebhook = "the endpoint answered 410 Gone"
+	case att.ErrorClass == store.ErrorCanceled:
+		// The dispatcher is stopping: due again at once, for whoever runs.
+		p.Status = store.StatusPending
+		p.NextAttemptAt = now
+	default:
+		policy := d.cfg.Retry
+		if w.MaxAttempts > 0 {
+			policy.MaxAttempts = w.MaxAttempts
+		}
+		if delay, ok := policy.Next(del.RoundAttempts+1, res); ok {
+			p.Status = store.StatusPending
+			p.NextAttemptAt = now.Add(delay)
+		} else {
+			p.Status = store.StatusFailed
+		}
+	}
+
+	cctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+	}
+	if err := d.st.Complete(cctx, p); err != nil {
+		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: record attempt",
+			slog.String("delivery_id", del.ID), slog.Int("attempt", number), slog.String("error", err.Error()))
+		return attemptDone{a: att, err: fmt.Errorf("webhook: record attempt: %w", err)}
+	}
+
+	out := *del
+	out.Status = p.Status
+	out.Attempts = number
+	out.RoundAttempts++
+	if p.Status == store.StatusPending {
+		out.NextAttemptAt = p.NextAttemptAt
+	}
+	out.LeaseOwner, out.LeaseExpiresAt = "", time.Time{}
+	out.LastStatusCode, out.LastError = att.ResponseStatus, att.Error
+	out.UpdatedAt = now
+
+	info.StatusCode, info.ErrorClass, info.Duration = att.ResponseStatus, att.ErrorClass, att.Duration
+	info.Outcome, info.NextAttemptAt = out.Status, p.NextAttemptAt
+	d.mu.Lock()
+	ws := d.stats.webhook(w.ID)
+	d.stats.attempts++
+	ws.Attempts++
+	switch out.Status {
+	case store.StatusSuccess:
+		d.stats.success++
+		ws.Succeeded++
+	case store.StatusFailed:
+		d.stats.failed++
+		ws.Failed++
+	default:
+		d.stats.retried++
+		ws.Retried++
+	}
+	if p.DisableWebhook != "" {
+		delete(d.cache, w.ID)
+	}
+	d.mu.Unlock()
+
+	d.hooksI.AttemptFinished(ctx, info)
+	if d.log.Enabled(ctx, slog.LevelDebug) {
+		d.log.LogAttrs(ctx, slog.LevelDebug, "webhook attempt",
+			slog.String("delivery_id", del.ID), slog.String("webhook_id", w.ID), slog.Int("attempt", number),
+			slog.Int("status", att.ResponseStatus), slog.String("error_class", string(att.ErrorClass)),
+			slog.Duration("duration", att.Duration), slog.String("outcome", string(out.Status)))
+	}
+	switch out.Status {
+	case store.StatusSuccess:
+		d.hooksI.DeliverySucceeded(ctx, &out)
+	case store.StatusFailed:
+		derr := &DeliveryError{DeliveryID: del.ID, WebhookID: w.ID, Attempt: number, StatusCode: att.ResponseStatus, Class: att.ErrorClass, Message: att.Error}
+		d.log.LogAttrs(ctx, slog.LevelInfo, "webhook delivery failed",
+			slog.String("delivery_id", del.ID), slog.String("webhook_id", w.ID), slog.Int("attempts", number), slog.String("error", att.Error))
+		d.hooksI.DeliveryFailed(ctx, &out, derr)
+	}
+	if p.DisableWebhook != "" {
+		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook disabled", slog.String("webhook_id", w.ID), slog.String("reason", p.DisableWebhook))
+		d.hooksI.WebhookDisabled(ctx, w.ID, p.DisableWebhook)
+	}
+	return attemptDone{d: &out, a: att}
+}
+
+// reservedHeaders are set by the dispatcher or by net/http; a webhook's
+// custom headers never replace them.
+var reservedHeaders = map[string]bool{
+	"Content-Type": true, "Content-Length": true, "User-Agent": true, "Host": true,
+	"Transfer-Encoding": true, "Connection": true, "Keep-Alive": true, "Te": true,
+	"Trailer": true, "Upgrade": true, "Expect": true, "Proxy-Authorization": true,
+	"Proxy-Connection": true, "Content-Encoding": true,
+}
+
+func reservedHeader(canonical string) bool {
+	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "X-Webhook-") || strings.HasPrefix(canonical, "Webhook-")
+}
+
+// sensitiveHeader reports custom headers whose values are left out of the
+// attempt log because they likely carry credentials.
+func sensitiveHeader(canonical string) bool {
+	k := strings.ToLower(canonical)
+	for _, s := range []string{"auth", "cookie", "token", "secret", "key", "password", "session", "credential"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// send makes the HTTP request of one attempt.
+func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, number int) (*store.Attempt, AttemptResult) {
+	now := d.cfg.Now()
+	att := &store.Attempt{DeliveryID: del.ID, Number: number, StartedAt: now, RequestURL: t.redacted}
+	if t.u == nil {
+		att.ErrorClass, att.Error = store.ErrorBlocked, t.urlErr
+		return att, AttemptResult{ErrorClass: store.ErrorBlocked}
+	}
+
+	h := make(http.Header, len(t.custom)+12)
+	for k, v := range t.custom {
+		h[k] = v
+	}
+	h["Content-Type"] = contentTypeJSON
+	h["User-Agent"] = []string{d.cfg.UserAgent}
+	h["X-Webhook-Id"] = []string{t.w.ID}
+	h["X-Webhook-Event"] = []string{del.EventType}
+	h["X-Webhook-Delivery"] = []string{del.ID}
+	h["X-Webhook-Attempt"] = []string{strconv.Itoa(number)}
+	if signer := t.signerAt(now); signer != nil {
+		signer.Sign(h, del.EventID, now, del.Body)
+	}
+	if t.sensitive {
+		logged := h.Clone()
+		for k := range t.custom {
+			if sensitiveHeader(k) {
+				logged[k] = redacted
+			}
+		}
+		att.RequestHeaders = logged
+	} else {
+		att.RequestHeaders = h
+	}
+
+	actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+	req := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           t.u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(del.Body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(del.Body)), nil },
+		ContentLength: int64(len(del.Body)),
+		Host:          t.u.Host,
+	}).WithContext(actx)
+
+	t0 := time.Now()
+	// The transport directly: no redirect is ever followed, and a 3xx is
+	// the attempt's answer.
+	resp, err := d.rt.RoundTrip(req)
+	if err != nil {
+		att.Duration = time.Since(t0)
+		class, msg := classify(err, ctx.Err() != nil, d.cfg.Timeout)
+		att.ErrorClass, att.Error = class, msg
+		return att, AttemptResult{ErrorClass: class}
+	}
+	att.ResponseBody = readCapped(resp.Body, d.cfg.MaxResponseBytes)
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+	att.Duration = time.Since(t0)
+	att.ResponseStatus = resp.StatusCode
+	att.ResponseHeaders = capHeader(resp.Header, maxLoggedHeaderBytes)
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return att, AttemptResult{StatusCode: resp.StatusCode}
+	}
+	att.ErrorClass = store.ErrorHTTPStatus
+	att.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
+	if text := http.StatusText(resp.StatusCode); text != "" {
+		att.Error += " " + text
+	}
+	return att, AttemptResult{
+		StatusCode: resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		ErrorClass: store.ErrorHTTPStatus,
+	}
+}
+
+// maxLoggedHeaderBytes caps the response headers stored with an attempt.
+const maxLoggedHeaderBytes = 4 << 10
+
+// capHeader returns h, or a copy of it trimmed to about limit bytes of
+// names and values when it is larger.
+func capHeader(h http.Header, limit int) http.Header {
+	n := 0
+	for k, vs := range h {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	if n <= limit {
+		return h
+	}
+	out := make(http.Header)
+	n = 0
+	for k, vs := range h {
+		for _, v := range vs {
+			if n+len(k)+len(v) > limit {
+				continue
+			}
+			n += len(k) + len(v)
+			out[k] = append(out[k], v)
+		}
+	}
+	return out
+}
+
+var (
+	contentTypeJSON = []string{"application/json"}
+	redacted        = []string{"[redacted]"}
+	readBufs        = sync.Pool{New: func() any { return new([]byte) }}
+)
+
+// readCapped reads up to limit bytes of r; nil when there are none.
+func readCapped(r io.Reader, limit int) []byte {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	if cap(*bp) < limit {
+		*bp = make([]byte, limit)
+	}
+	buf := (*bp)[:limit]
+	n, _ := io.ReadFull(r, buf)
+	if n == 0 {
+		return nil
+	}
+	return bytes.Clone(buf[:n])
+}
+
+// target is a webhook prepared for sending: its URL parsed and checked, its
+// custom headers filtered, its signer built. It is shared read-only by the
+// attempts that use it.
+type target struct {
+	w        *store.Webhook
+	u        *url.URL // nil when the URL cannot be sent to
+	urlErr   string   // why u is nil
+	redacted string   // the URL without credentials, for attempt logs
+	// custom holds the webhook's custom headers that may be sent, with
+	// canonical keys; sensitive reports that one of them is left out of logs.
+	custom    http.Header
+	sensitive bool
+	// signer signs with the secrets active at creation; it must be rebuilt
+	// from signerUntil on (when a previous secret expires).
+	signer      *Signer
+	signerUntil time.Time
+	expires     time.Time // end of its life in the cache
+}
+
+func newTarget(w *store.Webhook, now time.Time) *target {
+	t := &target{w: w, redacted: redactURL(w.URL)}
+	u, err := url.Parse(w.URL)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		t.urlErr = "the webhook URL is not an absolute URL"
+	case u.Scheme != "https" && u.Scheme != "http":
+		t.urlErr = "scheme " + strconv.Quote(u.Scheme) + " is not allowed"
+	default:
+		t.u = u
+	}
+	if len(w.Headers) > 0 {
+		t.custom = make(http.Header, len(w.Headers))
+		for k, v := range w.Headers {
+			ck := http.CanonicalHeaderKey(k)
+			if reservedHeader(ck) || !validHeaderName(ck) || !validHeaderValue(v) {
+				continue
+			}
+			t.custom[ck] = []string{v}
+			if sensitiveHeader(ck) {
+				t.sensitive = true
+			}
+		}
+	}
+	if t.u != nil && t.u.User != nil {
+		// Credentials in the URL become HTTP basic auth, as net/http's
+		// client would send them, and are kept out of logs.
+		pw, _ := t.u.User.Password()
+		if t.custom == nil {
+			t.custom = make(http.Header, 1)
+		}
+		req := http.Request{Header: http.Header{}}
+		req.SetBasicAuth(t.u.User.Username(), pw)
+		t.custom["Authorization"] = req.Header["Authorization"]
+		t.sensitive = true
+		u2 := *t.u
+		u2.User = nil
+		t.u = &u2
+	}
+	t.signer, t.signerUntil = buildSigner(w.Secrets, now)
+	return t
+}
+
+// signerAt returns the signer for the secrets active at now.
+func (t *target) signerAt(now time.Time) *Signer {
+	if t.signerUntil.IsZero() || now.Before(t.signerUntil) {
+		return t.signer
+	}
+	s, _ := buildSigner(t.w.Secrets, now)
+	return s
+}
+
+// buildSigner returns a signer for the secrets active at now (nil when
+// there is none) and when the next of them expires (zero for never).
+func buildSigner(ss []store.Secret, now time.Time) (*Signer, time.Time) {
+	secrets := activeSecrets(ss, now)
+	var until time.Time
+	for i, s := range ss {
+		if i > 0 && !s.ExpiresAt.IsZero() && now.Before(s.ExpiresAt) && (until.IsZero() || s.ExpiresAt.Before(until)) {
+			until = s.ExpiresAt
+		}
+	}
+	if len(secrets) == 0 {
+		return nil, until
+	}
+	signer, err := NewSigner(secrets...)
+	if err != nil {
+		return nil, until
+	}
+	return signer, until
+}
+
+// activeSecrets returns the current secret and the previous ones still in
+// their grace period at now.
+func activeSecrets(ss []store.Secret, now time.Time) []string {
+	out := make([]string, 0, len(ss))
+	for i, s := range ss {
+		if s.Value == "" {
+			continue
+		}
+		if i > 0 && !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+			continue
+		}
+		out = append(out, s.Value)
+	}
+	return out
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// redactURL returns u without user info (and "[invalid URL]" when it does
+// not parse), for attempt logs and messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[invalid URL]"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// classify maps a transport error to an error class and a message without
+// the URL (which may carry credentials).
+func classify(err error, stopping bool, timeout time.Duration) (store.ErrorClass, string) {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var (
+		dnsErr   *net.DNSError
+		netErr   net.Error
+		recErr   tls.RecordHeaderError
+		certErr  *tls.CertificateVerificationError
+		alertErr tls.AlertError
+		authErr  x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+		invErr   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, ErrBlockedDestination):
+		return store.ErrorBlocked, trimOp(err)
+	case stopping:
+		return store.ErrorCanceled, "the dispatcher stopped during the attempt"
+	case errors.Is(err, context.DeadlineExceeded):
+		return store.ErrorTimeout, "no response within " + timeout.String()
+	case errors.As(err, &dnsErr):
+		return store.ErrorDNS, dnsErr.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return store.ErrorRefused, "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return store.ErrorReset, "connection reset: " + trimOp(err)
+	case errors.As(err, &recErr), errors.As(err, &certErr), errors.As(err, &alertErr),
+		errors.As(err, &authErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		return store.ErrorTLS, "TLS: " + trimOp(err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return store.ErrorTimeout, "no response within " + timeout.String()
+	}
+	return store.ErrorNetwork, trimOp(err)
+}
+
+// trimOp returns the innermost useful message of a net.OpError chain.
+func trimOp(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+// purgeLoop removes finished deliveries older than the retention, at start
+// and every PurgeInterval, until ctx ends.
+func (d *Dispatcher) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		if n, err := d.purge(ctx); err != nil && ctx.Err() == nil {
+			d.log.LogAttrs(ctx, slog.LevelError, "webhook: purge deliveries", slog.String("error", err.Error()))
+		} else if n > 0 {
+			d.log.LogAttrs(ctx, slog.LevelInfo, "webhook: purged deliveries", slog.Int("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purge removes finished deliveries last updated before now - Retention,
+// in batches, and returns how many.
+func (d *Dispatcher) purge(ctx context.Context) (int, error) {
+	const batch = 1000
+	before := d.cfg.Now().Add(-d.cfg.Retention)
+	total := 0
+	for {
+		n, err := d.st.Purge(ctx, store.PurgeParams{Before: before, Limit: batch})
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < batch {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package webhook
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/boltstore"
+)
+
+// Settings shared by the crash test and its child process.
+const (
+	crashEvents  = 200
+	crashWorkers = 4
+	crashLease   = 2 * time.Second
+	crashTenant  = "crash"
+)
+
+func crashConfig() *Config {
+	return &Config{
+		AllowedRanges: loopback,
+		AllowAnyPort:  true,
+		PollInterval:  20 * time.Millisecond,
+		Workers:       crashWorkers,
+		Timeout:       time.Second,
+		Lease:         crashLease,
+	}
+}
+
+// TestCrashChild is the child process of TestCrashRecovery: it opens the
+// bbolt file, starts a dispatcher, emits a burst and prints "ACK <id>" for
+// every event Emit acknowledged, then runs until it is killed.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv(crashChildEnv)
+	if path == "" {
+		t.Skip("runs only as the child of TestCrashRecovery")
+	}
+	st, err := boltstore.Open(path, nil)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(2)
+	}
+	d, err := New(st, crashConfig())
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(2)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(2)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	for i := range crashEvents {
+		id := fmt.Sprintf("evt_crash_%04d", i)
+		if _, err := d.Emit(context.Background(), Event{ID: id, Type: EventUserLogin, Tenant: crashTenant}); err != nil {
+			fmt.Fprintln(out, "ERROR", err)
+			out.Flush()
+			os.Exit(2)
+		}
+		fmt.Fprintln(out, "ACK", id)
+		out.Flush()
+	}
+	select {} // until SIGKILL
+}
+
+// TestCrashRecovery runs a dispatcher in a child process on a bbolt file,
+// kills it with SIGKILL while attempts are in flight, restarts on the same
+// file and checks that every acknowledged event reaches the receiver at
+// least once, with duplicates only for the attempts in flight at the kill.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+
+	var (
+		mu       sync.Mutex
+		phase    = 1
+		before   = map[string]int{} // deliveries received from the child
+		after    = map[string]int{} // deliveries received after the restart
+		trigger  = make(chan struct{})
+		released = make(chan struct{})
+		once     sync.Once
+	)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		id := r.Header.Get(HeaderStandardID)
+		mu.Lock()
+		p := phase
+		if p == 1 {
+			before[id]++
+		} else {
+			after[id]++
+		}
+		total := len(before)
+		mu.Unlock()
+		if p == 1 && total >= crashEvents/4 {
+			// Hold the child's attempts open: it dies with them in flight.
+			once.Do(func() { close(trigger) })
+			<-released
+		}
+	})
+
+	st, err := boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addWebhook(t, st, crashTenant, rc.URL)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	acked := make(chan string, crashEvents)
+	scanDone := make(chan struct{})
+	go func() {
+		defer close(scanDone)
+		defer close(acked)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if id, ok := strings.CutPrefix(line, "ACK "); ok {
+				acked <- id
+			} else if strings.HasPrefix(line, "ERROR") {
+				t.Errorf("child: %s", line)
+			}
+		}
+	}()
+
+	var ackedIDs []string
+	timeout := time.After(30 * time.Second)
+	triggered := false
+	for !triggered || len(ackedIDs) < crashEvents {
+		select {
+		case id, ok := <-acked:
+			if !ok {
+				t.Fatalf("the child exited early after %d acks", len(ackedIDs))
+			}
+			ackedIDs = append(ackedIDs, id)
+		case <-trigger:
+			triggered = true
+			trigger = nil
+		case <-timeout:
+			t.Fatalf("child never got going: %d acks, triggered %v", len(ackedIDs), triggered)
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	<-scanDone
+	_ = cmd.Wait()
+	for id := range acked { // acks written before the kill
+		ackedIDs = append(ackedIDs, id)
+	}
+	mu.Lock()
+	phase = 2
+	mu.Unlock()
+	close(released)
+
+	// Restart on the same file.
+	st, err = boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer st.Close()
+	d := startDispatcher(t, st, crashConfig())
+	waitFor(t, "every acknowledged event to arrive and every delivery to succeed", func() bool {
+		mu.Lock()
+		for _, id := range ackedIDs {
+			if before[id]+after[id] == 0 {
+				mu.Unlock()
+				return false
+			}
+		}
+		mu.Unlock()
+		ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: crashTenant, Status: store.StatusPending, Limit: 1})
+		return err == nil && len(ds) == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	dups := 0
+	for id, n := range after {
+		if before[id] > 0 {
+			dups++
+		}
+		if n > 1 {
+			t.Errorf("%s delivered %d times after the restart", id, n)
+		}
+	}
+	for id, n := range before {
+		if n > 1 {
+			t.Errorf("%s delivered %d times before the kill", id, n)
+		}
+	}
+	if dups > crashWorkers {
+		t.Errorf("%d events delivered both before and after the kill; at most %d attempts were in flight", dups, crashWorkers)
+	}
+	ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: crashTenant, Limit: store.MaxPageLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) < len(ackedIDs) {
+		t.Errorf("%d deliveries stored for %d acknowledged events", len(ds), len(ackedIDs))
+	}
+	for _, del := range ds {
+		if del.Status != store.StatusSuccess {
+			t.Errorf("delivery of %s is %s after recovery", del.EventID, del.Status)
+		}
+	}
+	if dups == 0 {
+		t.Error("no attempt was in flight at the kill: the test did not test a crash mid-delivery")
+	}
+	t.Logf("%d events acknowledged, %d received before the kill, %d after the restart, %d duplicates",
+		len(ackedIDs), len(before), len(after), dups)
+}

@@ -1,0 +1,1097 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/boltstore"
+	"github.com/noa-server/webhook/store/memstore"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(m.Run())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// loopback lets a test dispatcher reach httptest servers.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// storeCtor is one Store implementation under test.
+type storeCtor struct {
+	name string
+	new  func(t *testing.T) store.Store
+}
+
+func newMemStore(t *testing.T) store.Store {
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// eachStore runs f against every Store implementation.
+func eachStore(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
+	for _, c := range testStores {
+		t.Run(c.name, func(t *testing.T) { f(t, c.new) })
+	}
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Now().UTC().Truncate(time.Second)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// testConfig is a configuration that reaches loopback servers and polls
+// often, for tests.
+func testConfig() *Config {
+	return &Config{
+		AllowedRanges: loopback,
+		AllowAnyPort:  true,
+		PollInterval:  10 * time.Millisecond,
+		Timeout:       5 * time.Second,
+	}
+}
+
+// startDispatcher starts a dispatcher and stops it when the test ends.
+func startDispatcher(t *testing.T, st store.Store, cfg *Config) *Dispatcher {
+	t.Helper()
+	d, err := New(st, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return d
+}
+
+var hookSeq atomic.Int64
+
+// addWebhook stores an active webhook of tenant for url and patterns.
+func addWebhook(t *testing.T, st store.Store, tenant, url string, patterns ...string) *store.Webhook {
+	t.Helper()
+	if len(patterns) == 0 {
+		patterns = []string{"*"}
+	}
+	w := &store.Webhook{
+		ID:      fmt.Sprintf("wh_test%06d", hookSeq.Add(1)),
+		Tenant:  tenant,
+		URL:     url,
+		Events:  patterns,
+		Active:  true,
+		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
+	}
+	if err := st.CreateWebhook(context.Background(), w); err != nil {
+		t.Fatalf("CreateWebhook: %v", err)
+	}
+	return w
+}
+
+// request is what a test receiver saw.
+type request struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is an httptest server answering with handle (200 when nil) and
+// recording every request.
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []request
+	got  chan request
+}
+
+func newReceiver(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int)) *receiver {
+	t.Helper()
+	rc := &receiver{got: make(chan request, 1000)}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := request{header: r.Header.Clone(), body: body}
+		rc.mu.Lock()
+		rc.reqs = append(rc.reqs, req)
+		n := len(rc.reqs)
+		rc.mu.Unlock()
+		select {
+		case rc.got <- req:
+		default:
+		}
+		if handle != nil {
+			handle(w, r, n)
+		}
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.reqs)
+}
+
+// next waits for the receiver's next request.
+func (rc *receiver) next(t *testing.T) request {
+	t.Helper()
+	select {
+	case r := <-rc.got:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("no request reached the receiver")
+		return request{}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitStatus waits until the delivery has the status and attempt count.
+func waitStatus(t *testing.T, st store.Store, id string, status store.Status, attempts int) *store.Delivery {
+	t.Helper()
+	var last *store.Delivery
+	waitFor(t, "delivery "+id+" to be "+string(status)+" after "+strconv.Itoa(attempts)+" attempts", func() bool {
+		d, err := st.GetDelivery(context.Background(), id)
+		if err != nil {
+			t.Fatalf("GetDelivery: %v", err)
+		}
+		last = d
+		return d.Status == status && d.Attempts == attempts && d.LeaseOwner == ""
+	})
+	return last
+}
+
+func attempts(t *testing.T, st store.Store, id string) []*store.Attempt {
+	t.Helper()
+	as, err := st.ListAttempts(context.Background(), id)
+	if err != nil {
+		t.Fatalf("ListAttempts: %v", err)
+	}
+	return as
+}
+
+func TestEmitDeliversSignedPayload(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
+		w.Headers = map[string]string{"X-Custom": "yes", "X-Webhook-Event": "forged", "User-Agent": "forged", "Authorization": "Bearer s3cr3t"}
+		w.Secrets = []store.Secret{
+			{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+			{Value: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", ExpiresAt: time.Now().Add(time.Hour)},
+			{Value: "whsec_expiredexpiredexpiredexpired00", ExpiresAt: time.Now().Add(-time.Hour)},
+		}
+		if err := st.UpdateWebhook(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		d := startDispatcher(t, st, testConfig())
+		ts := time.Date(2025, 10, 22, 10, 0, 0, 0, time.UTC)
+		res, err := d.Emit(context.Background(), Event{
+			ID: "evt_1", Type: EventWorkflowCompleted, Tenant: "acme",
+			Data: map[string]any{"workflowId": "wf_1"}, RequestID: "req_9", Time: ts,
+		})
+		if err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+		if len(res.DeliveryIDs) != 1 || res.EventID != "evt_1" {
+			t.Fatalf("Emit = %+v, want one delivery of evt_1", res)
+		}
+		got := rc.next(t)
+		want := `{"id":"evt_1","event":"workflow.completed","timestamp":"2025-10-22T10:00:00Z","webhookId":"` + w.ID +
+			`","data":{"workflowId":"wf_1"},"metadata":{"apiVersion":"v1","requestId":"req_9"}}`
+		if string(got.body) != want {
+			t.Errorf("body:\n got %s\nwant %s", got.body, want)
+		}
+		for k, v := range map[string]string{
+			"Content-Type":       "application/json",
+			"User-Agent":         DefaultUserAgent,
+			"X-Webhook-Id":       w.ID,
+			"X-Webhook-Event":    EventWorkflowCompleted,
+			"X-Webhook-Delivery": res.DeliveryIDs[0],
+			"X-Webhook-Attempt":  "1",
+			"X-Custom":           "yes",
+			"Webhook-Id":         "evt_1",
+			"Authorization":      "Bearer s3cr3t",
+		} {
+			if g := got.header.Get(k); g != v {
+				t.Errorf("header %s = %q, want %q", k, g, v)
+			}
+		}
+		if g := got.header.Get(HeaderSignature); g != SignLegacy("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", got.body) {
+			t.Errorf("X-Webhook-Signature = %q, want the current secret's", g)
+		}
+		// Current and unexpired previous secret verify; the expired one is not used.
+		for _, sec := range []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"} {
+			v, err := NewVerifier([]string{sec}, VerifyOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Verify(got.body, got.header); err != nil {
+				t.Errorf("Verify with %.12s…: %v", sec, err)
+			}
+		}
+		v, _ := NewVerifier([]string{"whsec_expiredexpiredexpiredexpired00"}, VerifyOptions{})
+		if err := v.Verify(got.body, got.header); !errors.Is(err, ErrInvalidSignature) {
+			t.Errorf("expired secret verifies: %v", err)
+		}
+
+		del := waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		if del.LastStatusCode != 200 {
+			t.Errorf("LastStatusCode = %d", del.LastStatusCode)
+		}
+		as := attempts(t, st, del.ID)
+		if len(as) != 1 {
+			t.Fatalf("%d attempts recorded, want 1", len(as))
+		}
+		a := as[0]
+		if a.ResponseStatus != 200 || a.ErrorClass != store.ErrorNone || a.Number != 1 || a.Duration <= 0 {
+			t.Errorf("attempt = %+v", a)
+		}
+		if g := a.RequestHeaders.Get("Authorization"); g != "[redacted]" {
+			t.Errorf("recorded Authorization = %q, want it redacted", g)
+		}
+		if a.RequestHeaders.Get(HeaderStandardSignature) == "" || a.RequestHeaders.Get("X-Webhook-Delivery") != del.ID {
+			t.Errorf("recorded request headers lack ours: %v", a.RequestHeaders)
+		}
+		for k, vs := range a.RequestHeaders {
+			for _, v := range vs {
+				for _, s := range w.Secrets {
+					if v == s.Value {
+						t.Errorf("secret recorded in header %s", k)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestEmitMatchesTypeAndTenant(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		exact := addWebhook(t, st, "a", rc.URL, EventAgentSpawned)
+		prefix := addWebhook(t, st, "a", rc.URL, "agent.*")
+		all := addWebhook(t, st, "a", rc.URL, "*")
+		addWebhook(t, st, "a", rc.URL, "workflow.*")
+		addWebhook(t, st, "b", rc.URL, "*")
+		inactive := addWebhook(t, st, "a", rc.URL, "*")
+		inactive.Active = false
+		if err := st.UpdateWebhook(context.Background(), inactive); err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(st, testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := d.Emit(context.Background(), Event{Type: EventAgentSpawned, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{exact.ID, prefix.ID, all.ID}, res.WebhookIDs); diff != "" {
+			t.Errorf("webhooks (-want +got):\n%s", diff)
+		}
+		for _, id := range res.DeliveryIDs {
+			del, err := st.GetDelivery(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if del.Tenant != "a" {
+				t.Errorf("delivery of tenant %q", del.Tenant)
+			}
+		}
+		res, err = d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "nobody"})
+		if err != nil || len(res.DeliveryIDs) != 0 {
+			t.Errorf("Emit for a tenant without webhooks = %+v, %v", res, err)
+		}
+	})
+}
+
+func TestEmitIsIdempotent(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		addWebhook(t, st, "a", rc.URL)
+		addWebhook(t, st, "a", rc.URL)
+		d := startDispatcher(t, st, testConfig())
+		ev := Event{ID: "evt_retry", Type: EventUserLogin, Tenant: "a"}
+		first, err := d.Emit(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := d.Emit(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(first, second); diff != "" {
+			t.Errorf("second Emit differs (-first +second):\n%s", diff)
+		}
+		for _, id := range first.DeliveryIDs {
+			waitStatus(t, st, id, store.StatusSuccess, 1)
+		}
+		if n := rc.count(); n != 2 {
+			t.Errorf("receiver got %d requests, want 2 (one per webhook)", n)
+		}
+	})
+}
+
+func TestEmitRefusesBadEvents(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	addWebhook(t, st, "a", "https://example.invalid/")
+	d, err := New(st, &Config{MaxPayloadBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		ev   Event
+		want error
+	}{
+		{"unknown type", Event{Type: "order.created", Tenant: "a"}, ErrUnknownEventType},
+		{"no tenant", Event{Type: EventUserLogin}, ErrInvalidEvent},
+		{"id with a dot", Event{ID: "evt.1", Type: EventUserLogin, Tenant: "a"}, ErrInvalidEvent},
+		{"id with a space", Event{ID: "evt 1", Type: EventUserLogin, Tenant: "a"}, ErrInvalidEvent},
+		{"data that does not marshal", Event{Type: EventUserLogin, Tenant: "a", Data: map[string]any{"c": make(chan int)}}, ErrInvalidEvent},
+		{"invalid raw JSON", Event{Type: EventUserLogin, Tenant: "a", Data: json.RawMessage(`{"a":`)}, ErrInvalidEvent},
+		{"oversized data", Event{Type: EventUserLogin, Tenant: "a", Data: map[string]string{"x": string(make([]byte, 200))}}, ErrPayloadTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := d.Emit(context.Background(), tt.ev)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Emit error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	var tooLarge *PayloadTooLargeError
+	_, err = d.Emit(context.Background(), tests[len(tests)-1].ev)
+	if !errors.As(err, &tooLarge) || tooLarge.Limit != 100 || tooLarge.Size <= 100 {
+		t.Errorf("oversized data error = %#v", err)
+	}
+	ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Limit: 10})
+	if err != nil || len(ds) != 0 {
+		t.Errorf("refused events stored %d deliveries (%v)", len(ds), err)
+	}
+}
+
+func TestRetryScheduleWithFakeClock(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "boom")
+		})
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retry = RetryPolicy{Jitter: -1}
+		d := startDispatcher(t, st, cfg)
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.DeliveryIDs[0]
+		// The written schedule: 30s, 2m, 8m, 32m, then failed.
+		for i, delay := range []time.Duration{30 * time.Second, 2 * time.Minute, 8 * time.Minute, 32 * time.Minute} {
+			del := waitStatus(t, st, id, store.StatusPending, i+1)
+			if want := clock.Now().Add(delay); !del.NextAttemptAt.Equal(want) {
+				t.Fatalf("after attempt %d: next at %v, want now+%v = %v", i+1, del.NextAttemptAt, delay, want)
+			}
+			clock.Advance(delay - time.Second)
+			time.Sleep(30 * time.Millisecond) // a few polls: not yet due
+			if n := rc.count(); n != i+1 {
+				t.Fatalf("attempt %d came %v early", n, time.Second)
+			}
+			clock.Advance(time.Second)
+			if got := rc.next(t); got.header.Get("X-Webhook-Attempt") != strconv.Itoa(i+1) {
+				t.Fatalf("attempt header %q, want %d", got.header.Get("X-Webhook-Attempt"), i+1)
+			}
+		}
+		del := waitStatus(t, st, id, store.StatusFailed, 5)
+		if del.LastStatusCode != 500 {
+			t.Errorf("LastStatusCode = %d", del.LastStatusCode)
+		}
+		as := attempts(t, st, id)
+		if len(as) != 5 {
+			t.Fatalf("%d attempts, want 5", len(as))
+		}
+		if a := as[4]; a.ErrorClass != store.ErrorHTTPStatus || string(a.ResponseBody) != "boom" || a.ResponseStatus != 500 {
+			t.Errorf("last attempt = %+v", a)
+		}
+		// Redeliver: a new round with a fresh budget.
+		if _, err := d.Redeliver(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, id, store.StatusPending, 6)
+		if _, err := d.Redeliver(context.Background(), id); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Redeliver of a pending delivery: %v, want ErrConflict", err)
+		}
+	})
+}
+
+func TestRetryAfterSetsNextAttempt(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 1 {
+				w.Header().Set("Retry-After", "300")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			w.Header().Set("Retry-After", clock.Now().Add(10*time.Minute).Format(http.TimeFormat))
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retry = RetryPolicy{Jitter: -1}
+		d := startDispatcher(t, st, cfg)
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.DeliveryIDs[0]
+		del := waitStatus(t, st, id, store.StatusPending, 1)
+		if want := clock.Now().Add(5 * time.Minute); !del.NextAttemptAt.Equal(want) {
+			t.Errorf("after 429 Retry-After: 300: next at %v, want %v", del.NextAttemptAt, want)
+		}
+		clock.Advance(5 * time.Minute)
+		del = waitStatus(t, st, id, store.StatusPending, 2)
+		if want := clock.Now().Add(10 * time.Minute); !del.NextAttemptAt.Equal(want) {
+			t.Errorf("after 503 with an HTTP date: next at %v, want %v", del.NextAttemptAt, want)
+		}
+	})
+}
+
+func TestGoneDisablesWebhook(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		release := make(chan struct{})
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			<-release
+			w.WriteHeader(http.StatusGone)
+		})
+		w := addWebhook(t, st, "a", rc.URL)
+		hooks := &recordingHooks{}
+		cfg := testConfig()
+		cfg.PerWebhookConcurrency = 1
+		cfg.Hooks = hooks
+		d := startDispatcher(t, st, cfg)
+		var ids []string
+		for range 3 {
+			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, res.DeliveryIDs...)
+		}
+		rc.next(t)
+		close(release)
+		waitFor(t, "webhook disabled", func() bool {
+			got, err := st.GetWebhook(context.Background(), w.ID)
+			return err == nil && !got.Active
+		})
+		got, _ := st.GetWebhook(context.Background(), w.ID)
+		if got.DisabledReason == "" {
+			t.Error("no DisabledReason")
+		}
+		for _, id := range ids {
+			waitFor(t, "deliveries failed", func() bool {
+				del, err := st.GetDelivery(context.Background(), id)
+				return err == nil && del.Status == store.StatusFailed && del.LeaseOwner == ""
+			})
+		}
+		if n := rc.count(); n != 1 {
+			t.Errorf("receiver got %d requests after 410, want 1", n)
+		}
+		waitFor(t, "WebhookDisabled hook", func() bool { return hooks.count("disabled") == 1 })
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil || len(res.DeliveryIDs) != 0 {
+			t.Errorf("Emit after disable = %+v, %v; want no delivery", res, err)
+		}
+	})
+}
+
+func TestFailureClasses(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		hang := make(chan struct{})
+		defer close(hang)
+		hanging := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		})
+		internal := newReceiver(t, nil)
+		redirect := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			http.Redirect(w, r, internal.URL+"/admin", http.StatusFound)
+		})
+		reset := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					tc.SetLinger(0)
+				}
+				conn.Close()
+			}
+		})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refusedURL := "http://" + ln.Addr().String() + "/"
+		ln.Close()
+
+		cases := []struct {
+			name   string
+			url    string
+			class  store.ErrorClass
+			status int
+		}{
+			{"timeout", hanging.URL, store.ErrorTimeout, 0},
+			{"redirect not followed", redirect.URL, store.ErrorHTTPStatus, http.StatusFound},
+			{"connection reset", reset.URL, store.ErrorReset, 0},
+			{"connection refused", refusedURL, store.ErrorRefused, 0},
+			{"unsupported scheme", "ftp://127.0.0.1/", store.ErrorBlocked, 0},
+		}
+		cfg := testConfig()
+		cfg.Timeout = 300 * time.Millisecond
+		d := startDispatcher(t, st, cfg)
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				tenant := "t-" + c.name
+				addWebhook(t, st, tenant, c.url)
+				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: tenant})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := res.DeliveryIDs[0]
+				waitStatus(t, st, id, store.StatusPending, 1)
+				a := attempts(t, st, id)[0]
+				if a.ErrorClass != c.class || a.ResponseStatus != c.status || a.Error == "" {
+					t.Errorf("attempt: class %q status %d error %q; want class %q status %d", a.ErrorClass, a.ResponseStatus, a.Error, c.class, c.status)
+				}
+			})
+		}
+		if n := internal.count(); n != 0 {
+			t.Errorf("the redirect target got %d requests", n)
+		}
+	})
+}
+
+// TestSlowEndpointDoesNotBlockOthers: one endpoint hangs until the attempt
+// timeout, nine answer at once; the nine keep delivering.
+func TestSlowEndpointDoesNotBlockOthers(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		hang := make(chan struct{})
+		slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		})
+		addWebhook(t, st, "a", slow.URL)
+		var healthy []*receiver
+		for range 9 {
+			rc := newReceiver(t, nil)
+			addWebhook(t, st, "a", rc.URL)
+			healthy = append(healthy, rc)
+		}
+		cfg := testConfig()
+		cfg.Workers = 8
+		cfg.PerWebhookConcurrency = 2
+		cfg.Timeout = 30 * time.Second // the slow endpoint holds its slots all test long
+		cfg.Lease = time.Minute
+		d, err := New(st, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		const events = 30
+		for range events {
+			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "every healthy endpoint to get every event", func() bool {
+			return d.Stats().Succeeded == 9*events
+		})
+		for i, rc := range healthy {
+			if n := rc.count(); n != events {
+				t.Errorf("healthy endpoint %d got %d requests, want %d", i, n, events)
+			}
+		}
+		if n := slow.count(); n != 2 {
+			t.Errorf("slow endpoint got %d concurrent requests, want its cap of 2", n)
+		}
+		if s := d.Stats(); s.Succeeded != 9*events || s.InFlight != 2 {
+			t.Errorf("stats: %d succeeded, %d in flight; want %d and 2", s.Succeeded, s.InFlight, 9*events)
+		}
+		// Stop with a short deadline cancels the hanging attempts, records
+		// them as canceled and due at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := d.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Stop = %v, want DeadlineExceeded", err)
+		}
+		close(hang)
+		ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Status: store.StatusPending, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != events {
+			t.Errorf("%d pending deliveries, want %d (the slow endpoint's)", len(ds), events)
+		}
+		leased := 0
+		for _, del := range ds {
+			if del.LeaseOwner != "" {
+				leased++
+			}
+		}
+		if leased != 0 {
+			t.Errorf("%d deliveries still leased after Stop", leased)
+		}
+		// Another dispatcher takes them at once.
+		canceled := 0
+		for _, del := range ds {
+			if del.Attempts == 1 {
+				if a := attempts(t, st, del.ID); a[0].ErrorClass == store.ErrorCanceled {
+					canceled++
+				}
+			}
+		}
+		if canceled != 2 {
+			t.Errorf("%d canceled attempts recorded, want 2", canceled)
+		}
+	})
+}
+
+func TestLifecycle(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	d, err := New(st, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.Stop(ctx); err != nil {
+		t.Errorf("Stop before Start: %v", err)
+	}
+	if _, _, err := d.SendNow(ctx, "del_x"); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SendNow before Start: %v", err)
+	}
+	for range 2 {
+		if err := d.Start(ctx); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+	}
+	for range 2 {
+		if err := d.Stop(ctx); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	}
+	if err := d.Start(ctx); !errors.Is(err, ErrStopped) {
+		t.Errorf("Start after Stop: %v, want ErrStopped", err)
+	}
+	st.Close()
+	d2, _ := New(st, nil)
+	if err := d2.Start(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Start on a closed store: %v", err)
+	}
+}
+
+func TestSendNowAndSendTest(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		var fail atomic.Bool
+		fail.Store(true)
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if fail.Load() {
+				w.WriteHeader(http.StatusBadRequest)
+			}
+		})
+		w := addWebhook(t, st, "a", rc.URL, EventUserLogin)
+		cfg := testConfig()
+		cfg.Retry.MaxAttempts = 1
+		d := startDispatcher(t, st, cfg)
+		ctx := context.Background()
+
+		del, a, err := d.SendTest(ctx, w.ID, map[string]string{"hello": "world"})
+		if err != nil {
+			t.Fatalf("SendTest: %v", err)
+		}
+		if del.EventType != EventWebhookTest || del.Status != store.StatusFailed || a.ResponseStatus != 400 {
+			t.Errorf("SendTest = %+v, %+v", del, a)
+		}
+		fail.Store(false)
+		del, a, err = d.SendNow(ctx, del.ID)
+		if err != nil {
+			t.Fatalf("SendNow: %v", err)
+		}
+		if del.Status != store.StatusSuccess || a.ResponseStatus != 200 || a.Number != 2 {
+			t.Errorf("SendNow of a failed delivery = %+v, %+v", del, a)
+		}
+		if _, _, err := d.SendTest(ctx, "wh_missing", nil); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SendTest of a missing webhook: %v", err)
+		}
+	})
+}
+
+func TestRateLimit(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, st, "a", rc.URL)
+	w.RateLimit = 20 // one every 50ms
+	if err := st.UpdateWebhook(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	d := startDispatcher(t, st, testConfig())
+	start := time.Now()
+	const n = 6
+	for range n {
+		if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all deliveries", func() bool { return rc.count() == n })
+	if el := time.Since(start); el < (n-1)*50*time.Millisecond-10*time.Millisecond {
+		t.Errorf("%d deliveries at 20/s took %v, want at least %v", n, el, (n-1)*50*time.Millisecond)
+	}
+}
+
+func TestPurgeRemovesOldFinishedDeliveries(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, nil)
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retention = time.Hour
+		cfg.PurgeInterval = 10 * time.Millisecond
+		d := startDispatcher(t, st, cfg)
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		if n, err := d.purge(context.Background()); n != 0 || err != nil {
+			t.Fatalf("purge of a fresh delivery = %d, %v", n, err)
+		}
+		// The background purge removes it once it is older than the retention.
+		clock.Advance(2 * time.Hour)
+		waitFor(t, "the background purge", func() bool {
+			_, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+			return errors.Is(err, store.ErrNotFound)
+		})
+	})
+}
+
+func TestHooksAndStats(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.Header.Get("X-Webhook-Event") == EventUserLogout {
+			w.WriteHeader(500)
+		}
+	})
+	w := addWebhook(t, st, "a", rc.URL)
+	hooks := &recordingHooks{}
+	cfg := testConfig()
+	cfg.Hooks = hooks
+	cfg.Retry.MaxAttempts = 1
+	d := startDispatcher(t, st, cfg)
+	ok, _ := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	bad, _ := d.Emit(context.Background(), Event{Type: EventUserLogout, Tenant: "a"})
+	waitStatus(t, st, ok.DeliveryIDs[0], store.StatusSuccess, 1)
+	waitStatus(t, st, bad.DeliveryIDs[0], store.StatusFailed, 1)
+	waitFor(t, "hooks", func() bool { return hooks.count("finished") == 2 })
+	for k, want := range map[string]int{"started": 2, "finished": 2, "succeeded": 1, "failed": 1} {
+		if got := hooks.count(k); got != want {
+			t.Errorf("hook %s called %d times, want %d", k, got, want)
+		}
+	}
+	var de *DeliveryError
+	if err := hooks.lastErr(); !errors.As(err, &de) || de.StatusCode != 500 || de.Attempt != 1 {
+		t.Errorf("DeliveryFailed error = %v", err)
+	}
+	s := d.Stats()
+	if !s.Running || s.Emitted != 2 || s.Attempts != 2 || s.Succeeded != 1 || s.Failed != 1 || len(s.Webhooks) != 1 {
+		t.Errorf("Stats = %+v", s)
+	}
+	ws, err := d.WebhookStats(context.Background(), w.ID)
+	if err != nil || ws.Succeeded != 1 || ws.Failed != 1 || ws.Pending != 0 || ws.Attempts != 2 {
+		t.Errorf("WebhookStats = %+v, %v", ws, err)
+	}
+}
+
+type recordingHooks struct {
+	NopHooks
+	mu    sync.Mutex
+	calls map[string]int
+	err   error
+}
+
+func (h *recordingHooks) inc(k string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.calls == nil {
+		h.calls = map[string]int{}
+	}
+	h.calls[k]++
+}
+
+func (h *recordingHooks) count(k string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls[k]
+}
+
+func (h *recordingHooks) lastErr() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func (h *recordingHooks) AttemptStarted(context.Context, AttemptInfo)  { h.inc("started") }
+func (h *recordingHooks) AttemptFinished(context.Context, AttemptInfo) { h.inc("finished") }
+func (h *recordingHooks) DeliverySucceeded(context.Context, *Delivery) { h.inc("succeeded") }
+func (h *recordingHooks) DeliveryFailed(_ context.Context, _ *Delivery, err error) {
+	h.mu.Lock()
+	h.err = err
+	h.mu.Unlock()
+	h.inc("failed")
+}
+func (h *recordingHooks) WebhookDisabled(context.Context, string, string) { h.inc("disabled") }
+
+// crashChildEnv, when set, makes the test binary the crash test's child.
+const crashChildEnv = "WEBHOOK_CRASH_CHILD"
+
+var testStores = []storeCtor{
+	{"memstore", newMemStore},
+	{"boltstore", newBoltStore},
+}
+
+func newBoltStore(t *testing.T) store.Store {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "webhooks.db"), &boltstore.Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("boltstore.Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestWakeAndPoll: an Emit in this process is delivered without waiting
+// for the poll; work enqueued by someone else is found by polling.
+func TestWakeAndPoll(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.PollInterval = time.Hour
+		d := startDispatcher(t, st, cfg)
+		time.Sleep(20 * time.Millisecond) // the loop's first claim is done; it now waits an hour
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+
+		// A second dispatcher on the same store that polls: a delivery
+		// enqueued behind its back (as by another process) arrives.
+		cfg2 := testConfig()
+		cfg2.PollInterval = 20 * time.Millisecond
+		startDispatcher(t, st, cfg2)
+		body := []byte(`{}`)
+		ids, err := st.Enqueue(context.Background(), []*store.Delivery{{
+			ID: "del_elsewhere", WebhookID: w.ID, EventID: "evt_elsewhere", EventType: EventUserLogin,
+			Tenant: "a", Body: body, Status: store.StatusPending, NextAttemptAt: time.Now(),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, ids[0], store.StatusSuccess, 1)
+	})
+}
+
+func TestCapHeader(t *testing.T) {
+	small := http.Header{"A": {"1"}}
+	if got := capHeader(small, 100); got["A"][0] != "1" {
+		t.Errorf("small header changed: %v", got)
+	}
+	big := http.Header{}
+	for i := range 100 {
+		big.Set(fmt.Sprintf("X-H%03d", i), string(make([]byte, 100)))
+	}
+	got := capHeader(big, maxLoggedHeaderBytes)
+	n := 0
+	for k, vs := range got {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	if n > maxLoggedHeaderBytes || n == 0 {
+		t.Errorf("capped header holds %d bytes, want 1 to %d", n, maxLoggedHeaderBytes)
+	}
+}
+
+func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
+	st := newMemStore(t)
+	clock := newFakeClock()
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(502) })
+	w := addWebhook(t, st, "a", rc.URL)
+	w.MaxAttempts = 2
+	if err := st.UpdateWebhook(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Now = clock.Now
+	cfg.Retry = RetryPolicy{Jitter: -1, InitialInterval: time.Minute}
+	d := startDispatcher(t, st, cfg)
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	if want := clock.Now().Add(time.Minute); !del.NextAttemptAt.Equal(want) {
+		t.Errorf("next attempt at %v, want %v (the configured InitialInterval)", del.NextAttemptAt, want)
+	}
+	clock.Advance(time.Minute)
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusFailed, 2)
+}
+
+// TestLogsCarryNoSecrets runs failing and succeeding deliveries with debug
+// logging on and checks no secret, credential or URL password is logged.
+func TestLogsCarryNoSecrets(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			w.WriteHeader(500)
+		}
+	})
+	const secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+	w := addWebhook(t, st, "a", strings.Replace(rc.URL, "http://", "http://user:hunter2@", 1))
+	w.Secrets = []store.Secret{{Value: secret}}
+	w.Headers = map[string]string{"X-Api-Key": "key-abc-123"}
+	if err := st.UpdateWebhook(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	cfg := testConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Retry = RetryPolicy{MaxAttempts: 1}
+	d := startDispatcher(t, st, cfg)
+	for range 2 {
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SendNow(context.Background(), res.DeliveryIDs[0])
+	}
+	got := rc.next(t)
+	if user, pw, ok := basicAuth(got.header); !ok || user != "user" || pw != "hunter2" {
+		t.Errorf("URL credentials not sent as basic auth: %q", got.header.Get("Authorization"))
+	}
+	ds, _, _ := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Limit: 10})
+	for _, del := range ds {
+		for _, a := range attempts(t, st, del.ID) {
+			rec := fmt.Sprint(a.RequestURL, a.RequestHeaders, a.Error)
+			for _, leak := range []string{secret, "hunter2", "key-abc-123", "dXNlcjpodW50ZXIy"} {
+				if strings.Contains(rec, leak) {
+					t.Errorf("attempt log holds %q: %s", leak, rec)
+				}
+			}
+		}
+	}
+	logs := buf.String()
+	if !strings.Contains(logs, "webhook attempt") {
+		t.Fatalf("no debug log of attempts:\n%s", logs)
+	}
+	for _, leak := range []string{secret, "hunter2", "key-abc-123", "dXNlcjpodW50ZXIy"} {
+		if strings.Contains(logs, leak) {
+			t.Errorf("logs hold %q", leak)
+		}
+	}
+}
+
+func basicAuth(h http.Header) (string, string, bool) {
+	r := http.Request{Header: h}
+	return r.BasicAuth()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,82 @@
+// Package webhook sends signed webhooks reliably: a host emits events, the
+// library stores one delivery per subscribed webhook and delivers it over
+// HTTP with retries, signatures and a guard against server-side request
+// forgery. The subpackage receiver is the other side: net/http middleware
+// that verifies, deduplicates and routes what this package sends.
+//
+// # Sending
+//
+// A [Registry] manages each tenant's webhooks: it validates URLs, event
+// patterns and custom headers (refusals are [*ValidationError], matching
+// [ErrValidation]), generates "wh_" ids and "whsec_" secrets, rotates
+// secrets with a grace period, and reports another tenant's webhook as
+// [ErrNotFound], exactly like a missing one. The [Catalog] holds the event
+// types a host emits (the guide's, plus its own through [Catalog.Register]);
+// subscriptions name a type, "prefix.*" or "*".
+//
+// A [Dispatcher], built with [New], turns each [Event] given to
+// [Dispatcher.Emit] into durable deliveries (one per active matching
+// webhook, never two for the same event id), then delivers them in the
+// background once [Dispatcher.Start] runs. Every body has the guide's
+// envelope, {"id","event","timestamp","webhookId","data","metadata"}, and
+// its data is [CanonicalJSON]: the bytes JavaScript's
+// JSON.stringify(JSON.parse(body)) gives back, so receivers that re-encode the
+// parsed body (as the guide's sample does) still compute the same signature.
+// Integers above 2^53 lose precision in that form, as in JavaScript: send
+// large ids as strings. Typed data for the guide's examples is in
+// [WorkflowCompletedData], [AgentStatusChangedData] and
+// [AgentTaskCompletedData].
+//
+// # Receiving
+//
+// Receivers verify with a [Verifier] (or the middleware of the receiver
+// subpackage, github.com/noa-server/webhook/receiver). Each delivery carries
+// two signatures: the guide's X-Webhook-Signature ("sha256=" + hex
+// HMAC-SHA256 of the raw body, keyed with the whole secret) and the Standard
+// Webhooks headers webhook-id, webhook-timestamp and webhook-signature,
+// which bind a timestamp so a captured request cannot be replayed later. A
+// [Signer] produces both; [SignLegacy] and [SignStandard] compute one
+// signature each. Verify the raw bytes received, never a re-encoded value.
+//
+// # Stores
+//
+// Webhooks, deliveries and attempts live in a [store.Store]. The module
+// ships an in-memory store (github.com/noa-server/webhook/store/memstore,
+// for tests and single processes), a bbolt file store
+// (github.com/noa-server/webhook/store/boltstore) and a PostgreSQL store
+// (github.com/noa-server/webhook/store/pgstore) that several processes
+// share; all pass the same conformance suite,
+// github.com/noa-server/webhook/store/storetest.
+//
+// # Retries
+//
+// Any 2xx is a success; every other status, a timeout or a network error is
+// a failed attempt, retried with exponential backoff and jitter per
+// [RetryPolicy] until the webhook's or the dispatcher's attempt budget is
+// spent, when the delivery becomes failed. A Retry-After header on a 429, 502,
+// 503 or 504 answer sets the next attempt, within bounds. A 410 Gone disables the
+// webhook. [Dispatcher.Redeliver] sends a finished delivery again with a
+// fresh budget.
+//
+// # Security
+//
+// Secrets are 32 random bytes from crypto/rand and never appear in errors,
+// logs or attempt records. During a rotation ([Registry.RotateSecret]) every
+// delivery is signed with the new secret and each previous one still in its
+// grace period ([ActiveSecrets]), so receivers can switch at their own pace.
+// The default transport ([NewTransport]) checks every resolved address at
+// dial time and refuses loopback, private, link-local and other special
+// ranges, ignores proxy settings and follows no redirect. A [Verifier]
+// refuses timestamps more than [DefaultTolerance] away from its clock and,
+// unless told otherwise, requests carrying only the replayable legacy
+// header.
+//
+// # Shutdown
+//
+// [Dispatcher.Stop] stops claiming work, waits for the attempts in flight to
+// be recorded and returns when no goroutine is left; if its context ends
+// first, the attempts in flight are cancelled and left due at once for
+// another process. Deliveries are stored before Emit returns, so nothing
+// emitted is lost by a stop or a crash: an unfinished delivery is attempted
+// again after its lease expires.
+package webhook

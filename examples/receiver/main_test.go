@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	webhook "github.com/noa-server/webhook"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func start(t *testing.T, args []string, env map[string]string) (string, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, args, func(k string) string { return env[k] }, logs, ready)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+	select {
+	case addr := <-ready:
+		return "http://" + addr, logs
+	case err := <-done:
+		t.Fatalf("run failed: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server not ready")
+	}
+	return "", nil
+}
+
+func TestReceiverEndToEnd(t *testing.T) {
+	for _, background := range []bool{false, true} {
+		name := "sync"
+		if background {
+			name = "background"
+		}
+		t.Run(name, func(t *testing.T) {
+			args := []string{"-addr", "127.0.0.1:0", "-allow", "127.0.0.0/8,::1", "-idempotency-db", filepath.Join(t.TempDir(), "idem.db")}
+			if background {
+				args = append(args, "-background")
+			}
+			base, logs := start(t, args, map[string]string{"WEBHOOK_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD " + secret})
+			signer, err := webhook.NewSigner(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := `{"id":"evt_1","event":"workflow.completed","timestamp":"2024-01-15T10:30:00Z","webhookId":"wh_1","data":{"workflowId":"wf_42","status":"succeeded","duration":1200},"metadata":{"apiVersion":"v1","requestId":"req_1"}}`
+			post := func(sign bool) int {
+				req, _ := http.NewRequest("POST", base+"/webhooks/noa-server", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				if sign {
+					signer.Sign(req.Header, "evt_1", time.Now(), []byte(body))
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			want := 200
+			if background {
+				want = 202
+			}
+			if c := post(true); c != want {
+				t.Fatalf("signed: %d", c)
+			}
+			if c := post(true); c != 200 {
+				t.Fatalf("duplicate: %d", c)
+			}
+			if c := post(false); c != 401 {
+				t.Fatalf("unsigned: %d", c)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(logs.String(), "workflow_id=wf_42") {
+				if time.Now().After(deadline) {
+					t.Fatalf("handler did not log the event:\n%s", logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			resp, err := http.Get(base + "/webhooks/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var m map[string]float64
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatalf("metrics %q: %v", raw, err)
+			}
+			if m["received"] != 3 || m["processed"] != 1 || m["duplicates"] != 1 || m["rejected"] != 1 {
+				t.Fatalf("metrics = %s", raw)
+			}
+			if _, ok := m["successRate"]; !ok {
+				t.Fatalf("metrics without successRate: %s", raw)
+			}
+			if strings.Contains(logs.String(), secret) {
+				t.Fatal("a secret reached the log")
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{}, "WEBHOOK_SECRET"},
+		{[]string{"-allow", "nope"}, map[string]string{"WEBHOOK_SECRET": secret}, "invalid address"},
+		{[]string{"-tolerance", "soon"}, map[string]string{"WEBHOOK_SECRET": secret}, "tolerance"},
+		{nil, map[string]string{"WEBHOOK_SECRET": " \n "}, "WEBHOOK_SECRET"},
+		{nil, map[string]string{"WEBHOOK_SECRET": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}, "invalid secret"},
+		{[]string{"extra"}, map[string]string{"WEBHOOK_SECRET": secret}, "unexpected"},
+	}
+	// A canceled context: a configuration wrongly accepted makes run return
+	// nil at once instead of serving forever.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range cases {
+		err := run(ctx, append(c.args, "-addr", "127.0.0.1:0"), func(k string) string { return c.env[k] }, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: err = %v, want %q", c.args, c.env, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error leaks the secret: %v", err)
+		}
+	}
+}

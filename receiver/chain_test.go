@@ -1,0 +1,159 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	webhook "github.com/noa-server/webhook"
+)
+
+// TestFullChain sends requests signed by the sender side over real HTTP
+// through IP allowlist → Health → Verify → Idempotency (bbolt) → Router.
+func TestFullChain(t *testing.T) {
+	t.Parallel()
+	store, err := OpenBoltStore(filepath.Join(t.TempDir(), "idem.db"), BoltStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	health := NewHealth(nil)
+	router := newRouter(t, RouterOptions{})
+	var mu sync.Mutex
+	var seenBody []byte
+	var seenData workflowData
+	Handle(router, "workflow.completed", func(ctx context.Context, e *Event, d workflowData) error {
+		raw, _ := RawBodyFromContext(ctx)
+		mu.Lock()
+		seenBody, seenData = raw, d
+		mu.Unlock()
+		return nil
+	})
+	router.On("workflow.failed", func(ctx context.Context, e *Event) error { return io.ErrUnexpectedEOF })
+
+	chain := IPAllowlist("127.0.0.0/8", "::1")(
+		health.Middleware(
+			Verify(secret2, secret1)(
+				Idempotency(store)(
+					router))))
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/noa-server", chain)
+	mux.Handle("GET /webhooks/metrics", health.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	signer, err := webhook.NewSigner(secret1, secret2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(id, body string, mutate func(http.Header)) int {
+		t.Helper()
+		req, err := http.NewRequest("POST", srv.URL+"/webhooks/noa-server", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer.Sign(req.Header, id, time.Now(), []byte(body))
+		if mutate != nil {
+			mutate(req.Header)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Bytes JSON.stringify would keep but a Go re-encoding would change.
+	body := eventBody("evt_a", "workflow.completed", `{"workflowId":"wf_<1>&","status":"done\u2028"}`)
+	steps := []struct {
+		name   string
+		id     string
+		body   string
+		mutate func(http.Header)
+		want   int
+	}{
+		{"first delivery", "evt_a", body, nil, 200},
+		{"duplicate", "evt_a", body, nil, 200},
+		{"tampered", "evt_b", body, func(h http.Header) { h.Set("webhook-signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=") }, 401},
+		{"handler error", "evt_c", eventBody("evt_c", "workflow.failed", `{}`), nil, 500},
+		{"unknown type", "evt_d", eventBody("evt_d", "user.login", `{}`), nil, 200},
+		{"malformed header", "evt_e", body, func(h http.Header) { h.Set("webhook-timestamp", "soon") }, 400},
+	}
+	for _, s := range steps {
+		if got := post(s.id, s.body, s.mutate); got != s.want {
+			t.Fatalf("%s: status %d, want %d", s.name, got, s.want)
+		}
+	}
+	mu.Lock()
+	if !bytes.Equal(seenBody, []byte(body)) {
+		t.Fatalf("handler saw %q, sender signed %q", seenBody, body)
+	}
+	if seenData.WorkflowID != "wf_<1>&" || seenData.Status != "done\u2028" {
+		t.Fatalf("data = %+v", seenData)
+	}
+	mu.Unlock()
+
+	resp, err := srv.Client().Get(srv.URL + "/webhooks/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got HealthStats
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := HealthStats{Received: 6, Processed: 2, Failed: 1, Duplicates: 1, Rejected: 2, SuccessRate: 2.0 / 6}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("metrics (-want +got):\n%s", d)
+	}
+}
+
+func TestHealthCountsBackgroundAndPanics(t *testing.T) {
+	t.Parallel()
+	health := NewHealth(nil)
+	failed := make(chan struct{}, 1)
+	r := newRouter(t, RouterOptions{
+		Background: &BackgroundOptions{MaxAttempts: 1},
+		OnFailure:  func(*Event, error) { failed <- struct{}{} },
+	})
+	processed := make(chan struct{}, 1)
+	r.On("x.ok", func(context.Context, *Event) error { processed <- struct{}{}; return nil })
+	r.On("x.bad", func(context.Context, *Event) error { return io.EOF })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := health.Middleware(r)
+	if res := routed(t, h, "evt_1", "x.ok", `{}`); res.Code != 202 {
+		t.Fatal(res.Code)
+	}
+	<-processed
+	if res := routed(t, h, "evt_2", "x.bad", `{}`); res.Code != 202 {
+		t.Fatal(res.Code)
+	}
+	<-failed
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	panicky := health.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("x") }))
+	func() {
+		defer func() { _ = recover() }()
+		panicky.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/", nil))
+	}()
+	want := HealthStats{Received: 3, Processed: 1, Failed: 2, SuccessRate: 1.0 / 3}
+	if d := cmp.Diff(want, health.Stats()); d != "" {
+		t.Fatalf("stats (-want +got):\n%s", d)
+	}
+	// Nothing received: a rate of 0, never NaN.
+	if s := NewHealth(nil).Stats(); s.SuccessRate != 0 {
+		t.Fatalf("empty rate %v", s.SuccessRate)
+	}
+}

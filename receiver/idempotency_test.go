@@ -1,0 +1,365 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// fakeClock is a settable clock safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type storeCtor func(t *testing.T, now func() time.Time) IdempotencyStore
+
+var stores = map[string]storeCtor{
+	"memory": func(t *testing.T, now func() time.Time) IdempotencyStore {
+		return NewMemoryStore(MemoryStoreOptions{Now: now})
+	},
+	"bolt": func(t *testing.T, now func() time.Time) IdempotencyStore {
+		s, err := OpenBoltStore(filepath.Join(t.TempDir(), "idem.db"), BoltStoreOptions{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+}
+
+func TestIdempotencyStoreContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, ctor := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			clk := &fakeClock{t: guideTime}
+			s := ctor(t, clk.Now)
+			res, err := s.Reserve(ctx, ReserveParams{Key: "k", Token: "a", Lease: time.Minute})
+			if err != nil || res.State != Reserved {
+				t.Fatalf("first Reserve = %+v, %v", res, err)
+			}
+			res, err = s.Reserve(ctx, ReserveParams{Key: "k", Token: "b", Lease: time.Minute})
+			if err != nil || res.State != InFlight || res.RetryAfter != time.Minute {
+				t.Fatalf("second Reserve = %+v, %v", res, err)
+			}
+			if err := s.Complete(ctx, CompleteParams{Key: "k", Token: "b", TTL: time.Hour}); !errors.Is(err, ErrNotReserved) {
+				t.Fatalf("Complete by non-holder = %v", err)
+			}
+			if err := s.Release(ctx, ReleaseParams{Key: "k", Token: "b"}); !errors.Is(err, ErrNotReserved) {
+				t.Fatalf("Release by non-holder = %v", err)
+			}
+			// Release lets the next caller in.
+			if err := s.Release(ctx, ReleaseParams{Key: "k", Token: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			if res, _ = s.Reserve(ctx, ReserveParams{Key: "k", Token: "c", Lease: time.Minute}); res.State != Reserved {
+				t.Fatalf("Reserve after Release = %+v", res)
+			}
+			if err := s.Complete(ctx, CompleteParams{Key: "k", Token: "c", TTL: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+			if res, _ = s.Reserve(ctx, ReserveParams{Key: "k", Token: "d", Lease: time.Minute}); res.State != Done {
+				t.Fatalf("Reserve after Complete = %+v", res)
+			}
+			if err := s.Release(ctx, ReleaseParams{Key: "k", Token: "c"}); !errors.Is(err, ErrNotReserved) {
+				t.Fatalf("Release after Complete = %v", err)
+			}
+			// TTL: done keys expire.
+			clk.Add(time.Hour)
+			if res, _ = s.Reserve(ctx, ReserveParams{Key: "k", Token: "e", Lease: time.Minute}); res.State != Reserved {
+				t.Fatalf("Reserve after TTL = %+v", res)
+			}
+			// Lease: an abandoned reservation expires; the late holder has lost it.
+			clk.Add(time.Minute)
+			if res, _ = s.Reserve(ctx, ReserveParams{Key: "k", Token: "f", Lease: time.Minute}); res.State != Reserved {
+				t.Fatalf("Reserve after lease = %+v", res)
+			}
+			if err := s.Complete(ctx, CompleteParams{Key: "k", Token: "e", TTL: time.Hour}); !errors.Is(err, ErrNotReserved) {
+				t.Fatalf("Complete after lost lease = %v", err)
+			}
+		})
+	}
+}
+
+func TestMemoryStoreBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := &fakeClock{t: guideTime}
+	s := NewMemoryStore(MemoryStoreOptions{MaxKeys: 10, Now: clk.Now})
+	for i := range 1000 {
+		k := strconv.Itoa(i)
+		if _, err := s.Reserve(ctx, ReserveParams{Key: k, Token: "t", Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, CompleteParams{Key: k, Token: "t", TTL: DefaultIdempotencyTTL}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Len(); n != 10 {
+		t.Fatalf("Len = %d, want 10", n)
+	}
+	// The newest are remembered, the oldest were evicted.
+	if res, _ := s.Reserve(ctx, ReserveParams{Key: "999", Token: "x", Lease: time.Minute}); res.State != Done {
+		t.Fatalf("newest key state = %v", res.State)
+	}
+	// In-flight keys are never evicted: a full store of them refuses.
+	full := NewMemoryStore(MemoryStoreOptions{MaxKeys: 2, Now: clk.Now})
+	for _, k := range []string{"a", "b"} {
+		if _, err := full.Reserve(ctx, ReserveParams{Key: k, Token: "t", Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := full.Reserve(ctx, ReserveParams{Key: "c", Token: "t", Lease: time.Minute}); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("Reserve on full store = %v", err)
+	}
+	clk.Add(2 * time.Minute) // leases expire: room again
+	if res, err := full.Reserve(ctx, ReserveParams{Key: "c", Token: "t", Lease: time.Minute}); err != nil || res.State != Reserved {
+		t.Fatalf("Reserve after expiry = %+v, %v", res, err)
+	}
+	if n := full.Len(); n > 2 {
+		t.Fatalf("Len = %d", n)
+	}
+}
+
+func TestBoltStoreSurvivesRestartAndSweeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idem.db")
+	clk := &fakeClock{t: guideTime}
+	s, err := OpenBoltStore(path, BoltStoreOptions{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		k := strconv.Itoa(i)
+		if _, err := s.Reserve(ctx, ReserveParams{Key: k, Token: "t", Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, CompleteParams{Key: k, Token: "t", TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s, err = OpenBoltStore(path, BoltStoreOptions{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if res, _ := s.Reserve(ctx, ReserveParams{Key: "7", Token: "x", Lease: time.Minute}); res.State != Done {
+		t.Fatalf("after restart: %+v", res)
+	}
+	clk.Add(2 * time.Hour)
+	for range 4 { // each Reserve sweeps up to 16 expired keys
+		if _, err := s.Reserve(ctx, ReserveParams{Key: "new", Token: "x", Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(boltKeys).Stats().KeyN; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("keys after sweep = %d, want 1", n)
+	}
+}
+
+// idemChain is Verify → Idempotency → h.
+func idemChain(t *testing.T, store IdempotencyStore, h http.Handler) http.Handler {
+	t.Helper()
+	idem, err := IdempotencyWithOptions(IdempotencyOptions{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime)})
+	return v(idem(h))
+}
+
+func TestIdempotencyConcurrentDuplicatesRunOnce(t *testing.T) {
+	t.Parallel()
+	for name, ctor := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const n = 50
+			var calls atomic.Int32
+			release := make(chan struct{})
+			h := idemChain(t, ctor(t, time.Now), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				// Hold the reservation until every duplicate has answered (the
+				// deadline only keeps a broken store from hanging the test).
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			}))
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+
+			codes := make(chan int, n)
+			var wg sync.WaitGroup
+			var answered atomic.Int32
+			for range n {
+				wg.Go(func() {
+					req := signedRequest(t, guideBody, guideID, guideTime, secret1)
+					req.RequestURI = ""
+					req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+					resp, err := srv.Client().Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusConflict && resp.Header.Get("Retry-After") == "" {
+						t.Error("409 without Retry-After")
+					}
+					codes <- resp.StatusCode
+					if answered.Add(1) == n-1 {
+						close(release)
+					}
+				})
+			}
+			wg.Wait()
+			close(codes)
+			count := map[int]int{}
+			for c := range codes {
+				count[c]++
+			}
+			if calls.Load() != 1 || count[200] != 1 || count[409] != n-1 {
+				t.Fatalf("handler calls = %d, answers = %v; want 1 call, 1×200, %d×409", calls.Load(), count, n-1)
+			}
+			// A finished duplicate: 2xx, handler not run.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, signedRequest(t, guideBody, guideID, guideTime, secret1))
+			if rec.Code != 200 || calls.Load() != 1 {
+				t.Fatalf("late duplicate: %d, calls %d", rec.Code, calls.Load())
+			}
+		})
+	}
+}
+
+// The handler clock of idemChain is guideTime; sign at guideTime.
+func TestIdempotencyFailureReleases(t *testing.T) {
+	t.Parallel()
+	for name, ctor := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			h := idemChain(t, ctor(t, time.Now), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch calls.Add(1) {
+				case 1:
+					http.Error(w, "boom", 500)
+				case 2:
+					panic("handler bug")
+				}
+			}))
+			send := func() int {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, signedRequest(t, guideBody, guideID, guideTime, secret1))
+				return rec.Code
+			}
+			if c := send(); c != 500 {
+				t.Fatalf("first = %d", c)
+			}
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Error("panic swallowed")
+					}
+				}()
+				send()
+			}()
+			if c := send(); c != 200 {
+				t.Fatalf("retry after failure = %d", c)
+			}
+			if c := send(); c != 200 || calls.Load() != 3 {
+				t.Fatalf("duplicate = %d, calls = %d, want 3", c, calls.Load())
+			}
+		})
+	}
+}
+
+func TestIdempotencyScopedPerEndpoint(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	h := idemChain(t, NewMemoryStore(MemoryStoreOptions{}), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	for _, path := range []string{"/a", "/b", "/a"} {
+		r := signedRequest(t, guideBody, guideID, guideTime, secret1)
+		r.URL.Path = path
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("calls = %d, want 2 (one per endpoint)", calls.Load())
+	}
+}
+
+func TestIdempotencyRequiresVerifiedEvent(t *testing.T) {
+	t.Parallel()
+	store := NewMemoryStore(MemoryStoreOptions{})
+	h := Idempotency(store)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("handler ran") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signedRequest(t, guideBody, guideID, guideTime, secret1))
+	if rec.Code != 500 || store.Len() != 0 {
+		t.Fatalf("status %d, store len %d", rec.Code, store.Len())
+	}
+	// Unverified (bad signature) requests never reach the store.
+	h2 := idemChain(t, store, http.NotFoundHandler())
+	h2.ServeHTTP(httptest.NewRecorder(), signedRequest(t, guideBody, guideID, guideTime, secret2))
+	if store.Len() != 0 {
+		t.Fatal("unverified request wrote to the store")
+	}
+	if _, err := IdempotencyWithOptions(IdempotencyOptions{}); err == nil {
+		t.Fatal("nil store accepted")
+	}
+}
+
+type failingStore struct{ IdempotencyStore }
+
+func (failingStore) Reserve(context.Context, ReserveParams) (Reservation, error) {
+	return Reservation{}, errors.New("down")
+}
+
+func TestIdempotencyStoreError(t *testing.T) {
+	t.Parallel()
+	h := idemChain(t, failingStore{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("handler ran") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signedRequest(t, guideBody, guideID, guideTime, secret1))
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestBoltStoreFileLocked(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "idem.db")
+	s, err := OpenBoltStore(path, BoltStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s2, err := OpenBoltStore(path, BoltStoreOptions{OpenTimeout: 50 * time.Millisecond}); err == nil {
+		s2.Close()
+		t.Fatal("second open of a locked file succeeded")
+	}
+}

@@ -1,0 +1,146 @@
+package receiver
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+)
+
+// DefaultMemoryStoreMaxKeys bounds a [MemoryStore] by default.
+const DefaultMemoryStoreMaxKeys = 100_000
+
+// MemoryStoreOptions configures [NewMemoryStore].
+type MemoryStoreOptions struct {
+	// MaxKeys bounds the number of remembered keys. When it is reached,
+	// expired keys go first, then the oldest finished ones (whose
+	// duplicates would then be processed again); in-flight keys are never
+	// evicted, and when they alone fill the store Reserve fails with
+	// ErrStoreFull. Defaults to DefaultMemoryStoreMaxKeys.
+	MaxKeys int
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// MemoryStore is an [IdempotencyStore] in process memory, bounded by TTL and
+// by MaxKeys. Its keys are lost when the process exits; use [BoltStore] to
+// keep them across restarts. It is safe for concurrent use.
+type MemoryStore struct {
+	mu    sync.Mutex
+	max   int
+	now   func() time.Time
+	keys  map[string]*list.Element
+	order *list.List // of *memEntry, least recently changed first
+}
+
+type memEntry struct {
+	key     string
+	token   string
+	done    bool
+	expires time.Time
+}
+
+var _ IdempotencyStore = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(opts MemoryStoreOptions) *MemoryStore {
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultMemoryStoreMaxKeys
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &MemoryStore{max: opts.MaxKeys, now: opts.Now, keys: make(map[string]*list.Element), order: list.New()}
+}
+
+// Len returns the number of keys held, expired ones not yet swept included.
+func (s *MemoryStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys)
+}
+
+// Reserve implements [IdempotencyStore].
+func (s *MemoryStore) Reserve(_ context.Context, p ReserveParams) (Reservation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.sweep(now, 16)
+	if el, ok := s.keys[p.Key]; ok {
+		e := el.Value.(*memEntry)
+		if now.Before(e.expires) {
+			if e.done {
+				return Reservation{State: Done}, nil
+			}
+			return Reservation{State: InFlight, RetryAfter: e.expires.Sub(now)}, nil
+		}
+		s.remove(el)
+	}
+	if len(s.keys) >= s.max && !s.evict(now) {
+		return Reservation{}, ErrStoreFull
+	}
+	s.keys[p.Key] = s.order.PushBack(&memEntry{key: p.Key, token: p.Token, expires: now.Add(p.Lease)})
+	return Reservation{State: Reserved}, nil
+}
+
+// Complete implements [IdempotencyStore].
+func (s *MemoryStore) Complete(_ context.Context, p CompleteParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.keys[p.Key]
+	if !ok {
+		return ErrNotReserved
+	}
+	e := el.Value.(*memEntry)
+	if e.done || e.token != p.Token {
+		return ErrNotReserved
+	}
+	e.done = true
+	e.expires = s.now().Add(p.TTL)
+	s.order.MoveToBack(el)
+	return nil
+}
+
+// Release implements [IdempotencyStore].
+func (s *MemoryStore) Release(_ context.Context, p ReleaseParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.keys[p.Key]
+	if !ok {
+		return ErrNotReserved
+	}
+	e := el.Value.(*memEntry)
+	if e.done || e.token != p.Token {
+		return ErrNotReserved
+	}
+	s.remove(el)
+	return nil
+}
+
+func (s *MemoryStore) remove(el *list.Element) {
+	delete(s.keys, el.Value.(*memEntry).key)
+	s.order.Remove(el)
+}
+
+// sweep drops up to n expired keys from the front of the order.
+func (s *MemoryStore) sweep(now time.Time, n int) {
+	for el := s.order.Front(); el != nil && n > 0; n-- {
+		nextEl := el.Next()
+		if e := el.Value.(*memEntry); !now.Before(e.expires) {
+			s.remove(el)
+		}
+		el = nextEl
+	}
+}
+
+// evict makes room for one key: the first key, least recently changed
+// first, that is expired or finished. In-flight keys are skipped.
+func (s *MemoryStore) evict(now time.Time) bool {
+	for el := s.order.Front(); el != nil; el = el.Next() {
+		if e := el.Value.(*memEntry); e.done || !now.Before(e.expires) {
+			s.remove(el)
+			return true
+		}
+	}
+	return false
+}

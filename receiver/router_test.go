@@ -1,0 +1,269 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	webhook "github.com/noa-server/webhook"
+)
+
+// routed sends a verified event of type typ with data through Verify → r.
+func routed(t *testing.T, h http.Handler, id, typ, data string) *httptest.ResponseRecorder {
+	t.Helper()
+	v := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime)})
+	rec := httptest.NewRecorder()
+	v(h).ServeHTTP(rec, signedRequest(t, eventBody(id, typ, data), id, guideTime, secret1))
+	return rec
+}
+
+func newRouter(t *testing.T, o RouterOptions) *Router {
+	t.Helper()
+	r, err := NewRouter(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type workflowData struct {
+	WorkflowID string `json:"workflowId"`
+	Status     string `json:"status"`
+}
+
+func TestRouterMatching(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	var mu sync.Mutex
+	var got []string
+	rec := func(name string) HandlerFunc {
+		return func(ctx context.Context, e *Event) error {
+			mu.Lock()
+			got = append(got, name+":"+e.Type)
+			mu.Unlock()
+			return nil
+		}
+	}
+	r.On("workflow.completed", rec("exact"))
+	r.On("workflow.*", rec("workflow"))
+	r.On("agent.task.*", rec("agent.task"))
+	r.On("agent.*", rec("agent"))
+	tests := []struct{ typ, want string }{
+		{"workflow.completed", "exact:workflow.completed"},
+		{"workflow.failed", "workflow:workflow.failed"},
+		{"agent.task.completed", "agent.task:agent.task.completed"},
+		{"agent.spawned", "agent:agent.spawned"},
+		{"workflowx.created", ""},
+		{"user.login", ""},
+	}
+	for _, tt := range tests {
+		got = nil
+		res := routed(t, r, "evt_1", tt.typ, `{}`)
+		if res.Code != 200 {
+			t.Fatalf("%s: status %d", tt.typ, res.Code)
+		}
+		if (tt.want == "" && len(got) != 0) || (tt.want != "" && (len(got) != 1 || got[0] != tt.want)) {
+			t.Fatalf("%s: handlers run %v, want %q", tt.typ, got, tt.want)
+		}
+	}
+	r.On("*", rec("all"))
+	got = nil
+	routed(t, r, "evt_1", "user.login", `{}`)
+	if len(got) != 1 || got[0] != "all:user.login" {
+		t.Fatalf("catch-all: %v", got)
+	}
+}
+
+func TestRouterTypedAndErrors(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	var seen workflowData
+	Handle(r, "workflow.completed", func(ctx context.Context, e *Event, d workflowData) error {
+		seen = d
+		if raw, ok := RawBodyFromContext(ctx); !ok || len(raw) == 0 {
+			t.Error("raw body not in the handler's context")
+		}
+		return nil
+	})
+	r.On("workflow.failed", func(ctx context.Context, e *Event) error { return errors.New("db down") })
+	if res := routed(t, r, "evt_1", "workflow.completed", `{"workflowId":"wf_1","status":"ok"}`); res.Code != 200 || seen.WorkflowID != "wf_1" || seen.Status != "ok" {
+		t.Fatalf("typed: %d %+v", res.Code, seen)
+	}
+	if res := routed(t, r, "evt_2", "workflow.completed", `{"workflowId":42}`); res.Code != 400 {
+		t.Fatalf("bad data: %d", res.Code)
+	}
+	res := routed(t, r, "evt_3", "workflow.failed", `{}`)
+	if res.Code != 500 || res.Body.String() != "Processing failed\n" {
+		t.Fatalf("handler error: %d %q", res.Code, res.Body.String())
+	}
+	// Without Verify in front: 500, handler not run.
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
+	if rec.Code != 500 {
+		t.Fatalf("unverified: %d", rec.Code)
+	}
+}
+
+func TestRouterRegistrationPanics(t *testing.T) {
+	t.Parallel()
+	nop := func(context.Context, *Event) error { return nil }
+	for _, p := range []string{"", "a*", "*.x", "a.*.b", "dup", "dup.*"} {
+		r := newRouter(t, RouterOptions{})
+		r.On("dup", nop)
+		r.On("dup.*", nop)
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("pattern %q accepted", p)
+				}
+			}()
+			r.On(p, nop)
+		}()
+	}
+}
+
+func TestRouterBackground(t *testing.T) {
+	t.Parallel()
+	type failure struct {
+		e   *Event
+		err error
+	}
+	failures := make(chan failure, 10)
+	r := newRouter(t, RouterOptions{
+		Background: &BackgroundOptions{Workers: 2, QueueSize: 8, MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
+		OnFailure:  func(e *Event, err error) { failures <- failure{e, err} },
+	})
+	// Not started: 503, so the sender retries later.
+	if res := routed(t, r, "evt_0", "x.ok", `{}`); res.Code != 503 || res.Header().Get("Retry-After") == "" {
+		t.Fatalf("before Start: %d", res.Code)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 10)
+	attempts := map[string]int{}
+	var mu sync.Mutex
+	r.On("x.ok", func(ctx context.Context, e *Event) error { done <- e.ID; return nil })
+	r.On("x.flaky", func(ctx context.Context, e *Event) error {
+		mu.Lock()
+		attempts[e.ID]++
+		n := attempts[e.ID]
+		mu.Unlock()
+		if n < 3 {
+			return errors.New("transient")
+		}
+		done <- e.ID
+		return nil
+	})
+	r.On("x.bad", func(ctx context.Context, e *Event) error { panic("always") })
+
+	for _, c := range []struct{ id, typ string }{{"evt_1", "x.ok"}, {"evt_2", "x.flaky"}, {"evt_3", "x.bad"}} {
+		if res := routed(t, r, c.id, c.typ, `{}`); res.Code != 202 {
+			t.Fatalf("%s: %d", c.id, res.Code)
+		}
+	}
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case id := <-done:
+			got[id] = true
+		case <-time.After(20 * time.Second):
+			t.Fatal("background events not processed")
+		}
+	}
+	if !got["evt_1"] || !got["evt_2"] {
+		t.Fatalf("processed %v", got)
+	}
+	select {
+	case f := <-failures:
+		if f.e.ID != "evt_3" || f.err == nil {
+			t.Fatalf("failure %+v", f)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("failure not reported")
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if res := routed(t, r, "evt_4", "x.ok", `{}`); res.Code != 503 {
+		t.Fatalf("after Stop: %d", res.Code)
+	}
+}
+
+func TestRouterBackgroundQueueFullAndStopDeadline(t *testing.T) {
+	t.Parallel()
+	failures := make(chan error, 10)
+	r := newRouter(t, RouterOptions{
+		Background: &BackgroundOptions{Workers: 1, QueueSize: 1, MaxAttempts: 2, InitialInterval: time.Hour},
+		OnFailure:  func(e *Event, err error) { failures <- err },
+	})
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	r.On("x.slow", func(ctx context.Context, e *Event) error {
+		close(started)
+		<-ctx.Done() // runs until Stop gives up
+		return ctx.Err()
+	})
+	r.On("x.fail", func(ctx context.Context, e *Event) error { return errors.New("no") })
+	if res := routed(t, r, "evt_1", "x.slow", `{}`); res.Code != 202 {
+		t.Fatal(res.Code)
+	}
+	<-started
+	if res := routed(t, r, "evt_2", "x.fail", `{}`); res.Code != 202 {
+		t.Fatal(res.Code)
+	}
+	res := routed(t, r, "evt_3", "x.fail", `{}`)
+	if res.Code != 503 || res.Header().Get("Retry-After") == "" {
+		t.Fatalf("queue full: %d", res.Code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // give up at once
+	if err := r.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop = %v", err)
+	}
+	// Both events were reported, none dropped silently.
+	for range 2 {
+		select {
+		case err := <-failures:
+			if !errors.Is(err, ErrRouterStopped) {
+				t.Fatalf("failure = %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("event dropped without report")
+		}
+	}
+}
+
+// TestRouterCatalogTypes decodes the catalog's data structs of package
+// webhook.
+func TestRouterCatalogTypes(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	var wf webhook.WorkflowCompletedData
+	var ag webhook.AgentStatusChangedData
+	var task webhook.AgentTaskCompletedData
+	Handle(r, webhook.EventWorkflowCompleted, func(_ context.Context, _ *Event, d webhook.WorkflowCompletedData) error { wf = d; return nil })
+	Handle(r, webhook.EventAgentStatusChanged, func(_ context.Context, _ *Event, d webhook.AgentStatusChangedData) error { ag = d; return nil })
+	Handle(r, webhook.EventAgentTaskCompleted, func(_ context.Context, _ *Event, d webhook.AgentTaskCompletedData) error { task = d; return nil })
+	routed(t, r, "evt_1", webhook.EventWorkflowCompleted, `{"workflowId":"wf_1","executionId":"ex_1","status":"succeeded","duration":1500,"result":{"ok":true}}`)
+	routed(t, r, "evt_2", webhook.EventAgentStatusChanged, `{"agentId":"ag_1","previousStatus":"idle","currentStatus":"busy"}`)
+	routed(t, r, "evt_3", webhook.EventAgentTaskCompleted, `{"agentId":"ag_1","taskId":"t_1","duration":20}`)
+	if wf.WorkflowID != "wf_1" || wf.Duration != 1500 || string(wf.Result) != `{"ok":true}` {
+		t.Errorf("workflow = %+v", wf)
+	}
+	if ag.AgentID != "ag_1" || ag.PreviousStatus != "idle" || ag.CurrentStatus != "busy" {
+		t.Errorf("agent = %+v", ag)
+	}
+	if task.TaskID != "t_1" || task.Duration != 20 {
+		t.Errorf("task = %+v", task)
+	}
+}

@@ -1,0 +1,521 @@
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/noa-server/webhook/store"
+)
+
+// Registry limits and defaults.
+const (
+	// DefaultMaxDescription is the default cap on a description, in bytes.
+	DefaultMaxDescription = 500
+	// DefaultMaxEvents is the default cap on a webhook's subscriptions.
+	DefaultMaxEvents = 100
+	// DefaultRotationGrace is how long a previous secret keeps signing after
+	// RotateSecret when the grace given is negative.
+	DefaultRotationGrace = 24 * time.Hour
+	// MaxURLLength is the longest webhook URL accepted, in bytes.
+	MaxURLLength = 2048
+	// MaxHeaders caps a webhook's custom headers.
+	MaxHeaders = 20
+	// MaxHeaderValueLength caps a custom header value, in bytes.
+	MaxHeaderValueLength = 1024
+	// MinSecretLength and MaxSecretLength bound a free-form secret, in bytes.
+	MinSecretLength = 16
+	MaxSecretLength = 256
+)
+
+// ErrNotFound reports a webhook that does not exist or belongs to another
+// tenant; the two cases are indistinguishable. It is store.ErrNotFound, so
+// errors.Is matches either name.
+var ErrNotFound = store.ErrNotFound
+
+// ErrValidation is matched (errors.Is) by every *ValidationError.
+var ErrValidation = errors.New("webhook: invalid input")
+
+// ValidationError reports one invalid input field. Its message never holds a
+// secret.
+type ValidationError struct {
+	// Field names the input field, as in the API's JSON ("url", "events[2]",
+	// "headers.X-Foo").
+	Field string
+	// Message says what is wrong, in lowercase.
+	Message string
+}
+
+func (e *ValidationError) Error() string {
+	return "webhook: invalid " + e.Field + ": " + e.Message
+}
+
+// Is reports whether target is ErrValidation.
+func (e *ValidationError) Is(target error) bool { return target == ErrValidation }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// RegistryOptions tunes a Registry. The zero value is the safe default.
+type RegistryOptions struct {
+	// Catalog decides which event types and patterns are valid. Defaults to
+	// NewCatalog().
+	Catalog *Catalog
+	// AllowHTTP accepts http:// URLs. Defaults to false: https only.
+	AllowHTTP bool
+	// Now is the clock of rotations and of CreatedAt and UpdatedAt.
+	// Defaults to time.Now.
+	Now func() time.Time
+	// Rand is the source of ids and secrets. Defaults to crypto/rand.
+	Rand io.Reader
+	// MaxDescription caps a description in bytes. Defaults to
+	// DefaultMaxDescription.
+	MaxDescription int
+	// MaxEvents caps a webhook's subscriptions. Defaults to DefaultMaxEvents.
+	MaxEvents int
+}
+
+// Registry manages webhooks on behalf of tenants: it validates input,
+// generates ids and secrets, and never lets one tenant see or change another
+// tenant's webhooks. It is safe for concurrent use when its Store is.
+type Registry struct {
+	st   store.Store
+	opts RegistryOptions
+}
+
+// NewRegistry returns a Registry over st.
+func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
+	if opts.Catalog == nil {
+		opts.Catalog = NewCatalog()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.MaxDescription <= 0 {
+		opts.MaxDescription = DefaultMaxDescription
+	}
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = DefaultMaxEvents
+	}
+	return &Registry{st: st, opts: opts}
+}
+
+// WebhookInput is a new webhook.
+type WebhookInput struct {
+	// URL is the absolute destination: https (http only with AllowHTTP),
+	// a host, no user info, no fragment, at most MaxURLLength bytes.
+	URL string
+	// Events are event types or patterns ("agent.*", "*"); at least one.
+	// Duplicates are dropped, keeping the first.
+	Events []string
+	// Description is free text, at most MaxDescription bytes of UTF-8.
+	Description string
+	// Active defaults to true when nil.
+	Active *bool
+	// Secret is the signing secret. Empty means generate one: "whsec_" +
+	// base64 of 32 random bytes. A supplied secret is either "whsec_" + std
+	// base64 of 24 to 64 bytes, or a free-form string of MinSecretLength to
+	// MaxSecretLength bytes without spaces or control characters.
+	Secret string
+	// Headers are custom headers sent with every delivery; at most
+	// MaxHeaders. Names must be valid tokens and not headers the library
+	// sets (X-Webhook-*, Webhook-*, Content-Type, Content-Length, Host,
+	// User-Agent, hop-by-hop headers).
+	Headers map[string]string
+	// MaxAttempts overrides the dispatcher's retry budget when positive.
+	MaxAttempts int
+	// RateLimit caps deliveries per second when positive.
+	RateLimit float64
+}
+
+// WebhookUpdate changes a webhook; nil fields are left unchanged.
+type WebhookUpdate struct {
+	URL         *string
+	Events      *[]string
+	Description *string
+	// Active true re-activates the webhook and clears its DisabledReason.
+	Active      *bool
+	Headers     *map[string]string
+	MaxAttempts *int
+	RateLimit   *float64
+}
+
+// Create validates in and stores a new webhook of tenant with a new id
+// ("wh_" + UUIDv7). The returned webhook holds the secret: show it once.
+func (r *Registry) Create(ctx context.Context, tenant string, in WebhookInput) (*store.Webhook, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	w := &store.Webhook{
+		Tenant:      tenant,
+		Description: in.Description,
+		Active:      in.Active == nil || *in.Active,
+		MaxAttempts: in.MaxAttempts,
+		RateLimit:   in.RateLimit,
+	}
+	var err error
+	if w.URL, err = r.checkURL(in.URL); err != nil {
+		return nil, err
+	}
+	if w.Events, err = r.checkEvents(in.Events); err != nil {
+		return nil, err
+	}
+	if w.Headers, err = checkHeaders(in.Headers); err != nil {
+		return nil, err
+	}
+	if err := r.checkScalars(w); err != nil {
+		return nil, err
+	}
+	secret := in.Secret
+	if secret == "" {
+		if secret, err = r.newSecret(); err != nil {
+			return nil, err
+		}
+	} else if err := CheckSecret(secret); err != nil {
+		return nil, err
+	}
+	w.Secrets = []store.Secret{{Value: secret}}
+	id, err := uuid.NewV7FromReader(r.opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: generate id: %w", err)
+	}
+	w.ID = "wh_" + id.String()
+	w.CreatedAt = r.opts.Now().UTC()
+	w.UpdatedAt = w.CreatedAt
+	if err := r.st.CreateWebhook(ctx, w); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Get returns tenant's webhook id, or ErrNotFound.
+func (r *Registry) Get(ctx context.Context, tenant, id string) (*store.Webhook, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty id", ErrNotFound)
+	}
+	w, err := r.st.GetWebhook(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.Tenant != tenant {
+		return nil, fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+	}
+	return w, nil
+}
+
+// List returns a page of tenant's webhooks, newest first, and the cursor of
+// the next page ("" at the end). limit is clamped to 1..store.MaxPageLimit;
+// 0 means 100.
+func (r *Registry) List(ctx context.Context, tenant, cursor string, limit int) ([]*store.Webhook, string, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, "", err
+	}
+	switch {
+	case limit <= 0:
+		limit = 100
+	case limit > store.MaxPageLimit:
+		limit = store.MaxPageLimit
+	}
+	ws, next, err := r.st.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: tenant, Cursor: cursor, Limit: limit})
+	if errors.Is(err, store.ErrInvalid) {
+		return nil, "", invalid("cursor", "malformed cursor")
+	}
+	return ws, next, err
+}
+
+// Update applies the non-nil fields of u to tenant's webhook id and returns
+// the result. Setting Active to true clears DisabledReason.
+func (r *Registry) Update(ctx context.Context, tenant, id string, u WebhookUpdate) (*store.Webhook, error) {
+	w, err := r.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.URL != nil {
+		if w.URL, err = r.checkURL(*u.URL); err != nil {
+			return nil, err
+		}
+	}
+	if u.Events != nil {
+		if w.Events, err = r.checkEvents(*u.Events); err != nil {
+			return nil, err
+		}
+	}
+	if u.Description != nil {
+		w.Description = *u.Description
+	}
+	if u.Active != nil {
+		w.Active = *u.Active
+		if w.Active {
+			w.DisabledReason = ""
+		}
+	}
+	if u.Headers != nil {
+		if w.Headers, err = checkHeaders(*u.Headers); err != nil {
+			return nil, err
+		}
+	}
+	if u.MaxAttempts != nil {
+		w.MaxAttempts = *u.MaxAttempts
+	}
+	if u.RateLimit != nil {
+		w.RateLimit = *u.RateLimit
+	}
+	if err := r.checkScalars(w); err != nil {
+		return nil, err
+	}
+	w.UpdatedAt = r.opts.Now().UTC()
+	if err := r.st.UpdateWebhook(ctx, w); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Delete removes tenant's webhook id with its deliveries.
+func (r *Registry) Delete(ctx context.Context, tenant, id string) error {
+	if _, err := r.Get(ctx, tenant, id); err != nil {
+		return err
+	}
+	return r.st.DeleteWebhook(ctx, id)
+}
+
+// RotateSecret gives tenant's webhook id a new generated secret. The
+// previous current secret keeps signing until now+grace (a negative grace
+// means DefaultRotationGrace; zero drops it at once); previous secrets
+// already expired are dropped. The returned webhook's Secrets[0] is the new
+// secret.
+func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace time.Duration) (*store.Webhook, error) {
+	w, err := r.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if grace < 0 {
+		grace = DefaultRotationGrace
+	}
+	secret, err := r.newSecret()
+	if err != nil {
+		return nil, err
+	}
+	now := r.opts.Now()
+	kept := []store.Secret{{Value: secret}}
+	for i, s := range w.Secrets {
+		if i == 0 {
+			if grace > 0 {
+				kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
+			}
+			continue
+		}
+		if !s.ExpiresAt.IsZero() && s.ExpiresAt.After(now) {
+			kept = append(kept, s)
+		}
+	}
+	w.Secrets = kept
+	w.UpdatedAt = now.UTC()
+	if err := r.st.UpdateWebhook(ctx, w); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// ActiveSecrets returns the secrets that sign w's deliveries at now: the
+// current one first, then the previous ones whose ExpiresAt is after now.
+func ActiveSecrets(w *store.Webhook, now time.Time) []string {
+	out := make([]string, 0, len(w.Secrets))
+	for i, s := range w.Secrets {
+		if i == 0 || s.ExpiresAt.IsZero() || s.ExpiresAt.After(now) {
+			if s.Value != "" {
+				out = append(out, s.Value)
+			}
+		}
+	}
+	return out
+}
+
+// CheckSecret reports whether secret is acceptable as a supplied signing
+// secret (see WebhookInput.Secret). Its errors never contain the secret.
+func CheckSecret(secret string) error {
+	if rest, ok := strings.CutPrefix(secret, SecretPrefix); ok {
+		k, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return invalid("secret", "%s secret is not valid standard base64", SecretPrefix)
+		}
+		if len(k) < 24 || len(k) > 64 {
+			return invalid("secret", "%s secret decodes to %d bytes, want 24 to 64", SecretPrefix, len(k))
+		}
+		return nil
+	}
+	if len(secret) < MinSecretLength || len(secret) > MaxSecretLength {
+		return invalid("secret", "secret is %d bytes, want %d to %d", len(secret), MinSecretLength, MaxSecretLength)
+	}
+	if strings.HasPrefix(secret, "v1,") {
+		return invalid("secret", "secret starts with a signature prefix \"v1,\"")
+	}
+	for i := 0; i < len(secret); i++ {
+		if secret[i] <= ' ' || secret[i] == 0x7f {
+			return invalid("secret", "secret contains a space or control character")
+		}
+	}
+	if !utf8.ValidString(secret) {
+		return invalid("secret", "secret is not valid UTF-8")
+	}
+	return nil
+}
+
+func (r *Registry) newSecret() (string, error) {
+	var k [32]byte
+	if _, err := io.ReadFull(r.opts.Rand, k[:]); err != nil {
+		return "", fmt.Errorf("webhook: generate secret: %w", err)
+	}
+	return SecretPrefix + base64.StdEncoding.EncodeToString(k[:]), nil
+}
+
+func checkTenant(tenant string) error {
+	if tenant == "" {
+		return invalid("tenant", "empty")
+	}
+	return nil
+}
+
+func (r *Registry) checkURL(raw string) (string, error) {
+	if raw == "" {
+		return "", invalid("url", "required")
+	}
+	if len(raw) > MaxURLLength {
+		return "", invalid("url", "%d bytes, at most %d", len(raw), MaxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", invalid("url", "not a valid URL")
+	}
+	switch {
+	case !u.IsAbs():
+		return "", invalid("url", "must be absolute")
+	case u.Scheme == "http" && !r.opts.AllowHTTP:
+		return "", invalid("url", "scheme must be https")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "", invalid("url", "scheme must be https")
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return "", invalid("url", "host required")
+	case u.User != nil:
+		return "", invalid("url", "must not contain user info")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return "", invalid("url", "must not contain a fragment")
+	}
+	return raw, nil
+}
+
+func (r *Registry) checkEvents(events []string) ([]string, error) {
+	if len(events) == 0 {
+		return nil, invalid("events", "at least one event required")
+	}
+	out := make([]string, 0, len(events))
+	for i, e := range events {
+		if err := r.opts.Catalog.CheckPattern(e); err != nil {
+			return nil, invalid(fmt.Sprintf("events[%d]", i), "unknown event type or pattern %q", truncate(e, 64))
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	if len(out) > r.opts.MaxEvents {
+		return nil, invalid("events", "%d events, at most %d", len(out), r.opts.MaxEvents)
+	}
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// registryReservedHeaders are the headers a webhook may not set (canonical form).
+var registryReservedHeaders = map[string]bool{
+	"Content-Type": true, "Content-Length": true, "Host": true, "User-Agent": true,
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+func checkHeaders(h map[string]string) (map[string]string, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	if len(h) > MaxHeaders {
+		return nil, invalid("headers", "%d headers, at most %d", len(h), MaxHeaders)
+	}
+	out := make(map[string]string, len(h))
+	for name, value := range h {
+		field := "headers." + truncate(name, 64)
+		if !validToken(name) {
+			return nil, invalid(field, "not a valid header name")
+		}
+		c := http.CanonicalHeaderKey(name)
+		if registryReservedHeaders[c] || strings.HasPrefix(c, "X-Webhook-") || strings.HasPrefix(c, "Webhook-") {
+			return nil, invalid(field, "reserved header")
+		}
+		if _, dup := out[c]; dup {
+			return nil, invalid(field, "duplicate header name")
+		}
+		if len(value) > MaxHeaderValueLength {
+			return nil, invalid(field, "value is %d bytes, at most %d", len(value), MaxHeaderValueLength)
+		}
+		for i := 0; i < len(value); i++ {
+			if b := value[i]; b < ' ' && b != '\t' || b == 0x7f {
+				return nil, invalid(field, "value contains a control character")
+			}
+		}
+		out[c] = value
+	}
+	return out, nil
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(b)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Registry) checkScalars(w *store.Webhook) error {
+	if len(w.Description) > r.opts.MaxDescription {
+		return invalid("description", "%d bytes, at most %d", len(w.Description), r.opts.MaxDescription)
+	}
+	if !utf8.ValidString(w.Description) {
+		return invalid("description", "not valid UTF-8")
+	}
+	if w.MaxAttempts < 0 || w.MaxAttempts > 100 {
+		return invalid("maxAttempts", "%d, want 0 to 100", w.MaxAttempts)
+	}
+	if w.RateLimit < 0 || math.IsNaN(w.RateLimit) || math.IsInf(w.RateLimit, 0) {
+		return invalid("rateLimit", "must be a finite number, 0 or more")
+	}
+	return nil
+}

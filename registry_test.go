@@ -1,0 +1,391 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/memstore"
+)
+
+type regClock struct{ t time.Time }
+
+func (c *regClock) Now() time.Time { return c.t }
+
+func newTestRegistry(t *testing.T, opts RegistryOptions) *Registry {
+	t.Helper()
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	return NewRegistry(st, opts)
+}
+
+func validInput() WebhookInput {
+	return WebhookInput{URL: "https://example.com/hooks", Events: []string{EventWorkflowCompleted}}
+}
+
+func TestRegistryCreate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newTestRegistry(t, RegistryOptions{})
+	in := validInput()
+	in.Events = []string{"workflow.completed", "agent.*", "workflow.completed"}
+	in.Description = "prod"
+	in.Headers = map[string]string{"x-team": "core"}
+	w, err := r.Create(ctx, "t1", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.CreatedAt.IsZero() {
+		t.Error("CreatedAt not set on the returned webhook")
+	}
+	if !strings.HasPrefix(w.ID, "wh_") || len(w.ID) != 3+36 {
+		t.Errorf("id %q, want wh_ + UUID", w.ID)
+	}
+	if !w.Active || w.Tenant != "t1" || w.Description != "prod" {
+		t.Errorf("got %+v", w)
+	}
+	if diff := cmp.Diff([]string{"workflow.completed", "agent.*"}, w.Events); diff != "" {
+		t.Errorf("events deduplicated (-want +got):\n%s", diff)
+	}
+	if w.Headers["X-Team"] != "core" {
+		t.Errorf("headers %v, want canonical X-Team", w.Headers)
+	}
+	if len(w.Secrets) != 1 || !strings.HasPrefix(w.Secrets[0].Value, SecretPrefix) {
+		t.Fatalf("secrets %d", len(w.Secrets))
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(w.Secrets[0].Value, SecretPrefix))
+	if err != nil || len(k) != 32 {
+		t.Errorf("generated secret decodes to %d bytes (%v), want 32", len(k), err)
+	}
+	got, err := r.Get(ctx, "t1", w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Secrets[0].Value != w.Secrets[0].Value || got.URL != w.URL {
+		t.Error("stored webhook differs from the returned one")
+	}
+	w2, err := r.Create(ctx, "t1", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2.ID == w.ID || w2.Secrets[0].Value == w.Secrets[0].Value {
+		t.Error("two webhooks share an id or a secret")
+	}
+	off := false
+	in = validInput()
+	in.Active = &off
+	in.Secret = "my-webhook-secret"
+	w3, err := r.Create(ctx, "t1", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w3.Active || w3.Secrets[0].Value != "my-webhook-secret" {
+		t.Errorf("Active=%v, supplied secret kept=%v", w3.Active, w3.Secrets[0].Value == "my-webhook-secret")
+	}
+}
+
+func TestRegistryDeterministicRand(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry(t, RegistryOptions{Rand: bytes.NewReader(bytes.Repeat([]byte{7}, 64))})
+	w, err := r.Create(context.Background(), "t", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := SecretPrefix + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)); w.Secrets[0].Value != want {
+		t.Errorf("secret not drawn from Rand")
+	}
+	if _, err := r.Create(context.Background(), "t", validInput()); err == nil {
+		t.Error("exhausted Rand: no error")
+	}
+}
+
+func TestRegistryValidation(t *testing.T) {
+	t.Parallel()
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 16)) // 16 bytes: too short
+	tests := []struct {
+		name  string
+		edit  func(*WebhookInput)
+		field string
+	}{
+		{"empty url", func(in *WebhookInput) { in.URL = "" }, "url"},
+		{"relative url", func(in *WebhookInput) { in.URL = "/hooks" }, "url"},
+		{"http url", func(in *WebhookInput) { in.URL = "http://example.com/" }, "url"},
+		{"ftp url", func(in *WebhookInput) { in.URL = "ftp://example.com/" }, "url"},
+		{"no host", func(in *WebhookInput) { in.URL = "https:///path" }, "url"},
+		{"userinfo", func(in *WebhookInput) { in.URL = "https://u:p@example.com/" }, "url"},
+		{"fragment", func(in *WebhookInput) { in.URL = "https://example.com/#x" }, "url"},
+		{"empty fragment", func(in *WebhookInput) { in.URL = "https://example.com/#" }, "url"},
+		{"long url", func(in *WebhookInput) { in.URL = "https://example.com/" + strings.Repeat("a", MaxURLLength) }, "url"},
+		{"unparsable url", func(in *WebhookInput) { in.URL = "https://exa mple.com/%zz" }, "url"},
+		{"no events", func(in *WebhookInput) { in.Events = nil }, "events"},
+		{"unknown event", func(in *WebhookInput) { in.Events = []string{"workflow.completed", "nope.nope"} }, "events[1]"},
+		{"bad pattern", func(in *WebhookInput) { in.Events = []string{"work*"} }, "events[0]"},
+		{"unknown prefix", func(in *WebhookInput) { in.Events = []string{"billing.*"} }, "events[0]"},
+		{"long description", func(in *WebhookInput) { in.Description = strings.Repeat("d", 501) }, "description"},
+		{"invalid utf8 description", func(in *WebhookInput) { in.Description = "\xff" }, "description"},
+		{"reserved header", func(in *WebhookInput) { in.Headers = map[string]string{"X-Webhook-Signature": "x"} }, "headers.X-Webhook-Signature"},
+		{"standard header", func(in *WebhookInput) { in.Headers = map[string]string{"webhook-id": "x"} }, "headers.webhook-id"},
+		{"content type", func(in *WebhookInput) { in.Headers = map[string]string{"content-type": "x"} }, "headers.content-type"},
+		{"host", func(in *WebhookInput) { in.Headers = map[string]string{"Host": "x"} }, "headers.Host"},
+		{"user agent", func(in *WebhookInput) { in.Headers = map[string]string{"User-Agent": "x"} }, "headers.User-Agent"},
+		{"hop by hop", func(in *WebhookInput) { in.Headers = map[string]string{"Transfer-Encoding": "x"} }, "headers.Transfer-Encoding"},
+		{"bad header name", func(in *WebhookInput) { in.Headers = map[string]string{"X Bad": "x"} }, "headers.X Bad"},
+		{"header crlf", func(in *WebhookInput) { in.Headers = map[string]string{"X-A": "a\r\nX-B: b"} }, "headers.X-A"},
+		{"duplicate header", func(in *WebhookInput) { in.Headers = map[string]string{"x-a": "1", "X-A": "2"} }, ""},
+		{"negative attempts", func(in *WebhookInput) { in.MaxAttempts = -1 }, "maxAttempts"},
+		{"negative rate", func(in *WebhookInput) { in.RateLimit = -1 }, "rateLimit"},
+		{"short secret", func(in *WebhookInput) { in.Secret = "short" }, "secret"},
+		{"short whsec", func(in *WebhookInput) { in.Secret = secret }, "secret"},
+		{"bad base64", func(in *WebhookInput) { in.Secret = "whsec_!!!!notbase64!!!!!!!!!!!!!!" }, "secret"},
+		{"v1 prefix", func(in *WebhookInput) { in.Secret = "v1,abcdefghijklmnopqrstu" }, "secret"},
+		{"space in secret", func(in *WebhookInput) { in.Secret = "abcdefgh ijklmnopqrstu" }, "secret"},
+	}
+	r := newTestRegistry(t, RegistryOptions{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in := validInput()
+			tc.edit(&in)
+			_, err := r.Create(context.Background(), "t", in)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || !errors.Is(err, ErrValidation) {
+				t.Fatalf("err = %v, want *ValidationError", err)
+			}
+			if tc.field != "" && ve.Field != tc.field {
+				t.Errorf("field %q, want %q", ve.Field, tc.field)
+			}
+			if in.Secret != "" && strings.Contains(err.Error(), in.Secret) {
+				t.Errorf("error message reveals the secret: %v", err)
+			}
+		})
+	}
+	if _, err := r.Create(context.Background(), "", validInput()); !errors.Is(err, ErrValidation) {
+		t.Errorf("empty tenant: err = %v", err)
+	}
+	list, _, err := r.List(context.Background(), "t", "", 100)
+	if err != nil || len(list) != 0 {
+		t.Errorf("invalid inputs stored %d webhooks (%v)", len(list), err)
+	}
+}
+
+func TestRegistryAcceptedInput(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry(t, RegistryOptions{AllowHTTP: true, MaxEvents: 2})
+	ctx := context.Background()
+	for _, in := range []WebhookInput{
+		{URL: "http://127.0.0.1:8080/h?x=1", Events: []string{"*"}},
+		{URL: "https://example.com", Events: []string{"agent.*", "agent.spawned"}, Secret: "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		{URL: "https://[::1]:443/", Events: []string{"workflow.completed"}, Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Description: strings.Repeat("é", 250)},
+	} {
+		if _, err := r.Create(ctx, "t", in); err != nil {
+			t.Errorf("Create(%+v): %v", in.URL, err)
+		}
+	}
+	_, err := r.Create(ctx, "t", WebhookInput{URL: "https://example.com", Events: []string{"a.*", "agent.spawned", "*"}})
+	if !errors.Is(err, ErrValidation) {
+		t.Errorf("three events over MaxEvents=2: err = %v", err)
+	}
+}
+
+func TestRegistryTenantIsolation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newTestRegistry(t, RegistryOptions{})
+	w, err := r.Create(ctx, "alice", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errMissing := r.Get(ctx, "bob", "wh_missing")
+	_, errOther := r.Get(ctx, "bob", w.ID)
+	for _, err := range []error{errMissing, errOther} {
+		if !errors.Is(err, ErrNotFound) || !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("err = %v, want ErrNotFound", err)
+		}
+	}
+	desc := "stolen"
+	if _, err := r.Update(ctx, "bob", w.ID, WebhookUpdate{Description: &desc}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Update by other tenant: %v", err)
+	}
+	if _, err := r.RotateSecret(ctx, "bob", w.ID, 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RotateSecret by other tenant: %v", err)
+	}
+	if err := r.Delete(ctx, "bob", w.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Delete by other tenant: %v", err)
+	}
+	if list, _, err := r.List(ctx, "bob", "", 10); err != nil || len(list) != 0 {
+		t.Errorf("bob lists %d webhooks (%v)", len(list), err)
+	}
+	got, err := r.Get(ctx, "alice", w.ID)
+	if err != nil || got.Description != "" || got.Secrets[0].Value != w.Secrets[0].Value {
+		t.Errorf("alice's webhook changed by bob: %+v, %v", got, err)
+	}
+	if err := r.Delete(ctx, "alice", w.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(ctx, "alice", w.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after Delete: %v", err)
+	}
+}
+
+func TestRegistryList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newTestRegistry(t, RegistryOptions{})
+	ids := map[string]bool{}
+	for range 5 {
+		w, err := r.Create(ctx, "t", validInput())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[w.ID] = true
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for page := 0; ; page++ {
+		ws, next, err := r.List(ctx, "t", cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) > 2 {
+			t.Fatalf("page of %d, want at most 2", len(ws))
+		}
+		for _, w := range ws {
+			seen[w.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		if page > 5 {
+			t.Fatal("pagination does not end")
+		}
+		cursor = next
+	}
+	if diff := cmp.Diff(ids, seen); diff != "" {
+		t.Errorf("listed ids (-want +got):\n%s", diff)
+	}
+}
+
+func TestRegistryUpdate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	r := NewRegistry(st, RegistryOptions{})
+	in := validInput()
+	in.Description = "keep me"
+	in.Headers = map[string]string{"X-A": "1"}
+	w, err := r.Create(ctx, "t", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "https://example.org/new"
+	got, err := r.Update(ctx, "t", w.ID, WebhookUpdate{URL: &url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.URL != url || got.Description != "keep me" || got.Headers["X-A"] != "1" || !got.Active ||
+		got.Secrets[0].Value != w.Secrets[0].Value || !cmp.Equal(got.Events, w.Events) {
+		t.Errorf("absent fields changed: %+v", got)
+	}
+	bad := "http://example.org/"
+	if _, err := r.Update(ctx, "t", w.ID, WebhookUpdate{URL: &bad}); !errors.Is(err, ErrValidation) {
+		t.Errorf("bad url: %v", err)
+	}
+	empty := []string{}
+	if _, err := r.Update(ctx, "t", w.ID, WebhookUpdate{Events: &empty}); !errors.Is(err, ErrValidation) {
+		t.Errorf("empty events: %v", err)
+	}
+	neg := -2
+	if _, err := r.Update(ctx, "t", w.ID, WebhookUpdate{MaxAttempts: &neg}); !errors.Is(err, ErrValidation) {
+		t.Errorf("negative attempts: %v", err)
+	}
+	if cur, _ := r.Get(ctx, "t", w.ID); cur.URL != url || cur.MaxAttempts != 0 {
+		t.Errorf("refused update was stored: %+v", cur)
+	}
+
+	// A webhook disabled by the library is re-activated by hand.
+	cur, _ := st.GetWebhook(ctx, w.ID)
+	cur.Active, cur.DisabledReason = false, "410 Gone"
+	if err := st.UpdateWebhook(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	on := true
+	got, err = r.Update(ctx, "t", w.ID, WebhookUpdate{Active: &on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Active || got.DisabledReason != "" {
+		t.Errorf("re-activated: Active=%v DisabledReason=%q", got.Active, got.DisabledReason)
+	}
+	noHeaders := map[string]string{}
+	rate, attempts := 2.5, 3
+	got, err = r.Update(ctx, "t", w.ID, WebhookUpdate{Headers: &noHeaders, RateLimit: &rate, MaxAttempts: &attempts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Headers) != 0 || got.RateLimit != 2.5 || got.MaxAttempts != 3 {
+		t.Errorf("update: %+v", got)
+	}
+	if _, err := r.Update(ctx, "t", "wh_missing", WebhookUpdate{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing: %v", err)
+	}
+}
+
+func TestRegistryRotateSecret(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := &regClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := newTestRegistry(t, RegistryOptions{Now: clock.Now})
+	w, err := r.Create(ctx, "t", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s0 := w.Secrets[0].Value
+
+	w, err = r.RotateSecret(ctx, "t", w.ID, -1) // default grace
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := w.Secrets[0].Value
+	if s1 == s0 || len(w.Secrets) != 2 || w.Secrets[1].Value != s0 || !w.Secrets[1].ExpiresAt.Equal(clock.t.Add(24*time.Hour)) {
+		t.Fatalf("after rotation: %d secrets, previous expires %v", len(w.Secrets), w.Secrets[len(w.Secrets)-1].ExpiresAt)
+	}
+	if diff := cmp.Diff([]string{s1, s0}, ActiveSecrets(w, clock.t)); diff != "" {
+		t.Errorf("ActiveSecrets during grace (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{s1}, ActiveSecrets(w, clock.t.Add(24*time.Hour))); diff != "" {
+		t.Errorf("ActiveSecrets at expiry (-want +got):\n%s", diff)
+	}
+
+	clock.t = clock.t.Add(time.Hour)
+	w, err = r.RotateSecret(ctx, "t", w.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := w.Secrets[0].Value
+	if diff := cmp.Diff([]string{s2, s1, s0}, ActiveSecrets(w, clock.t)); diff != "" {
+		t.Errorf("two rotations in grace (-want +got):\n%s", diff)
+	}
+
+	clock.t = clock.t.Add(30 * time.Hour) // every previous secret expired
+	w, err = r.RotateSecret(ctx, "t", w.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Secrets) != 1 || w.Secrets[0].Value == s2 {
+		t.Errorf("grace 0 after expiry: %d secrets, want only the new one", len(w.Secrets))
+	}
+	stored, err := r.Get(ctx, "t", w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(w.Secrets, stored.Secrets); diff != "" {
+		t.Errorf("stored secrets differ (-returned +stored):\n%s", diff)
+	}
+}

@@ -1,0 +1,168 @@
+package webhook
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Defaults of RetryPolicy. With them a delivery is attempted at most five
+// times, on this schedule (each delay varies by ±20% so that retries of many
+// deliveries do not arrive together):
+//
+//	attempt 1  at once, when the event is emitted
+//	attempt 2  about 30 seconds after attempt 1 failed
+//	attempt 3  about 2 minutes after attempt 2 failed
+//	attempt 4  about 8 minutes after attempt 3 failed
+//	attempt 5  about 32 minutes after attempt 4 failed
+//
+// After the fifth failed attempt the delivery is failed, about 43 minutes
+// (plus the attempts' own durations) after it was emitted. A Retry-After
+// header on 429, 502, 503 and 504 replaces the computed delay, clamped to
+// [DefaultMinRetryAfter, DefaultMaxRetryAfter].
+const (
+	DefaultMaxAttempts     = 5
+	DefaultInitialInterval = 30 * time.Second
+	DefaultMultiplier      = 4.0
+	DefaultMaxInterval     = 2 * time.Hour
+	DefaultJitter          = 0.2
+	DefaultMinRetryAfter   = time.Second
+	DefaultMaxRetryAfter   = time.Hour
+)
+
+// RetryPolicy decides whether a failed attempt is retried, and when. Its zero
+// value is the default schedule written out at DefaultMaxAttempts. It is
+// computed with github.com/cenkalti/backoff/v4's exponential backoff.
+type RetryPolicy struct {
+	// MaxAttempts is the retry budget: the most attempts of one delivery per
+	// round (a Redeliver starts a new round). Defaults to DefaultMaxAttempts.
+	// A webhook's own positive MaxAttempts overrides it.
+	MaxAttempts int
+	// InitialInterval is the delay after the first failed attempt.
+	// Defaults to DefaultInitialInterval.
+	InitialInterval time.Duration
+	// Multiplier grows the delay after each further failed attempt.
+	// Defaults to DefaultMultiplier; values below 1 are refused by New.
+	Multiplier float64
+	// MaxInterval caps every computed delay. Defaults to DefaultMaxInterval.
+	MaxInterval time.Duration
+	// Jitter is the fraction by which each delay is randomised, both ways
+	// (0.2 gives ±20%). Defaults to DefaultJitter; a negative value means
+	// no jitter (exact delays, as tests want).
+	Jitter float64
+	// MinRetryAfter and MaxRetryAfter bound the delay a receiver asks for
+	// with Retry-After. Default to DefaultMinRetryAfter and
+	// DefaultMaxRetryAfter.
+	MinRetryAfter time.Duration
+	MaxRetryAfter time.Duration
+}
+
+// AttemptResult is what the retry policy learns from one failed attempt.
+type AttemptResult struct {
+	// StatusCode is the response status, 0 when no response arrived.
+	StatusCode int
+	// RetryAfter is the delay the receiver asked for with a Retry-After
+	// header, 0 when it sent none (or sent one that did not parse).
+	RetryAfter time.Duration
+	// ErrorClass classifies the failure.
+	ErrorClass store.ErrorClass
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.InitialInterval <= 0 {
+		p.InitialInterval = DefaultInitialInterval
+	}
+	if p.Multiplier == 0 {
+		p.Multiplier = DefaultMultiplier
+	}
+	if p.MaxInterval <= 0 {
+		p.MaxInterval = DefaultMaxInterval
+	}
+	if p.Jitter == 0 {
+		p.Jitter = DefaultJitter
+	}
+	if p.MinRetryAfter <= 0 {
+		p.MinRetryAfter = DefaultMinRetryAfter
+	}
+	if p.MaxRetryAfter <= 0 {
+		p.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	return p
+}
+
+// Next reports whether a delivery whose attempt number attempt (1 for the
+// first attempt of the round) failed with res is tried again, and after what
+// delay. It never retries once attempt reaches MaxAttempts. Retry-After is
+// honoured on 429, 502, 503 and 504, clamped to [MinRetryAfter,
+// MaxRetryAfter]; otherwise the delay is InitialInterval * Multiplier^(attempt-1),
+// capped at MaxInterval, with jitter.
+func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) {
+	p = p.withDefaults()
+	if attempt >= p.MaxAttempts {
+		return 0, false
+	}
+	if attempt < 1 {
+		attempt = 1
+	}
+	if res.RetryAfter > 0 && honoursRetryAfter(res.StatusCode) {
+		return min(max(res.RetryAfter, p.MinRetryAfter), p.MaxRetryAfter), true
+	}
+	jitter := max(p.Jitter, 0)
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     p.InitialInterval,
+		RandomizationFactor: jitter,
+		Multiplier:          max(p.Multiplier, 1),
+		MaxInterval:         p.MaxInterval,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	var d time.Duration
+	for range attempt {
+		d = b.NextBackOff()
+	}
+	return d, true
+}
+
+func honoursRetryAfter(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date
+// (relative to now). It returns 0 when the header is absent or malformed, or
+// the date is in the past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		if n > int64(365*24*time.Hour/time.Second) {
+			n = int64(365 * 24 * time.Hour / time.Second)
+		}
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}

@@ -1,0 +1,60 @@
+package webhook
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+func TestRetryPolicyNext(t *testing.T) {
+	p := RetryPolicy{Jitter: -1}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		attempt int
+		res     AttemptResult
+		want    time.Duration
+		retry   bool
+	}{
+		{"first failure", 1, AttemptResult{StatusCode: 500}, 30 * time.Second, true},
+		{"fourth failure", 4, AttemptResult{ErrorClass: store.ErrorTimeout}, 32 * time.Minute, true},
+		{"budget spent", 5, AttemptResult{StatusCode: 500}, 0, false},
+		{"429 retry-after", 1, AttemptResult{StatusCode: 429, RetryAfter: 2 * time.Minute}, 2 * time.Minute, true},
+		{"503 retry-after capped", 1, AttemptResult{StatusCode: 503, RetryAfter: 48 * time.Hour}, DefaultMaxRetryAfter, true},
+		{"retry-after raised to the floor", 2, AttemptResult{StatusCode: 429, RetryAfter: time.Millisecond}, DefaultMinRetryAfter, true},
+		{"retry-after ignored on 500", 1, AttemptResult{StatusCode: 500, RetryAfter: time.Hour}, 30 * time.Second, true},
+		{"retry-after does not extend the budget", 5, AttemptResult{StatusCode: 429, RetryAfter: time.Minute}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, retry := p.Next(tt.attempt, tt.res)
+			if got != tt.want || retry != tt.retry {
+				t.Errorf("Next(%d) = %v, %v; want %v, %v", tt.attempt, got, retry, tt.want, tt.retry)
+			}
+		})
+	}
+	// Default jitter stays within ±20%.
+	for range 100 {
+		got, _ := RetryPolicy{}.Next(2, AttemptResult{StatusCode: 500})
+		if got < 96*time.Second || got > 144*time.Second+time.Nanosecond {
+			t.Fatalf("jittered delay %v outside 2m±20%%", got)
+		}
+	}
+	for _, tt := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"120", 2 * time.Minute},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{"-5", 0},
+		{"soon", 0},
+		{"", 0},
+	} {
+		if got := parseRetryAfter(tt.header, now); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.header, got, tt.want)
+		}
+	}
+}
