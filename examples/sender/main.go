@@ -38,6 +38,7 @@ import (
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/api"
+	"github.com/noa-server/webhook/dashboard"
 	"github.com/noa-server/webhook/store/boltstore"
 )
 
@@ -104,8 +105,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		_ = disp.Stop(sctx)
 	}()
 
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: *allowInsecure})
 	h, err := api.New(api.Config{
-		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: *allowInsecure}),
+		Registry:     reg,
 		Dispatcher:   disp,
 		Store:        st,
 		Tenant:       tokens.tenant,
@@ -116,12 +118,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
+	dash, err := dashboard.New(dashboard.Config{
+		Registry:   reg,
+		Dispatcher: disp,
+		Store:      st,
+		Tenant:     tokens.dashboardTenant,
+		Challenge:  `Basic realm="webhooks dashboard"`,
+		Prefix:     "/dashboard",
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dashboard/", dash)
+	mux.Handle("/", h)
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// The test and retry routes wait for an attempt of up to 30 s.
@@ -194,4 +212,17 @@ func (t tokenTable) tenant(r *http.Request) (string, error) {
 		return "", errUnauthorized
 	}
 	return tenant, nil
+}
+
+// dashboardTenant is the dashboard.Config.Tenant function: a bearer token
+// as for the API, or the token as the password of HTTP Basic credentials,
+// which a browser asks its user for.
+func (t tokenTable) dashboardTenant(r *http.Request) (string, error) {
+	if _, token, ok := r.BasicAuth(); ok {
+		if tenant, ok := t[sha256.Sum256([]byte(token))]; ok {
+			return tenant, nil
+		}
+		return "", errUnauthorized
+	}
+	return t.tenant(r)
 }
