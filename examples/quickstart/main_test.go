@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package when a goroutine outlives run: the dispatcher,
+// the receiver's server and its connections must all be stopped.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// events are the event types the quickstart emits, in order.
+var events = []string{
+	"workflow.completed", "agent.status.changed", "agent.task.completed",
+	"workflow.failed", "swarm.created", "system.alert", "user.registered",
+}
+
+// runIn runs the demo in-process with its temporary directory under a
+// fresh TMPDIR, and checks that nothing is left there afterwards.
+func runIn(t *testing.T, demo func(ctx context.Context, stdout, stderr io.Writer) error) (stdout, stderr string, err error) {
+	t.Helper()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err = demo(ctx, &out, &errOut)
+	left, rerr := os.ReadDir(tmp)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if len(left) != 0 {
+		t.Errorf("temporary directory not removed: %v", left)
+	}
+	return out.String(), errOut.String(), err
+}
+
+func TestRun(t *testing.T) {
+	stdout, stderr, err := runIn(t, run)
+	if err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	for _, ev := range events {
+		// One row per event: delivered, and every receiver check passed.
+		want := `(?m)^` + regexp.QuoteMeta(ev) + `\s+success\s+(\d)\s+(\S+)\s+\S+\s+verified\s+matches\s+identical\s+\S`
+		m := regexp.MustCompile(want).FindStringSubmatch(stdout)
+		if m == nil {
+			t.Errorf("no successful, verified row for %s in:\n%s", ev, stdout)
+			continue
+		}
+		// system.alert fails once at the receiver, then succeeds.
+		wantAttempts, wantCodes := "1", "200"
+		if ev == "system.alert" {
+			wantAttempts, wantCodes = "2", "500,200"
+		}
+		if m[1] != wantAttempts || m[2] != wantCodes {
+			t.Errorf("%s: attempts %s, HTTP %s; want %s, %s", ev, m[1], m[2], wantAttempts, wantCodes)
+		}
+	}
+	if !strings.Contains(stdout, "receiver: 8 requests, 7 processed, 1 failed, 0 duplicates, 0 rejected") {
+		t.Errorf("receiver counters missing or wrong in:\n%s", stdout)
+	}
+	if !strings.Contains(stdout, "all 7 deliveries succeeded and were verified") {
+		t.Errorf("no success line in:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "\r  delivered 7/7, 1 retried, 0 failed in ") {
+		t.Errorf("progress line missing its final count: %q", stderr)
+	}
+}
+
+// A receiver that keeps failing exhausts the retry budget: run reports the
+// failed delivery instead of succeeding.
+func TestRunReportsFailedDelivery(t *testing.T) {
+	alwaysFailing := func(ctx context.Context, stdout, stderr io.Writer) error {
+		return runWith(ctx, stdout, stderr, 100)
+	}
+	stdout, stderr, err := runIn(t, alwaysFailing)
+	if err == nil {
+		t.Fatalf("run succeeded with a failing receiver:\n%s", stdout)
+	}
+	if want := "system.alert: failed after 3 attempts"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	if !regexp.MustCompile(`(?m)^system\.alert\s+failed\s+3\s+500,500,500\s`).MatchString(stdout) {
+		t.Errorf("table does not show the failed delivery:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "\r  delivered 6/7, 2 retried, 1 failed in ") {
+		t.Errorf("progress line does not count the failure: %q", stderr)
+	}
+	if strings.Contains(stdout, "all 7 deliveries succeeded") {
+		t.Errorf("success line printed despite a failure:\n%s", stdout)
+	}
+}
