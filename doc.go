@@ -27,10 +27,21 @@
 // [WorkflowCompletedData], [AgentStatusChangedData] and
 // [AgentTaskCompletedData].
 //
+// [Config.Hooks] reports every attempt and outcome for metrics, and
+// [Dispatcher.Stats] and [Dispatcher.WebhookStats] give counters for health
+// endpoints. The management REST API of the guide
+// ([github.com/noa-server/webhook/api]) and a web dashboard
+// ([github.com/noa-server/webhook/dashboard]) serve a Registry and a
+// Dispatcher over HTTP, each tenant seeing only its own webhooks. The Example
+// of this package does the whole round trip in one process; the programs in
+// the module's examples directory are a host (examples/sender), a consumer
+// (examples/receiver) and both at once (examples/quickstart).
+//
 // # Receiving
 //
-// Receivers verify with a [Verifier] (or the middleware of the receiver
-// subpackage, github.com/noa-server/webhook/receiver). Each delivery carries
+// Receivers verify with a [Verifier], or better with the middleware of
+// [github.com/noa-server/webhook/receiver], which adds idempotency by event
+// id, an IP allowlist and typed routing. Each delivery carries
 // two signatures: the guide's X-Webhook-Signature ("sha256=" + hex
 // HMAC-SHA256 of the raw body, keyed with the whole secret) and the Standard
 // Webhooks headers webhook-id, webhook-timestamp and webhook-signature,
@@ -41,35 +52,48 @@
 // # Stores
 //
 // Webhooks, deliveries and attempts live in a [store.Store]. The module
-// ships an in-memory store (github.com/noa-server/webhook/store/memstore,
+// ships an in-memory store ([github.com/noa-server/webhook/store/memstore],
 // for tests and single processes), a bbolt file store
-// (github.com/noa-server/webhook/store/boltstore) and a PostgreSQL store
-// (github.com/noa-server/webhook/store/pgstore) that several processes
-// share; all pass the same conformance suite,
-// github.com/noa-server/webhook/store/storetest.
+// ([github.com/noa-server/webhook/store/boltstore], the embedded default
+// for one process) and a PostgreSQL store
+// ([github.com/noa-server/webhook/store/pgstore]) that several replicas
+// share: they claim deliveries under leases without waiting on each other,
+// and a replica that dies loses its leases when they expire ([Config.Lease]).
+// All pass the same conformance suite,
+// [github.com/noa-server/webhook/store/storetest].
 //
 // # Retries
 //
-// Any 2xx is a success; every other status, a timeout or a network error is
-// a failed attempt, retried with exponential backoff and jitter per
-// [RetryPolicy] until the webhook's or the dispatcher's attempt budget is
-// spent, when the delivery becomes failed. A Retry-After header on a 429, 502,
+// Any 2xx is a success; every other status (redirects are not followed), a
+// timeout ([Config.Timeout]) or a network error is a failed attempt, retried
+// with exponential backoff and jitter per [RetryPolicy] until the webhook's
+// or the dispatcher's attempt budget is spent, when the delivery becomes
+// failed. By default a delivery is attempted five times over about 43
+// minutes ([DefaultMaxAttempts] lists the schedule). A Retry-After header on a 429, 502,
 // 503 or 504 answer sets the next attempt, within bounds. A 410 Gone disables the
 // webhook. [Dispatcher.Redeliver] sends a finished delivery again with a
 // fresh budget.
 //
 // # Security
 //
-// Secrets are 32 random bytes from crypto/rand and never appear in errors,
-// logs or attempt records. During a rotation ([Registry.RotateSecret]) every
-// delivery is signed with the new secret and each previous one still in its
-// grace period ([ActiveSecrets]), so receivers can switch at their own pace.
+// Generated secrets are 32 random bytes from crypto/rand; no secret appears
+// in errors, logs or attempt records. During a rotation
+// ([Registry.RotateSecret]) every delivery is signed with the new secret and
+// each previous one still in its grace period ([ActiveSecrets]), so
+// receivers can switch at their own pace.
 // The default transport ([NewTransport]) checks every resolved address at
 // dial time and refuses loopback, private, link-local and other special
-// ranges, ignores proxy settings and follows no redirect. A [Verifier]
-// refuses timestamps more than [DefaultTolerance] away from its clock and,
-// unless told otherwise, requests carrying only the replayable legacy
-// header.
+// ranges, ignores proxy settings and follows no redirect; only ports 80 and
+// 443 are dialled. A [Registry] accepts only https URLs. Every webhook
+// belongs to a tenant and an [Event] reaches only its tenant's webhooks. A
+// [Verifier] refuses timestamps more than [DefaultTolerance] away from its
+// clock and, unless [VerifyOptions.AllowLegacy] is set, requests carrying
+// only the replayable legacy header (downgrade protection).
+//
+// For local development against a receiver on the same machine, relax the
+// guard with [Config.AllowedRanges] (127.0.0.0/8 and ::1/128) and
+// [Config.AllowAnyPort], and accept http URLs with
+// [RegistryOptions.AllowHTTP]; never in production.
 //
 // # Shutdown
 //
