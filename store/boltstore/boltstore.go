@@ -50,7 +50,7 @@
 //
 // Each method is one bbolt transaction: Enqueue of a batch, Claim, Complete
 // and the rest are one Update each (bbolt serialises writers, which makes
-// Claim atomic) and reads are one View. Concurrent Enqueue and Complete
+// Claim atomic) and reads are one View. Concurrent Enqueue, Claim and Complete
 // calls share transactions and fsyncs (group commit, without a timer: a lone
 // caller never waits for company), each still succeeding or failing alone.
 // Records are encoded in a compact binary format and copied out of the
@@ -114,7 +114,7 @@ type Store struct {
 	db    *bolt.DB
 	clock func() time.Time
 
-	commits committer // group commit of Enqueue and Complete
+	commits committer // group commit of Enqueue, Claim and Complete
 
 	mu     sync.RWMutex // guards closed against Close
 	closed bool
@@ -219,7 +219,10 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	defer end()
-	return mapErr(s.db.Update(fn))
+	return mapErr(s.db.Update(func(tx *bolt.Tx) error {
+		packAppendBuckets(tx)
+		return fn(tx)
+	}))
 }
 
 func mapErr(err error) error {

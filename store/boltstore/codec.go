@@ -26,6 +26,7 @@ const (
 	webhookV1  = 1
 	deliveryV1 = 1
 	attemptV1  = 1
+	attemptV2  = 2 // headers with the common names and values coded
 )
 
 // errCorrupt reports a stored record the decoder cannot read.
@@ -390,32 +391,137 @@ func decodeDelivery(b []byte) (*store.Delivery, error) {
 	return x, nil
 }
 
+// Attempt headers (format 2) code the header names and values every
+// attempt repeats as small numbers: a name is a uvarint 0 followed by the
+// string, or i >= 1 for commonHeaderNames[i-1]; a value is 0 followed by the
+// string, 1 for the attempt's delivery id (X-Webhook-Delivery), or i >= 2
+// for commonHeaderValues[i-2]. Stored records depend on these tables: they
+// may only grow at the end.
+var (
+	commonHeaderNames = []string{
+		"Content-Type", "User-Agent", "X-Webhook-Id", "X-Webhook-Event",
+		"X-Webhook-Delivery", "X-Webhook-Attempt", "X-Webhook-Signature",
+		"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature",
+		"Date", "Content-Length", "Server", "Connection", "Cache-Control",
+		"Retry-After", "Content-Encoding", "Vary",
+	}
+	commonHeaderValues = []string{"application/json", "application/json; charset=utf-8",
+		"text/plain; charset=utf-8", "0", "1", "2", "3", "close", "keep-alive"}
+
+	commonNameCode  = tableCodes(commonHeaderNames, 1)
+	commonValueCode = tableCodes(commonHeaderValues, 2)
+)
+
+func tableCodes(t []string, first int) map[string]uint64 {
+	m := make(map[string]uint64, len(t))
+	for i, s := range t {
+		m[s] = uint64(first + i)
+	}
+	return m
+}
+
+// codedHeader appends h in the coded form of format 2.
+func (e *enc) codedHeader(h http.Header, deliveryID string) {
+	e.uvarint(uint64(len(h)))
+	for _, k := range slices.Sorted(mapKeys(h)) {
+		if c, ok := commonNameCode[k]; ok {
+			e.uvarint(c)
+		} else {
+			e.uvarint(0)
+			e.str(k)
+		}
+		vs := h[k]
+		e.uvarint(uint64(len(vs)))
+		for _, v := range vs {
+			if c, ok := commonValueCode[v]; ok {
+				e.uvarint(c)
+			} else if v == deliveryID && v != "" {
+				e.uvarint(1)
+			} else {
+				e.uvarint(0)
+				e.str(v)
+			}
+		}
+	}
+}
+
+// codedHeader reads a header written by enc.codedHeader.
+func (d *dec) codedHeader(deliveryID string) http.Header {
+	n := d.count(2)
+	if n == 0 {
+		return nil
+	}
+	h := make(http.Header, n)
+	for range n {
+		var k string
+		switch c := d.uvarint(); {
+		case c == 0:
+			k = d.str()
+		case c <= uint64(len(commonHeaderNames)):
+			k = commonHeaderNames[c-1]
+		default:
+			d.fail()
+		}
+		m := d.count(1)
+		vs := make([]string, 0, m)
+		for range m {
+			switch c := d.uvarint(); {
+			case c == 0:
+				vs = append(vs, d.str())
+			case c == 1:
+				vs = append(vs, deliveryID)
+			case c-2 < uint64(len(commonHeaderValues)):
+				vs = append(vs, commonHeaderValues[c-2])
+			default:
+				d.fail()
+			}
+		}
+		if d.err != nil {
+			return nil
+		}
+		h[k] = vs
+	}
+	return h
+}
+
 func encodeAttempt(a *store.Attempt) []byte {
-	e := enc{b: make([]byte, 0, 256+len(a.ResponseBody))}
-	e.byte(attemptV1)
+	e := enc{b: make([]byte, 0, 128+len(a.ResponseBody))}
+	e.byte(attemptV2)
 	e.str(a.DeliveryID)
 	e.varint(int64(a.Number))
 	e.time(a.StartedAt)
 	e.varint(int64(a.Duration))
 	e.str(a.RequestURL)
-	e.header(a.RequestHeaders)
+	e.codedHeader(a.RequestHeaders, a.DeliveryID)
 	e.varint(int64(a.ResponseStatus))
-	e.header(a.ResponseHeaders)
+	e.codedHeader(a.ResponseHeaders, a.DeliveryID)
 	e.bytes(a.ResponseBody)
 	e.str(string(a.ErrorClass))
 	e.str(a.Error)
 	return e.b
 }
 
+// decodeAttempt reads an attempt of format 1 or 2.
 func decodeAttempt(b []byte) (*store.Attempt, error) {
 	d := dec{b: b}
-	d.version(attemptV1)
+	v := d.byte()
+	if v != attemptV1 && v != attemptV2 && d.err == nil {
+		return nil, fmt.Errorf("%w: format version %d, want %d or %d", errCorrupt, v, attemptV1, attemptV2)
+	}
 	a := &store.Attempt{DeliveryID: d.str(), Number: d.int(), StartedAt: d.time()}
 	a.Duration = time.Duration(d.varint())
 	a.RequestURL = d.str()
-	a.RequestHeaders = d.header()
+	if v == attemptV1 {
+		a.RequestHeaders = d.header()
+	} else {
+		a.RequestHeaders = d.codedHeader(a.DeliveryID)
+	}
 	a.ResponseStatus = d.int()
-	a.ResponseHeaders = d.header()
+	if v == attemptV1 {
+		a.ResponseHeaders = d.header()
+	} else {
+		a.ResponseHeaders = d.codedHeader(a.DeliveryID)
+	}
 	a.ResponseBody = d.bytes()
 	a.ErrorClass = store.ErrorClass(d.str())
 	a.Error = d.str()

@@ -9,8 +9,8 @@ import (
 )
 
 // Group commit. bbolt serialises writers and each commit pays an fsync, so
-// concurrent writers queue behind each other's fsyncs. Enqueue and Complete
-// go through a committer instead: the first writer to arrive becomes the
+// concurrent writers queue behind each other's fsyncs. Enqueue, Claim and
+// Complete go through a committer instead: the first writer to arrive becomes the
 // leader and commits at once; writers that arrive while it commits queue up,
 // and the next leader (the oldest of them) runs them all in one transaction,
 // one fsync. A lone writer waits for nobody; under load, transactions grow
@@ -95,6 +95,7 @@ func (s *Store) commitBatch(batch []*commitCall) {
 	for len(batch) > 0 {
 		failed, ferr := -1, error(nil)
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			packAppendBuckets(tx)
 			for i, c := range batch {
 				if err := c.fn(tx); err != nil {
 					failed, ferr = i, err
@@ -112,5 +113,26 @@ func (s *Store) commitBatch(batch []*commitCall) {
 			c.ch <- commitMsg{err: err}
 		}
 		return
+	}
+}
+
+// appendFill is the fill percent of the buckets whose keys mostly grow (ids
+// are UUIDv7, index keys start with a time or a tenant/webhook prefix
+// followed by such an id). bbolt splits pages half full by default, which for
+// append-mostly keys leaves every page about half empty for good: the file,
+// and the memory its map pins, would be twice the size of the data.
+const appendFill = 0.95
+
+// appendBuckets are the buckets packed to appendFill.
+var appendBuckets = [][]byte{bDeliveries, bDelTenant, bDelWebhook, bDedup, bDue, bLeased, bFinished, bAttempts}
+
+// packAppendBuckets sets appendFill on the append-mostly buckets of the write
+// transaction tx (a bucket handle is cached per transaction, so the setting
+// holds for every later tx.Bucket call in tx).
+func packAppendBuckets(tx *bolt.Tx) {
+	for _, name := range appendBuckets {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendFill
+		}
 	}
 }

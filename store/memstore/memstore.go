@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -38,7 +37,7 @@ type Store struct {
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
-	attempts          map[string][]*store.Attempt
+	attempts          map[string][][]byte // encodeAttempt
 
 	claims *claimIndex
 }
@@ -61,7 +60,7 @@ func New() *Store {
 		tenantDeliveries:  make(map[string][]string),
 		webhookDeliveries: make(map[string][]string),
 		dedup:             make(map[dedupKey]string),
-		attempts:          make(map[string][]*store.Attempt),
+		attempts:          make(map[string][][]byte),
 		claims:            newClaimIndex(),
 	}
 }
@@ -449,9 +448,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 	}
 
-	a := cloneAttempt(p.Attempt)
-	a.DeliveryID = p.DeliveryID
-	s.attempts[p.DeliveryID] = append(s.attempts[p.DeliveryID], a)
+	s.attempts[p.DeliveryID] = append(s.attempts[p.DeliveryID], encodeAttempt(p.Attempt))
 
 	s.claims.remove(r)
 	r.d.Attempts++
@@ -587,7 +584,7 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 	as := s.attempts[deliveryID]
 	out := make([]*store.Attempt, len(as))
 	for i, a := range as {
-		out[i] = cloneAttempt(a)
+		out[i] = decodeAttempt(deliveryID, a)
 	}
 	return out, nil
 }
@@ -764,19 +761,4 @@ func cloneDelivery(d *store.Delivery) store.Delivery {
 	c := *d
 	c.Body = slices.Clone(d.Body)
 	return c
-}
-
-func cloneAttempt(a *store.Attempt) *store.Attempt {
-	c := *a
-	c.RequestHeaders = cloneHeader(a.RequestHeaders)
-	c.ResponseHeaders = cloneHeader(a.ResponseHeaders)
-	c.ResponseBody = slices.Clone(a.ResponseBody)
-	return &c
-}
-
-func cloneHeader(h http.Header) http.Header {
-	if h == nil {
-		return nil
-	}
-	return h.Clone()
 }

@@ -1,0 +1,171 @@
+package memstore
+
+import (
+	"encoding/binary"
+	"net/http"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// Attempts are kept encoded: one pointer-free byte slice per attempt instead
+// of a struct with two header maps, so a store holding many attempts costs
+// the garbage collector nothing to scan and a fraction of the memory. The
+// format is private to this process: integers as varints, strings and byte
+// slices as a uvarint length + bytes, times as Unix seconds and nanoseconds.
+// Nil and empty headers and bodies are told apart, so an attempt reads back
+// as it was written (its StartedAt the same instant, in UTC when it was
+// written in UTC and in time.Local otherwise, without a monotonic reading).
+
+// encodeAttempt returns a's encoding; the delivery id is not stored (it is
+// the map key).
+func encodeAttempt(a *store.Attempt) []byte {
+	n := 64 + len(a.RequestURL) + len(a.ResponseBody) + len(a.ErrorClass) + len(a.Error) +
+		headerSize(a.RequestHeaders) + headerSize(a.ResponseHeaders)
+	b := make([]byte, 0, n)
+	b = binary.AppendVarint(b, int64(a.Number))
+	b = appendTime(b, a.StartedAt)
+	b = binary.AppendVarint(b, int64(a.Duration))
+	b = appendStr(b, a.RequestURL)
+	b = appendHeader(b, a.RequestHeaders)
+	b = binary.AppendVarint(b, int64(a.ResponseStatus))
+	b = appendHeader(b, a.ResponseHeaders)
+	if a.ResponseBody == nil {
+		b = append(b, 0)
+	} else {
+		b = binary.AppendUvarint(b, uint64(len(a.ResponseBody))+1)
+		b = append(b, a.ResponseBody...)
+	}
+	b = appendStr(b, string(a.ErrorClass))
+	return appendStr(b, a.Error)
+}
+
+// decodeAttempt is the inverse of encodeAttempt. b was written by
+// encodeAttempt in this process, so it is well formed.
+func decodeAttempt(deliveryID string, b []byte) *store.Attempt {
+	d := dec{b: b}
+	a := &store.Attempt{DeliveryID: deliveryID}
+	a.Number = int(d.varint())
+	a.StartedAt = d.time()
+	a.Duration = time.Duration(d.varint())
+	a.RequestURL = d.str()
+	a.RequestHeaders = d.header()
+	a.ResponseStatus = int(d.varint())
+	a.ResponseHeaders = d.header()
+	if n := d.uvarint(); n > 0 {
+		a.ResponseBody = append([]byte{}, d.take(int(n-1))...)
+	}
+	a.ErrorClass = store.ErrorClass(d.str())
+	a.Error = d.str()
+	return a
+}
+
+func headerSize(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		n += len(k) + 2
+		for _, v := range vs {
+			n += len(v) + 2
+		}
+	}
+	return n
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendTime stores 0 for the zero time, else 1 (UTC) or 2 (any other
+// location) and the instant as Unix seconds and nanoseconds.
+func appendTime(b []byte, t time.Time) []byte {
+	switch {
+	case t.IsZero():
+		return append(b, 0)
+	case t.Location() == time.UTC:
+		b = append(b, 1)
+	default:
+		b = append(b, 2)
+	}
+	b = binary.AppendVarint(b, t.Unix())
+	b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	return b
+}
+
+// appendHeader writes 0 for a nil header, else 1 + the number of keys, then
+// each key with 1 + its number of values (0 for a nil slice).
+func appendHeader(b []byte, h http.Header) []byte {
+	if h == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(h))+1)
+	for k, vs := range h {
+		b = appendStr(b, k)
+		if vs == nil {
+			b = append(b, 0)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(vs))+1)
+		for _, v := range vs {
+			b = appendStr(b, v)
+		}
+	}
+	return b
+}
+
+type dec struct{ b []byte }
+
+func (d *dec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) varint() int64 {
+	v, n := binary.Varint(d.b)
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) take(n int) []byte {
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) str() string { return string(d.take(int(d.uvarint()))) }
+
+func (d *dec) time() time.Time {
+	flag := d.take(1)[0]
+	if flag == 0 {
+		return time.Time{}
+	}
+	sec := d.varint()
+	t := time.Unix(sec, int64(d.uvarint()))
+	if flag == 1 {
+		t = t.UTC()
+	}
+	return t
+}
+
+func (d *dec) header() http.Header {
+	n := d.uvarint()
+	if n == 0 {
+		return nil
+	}
+	h := make(http.Header, n-1)
+	for range n - 1 {
+		k := d.str()
+		m := d.uvarint()
+		if m == 0 {
+			h[k] = nil
+			continue
+		}
+		vs := make([]string, m-1)
+		for i := range vs {
+			vs[i] = d.str()
+		}
+		h[k] = vs
+	}
+	return h
+}
