@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -54,14 +56,33 @@ var (
 	ErrNoSecrets = errors.New("webhook: no secrets")
 )
 
-// signingKey holds a secret in both key forms.
+// signingKey holds a secret in both key forms, with pools of HMACs keyed
+// with each (an HMAC's Reset returns it to its keyed state, so a pooled one
+// skips the key schedule and the allocations of hmac.New).
 type signingKey struct {
 	legacy []byte // UTF-8 bytes of the whole secret string
 	v1     []byte // base64-decoded secret after "whsec_", else the raw bytes
+
+	legacyMACs, v1MACs *sync.Pool // of hash.Hash
 }
 
 func newSigningKey(secret string) signingKey {
-	return signingKey{legacy: []byte(secret), v1: standardKey(secret)}
+	k := signingKey{legacy: []byte(secret), v1: standardKey(secret)}
+	k.legacyMACs = &sync.Pool{New: func() any { return hmac.New(sha256.New, k.legacy) }}
+	k.v1MACs = &sync.Pool{New: func() any { return hmac.New(sha256.New, k.v1) }}
+	return k
+}
+
+// appendMAC appends the HMAC-SHA256 of parts, keyed from pool, to dst.
+func appendMAC(dst []byte, pool *sync.Pool, parts ...[]byte) []byte {
+	mac := pool.Get().(hash.Hash)
+	for _, p := range parts {
+		mac.Write(p)
+	}
+	dst = mac.Sum(dst)
+	mac.Reset()
+	pool.Put(mac)
+	return dst
 }
 
 // standardKey returns the Standard Webhooks key of a secret: the base64
@@ -124,26 +145,43 @@ func NewSigner(secrets ...string) (*Signer, error) {
 	return s, nil
 }
 
+// canonicalHeaderSignature is HeaderSignature as http.Header.Set keys it.
+var canonicalHeaderSignature = http.CanonicalHeaderKey(HeaderSignature)
+
 // Sign sets the signature headers on h: X-Webhook-Signature, webhook-id,
 // webhook-timestamp and webhook-signature, for body sent at ts.
 func (s *Signer) Sign(h http.Header, msgID string, ts time.Time, body []byte) {
-	unix := ts.Unix()
-	mac := hmac.New(sha256.New, s.keys[0].legacy)
-	mac.Write(body)
-	var sum [sha256.Size]byte
-	h.Set(HeaderSignature, "sha256="+hex.EncodeToString(mac.Sum(sum[:0])))
+	// Every value is built in one buffer and converted to one string; the
+	// header values are slices of it, and the three value slices share one
+	// backing array. The same allocation holds, after the values, the
+	// scratch space for the MACs and the Standard prefix id.ts. .
+	const legacyLen = len("sha256=") + 2*sha256.Size
+	const entryLen = len("v1,") + (sha256.Size+2)/3*4
+	valuesCap := legacyLen + 20 + len(s.keys)*(entryLen+1)
+	full := make([]byte, valuesCap+sha256.Size+len(msgID)+22)
+	buf := full[:0:valuesCap]
+	macBuf := full[valuesCap : valuesCap : valuesCap+sha256.Size]
+	pre := full[valuesCap+sha256.Size : valuesCap+sha256.Size]
 
-	var sig strings.Builder
+	buf = append(buf, "sha256="...)
+	buf = hex.AppendEncode(buf, appendMAC(macBuf, s.keys[0].legacyMACs, body))
+	buf = strconv.AppendInt(buf, ts.Unix(), 10)
+	tsEnd := len(buf)
+	pre = append(append(append(append(pre, msgID...), '.'), buf[legacyLen:tsEnd]...), '.')
 	for i, k := range s.keys {
 		if i > 0 {
-			sig.WriteByte(' ')
+			buf = append(buf, ' ')
 		}
-		sig.WriteString("v1,")
-		sig.WriteString(base64.StdEncoding.EncodeToString(standardMAC(k.v1, msgID, unix, body)))
+		buf = append(buf, "v1,"...)
+		buf = base64.StdEncoding.AppendEncode(buf, appendMAC(macBuf, k.v1MACs, pre, body))
 	}
-	h[HeaderStandardID] = []string{msgID}
-	h[HeaderStandardTimestamp] = []string{strconv.FormatInt(unix, 10)}
-	h[HeaderStandardSignature] = []string{sig.String()}
+	str := string(buf)
+	vals := make([]string, 4)
+	vals[0], vals[1], vals[2], vals[3] = str[:legacyLen], msgID, str[legacyLen:tsEnd], str[tsEnd:]
+	h[canonicalHeaderSignature] = vals[0:1:1]
+	h[HeaderStandardID] = vals[1:2:2]
+	h[HeaderStandardTimestamp] = vals[2:3:3]
+	h[HeaderStandardSignature] = vals[3:4:4]
 }
 
 // VerifyOptions tunes a Verifier. The zero value is the safe default.

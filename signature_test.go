@@ -262,3 +262,45 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestSignerReuse signs many times, concurrently, with one Signer (whose
+// HMACs are pooled and reused) and checks every result against the
+// one-shot SignLegacy and SignStandard.
+func TestSignerReuse(t *testing.T) {
+	t.Parallel()
+	s, err := NewSigner(vecSecret1, vecSecret2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 200 {
+				id := "msg_" + strconv.Itoa(g*1000+i)
+				ts := time.Unix(guideTS+int64(i), 0)
+				body := []byte(strings.Repeat("x", i))
+				h := http.Header{}
+				s.Sign(h, id, ts, body)
+				wantStd := SignStandard(vecSecret1, id, ts.Unix(), body) + " " + SignStandard(vecSecret2, id, ts.Unix(), body)
+				if got, want := h.Get(HeaderSignature), SignLegacy(vecSecret1, body); got != want {
+					errs <- errors.New("legacy " + got + ", want " + want)
+					return
+				}
+				if got := h.Get(HeaderStandardSignature); got != wantStd {
+					errs <- errors.New("standard " + got + ", want " + wantStd)
+					return
+				}
+				if h.Get(HeaderStandardID) != id || h.Get(HeaderStandardTimestamp) != strconv.FormatInt(ts.Unix(), 10) {
+					errs <- errors.New("id or timestamp header wrong: " + h.Get(HeaderStandardID) + " " + h.Get(HeaderStandardTimestamp))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
