@@ -17,7 +17,8 @@ const (
 	// webhooks.
 	DefaultWorkers = 64
 	// DefaultPerWebhookConcurrency is the most attempts in flight at once to
-	// one webhook, so a slow endpoint cannot take every worker.
+	// one webhook, so a slow endpoint cannot take every worker: the default
+	// PerWebhookConcurrency is this, but at most a quarter of Workers.
 	DefaultPerWebhookConcurrency = 16
 	// DefaultTimeout bounds one attempt (the guide: 30 seconds per attempt).
 	DefaultTimeout = 30 * time.Second
@@ -54,11 +55,16 @@ type Config struct {
 	// (with a short PollInterval) to check schedules without sleeping.
 	Now func() time.Time
 
-	// Workers is the most attempts in flight at once. Defaults to
-	// DefaultWorkers.
+	// Workers is the most attempts in flight at once (requests sent and not
+	// yet answered). Defaults to DefaultWorkers. An answered attempt frees
+	// its worker before it is recorded; at most Workers more answered
+	// attempts wait for their record at once.
 	Workers int
 	// PerWebhookConcurrency is the most attempts in flight to one webhook.
-	// Defaults to DefaultPerWebhookConcurrency.
+	// Defaults to DefaultPerWebhookConcurrency, but at most Workers/4 (and
+	// at least 1). A webhook whose attempts time out gets fewer: each
+	// timeout halves its limit (down to 1), each success raises it by one
+	// (up to PerWebhookConcurrency), so a hung endpoint holds few workers.
 	PerWebhookConcurrency int
 	// ClaimBatch is the most deliveries claimed from the store at once.
 	// Defaults to Workers, at most store.MaxPageLimit.
@@ -142,7 +148,7 @@ func (c *Config) withDefaults() Config {
 		out.Workers = DefaultWorkers
 	}
 	if out.PerWebhookConcurrency == 0 {
-		out.PerWebhookConcurrency = DefaultPerWebhookConcurrency
+		out.PerWebhookConcurrency = max(1, min(DefaultPerWebhookConcurrency, out.Workers/4))
 	}
 	if out.ClaimBatch == 0 {
 		out.ClaimBatch = min(out.Workers, store.MaxPageLimit)

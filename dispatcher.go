@@ -140,14 +140,22 @@ type Dispatcher struct {
 
 	wake chan struct{} // capacity 1: new work or a free slot
 
-	mu        sync.Mutex
-	state     int
-	inflight  int
-	hooks     map[string]*hookState
+	mu       sync.Mutex
+	state    int
+	inflight int // attempts claimed and not yet recorded
+	sending  int // of which not yet answered: they hold a worker (see work)
+	reserved int // worker slots reserved by running claims
+	claiming int // claims running
+	// claimAgain asks the next claim to end to wake the loop.
+	claimAgain bool
+	hooks      map[string]*hookState
+	// limits holds the lowered concurrency limits of webhooks whose
+	// attempts timed out (see Config.PerWebhookConcurrency); a webhook
+	// without an entry has PerWebhookConcurrency.
+	limits    map[string]int
 	waiters   map[string][]chan attemptDone
 	cache     map[string]*target
 	stats     counters
-	skipBuf   []string
 	stopLoop  context.CancelFunc
 	abortWork context.CancelFunc
 	loopDone  chan struct{}
@@ -158,7 +166,8 @@ type Dispatcher struct {
 
 // hookState is the dispatcher's per-webhook bookkeeping, guarded by mu.
 type hookState struct {
-	inflight int
+	inflight int       // as Dispatcher.inflight, for this webhook
+	sending  int       // as Dispatcher.sending, for this webhook
 	rate     float64   // the webhook's RateLimit at the last claim, 0 for none
 	nextSlot time.Time // rate limit: earliest start of the next attempt
 }
@@ -208,6 +217,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		hooksI:  c.Hooks,
 		wake:    make(chan struct{}, 1),
 		hooks:   make(map[string]*hookState),
+		limits:  make(map[string]int),
 		waiters: make(map[string][]chan attemptDone),
 		cache:   make(map[string]*target),
 		stopped: make(chan struct{}),
@@ -605,56 +615,110 @@ func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 	}
 	defer purgeWG.Wait()
 
+	// Claims run in goroutines of their own, a few at once: a claim can
+	// wait for a store commit (an fsync), and the workers it did not fill
+	// meanwhile would idle. They end before the loop does (they start
+	// workers, which Stop waits for).
+	var claims sync.WaitGroup
+	defer claims.Wait()
+	// A store that tells of deliveries stored by other processes (pgstore's
+	// LISTEN/NOTIFY) wakes the loop as an Emit in this process does.
+	var wakeUps <-chan struct{}
+	if w, ok := d.st.(interface {
+		WakeUps(context.Context) <-chan struct{}
+	}); ok {
+		wakeUps = w.WakeUps(ctx)
+	}
 	timer := time.NewTimer(d.cfg.PollInterval)
 	defer timer.Stop()
 	for {
-		more, wait := d.claim(ctx, workCtx)
+		wait := d.startClaims(ctx, workCtx, &claims)
 		if ctx.Err() != nil {
 			return
-		}
-		if more {
-			continue
 		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+		case _, ok := <-wakeUps:
+			if !ok {
+				wakeUps = nil
+			}
 		case <-timer.C:
 		}
 	}
 }
 
-// claim leases due deliveries for the free workers and starts them. more
-// reports that the store may hold more due deliveries right now; wait is
-// how long to sleep otherwise.
-func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.Duration) {
-	wait = d.cfg.PollInterval
+// maxClaims is the most claims running at once.
+const maxClaims = 4
+
+// startClaims starts claims (at most maxClaims at once) for the free
+// workers, and returns how long the loop may sleep if nothing wakes it.
+// A claim reserves the slots it may fill until it has started its
+// deliveries, so concurrent claims never lease more than the free workers.
+func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.WaitGroup) time.Duration {
+	wait := d.cfg.PollInterval
 	now := d.cfg.Now()
 	perCap := d.cfg.PerWebhookConcurrency
-
 	d.mu.Lock()
-	free := d.cfg.Workers - d.inflight
-	// Claim in batches: while attempts are in flight, wait until a few
-	// workers are free (a finishing worker wakes the loop).
-	if free <= 0 || (d.inflight > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
-		d.mu.Unlock()
-		return false, wait
-	}
-	skip := d.skipBuf[:0]
-	for id, h := range d.hooks {
-		switch {
-		case h.inflight >= perCap:
-			skip = append(skip, id)
-		case h.rate > 0 && h.nextSlot.After(now):
-			skip = append(skip, id)
-			wait = min(wait, h.nextSlot.Sub(now))
+	defer d.mu.Unlock()
+	for {
+		if d.claiming >= maxClaims {
+			// A claim that ends wakes the loop again: what woke it now
+			// (an Emit, say) may not be in the running claims' results.
+			d.claimAgain = true
+			return wait
 		}
+		busy := d.sending + d.reserved
+		free := min(d.cfg.Workers-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
+		// Claim in batches: while attempts are in flight or claimed, wait
+		// until a few workers are free (a finishing worker wakes the loop).
+		if free <= 0 || (busy > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
+			return wait
+		}
+		var skip []string
+		for id, h := range d.hooks {
+			switch {
+			case h.sending >= d.limitOf(id, perCap):
+				skip = append(skip, id)
+			case h.rate > 0 && h.nextSlot.After(now):
+				skip = append(skip, id)
+				wait = min(wait, h.nextSlot.Sub(now))
+			}
+		}
+		limit := min(free, d.cfg.ClaimBatch)
+		d.reserved += limit
+		d.claiming++
+		claims.Add(1)
+		go func() {
+			defer claims.Done()
+			more := d.claim(ctx, workCtx, now, limit, skip)
+			d.mu.Lock()
+			d.claiming--
+			more = more || d.claimAgain
+			d.claimAgain = false
+			d.mu.Unlock()
+			if more {
+				d.signal()
+			}
+		}()
 	}
-	d.skipBuf = skip
-	d.mu.Unlock()
+}
 
-	limit := min(free, d.cfg.ClaimBatch)
+// claim leases up to limit due deliveries (not of the webhooks in skip),
+// starts them, and gives back the limit slots startClaims reserved. It
+// reports whether the store may hold more due deliveries right now.
+func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit int, skip []string) (more bool) {
+	perCap := d.cfg.PerWebhookConcurrency
+	reserved := limit
+	defer func() {
+		if reserved > 0 {
+			d.mu.Lock()
+			d.reserved -= reserved
+			d.mu.Unlock()
+		}
+	}()
 	ds, err := d.st.Claim(ctx, store.ClaimParams{
 		Now:          now,
 		Limit:        limit,
@@ -666,7 +730,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.D
 		if ctx.Err() == nil {
 			d.log.LogAttrs(ctx, slog.LevelError, "webhook: claim deliveries", slog.String("error", err.Error()))
 		}
-		return false, wait
+		return false
 	}
 
 	// Learn the webhooks' rate limits before starting anything (the
@@ -687,6 +751,8 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.D
 
 	var excess []string
 	d.mu.Lock()
+	d.reserved -= reserved
+	reserved = 0
 	for _, del := range ds {
 		h := d.hooks[del.WebhookID]
 		if h == nil {
@@ -694,7 +760,8 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.D
 			d.hooks[del.WebhookID] = h
 		}
 		h.rate = rates[del.WebhookID]
-		if h.inflight >= perCap || d.inflight >= d.cfg.Workers || (h.rate > 0 && h.nextSlot.After(now)) {
+		if h.sending >= d.limitOf(del.WebhookID, perCap) || d.sending+d.reserved >= d.cfg.Workers || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
+			(h.rate > 0 && h.nextSlot.After(now)) {
 			excess = append(excess, del.ID)
 			continue
 		}
@@ -702,7 +769,9 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.D
 			h.nextSlot = now.Add(time.Duration(float64(time.Second) / h.rate))
 		}
 		h.inflight++
+		h.sending++
 		d.inflight++
+		d.sending++
 		d.workers.Add(1)
 		go d.work(workCtx, del)
 	}
@@ -715,19 +784,76 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context) (more bool, wait time.D
 			d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
 		}
 		cancel()
-		return true, wait
+		return true
 	}
-	return len(ds) == limit, wait
+	return len(ds) == limit
 }
 
+// limitOf returns the webhook's concurrency limit now. d.mu is held.
+func (d *Dispatcher) limitOf(webhookID string, perCap int) int {
+	if l, ok := d.limits[webhookID]; ok {
+		return l
+	}
+	return perCap
+}
+
+// adapt updates the webhook's concurrency limit after an attempt that
+// ended with class: a timeout halves it (down to 1), a success raises it
+// by one (up to PerWebhookConcurrency); other failures, which end quickly,
+// leave it. d.mu is held.
+func (d *Dispatcher) adapt(webhookID string, class store.ErrorClass) {
+	perCap := d.cfg.PerWebhookConcurrency
+	switch class {
+	case store.ErrorTimeout:
+		d.limits[webhookID] = max(1, d.limitOf(webhookID, perCap)/2)
+	case store.ErrorNone:
+		if l, ok := d.limits[webhookID]; ok {
+			if l+1 >= perCap {
+				delete(d.limits, webhookID)
+			} else {
+				d.limits[webhookID] = l + 1
+			}
+		}
+	}
+}
+
+// maxInflight bounds the attempts claimed and not yet recorded: Workers
+// attempts being sent plus as many answered ones waiting for their record.
+func maxInflight(workers int) int { return 2 * workers }
+
 // work runs one attempt of a claimed delivery and frees its slot.
+//
+// The worker slot (and the webhook's concurrency slot) is freed as soon as
+// the attempt is answered, before it is recorded: recording can wait for a
+// store commit (an fsync), and the next attempts need not wait for it. The
+// delivery's lease keeps it from being claimed again meanwhile, and at most
+// maxInflight(Workers) attempts are claimed and not yet recorded, so the
+// records waiting for a commit are bounded (and, with a group-committing
+// store, share commits).
 func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	defer d.workers.Done()
-	r := d.deliver(ctx, del)
+	answered := false
+	r := d.deliver(ctx, del, func(class store.ErrorClass) {
+		answered = true
+		d.mu.Lock()
+		d.sending--
+		if h := d.hooks[del.WebhookID]; h != nil {
+			h.sending--
+		}
+		d.adapt(del.WebhookID, class)
+		d.mu.Unlock()
+		d.signal()
+	})
 	d.mu.Lock()
 	d.inflight--
+	if !answered {
+		d.sending--
+	}
 	if h := d.hooks[del.WebhookID]; h != nil {
 		h.inflight--
+		if !answered {
+			h.sending--
+		}
 		if h.inflight <= 0 && (h.rate == 0 || !h.nextSlot.After(d.cfg.Now())) {
 			delete(d.hooks, del.WebhookID)
 		}
@@ -776,7 +902,9 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 }
 
 // deliver makes one attempt and records it with the delivery's next state.
-func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery) attemptDone {
+// It calls answered with the attempt's error class once the attempt has its
+// outcome, before recording it (not at all when it makes no attempt).
+func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered func(store.ErrorClass)) attemptDone {
 	t, err := d.webhook(ctx, del.WebhookID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -803,6 +931,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery) attemptDo
 		d.hooksI.AttemptStarted(ctx, info)
 		att, res = d.send(ctx, t, del, number)
 	}
+	answered(att.ErrorClass)
 
 	now := d.cfg.Now()
 	p := store.CompleteParams{DeliveryID: del.ID, Owner: d.cfg.Owner, Attempt: att, Now: now}

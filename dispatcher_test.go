@@ -1095,3 +1095,66 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestTimeoutsShrinkWebhookConcurrency checks that an endpoint whose
+// attempts time out gets fewer concurrent attempts: its first timeouts
+// halve its limit down to 1, so once they are in, each new request is
+// the only one of its webhook in flight; and that the slots a hung
+// endpoint no longer takes serve another webhook.
+func TestTimeoutsShrinkWebhookConcurrency(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		var mu sync.Mutex
+		active, timedOut, crowded := 0, 0, 0
+		hung := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			mu.Lock()
+			active++
+			// A request that starts after all of the first wave (4, the
+			// cap) timed out must be alone, but for the request before it,
+			// which this server may not have seen end yet.
+			if timedOut >= 4 && active > 2 {
+				crowded++
+			}
+			mu.Unlock()
+			<-r.Context().Done() // hangs until the attempt times out
+			mu.Lock()
+			active--
+			timedOut++
+			mu.Unlock()
+		})
+		healthy := newReceiver(t, nil)
+		addWebhook(t, st, "a", hung.URL, EventUserLogin)
+		addWebhook(t, st, "a", healthy.URL, EventUserLogout)
+		cfg := testConfig()
+		cfg.Workers = 8
+		cfg.PerWebhookConcurrency = 4
+		cfg.Timeout = 150 * time.Millisecond
+		cfg.Lease = time.Minute
+		cfg.Retry = RetryPolicy{MaxAttempts: 1}
+		d := startDispatcher(t, st, cfg)
+		const hungEvents = 10
+		for range hungEvents {
+			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "every attempt to the hung endpoint to fail", func() bool {
+			return d.Stats().Failed == hungEvents
+		})
+		mu.Lock()
+		if crowded > 0 {
+			t.Errorf("%d requests reached the hung endpoint with 2 others in flight, after its first timeouts", crowded)
+		}
+		mu.Unlock()
+		if n := hung.count(); n != hungEvents {
+			t.Errorf("hung endpoint got %d requests, want %d", n, hungEvents)
+		}
+		// The other webhook keeps its full concurrency.
+		for range 20 {
+			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogout, Tenant: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the healthy endpoint to get every event", func() bool { return d.Stats().Succeeded == 20 })
+	})
+}

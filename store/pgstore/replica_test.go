@@ -360,3 +360,84 @@ func TestPGReplicas(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPGReplicaWakeUp checks that a dispatcher on pgstore is woken by
+// another replica's Emit (pgstore's WakeUps) instead of waiting for its next
+// poll: its poll interval is an hour, and the delivery must arrive within a
+// minute.
+func TestPGReplicaWakeUp(t *testing.T) {
+	schema := freshSchema(t)
+	const tenant = "tenant_wakeup"
+	got := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		select {
+		case got <- r.Header.Get("X-Webhook-Delivery"):
+		default:
+		}
+	}))
+	defer srv.Close()
+
+	emitterStore, sleeperStore := newStoreIn(t, schema), newStoreIn(t, schema)
+	w := storetest.NewWebhook(tenant)
+	w.URL, w.Events, w.MaxAttempts, w.RateLimit = srv.URL+"/hook", []string{"*"}, 0, 0
+	if err := emitterStore.CreateWebhook(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	cfg := func(owner string) *webhook.Config {
+		return &webhook.Config{Owner: owner, PollInterval: time.Hour, AllowedRanges: loopback, AllowAnyPort: true, Retention: -1}
+	}
+	// The emitting replica never starts its delivery loop.
+	emitter, err := webhook.New(emitterStore, cfg("emitter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper, err := webhook.New(sleeperStore, cfg("sleeper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sleeper.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sleeper.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}()
+
+	// The sleeper's first claim (at Start) should find nothing: give it a
+	// moment (if it were late, the test would pass without a wake-up, never
+	// fail spuriously). Its listener may
+	// not be connected yet when the first event is stored (a wake-up sent
+	// before it listens is lost), so emit one event a second until one is
+	// delivered: without wake-ups none would be before the hour is up.
+	time.Sleep(300 * time.Millisecond)
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		res, err := emitter.Emit(t.Context(), webhook.Event{
+			Type: webhook.EventWorkflowCompleted, Tenant: tenant, ID: fmt.Sprintf("evt_wake_%d", i),
+			Data: json.RawMessage(`{"n":1}`),
+		})
+		if err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+		if len(res.DeliveryIDs) != 1 {
+			t.Fatalf("Emit stored %d deliveries, want 1", len(res.DeliveryIDs))
+		}
+		select {
+		case id := <-got:
+			if id == "" {
+				t.Fatal("delivery without X-Webhook-Delivery")
+			}
+			return
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("no delivery within a minute: the sleeping replica was not woken")
+		}
+	}
+}
