@@ -491,15 +491,20 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 
 // SendTest delivers a webhook.test event to one webhook, whatever events it
 // subscribes to, and returns the delivery and its first attempt (the
-// management API's test endpoint). data may be nil. The Dispatcher must be
-// running.
+// management API's test endpoint). data may be nil. The payload's
+// metadata.requestId is a fresh "req_test_…" id, so a receiver can tell test
+// deliveries apart in its logs. The Dispatcher must be running.
 func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (*Delivery, *Attempt, error) {
 	w, err := d.st.GetWebhook(ctx, webhookID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("webhook: send test: %w", err)
 	}
 	d.forget(w.ID)
-	ev := Event{Type: EventWebhookTest, Tenant: w.Tenant, Data: data}
+	reqID, err := uuid.NewRandom()
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: send test: request id: %w", err)
+	}
+	ev := Event{Type: EventWebhookTest, Tenant: w.Tenant, Data: data, RequestID: "req_test_" + reqID.String()}
 	raw, err := d.prepare(&ev)
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -782,6 +783,9 @@ func TestSendNowAndSendTest(t *testing.T) {
 		}
 		if del.EventType != EventWebhookTest || del.Status != store.StatusFailed || a.ResponseStatus != 400 {
 			t.Errorf("SendTest = %+v, %+v", del, a)
+		}
+		if !bytes.Contains(del.Body, []byte(`"data":{"hello":"world"},"metadata":{"apiVersion":"v1","requestId":"req_test_`)) {
+			t.Errorf("SendTest body = %s, want the data and a req_test_ request id", del.Body)
 		}
 		fail.Store(false)
 		del, a, err = d.SendNow(ctx, del.ID)
