@@ -331,9 +331,9 @@ func (v *Verifier) verifyStandard(body []byte, msgID, tsHeader string, sigValues
 }
 
 // ParseTimestamp parses a webhook-timestamp header: decimal Unix seconds,
-// digits only (no sign, no spaces, no fraction), at most 12 digits. A
-// millisecond timestamp parses but lands far in the future, so the
-// tolerance check refuses it.
+// digits only (no sign, no spaces, no fraction), at most 12 digits, so a
+// 13-digit millisecond timestamp is refused as malformed (and a 12-digit one
+// lands far in the future, where the tolerance check refuses it).
 func ParseTimestamp(s string) (int64, error) {
 	if s == "" || len(s) > 12 {
 		return 0, ErrMalformedHeader
