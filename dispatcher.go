@@ -139,11 +139,13 @@ type Dispatcher struct {
 	hooksI Hooks
 
 	wake chan struct{} // capacity 1: new work or a free slot
+	// slots holds one token per attempt being sent (capacity Workers).
+	slots chan struct{}
 
 	mu       sync.Mutex
 	state    int
 	inflight int // attempts claimed and not yet recorded
-	sending  int // of which not yet answered: they hold a worker (see work)
+	sending  int // of which not yet answered: sending or waiting for a worker (see work)
 	reserved int // worker slots reserved by running claims
 	claiming int // claims running
 	// claimAgain asks the next claim to end to wake the loop.
@@ -216,6 +218,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		log:     c.Logger,
 		hooksI:  c.Hooks,
 		wake:    make(chan struct{}, 1),
+		slots:   make(chan struct{}, c.Workers),
 		hooks:   make(map[string]*hookState),
 		limits:  make(map[string]int),
 		waiters: make(map[string][]chan attemptDone),
@@ -676,7 +679,7 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 			return wait
 		}
 		busy := d.sending + d.reserved
-		free := min(d.cfg.Workers-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
+		free := min(maxAdmitted(d.cfg.Workers)-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
 		// Claim in batches: while attempts are in flight or claimed, wait
 		// until a few workers are free (a finishing worker wakes the loop).
 		if free <= 0 || (busy > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
@@ -765,7 +768,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			d.hooks[del.WebhookID] = h
 		}
 		h.rate = rates[del.WebhookID]
-		if h.sending >= d.limitOf(del.WebhookID, perCap) || d.sending+d.reserved >= d.cfg.Workers || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
+		if h.sending >= d.limitOf(del.WebhookID, perCap) || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
 			(h.rate > 0 && h.nextSlot.After(now)) {
 			excess = append(excess, del.ID)
 			continue
@@ -822,9 +825,16 @@ func (d *Dispatcher) adapt(webhookID string, class store.ErrorClass) {
 	}
 }
 
-// maxInflight bounds the attempts claimed and not yet recorded: Workers
-// attempts being sent plus as many answered ones waiting for their record.
-func maxInflight(workers int) int { return 2 * workers }
+// maxAdmitted bounds the claimed attempts not yet answered: Workers being
+// sent plus as many started and waiting for a worker. Claiming ahead keeps
+// the workers busy while the next claim waits for a store commit; the
+// slots semaphore still keeps at most Workers attempts sending at once.
+func maxAdmitted(workers int) int { return 2 * workers }
+
+// maxInflight bounds the attempts claimed and not yet recorded: the
+// admitted ones (being sent or waiting for a worker, see maxAdmitted) plus
+// as many answered ones waiting for their record.
+func maxInflight(workers int) int { return 3 * workers }
 
 // work runs one attempt of a claimed delivery and frees its slot.
 //
@@ -837,9 +847,24 @@ func maxInflight(workers int) int { return 2 * workers }
 // store, share commits).
 func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	defer d.workers.Done()
+	// Wait for a worker; a stopping dispatcher sends nothing anyway (the
+	// attempt ends as canceled), so it need not wait.
+	slot := false
+	select {
+	case d.slots <- struct{}{}:
+		slot = true
+	case <-ctx.Done():
+	}
+	free := func() {
+		if slot {
+			slot = false
+			<-d.slots
+		}
+	}
 	answered := false
 	r := d.deliver(ctx, del, func(class store.ErrorClass) {
 		answered = true
+		free()
 		d.mu.Lock()
 		d.sending--
 		if h := d.hooks[del.WebhookID]; h != nil {
@@ -849,6 +874,7 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 		d.mu.Unlock()
 		d.signal()
 	})
+	free()
 	d.mu.Lock()
 	d.inflight--
 	if !answered {

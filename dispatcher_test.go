@@ -1162,3 +1162,50 @@ func TestTimeoutsShrinkWebhookConcurrency(t *testing.T) {
 		waitFor(t, "the healthy endpoint to get every event", func() bool { return d.Stats().Succeeded == 20 })
 	})
 }
+
+// TestWorkersBoundConcurrentAttempts: the dispatcher claims ahead of its
+// workers, but never sends more than Workers attempts at once.
+func TestWorkersBoundConcurrentAttempts(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		release := make(chan struct{})
+		var mu sync.Mutex
+		cur, peak := 0, 0
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			mu.Lock()
+			cur++
+			peak = max(peak, cur)
+			mu.Unlock()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			mu.Lock()
+			cur--
+			mu.Unlock()
+		})
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Workers = 2
+		cfg.PerWebhookConcurrency = 8
+		d := startDispatcher(t, st, cfg)
+		const events = 8
+		for range events {
+			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Let one attempt finish at a time, each once the workers are full.
+		for i := range events {
+			want := min(i+cfg.Workers, events)
+			waitFor(t, fmt.Sprintf("%d requests", want), func() bool { return rc.count() >= want })
+			release <- struct{}{}
+		}
+		waitFor(t, "every event delivered", func() bool { return d.Stats().Succeeded == events })
+		mu.Lock()
+		defer mu.Unlock()
+		if peak != cfg.Workers {
+			t.Errorf("at most %d attempts were sent at once, want Workers = %d", peak, cfg.Workers)
+		}
+	})
+}
