@@ -13,9 +13,10 @@ import (
 	"code.dny.dev/ssrf"
 )
 
-// DefaultAllowedPorts are the only destination ports the guarded transport
-// dials unless TransportOptions says otherwise.
-var DefaultAllowedPorts = []int{80, 443}
+// DefaultAllowedPorts returns the only destination ports the guarded
+// transport dials unless TransportOptions says otherwise: 80 and 443. It is a
+// function, not a variable, so no code can change the default for everyone.
+func DefaultAllowedPorts() []int { return []int{80, 443} }
 
 // ErrBlockedDestination reports an outbound connection the SSRF guard
 // refused: a special-purpose address (loopback, private, link-local, CGNAT,
@@ -65,7 +66,7 @@ func newGuard(o TransportOptions) (*guard, error) {
 	if !o.AllowAnyPort {
 		ports := o.AllowedPorts
 		if len(ports) == 0 {
-			ports = DefaultAllowedPorts
+			ports = DefaultAllowedPorts()
 		}
 		for _, p := range ports {
 			if p < 1 || p > 65535 {
