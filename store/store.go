@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -217,6 +218,23 @@ type ClaimParams struct {
 	SkipWebhooks []string
 }
 
+// Validate reports, as an error wrapping ErrInvalid, ClaimParams that no
+// Store accepts: no Now, no Owner, a Lease that is not positive, or a Limit
+// outside 1..MaxPageLimit. Every Store calls it before claiming.
+func (p ClaimParams) Validate() error {
+	switch {
+	case p.Now.IsZero():
+		return fmt.Errorf("claim without Now: %w", ErrInvalid)
+	case p.Owner == "":
+		return fmt.Errorf("claim without owner: %w", ErrInvalid)
+	case p.Lease <= 0:
+		return fmt.Errorf("claim with lease %v: %w", p.Lease, ErrInvalid)
+	case p.Limit < 1 || p.Limit > MaxPageLimit:
+		return fmt.Errorf("claim limit %d outside 1..%d: %w", p.Limit, MaxPageLimit, ErrInvalid)
+	}
+	return nil
+}
+
 // CompleteParams records one attempt and moves the delivery to its next state.
 type CompleteParams struct {
 	// DeliveryID and Owner identify the leased delivery. ErrLeaseLost when
@@ -236,6 +254,28 @@ type CompleteParams struct {
 	DisableWebhook string
 	// Now is the time written to UpdatedAt.
 	Now time.Time
+}
+
+// Validate reports, as an error wrapping ErrInvalid, CompleteParams that no
+// Store accepts: no DeliveryID, Owner, Attempt or Now, an Attempt of another
+// delivery, an unknown Status, or pending without NextAttemptAt. Every Store
+// calls it before completing.
+func (p CompleteParams) Validate() error {
+	switch {
+	case p.DeliveryID == "" || p.Owner == "":
+		return fmt.Errorf("complete without delivery id or owner: %w", ErrInvalid)
+	case p.Attempt == nil:
+		return fmt.Errorf("complete of %q without an attempt: %w", p.DeliveryID, ErrInvalid)
+	case p.Attempt.DeliveryID != "" && p.Attempt.DeliveryID != p.DeliveryID:
+		return fmt.Errorf("attempt of %q completes %q: %w", p.Attempt.DeliveryID, p.DeliveryID, ErrInvalid)
+	case !p.Status.Valid():
+		return fmt.Errorf("complete with status %q: %w", p.Status, ErrInvalid)
+	case p.Status == StatusPending && p.NextAttemptAt.IsZero():
+		return fmt.Errorf("complete to pending without NextAttemptAt: %w", ErrInvalid)
+	case p.Now.IsZero():
+		return fmt.Errorf("complete without Now: %w", ErrInvalid)
+	}
+	return nil
 }
 
 // ReleaseParams gives up leases so the deliveries are claimable at once.

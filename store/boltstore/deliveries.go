@@ -210,15 +210,8 @@ func deleteDelivery(tx *bolt.Tx, id string, cnt counts) error {
 // never receive the same delivery while its lease is live. It reads
 // O(log n + k) index entries; see the package documentation.
 func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
-	switch {
-	case p.Now.IsZero():
-		return nil, invalid("claim without Now")
-	case p.Limit < 1 || p.Limit > store.MaxPageLimit:
-		return nil, invalid("claim limit %d outside 1..%d", p.Limit, store.MaxPageLimit)
-	case p.Lease <= 0:
-		return nil, invalid("claim lease %v is not positive", p.Lease)
-	case p.Owner == "":
-		return nil, invalid("claim without owner")
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	var skip map[string]bool
 	if len(p.SkipWebhooks) > 0 {
@@ -303,21 +296,8 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 // p.Status, releasing the lease, in one transaction. With DisableWebhook it
 // also deactivates the webhook and fails its other pending deliveries.
 func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
-	switch {
-	case p.DeliveryID == "":
-		return invalid("complete without delivery id")
-	case p.Owner == "":
-		return invalid("complete without owner")
-	case p.Attempt == nil:
-		return invalid("complete without attempt")
-	case !p.Status.Valid():
-		return invalid("complete with status %q", p.Status)
-	case p.Status == store.StatusPending && p.NextAttemptAt.IsZero():
-		return invalid("pending without NextAttemptAt")
-	case p.Now.IsZero():
-		return invalid("complete without Now")
-	case p.Attempt.DeliveryID != "" && p.Attempt.DeliveryID != p.DeliveryID:
-		return invalid("attempt of delivery %q completes %q", p.Attempt.DeliveryID, p.DeliveryID)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("boltstore: %w", err)
 	}
 	a := *p.Attempt
 	a.DeliveryID = p.DeliveryID

@@ -215,16 +215,8 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	switch {
-	case p.Now.IsZero():
-		return nil, invalid("claim without Now")
-	case p.Owner == "":
-		return nil, invalid("claim without owner")
-	case p.Lease <= 0:
-		return nil, invalid("claim with lease %v", p.Lease)
-	}
-	if err := checkLimit(p.Limit); err != nil {
-		return nil, err
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	skip := p.SkipWebhooks
 	if skip == nil {
@@ -257,19 +249,8 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	switch {
-	case p.DeliveryID == "" || p.Owner == "":
-		return invalid("complete without delivery id or owner")
-	case p.Attempt == nil:
-		return invalid("complete of %q without an attempt", p.DeliveryID)
-	case p.Attempt.DeliveryID != "" && p.Attempt.DeliveryID != p.DeliveryID:
-		return invalid("attempt of %q completes %q", p.Attempt.DeliveryID, p.DeliveryID)
-	case !p.Status.Valid():
-		return invalid("complete with status %q", p.Status)
-	case p.Status == store.StatusPending && p.NextAttemptAt.IsZero():
-		return invalid("complete to pending without NextAttemptAt")
-	case p.Now.IsZero():
-		return invalid("complete without Now")
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
 	}
 	a := p.Attempt
 	reqH, err := json.Marshal(cleanHeader(a.RequestHeaders))
