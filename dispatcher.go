@@ -934,7 +934,8 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 
 // deliver makes one attempt and records it with the delivery's next state.
 // It calls answered with the attempt's error class once the attempt has its
-// outcome, before recording it (not at all when it makes no attempt).
+// outcome, before recording it (not at all when it makes no attempt, nor
+// for a 410 Gone, which must be recorded before the webhook's next attempt).
 func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered func(store.ErrorClass)) attemptDone {
 	t, err := d.webhook(ctx, del.WebhookID)
 	if err != nil {
@@ -962,7 +963,12 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		d.hooksI.AttemptStarted(ctx, info)
 		att, res = d.send(ctx, t, del, number)
 	}
-	answered(att.ErrorClass)
+	// A 410 disables the webhook when it is recorded; until then the
+	// attempt keeps its slots, so no other delivery of that webhook is
+	// sent to an endpoint that has just said it is gone.
+	if att.ResponseStatus != http.StatusGone {
+		answered(att.ErrorClass)
+	}
 
 	now := d.cfg.Now()
 	p := store.CompleteParams{DeliveryID: del.ID, Owner: d.cfg.Owner, Attempt: att, Now: now}
