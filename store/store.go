@@ -120,8 +120,9 @@ type Delivery struct {
 	RoundAttempts int
 	// NextAttemptAt is when a pending delivery becomes due.
 	NextAttemptAt time.Time
-	// LeaseOwner and LeaseExpiresAt are set by Claim. A delivery whose lease
-	// has not expired cannot be claimed again.
+	// LeaseOwner and LeaseExpiresAt are set by Claim, or by Enqueue for a
+	// delivery enqueued already leased (see Store.Enqueue). A delivery whose
+	// lease has not expired cannot be claimed again.
 	LeaseOwner     string
 	LeaseExpiresAt time.Time
 	// LastStatusCode and LastError summarise the latest attempt.
@@ -216,6 +217,27 @@ type ClaimParams struct {
 	// SkipWebhooks are webhook ids whose deliveries must not be claimed
 	// (the caller is already at its concurrency cap for them).
 	SkipWebhooks []string
+}
+
+// ValidateEnqueue reports, as an error wrapping ErrInvalid, a batch that no
+// Store's Enqueue accepts: a nil delivery; one without ID, WebhookID,
+// EventID, EventType or Tenant; one whose Status is neither "" nor pending;
+// one with a LeaseOwner but no LeaseExpiresAt. Every Store calls it before
+// enqueuing.
+func ValidateEnqueue(ds []*Delivery) error {
+	for i, d := range ds {
+		switch {
+		case d == nil:
+			return fmt.Errorf("delivery %d is nil: %w", i, ErrInvalid)
+		case d.ID == "" || d.WebhookID == "" || d.EventID == "" || d.EventType == "" || d.Tenant == "":
+			return fmt.Errorf("delivery %d lacks an id, webhook id, event id, event type or tenant: %w", i, ErrInvalid)
+		case d.Status != "" && d.Status != StatusPending:
+			return fmt.Errorf("delivery %q is enqueued with status %q: %w", d.ID, d.Status, ErrInvalid)
+		case d.LeaseOwner != "" && d.LeaseExpiresAt.IsZero():
+			return fmt.Errorf("delivery %q is enqueued leased without LeaseExpiresAt: %w", d.ID, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // Validate reports, as an error wrapping ErrInvalid, ClaimParams that no
@@ -328,6 +350,13 @@ type Store interface {
 	// (EventID, WebhookID) is already stored is not stored again. It returns,
 	// for each input in order, the id of the stored delivery: the new one, or
 	// the existing one for a duplicate.
+	//
+	// A delivery given with a LeaseOwner is stored under that lease, until
+	// LeaseExpiresAt: Claim passes it over until the lease expires, and its
+	// owner may Complete or Release it as if it had claimed it. A
+	// dispatcher uses this to send at once what it has just stored, without
+	// claiming it back. A duplicate is not leased (its slot holds the
+	// existing id, not the one given).
 	Enqueue(ctx context.Context, ds []*Delivery) ([]string, error)
 	// Claim leases up to Limit pending deliveries that are due and not under
 	// a live lease, oldest NextAttemptAt first. A delivery is never handed to

@@ -15,15 +15,8 @@ import (
 // whose (EventID, WebhookID) is already stored, or earlier in ds, is not
 // stored again; its slot in the result holds the stored delivery's id.
 func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
-	for i, d := range ds {
-		switch {
-		case d == nil:
-			return nil, invalid("delivery %d is nil", i)
-		case d.ID == "", d.WebhookID == "", d.EventID == "", d.EventType == "", d.Tenant == "":
-			return nil, invalid("delivery %d lacks an id, webhook id, event id, event type or tenant", i)
-		case d.Status != "" && d.Status != store.StatusPending:
-			return nil, invalid("delivery %d has status %q, want pending", i, d.Status)
-		}
+	if err := store.ValidateEnqueue(ds); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	if len(ds) == 0 {
 		end, err := s.begin(ctx)
@@ -69,6 +62,9 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 				Tenant: in.Tenant, Body: in.Body, Status: store.StatusPending,
 				NextAttemptAt: in.NextAttemptAt, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 			}
+			if in.LeaseOwner != "" {
+				d.LeaseOwner, d.LeaseExpiresAt = in.LeaseOwner, in.LeaseExpiresAt
+			}
 			if d.CreatedAt.IsZero() {
 				d.CreatedAt = now
 			}
@@ -91,7 +87,13 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if err := tx.Bucket(bDelWebhook).Put(pairKey(d.WebhookID, d.ID), nil); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID)); err != nil {
+			var err error
+			if d.LeaseOwner != "" {
+				err = tx.Bucket(bLeased).Put(timeKey(d.LeaseExpiresAt, d.ID), leasedValue(&d))
+			} else {
+				err = tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
+			}
+			if err != nil {
 				return err
 			}
 			cnt.add(d.WebhookID, store.StatusPending, 1)

@@ -300,15 +300,8 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 
 // Enqueue stores copies of ds atomically. See store.Store.
 func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
-	for i, d := range ds {
-		switch {
-		case d == nil:
-			return nil, invalid("delivery %d is nil", i)
-		case d.ID == "" || d.WebhookID == "" || d.EventID == "" || d.EventType == "" || d.Tenant == "":
-			return nil, invalid("delivery %d lacks an id, webhook id, event id, event type or tenant", i)
-		case d.Status != "" && d.Status != store.StatusPending:
-			return nil, invalid("delivery %q is enqueued with status %q", d.ID, d.Status)
-		}
+	if err := store.ValidateEnqueue(ds); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
 	}
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
@@ -352,7 +345,9 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		r.d.Status = store.StatusPending
 		r.d.Attempts, r.d.RoundAttempts = 0, 0
 		r.d.LastStatusCode, r.d.LastError = 0, ""
-		r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
+		if r.d.LeaseOwner == "" {
+			r.d.LeaseExpiresAt = time.Time{}
+		}
 		if r.d.CreatedAt.IsZero() {
 			r.d.CreatedAt = t
 		}
@@ -366,7 +361,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		s.dedup[dedupKey{d.EventID, d.WebhookID}] = d.ID
 		s.tenantDeliveries[d.Tenant] = insertSorted(s.tenantDeliveries[d.Tenant], d.ID)
 		s.webhookDeliveries[d.WebhookID] = insertSorted(s.webhookDeliveries[d.WebhookID], d.ID)
-		s.claims.addReady(r)
+		if r.d.LeaseOwner != "" {
+			s.claims.addLeased(r)
+		} else {
+			s.claims.addReady(r)
+		}
 	}
 	return ids, nil
 }

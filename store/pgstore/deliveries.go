@@ -47,7 +47,8 @@ type dedupKey struct{ eventID, webhookID string }
 // Enqueue stores the deliveries in one statement: all or none. A delivery
 // whose (EventID, WebhookID) is stored already, or appears earlier in ds,
 // is not stored again; its slot in the result holds the stored id. It
-// wakes every WakeUps subscriber, on every replica, when it stored any.
+// wakes every WakeUps subscriber, on every replica, when it stored any
+// delivery that is not leased.
 func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -64,16 +65,15 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		ids, webhooks, events, types, tenants []string
 		bodies                                [][]byte
 		nexts, createds, updateds             []time.Time
+		owners                                []string
+		expires                               []*time.Time // nil: not leased
 	)
+	if err := store.ValidateEnqueue(ds); err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
 	stamp := now()
 	for i, d := range ds {
 		switch {
-		case d == nil:
-			return nil, invalid("delivery %d is nil", i)
-		case d.ID == "" || d.WebhookID == "" || d.EventID == "" || d.EventType == "" || d.Tenant == "":
-			return nil, invalid("delivery %d lacks an id, webhook id, event id, event type or tenant", i)
-		case d.Status != "" && d.Status != store.StatusPending:
-			return nil, invalid("delivery %q is enqueued with status %q", d.ID, d.Status)
 		case !textOK(d.ID) || !textOK(d.WebhookID) || !textOK(d.EventID) || !textOK(d.EventType) || !textOK(d.Tenant):
 			return nil, invalid("delivery %d holds a string that is not valid UTF-8 or has a NUL byte", i)
 		}
@@ -102,11 +102,17 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		ids, webhooks, events = append(ids, d.ID), append(webhooks, d.WebhookID), append(events, d.EventID)
 		types, tenants, bodies = append(types, d.EventType), append(tenants, d.Tenant), append(bodies, nonNil(d.Body))
 		nexts, createds, updateds = append(nexts, next), append(createds, created), append(updateds, updated)
+		var exp *time.Time
+		if d.LeaseOwner != "" {
+			e := ts(d.LeaseExpiresAt)
+			exp = &e
+		}
+		owners, expires = append(owners, d.LeaseOwner), append(expires, exp)
 	}
 
 	stored := make([]string, n) // input array index -> stored id
 	rows, err := s.pool.Query(ctx, s.q.enqueue, ids, webhooks, events, types, tenants, bodies,
-		nexts, createds, updateds, s.channel)
+		nexts, createds, updateds, owners, expires, s.channel)
 	if err != nil {
 		return nil, s.enqueueError(err)
 	}

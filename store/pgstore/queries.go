@@ -38,26 +38,29 @@ func buildQueries(quoted string) queries {
 	// Enqueue in one statement. bad lists the inputs whose webhook is missing
 	// or has another tenant; when there is any, nothing is inserted and the
 	// caller reports it. old finds the inputs stored before (the statement's
-	// snapshot does not see ins). woke notifies listeners when anything was
-	// inserted; PostgreSQL delivers it at commit.
+	// snapshot does not see ins). woke notifies listeners when anything
+	// claimable was inserted (a leased delivery is not); PostgreSQL delivers
+	// it at commit.
 	q.enqueue = f(`WITH input AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
-				$7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
-				WITH ORDINALITY AS i(id, webhook_id, event_id, event_type, tenant, body, next_attempt_at, created_at, updated_at, ord)
+				$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::timestamptz[])
+				WITH ORDINALITY AS i(id, webhook_id, event_id, event_type, tenant, body, next_attempt_at, created_at, updated_at,
+					lease_owner, lease_expires_at, ord)
 		), bad AS (
 			SELECT i.ord, w.id IS NULL AS missing
 			FROM input i LEFT JOIN {{schema}}.webhooks w ON w.id = i.webhook_id
 			WHERE w.id IS NULL OR w.tenant <> i.tenant
 		), ins AS (
 			INSERT INTO {{schema}}.deliveries (id, webhook_id, event_id, event_type, tenant, body, status,
-				next_attempt_at, created_at, updated_at)
-			SELECT id, webhook_id, event_id, event_type, tenant, body, 'pending', next_attempt_at, created_at, updated_at
+				next_attempt_at, created_at, updated_at, lease_owner, lease_expires_at)
+			SELECT id, webhook_id, event_id, event_type, tenant, body, 'pending', next_attempt_at, created_at, updated_at,
+				lease_owner, lease_expires_at
 			FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
 			ORDER BY webhook_id, event_id
 			ON CONFLICT (event_id, webhook_id) DO NOTHING
-			RETURNING id
+			RETURNING id, lease_owner
 		), woke AS (
-			SELECT pg_notify($10, '') FROM (SELECT 1 FROM ins LIMIT 1) x
+			SELECT pg_notify($12, '') FROM (SELECT 1 FROM ins WHERE lease_owner = '' LIMIT 1) x
 		)
 		SELECT 'bad', b.ord, CASE WHEN b.missing THEN 'missing' ELSE 'tenant' END FROM bad b
 		UNION ALL

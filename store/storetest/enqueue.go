@@ -16,6 +16,8 @@ var enqueueTests = []subtest{
 	{"Dedup", testEnqueueDedup},
 	{"DedupConcurrent", testEnqueueDedupConcurrent},
 	{"Empty", testEnqueueEmpty},
+	{"Leased", testEnqueueLeased},
+	{"LeasedDuplicate", testEnqueueLeasedDuplicate},
 	{"Copies", testDeliveryCopies},
 }
 
@@ -40,7 +42,7 @@ func testEnqueueDefaults(t *testing.T, h *harness) {
 	d.Status = ""
 	d.CreatedAt, d.UpdatedAt, d.NextAttemptAt = time.Time{}, time.Time{}, time.Time{}
 	d.Attempts, d.RoundAttempts, d.LastStatusCode, d.LastError = 4, 3, 500, "stale"
-	d.LeaseOwner, d.LeaseExpiresAt = "someone", Base.Add(time.Hour)
+	d.LeaseExpiresAt = Base.Add(time.Hour) // without a LeaseOwner: no lease
 	in := *d
 	before := time.Now().Add(-time.Second)
 	h.enqueue(t, d)
@@ -243,5 +245,96 @@ func testEnqueueDedupConcurrent(t *testing.T, h *harness) {
 	}
 	if d, err := h.s.GetDelivery(h.ctx, got[0]); err != nil || d.EventID != evt {
 		t.Errorf("GetDelivery(%s) = %v; want the delivery of %s", got[0], err, evt)
+	}
+}
+
+// A delivery enqueued with a lease is its owner's until the lease expires:
+// Claim passes it over, the owner completes or releases it.
+func testEnqueueLeased(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	expires := Base.Add(Lease)
+	leased := func() *store.Delivery {
+		d := NewDelivery(w, "workflow.completed")
+		d.NextAttemptAt = Base
+		d.LeaseOwner, d.LeaseExpiresAt = "sender", expires
+		return d
+	}
+	completed, released, expired, plain := leased(), leased(), leased(), NewDelivery(w, "workflow.completed")
+	plain.NextAttemptAt = Base
+	h.enqueue(t, completed, released, expired, plain)
+
+	got := h.getDelivery(t, completed.ID)
+	if got.LeaseOwner != "sender" || !got.LeaseExpiresAt.Equal(expires) || got.Status != store.StatusPending {
+		t.Fatalf("leased delivery stored with status %q, lease %q until %v; want pending, sender until %v",
+			got.Status, got.LeaseOwner, got.LeaseExpiresAt, expires)
+	}
+	if c := h.claim(t, Base.Add(time.Second), 10, "other"); len(c) != 1 || c[0].ID != plain.ID {
+		t.Fatalf("Claim during the leases = %q, want only the unleased %s", ids(c), plain.ID)
+	}
+
+	// The owner completes one without having claimed it.
+	h.complete(t, completed.ID, "sender", 1, store.StatusSuccess, Base.Add(2*time.Second))
+	if got := h.getDelivery(t, completed.ID); got.Status != store.StatusSuccess || got.Attempts != 1 || got.LeaseOwner != "" {
+		t.Errorf("after Complete by the owner: status %q, %d attempts, lease %q; want success, 1, none", got.Status, got.Attempts, got.LeaseOwner)
+	}
+	// Another owner cannot.
+	err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: expired.ID, Owner: "other", Attempt: NewAttempt(expired.ID, 1, 200),
+		Status: store.StatusSuccess, Now: Base.Add(2 * time.Second),
+	})
+	wantErr(t, "Complete of another owner's leased delivery", err, store.ErrLeaseLost)
+
+	// The owner releases one: due at once, for anyone.
+	if err := h.s.Release(h.ctx, store.ReleaseParams{Owner: "sender", IDs: []string{released.ID}}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if c := h.claim(t, Base.Add(3*time.Second), 10, "other"); len(c) != 1 || c[0].ID != released.ID {
+		t.Fatalf("Claim after Release = %q, want %s", ids(c), released.ID)
+	}
+	// The last one is claimable once its lease expires, and then its
+	// first owner has lost it.
+	if c := h.claim(t, expires.Add(-time.Microsecond), 10, "third"); len(c) != 0 {
+		t.Fatalf("Claim just before the lease expires = %q, want nothing", ids(c))
+	}
+	c := h.claim(t, expires, 10, "third")
+	if len(c) != 1 || c[0].ID != expired.ID || c[0].LeaseOwner != "third" {
+		t.Fatalf("Claim when the lease expires = %q, want %s leased by third", ids(c), expired.ID)
+	}
+	err = h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: expired.ID, Owner: "sender", Attempt: NewAttempt(expired.ID, 1, 200),
+		Status: store.StatusSuccess, Now: expires,
+	})
+	wantErr(t, "Complete by the first owner after another claimed it", err, store.ErrLeaseLost)
+
+	// A LeaseOwner without LeaseExpiresAt is refused, and stores nothing.
+	bad, ok := leased(), NewDelivery(w, "workflow.completed")
+	bad.LeaseExpiresAt = time.Time{}
+	_, err = h.s.Enqueue(h.ctx, []*store.Delivery{ok, bad})
+	wantErr(t, "Enqueue of a lease without expiry", err, store.ErrInvalid)
+	if _, err := h.s.GetDelivery(h.ctx, ok.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetDelivery of the refused batch's other delivery: %v, want ErrNotFound", err)
+	}
+}
+
+// Enqueuing a duplicate with a lease leases nothing: the stored delivery
+// stays claimable, and the caller learns from the id that it was not stored.
+func testEnqueueLeasedDuplicate(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	first := h.delivery(t, w, Base)
+	dup := NewDelivery(w, first.EventType)
+	dup.EventID = first.EventID
+	dup.LeaseOwner, dup.LeaseExpiresAt = "sender", Base.Add(Lease)
+	got := h.enqueue(t, dup)
+	if len(got) != 1 || got[0] != first.ID {
+		t.Fatalf("Enqueue of a leased duplicate = %q, want [%s]", got, first.ID)
+	}
+	if d := h.getDelivery(t, first.ID); d.LeaseOwner != "" {
+		t.Errorf("the stored delivery is leased by %q after a leased duplicate", d.LeaseOwner)
+	}
+	if c := h.claim(t, Base, 10, "other"); len(c) != 1 || c[0].ID != first.ID {
+		t.Errorf("Claim = %q, want %s", ids(c), first.ID)
+	}
+	if _, err := h.s.GetDelivery(h.ctx, dup.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetDelivery of the duplicate's id: %v, want ErrNotFound", err)
 	}
 }

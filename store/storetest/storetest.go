@@ -56,9 +56,12 @@
 //     store keeps no reference to any argument.
 //   - Enqueue requires ID, WebhookID, EventID, EventType and Tenant; the
 //     webhook must exist (else ErrNotFound) and belong to Tenant (else
-//     ErrInvalid); Status must be "" or pending (else ErrInvalid). It stores
-//     a fresh delivery: Status pending; Attempts, RoundAttempts,
-//     LastStatusCode, LastError and the lease zeroed; CreatedAt now when
+//     ErrInvalid); Status must be "" or pending, and a LeaseOwner needs a
+//     LeaseExpiresAt (else ErrInvalid). It stores a fresh delivery: Status
+//     pending; Attempts, RoundAttempts, LastStatusCode and LastError zeroed;
+//     the lease as given when LeaseOwner is set (a leased delivery: Claim
+//     passes it over while the lease is live, its owner may Complete or
+//     Release it), else no lease; CreatedAt now when
 //     zero; UpdatedAt CreatedAt when zero; NextAttemptAt CreatedAt when zero.
 //     An ID already stored (or twice in the batch) for another (EventID,
 //     WebhookID) is ErrConflict. A duplicate (EventID, WebhookID), within
