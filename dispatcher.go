@@ -148,9 +148,24 @@ type Dispatcher struct {
 	sending  int // of which not yet answered: sending or waiting for a worker (see work)
 	reserved int // worker slots reserved by running claims
 	claiming int // claims running
-	// claimAgain asks the next claim to end to wake the loop.
-	claimAgain bool
-	hooks      map[string]*hookState
+	// dueSeq counts the moments the store may have got due deliveries this
+	// process has not claimed (an Emit that stored some unleased, a
+	// redelivery, a poll, another replica's wake-up, a claim that filled
+	// its limit); clearSeq is the latest of them after which a claim found
+	// nothing more. The store may hold unclaimed due work exactly when they
+	// differ: only then do freed workers claim, and only when they are
+	// equal does Emit hand its deliveries to the workers directly.
+	dueSeq, clearSeq uint64
+	// blocked holds the webhooks passed over by the last claim that found
+	// nothing more (at their concurrency cap): their due deliveries may
+	// still wait in the store, so a finishing attempt of one of them
+	// claims again, and Emit does not go around them.
+	blocked map[string]bool
+	// parkedHooks holds the webhooks with parked deliveries (see
+	// hookState.parked); parked counts those deliveries, at most Workers.
+	parkedHooks map[string]bool
+	parked      int
+	hooks       map[string]*hookState
 	// limits holds the lowered concurrency limits of webhooks whose
 	// attempts timed out (see Config.PerWebhookConcurrency); a webhook
 	// without an entry has PerWebhookConcurrency.
@@ -159,6 +174,7 @@ type Dispatcher struct {
 	cache     map[string]*target
 	stats     counters
 	stopLoop  context.CancelFunc
+	workCtx   context.Context // the attempts' context, cancelled by Stop when it gives up waiting
 	abortWork context.CancelFunc
 	loopDone  chan struct{}
 	stopped   chan struct{} // closed when Stop begins
@@ -172,6 +188,19 @@ type hookState struct {
 	sending  int       // as Dispatcher.sending, for this webhook
 	rate     float64   // the webhook's RateLimit at the last claim, 0 for none
 	nextSlot time.Time // rate limit: earliest start of the next attempt
+	// parked holds claimed deliveries of this webhook that wait, oldest
+	// first, for one of its concurrency slots: a claim that got more of
+	// the webhook's deliveries than its limit lets through keeps them
+	// here (up to Workers over all webhooks) instead of giving their
+	// leases back and
+	// claiming them again. Counted in inflight, not in sending. They wait
+	// at most a quarter of their lease (see releaseParked).
+	parked []parkedDelivery
+}
+
+type parkedDelivery struct {
+	del *store.Delivery
+	at  time.Time
 }
 
 type attemptDone struct {
@@ -212,19 +241,22 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		rt = t
 	}
 	return &Dispatcher{
-		st:      st,
-		cfg:     c,
-		rt:      rt,
-		log:     c.Logger,
-		hooksI:  c.Hooks,
-		wake:    make(chan struct{}, 1),
-		slots:   make(chan struct{}, c.Workers),
-		hooks:   make(map[string]*hookState),
-		limits:  make(map[string]int),
-		waiters: make(map[string][]chan attemptDone),
-		cache:   make(map[string]*target),
-		stopped: make(chan struct{}),
-		done:    make(chan struct{}),
+		st:          st,
+		cfg:         c,
+		rt:          rt,
+		log:         c.Logger,
+		hooksI:      c.Hooks,
+		wake:        make(chan struct{}, 1),
+		slots:       make(chan struct{}, c.Workers),
+		hooks:       make(map[string]*hookState),
+		limits:      make(map[string]int),
+		blocked:     make(map[string]bool),
+		parkedHooks: make(map[string]bool),
+		dueSeq:      1, // the store may hold due deliveries when we start
+		waiters:     make(map[string][]chan attemptDone),
+		cache:       make(map[string]*target),
+		stopped:     make(chan struct{}),
+		done:        make(chan struct{}),
 	}, nil
 }
 
@@ -235,6 +267,19 @@ func (d *Dispatcher) signal() {
 	default:
 	}
 }
+
+// markDue records that the store may hold due deliveries nobody in this
+// process has claimed, and wakes the loop to claim them.
+func (d *Dispatcher) markDue() {
+	d.mu.Lock()
+	d.dueSeq++
+	d.mu.Unlock()
+	d.signal()
+}
+
+// duePending reports whether the store may hold due deliveries this
+// process has not claimed. d.mu is held.
+func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 
 // Emit stores one delivery of ev for every active webhook of ev.Tenant
 // subscribed to ev.Type, atomically, and returns their ids; the deliveries
@@ -348,16 +393,114 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 		ds[i] = &recs[i]
 		res.WebhookIDs[i] = w.ID
 	}
+	admitted := d.admit(ws, ds, now)
 	ids, err := d.st.Enqueue(ctx, ds)
 	if err != nil {
+		d.mu.Lock()
+		for _, a := range admitted {
+			d.unadmit(a)
+		}
+		d.mu.Unlock()
 		return EmitResult{}, fmt.Errorf("webhook: emit: enqueue: %w", err)
 	}
 	res.DeliveryIDs = ids
+	queued := len(admitted) < len(ds)
 	d.mu.Lock()
 	d.stats.emitted += int64(len(ids))
+	for i, a := range admitted {
+		switch {
+		case ids[a.i] != a.del.ID:
+			// A duplicate of a stored delivery: nothing new to send.
+			d.unadmit(a)
+		case a.parked:
+			h := d.hooks[a.del.WebhookID]
+			h.parked = append(h.parked, parkedDelivery{a.del, now})
+			d.parkedHooks[a.del.WebhookID] = true
+		default:
+			go d.work(d.workCtx, a.del)
+		}
+		admitted[i] = admission{}
+	}
+	// Slots may have freed while the store worked.
+	d.unpark()
+	if queued {
+		d.dueSeq++
+	}
 	d.mu.Unlock()
-	d.signal()
+	if queued {
+		d.signal()
+	}
 	return res, nil
+}
+
+// admission is a delivery Emit hands to this process's workers.
+type admission struct {
+	del    *store.Delivery
+	i      int  // its index in the batch
+	parked bool // it waits for a slot (see hookState.parked)
+}
+
+// admit hands to this process's workers, when they have room, the
+// deliveries Emit is about to store: it leases them to this dispatcher
+// (they are stored leased, so no claim is needed) and counts them as in
+// flight, or as parked when their webhook (or every worker) is busy; Emit
+// starts or parks them once they are stored. It admits nothing while the
+// store may hold due deliveries not yet claimed (those go first, in due
+// order), nor for a rate-limited webhook; what it does not admit is stored
+// for a claim to find.
+func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.Time) []admission {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateRunning || d.duePending() {
+		return nil
+	}
+	perCap := d.cfg.PerWebhookConcurrency
+	var out []admission
+	for i, del := range ds {
+		w := ws[i]
+		if w.RateLimit > 0 || d.blocked[w.ID] || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) {
+			continue
+		}
+		h := d.hooks[w.ID]
+		if h == nil {
+			h = &hookState{}
+			d.hooks[w.ID] = h
+		}
+		a := admission{del: del, i: i}
+		if len(h.parked) > 0 || h.sending >= d.limitOf(w.ID, perCap) || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) {
+			if d.parked >= d.cfg.Workers {
+				continue
+			}
+			a.parked = true
+			d.parked++
+		} else {
+			h.sending++
+			d.sending++
+			d.workers.Add(1)
+		}
+		h.inflight++
+		d.inflight++
+		del.LeaseOwner, del.LeaseExpiresAt = d.cfg.Owner, now.Add(d.cfg.Lease)
+		out = append(out, a)
+	}
+	return out
+}
+
+// unadmit undoes admit for a delivery that will not be sent. d.mu is held.
+func (d *Dispatcher) unadmit(a admission) {
+	d.inflight--
+	h := d.hooks[a.del.WebhookID]
+	h.inflight--
+	if a.parked {
+		d.parked--
+	} else {
+		d.sending--
+		h.sending--
+		d.workers.Done()
+	}
+	if h.inflight <= 0 && h.rate == 0 {
+		delete(d.hooks, a.del.WebhookID)
+	}
 }
 
 // Start checks the store and starts the delivery loop and the background
@@ -389,6 +532,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	workCtx, abortWork := context.WithCancel(base)
 	d.stopLoop, d.abortWork = stopLoop, abortWork
 	d.loopDone = make(chan struct{})
+	d.workCtx = workCtx
 	d.state = stateRunning
 	go d.loop(loopCtx, workCtx)
 	d.log.LogAttrs(ctx, slog.LevelInfo, "webhook dispatcher started", slog.String("owner", d.cfg.Owner))
@@ -423,6 +567,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 
 	d.stopLoop()
 	<-d.loopDone
+	d.releaseParked(ctx, time.Time{})
 	finished := make(chan struct{})
 	go func() {
 		d.workers.Wait()
@@ -454,7 +599,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Deliver
 	if err != nil {
 		return nil, fmt.Errorf("webhook: redeliver: %w", err)
 	}
-	d.signal()
+	d.markDue()
 	return del, nil
 }
 
@@ -481,7 +626,7 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 			return nil, nil, fmt.Errorf("webhook: send now: %w", err)
 		}
 	}
-	d.signal()
+	d.markDue()
 	select {
 	case r := <-ch:
 		return r.d, r.a, r.err
@@ -578,7 +723,7 @@ func (d *Dispatcher) enqueueWaiting(ctx context.Context, ev *Event, data []byte,
 		d.removeWaiter(del.ID, ch)
 		return "", fmt.Errorf("webhook: send test: enqueue: %w", err)
 	}
-	d.signal()
+	d.markDue()
 	return ids[0], nil
 }
 
@@ -637,6 +782,11 @@ func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 	}); ok {
 		wakeUps = w.WakeUps(ctx)
 	}
+	// The store is polled every PollInterval however often the loop wakes:
+	// retries fall due and leases expire with time alone. The timer wakes
+	// the loop sooner for a rate-limited webhook's next slot.
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
 	timer := time.NewTimer(d.cfg.PollInterval)
 	defer timer.Stop()
 	for {
@@ -644,7 +794,12 @@ func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		timer.Reset(wait)
+		timer.Stop()
+		var timerC <-chan time.Time
+		if wait < d.cfg.PollInterval {
+			timer.Reset(wait)
+			timerC = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -652,8 +807,15 @@ func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 		case _, ok := <-wakeUps:
 			if !ok {
 				wakeUps = nil
+				continue
 			}
-		case <-timer.C:
+			d.markDue()
+		case <-timerC:
+			d.markDue()
+		case <-poll.C:
+			d.markDue()
+			// Parked deliveries wait at most a quarter of their lease.
+			d.releaseParked(ctx, d.cfg.Now().Add(-d.cfg.Lease/4))
 		}
 	}
 }
@@ -667,17 +829,20 @@ const maxClaims = 4
 // deliveries, so concurrent claims never lease more than the free workers.
 func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.WaitGroup) time.Duration {
 	wait := d.cfg.PollInterval
-	now := d.cfg.Now()
 	perCap := d.cfg.PerWebhookConcurrency
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		if d.claiming >= maxClaims {
-			// A claim that ends wakes the loop again: what woke it now
-			// (an Emit, say) may not be in the running claims' results.
-			d.claimAgain = true
+		// A claim that ends wakes the loop again if something may have
+		// fallen due meanwhile.
+		if !d.duePending() || d.claiming >= maxClaims {
 			return wait
 		}
+		// The claim sees everything marked due up to seq: its Now is
+		// read after seq (an Emit marks its deliveries due after storing
+		// them, due at a Now read before).
+		seq := d.dueSeq
+		now := d.cfg.Now()
 		busy := d.sending + d.reserved
 		free := min(maxAdmitted(d.cfg.Workers)-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
 		// Claim in batches: while attempts are in flight or claimed, wait
@@ -704,10 +869,21 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 			more := d.claim(ctx, workCtx, now, limit, skip)
 			d.mu.Lock()
 			d.claiming--
-			more = more || d.claimAgain
-			d.claimAgain = false
+			switch {
+			case more:
+				d.dueSeq++
+			case seq > d.clearSeq:
+				// Nothing more was due when this claim looked, but for
+				// the webhooks it passed over.
+				d.clearSeq = seq
+				clear(d.blocked)
+				for _, id := range skip {
+					d.blocked[id] = true
+				}
+			}
+			again := d.duePending()
 			d.mu.Unlock()
-			if more {
+			if again {
 				d.signal()
 			}
 		}()
@@ -768,7 +944,17 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			d.hooks[del.WebhookID] = h
 		}
 		h.rate = rates[del.WebhookID]
-		if h.sending >= d.limitOf(del.WebhookID, perCap) || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
+		limit := d.limitOf(del.WebhookID, perCap)
+		if h.sending >= limit && h.rate == 0 && d.parked < d.cfg.Workers && d.inflight+d.reserved < maxInflight(d.cfg.Workers) {
+			// Over the webhook's limit: wait here for one of its slots.
+			h.parked = append(h.parked, parkedDelivery{del, now})
+			d.parkedHooks[del.WebhookID] = true
+			d.parked++
+			h.inflight++
+			d.inflight++
+			continue
+		}
+		if h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
 			(h.rate > 0 && h.nextSlot.After(now)) {
 			excess = append(excess, del.ID)
 			continue
@@ -871,8 +1057,11 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 			h.sending--
 		}
 		d.adapt(del.WebhookID, class)
+		again := d.freed(del.WebhookID)
 		d.mu.Unlock()
-		d.signal()
+		if again {
+			d.signal()
+		}
 	})
 	free()
 	d.mu.Lock()
@@ -891,11 +1080,90 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	}
 	ws := d.waiters[del.ID]
 	delete(d.waiters, del.ID)
+	again := d.freed(del.WebhookID)
 	d.mu.Unlock()
 	for _, ch := range ws {
 		ch <- r
 	}
-	d.signal()
+	if again {
+		d.signal()
+	}
+}
+
+// freed reports whether the loop should claim now that an attempt of the
+// webhook has freed its slots: when the store may hold due deliveries, in
+// particular ones of this webhook that the last claim passed over. d.mu is
+// held.
+func (d *Dispatcher) freed(webhookID string) bool {
+	d.unpark()
+	if d.blocked[webhookID] {
+		// Claim its deliveries once it can take one more attempt.
+		if h := d.hooks[webhookID]; h == nil || len(h.parked) == 0 && h.sending < d.limitOf(webhookID, d.cfg.PerWebhookConcurrency) {
+			delete(d.blocked, webhookID)
+			d.dueSeq++
+		}
+	}
+	return d.duePending()
+}
+
+// unpark starts the parked deliveries that the webhooks' limits and the
+// free workers now let through. d.mu is held.
+func (d *Dispatcher) unpark() {
+	if len(d.parkedHooks) == 0 || d.state != stateRunning {
+		return
+	}
+	perCap := d.cfg.PerWebhookConcurrency
+	for id := range d.parkedHooks {
+		h := d.hooks[id]
+		for len(h.parked) > 0 && h.sending < d.limitOf(id, perCap) && d.sending+d.reserved < maxAdmitted(d.cfg.Workers) {
+			del := h.parked[0].del
+			h.parked[0] = parkedDelivery{}
+			h.parked = h.parked[1:]
+			d.parked--
+			h.sending++
+			d.sending++
+			d.workers.Add(1)
+			go d.work(d.workCtx, del)
+		}
+		if len(h.parked) == 0 {
+			h.parked = nil
+			delete(d.parkedHooks, id)
+		}
+	}
+}
+
+// releaseParked gives back the leases of the deliveries parked before
+// (all of them when before is zero), so that they are claimed again rather
+// than wait on while their leases run out.
+func (d *Dispatcher) releaseParked(ctx context.Context, before time.Time) {
+	var ids []string
+	d.mu.Lock()
+	for id := range d.parkedHooks {
+		h := d.hooks[id]
+		n := 0
+		for n < len(h.parked) && (before.IsZero() || h.parked[n].at.Before(before)) {
+			ids = append(ids, h.parked[n].del.ID)
+			n++
+		}
+		h.parked = h.parked[n:]
+		d.parked -= n
+		h.inflight -= n
+		d.inflight -= n
+		if len(h.parked) == 0 {
+			h.parked = nil
+			delete(d.parkedHooks, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: ids}); err != nil {
+		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
+	}
+	d.markDue()
 }
 
 // webhook returns the delivery's webhook prepared for sending, from the

@@ -71,7 +71,7 @@ func (d *Dispatcher) Stats() Stats {
 	s := Stats{
 		Running:   d.state == stateRunning,
 		Emitted:   d.stats.emitted,
-		InFlight:  d.inflight,
+		InFlight:  d.inflight - d.parked, // parked deliveries are claimed, not in flight
 		Attempts:  d.stats.attempts,
 		Succeeded: d.stats.success,
 		Failed:    d.stats.failed,
@@ -81,7 +81,7 @@ func (d *Dispatcher) Stats() Stats {
 	for id, w := range d.stats.per {
 		ws := *w
 		if h := d.hooks[id]; h != nil {
-			ws.InFlight = h.inflight
+			ws.InFlight = h.inflight - len(h.parked)
 		}
 		s.Webhooks = append(s.Webhooks, ws)
 	}
@@ -100,7 +100,7 @@ func (d *Dispatcher) WebhookStats(ctx context.Context, webhookID string) (Webhoo
 	ws := WebhookStats{WebhookID: webhookID, Pending: c.Pending, Succeeded: c.Success, Failed: c.Failed}
 	d.mu.Lock()
 	if h := d.hooks[webhookID]; h != nil {
-		ws.InFlight = h.inflight
+		ws.InFlight = h.inflight - len(h.parked)
 	}
 	if w := d.stats.per[webhookID]; w != nil {
 		ws.Attempts = w.Attempts

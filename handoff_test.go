@@ -1,0 +1,300 @@
+package webhook
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/storetest"
+)
+
+// countingStore counts the calls the dispatcher makes, and can hold its
+// claims until a gate opens.
+type countingStore struct {
+	store.Store
+	claims, releases, released atomic.Int64
+
+	mu       sync.Mutex
+	enqueued []store.Delivery // as given to Enqueue, without bodies
+	gate     chan struct{}    // when not nil, Claim waits until it is closed
+}
+
+func (s *countingStore) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	s.mu.Lock()
+	for _, d := range ds {
+		c := *d
+		c.Body = nil
+		s.enqueued = append(s.enqueued, c)
+	}
+	s.mu.Unlock()
+	return s.Store.Enqueue(ctx, ds)
+}
+
+func (s *countingStore) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	s.claims.Add(1)
+	return s.Store.Claim(ctx, p)
+}
+
+func (s *countingStore) Release(ctx context.Context, p store.ReleaseParams) error {
+	err := s.Store.Release(ctx, p)
+	s.releases.Add(1)
+	s.released.Add(int64(len(p.IDs)))
+	return err
+}
+
+func (s *countingStore) enqueuedCopy() []store.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]store.Delivery(nil), s.enqueued...)
+}
+
+// settled reports whether the dispatcher knows of no unclaimed due work.
+func settled(d *Dispatcher) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.duePending() && d.claiming == 0
+}
+
+// backlog stores n due deliveries of w directly, as a previous process
+// would have left them.
+func backlog(t *testing.T, st store.Store, w *store.Webhook, n int) {
+	t.Helper()
+	for range n {
+		del := storetest.NewDelivery(w, EventUserLogin)
+		del.NextAttemptAt = time.Now().Add(-time.Minute)
+		if _, err := st.Enqueue(context.Background(), []*store.Delivery{del}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// With nothing queued, Emit stores its deliveries leased to the dispatcher
+// and hands them to the workers: no claim, no release, and one attempt each.
+func TestEmitHandsOffWithoutClaiming(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		cs := &countingStore{Store: newStore(t)}
+		// At most 8 events emitted and not yet received: the endpoint
+		// keeps up, as it does in a steady state.
+		window := make(chan struct{}, 8)
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-window })
+		addWebhook(t, cs, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Workers = 8
+		cfg.PerWebhookConcurrency = 8
+		cfg.PollInterval = time.Hour // no polls during the test
+		d := startDispatcher(t, cs, cfg)
+		waitFor(t, "the first claim", func() bool { return settled(d) })
+		claims := cs.claims.Load()
+
+		const events = 100
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range events / 4 {
+					window <- struct{}{}
+					if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		waitFor(t, "every delivery", func() bool { return d.Stats().Succeeded == events })
+
+		if n := cs.claims.Load() - claims; n != 0 {
+			t.Errorf("%d claims while emitting, want none", n)
+		}
+		if n := cs.releases.Load(); n != 0 {
+			t.Errorf("%d releases, want none", n)
+		}
+		leased := 0
+		for _, del := range cs.enqueuedCopy() {
+			if del.LeaseOwner == d.cfg.Owner && del.LeaseExpiresAt.After(time.Now()) {
+				leased++
+			}
+		}
+		if leased != events {
+			t.Errorf("%d of %d deliveries enqueued leased to the dispatcher", leased, events)
+		}
+		if n := rc.count(); n != events {
+			t.Errorf("receiver got %d requests, want %d", n, events)
+		}
+		ds, _, err := cs.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Limit: store.MaxPageLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, del := range ds {
+			if del.Status != store.StatusSuccess || del.Attempts != 1 || del.LeaseOwner != "" {
+				t.Errorf("delivery %s: %s after %d attempts, leased by %q; want success after 1, no lease", del.ID, del.Status, del.Attempts, del.LeaseOwner)
+			}
+		}
+	})
+}
+
+// While deliveries stored earlier wait to be claimed, Emit does not go
+// around them: it stores its deliveries unleased, and the claim takes them
+// all in due order.
+func TestEmitQueuesBehindUnclaimedDeliveries(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		cs := &countingStore{Store: newStore(t), gate: make(chan struct{})}
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, cs, "a", rc.URL)
+		backlog(t, cs.Store, w, 3)
+		cfg := testConfig()
+		cfg.PollInterval = time.Hour
+		d := startDispatcher(t, cs, cfg) // its first claim waits at the gate
+
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, del := range cs.enqueuedCopy() {
+			if del.ID == res.DeliveryIDs[0] && del.LeaseOwner != "" {
+				t.Errorf("Emit behind a backlog enqueued its delivery leased to %q, want unleased", del.LeaseOwner)
+			}
+		}
+		cs.mu.Lock()
+		close(cs.gate)
+		cs.gate = nil
+		cs.mu.Unlock()
+		waitFor(t, "the backlog and the event", func() bool { return d.Stats().Succeeded == 4 })
+	})
+}
+
+// A claim that gets more of a webhook's deliveries than its concurrency
+// limit lets through parks the rest instead of giving their leases back:
+// they start as slots free, and Stop releases what is still parked.
+func TestClaimParksDeliveriesOverTheWebhookLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		cs := &countingStore{Store: newStore(t)}
+		hold := make(chan struct{})
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if n <= 2 {
+				<-hold
+			}
+		})
+		w := addWebhook(t, cs, "a", rc.URL)
+		backlog(t, cs.Store, w, 8)
+		cfg := testConfig()
+		cfg.Workers = 8
+		cfg.ClaimBatch = 8
+		cfg.PerWebhookConcurrency = 2
+		d := startDispatcher(t, cs, cfg)
+
+		waitFor(t, "two attempts in flight and six parked", func() bool {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return rc.count() == 2 && d.parked == 6
+		})
+		if s := d.Stats(); s.InFlight != 2 {
+			t.Errorf("Stats().InFlight = %d with 2 sending and 6 parked, want 2", s.InFlight)
+		}
+		if n := cs.released.Load(); n != 0 {
+			t.Errorf("%d deliveries released, want none (parked)", n)
+		}
+		close(hold)
+		waitFor(t, "every delivery", func() bool { return d.Stats().Succeeded == 8 })
+		if n := cs.released.Load(); n != 0 {
+			t.Errorf("%d deliveries released while draining, want none", n)
+		}
+		if n := rc.count(); n != 8 {
+			t.Errorf("receiver got %d requests, want 8", n)
+		}
+	})
+}
+
+// Parked deliveries go back to the store when the dispatcher stops, and
+// when they have waited a quarter of their lease.
+func TestParkedDeliveriesAreReleased(t *testing.T) {
+	for _, stop := range []bool{true, false} {
+		name := "Stop"
+		if !stop {
+			name = "Timeout"
+		}
+		t.Run(name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+				cs := &countingStore{Store: newStore(t)}
+				hang := make(chan struct{})
+				defer close(hang)
+				rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+					select {
+					case <-hang:
+					case <-r.Context().Done():
+					}
+				})
+				w := addWebhook(t, cs, "a", rc.URL)
+				backlog(t, cs.Store, w, 8)
+				clk := newFakeClock()
+				cfg := testConfig()
+				cfg.Now = clk.Now
+				cfg.Workers = 8
+				cfg.ClaimBatch = 8
+				cfg.PerWebhookConcurrency = 2
+				cfg.Timeout = 30 * time.Second
+				cfg.Lease = time.Minute
+				d, err := New(cs, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := d.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				parked := func() int {
+					d.mu.Lock()
+					defer d.mu.Unlock()
+					return d.parked
+				}
+				waitFor(t, "six parked", func() bool { return rc.count() == 2 && parked() == 6 })
+
+				if stop {
+					ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+					defer cancel()
+					d.Stop(ctx)
+				} else {
+					defer func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+						defer cancel()
+						d.Stop(ctx)
+					}()
+					clk.Advance(cfg.Lease/4 + time.Second)
+					waitFor(t, "the parked deliveries' release", func() bool { return cs.released.Load() >= 6 })
+					if n := parked(); n != 0 {
+						t.Errorf("%d deliveries still parked", n)
+					}
+				}
+				if n := cs.released.Load(); n != 6 {
+					t.Errorf("%d deliveries released, want the 6 parked", n)
+				}
+				ds, _, err := cs.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Status: store.StatusPending, Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				unleased := 0
+				for _, del := range ds {
+					if del.LeaseOwner == "" {
+						unleased++
+					}
+				}
+				// After Stop the two in flight are recorded canceled and
+				// unleased too; otherwise they are still being sent.
+				want := 6
+				if stop {
+					want = 8
+				}
+				if unleased != want {
+					t.Errorf("%d pending deliveries unleased, want %d", unleased, want)
+				}
+			})
+		})
+	}
+}
