@@ -15,7 +15,10 @@
 // (-concurrency, 64 by default: POSTing goroutines for raw; dispatcher
 // workers and emitting goroutines for the library):
 //
-//	raw      the ceiling: plain net/http POSTs of the same bodies
+//	raw      the ceiling: plain net/http POSTs of the same requests as the
+//	         library's (the same bodies with the same headers: X-Webhook-*,
+//	         both signature schemes), built once and sent as they are
+//	bare     for reference: the same bodies with Content-Type alone
 //	mem      end to end (Emit, store, claim, sign, POST, record) with memstore
 //	bolt     the same with boltstore (fsync on every commit unless -nosync)
 //	emit     durable Emit alone: boltstore, one matching webhook per event,
@@ -82,7 +85,7 @@ import (
 )
 
 // allScenarios lists every scenario in the order a run takes them.
-var allScenarios = []string{"raw", "mem", "bolt", "emit", "fanout", "hung", "backlog", "pg"}
+var allScenarios = []string{"raw", "bare", "mem", "bolt", "emit", "fanout", "hung", "backlog", "pg"}
 
 // options are the command's settings, from flags.
 type options struct {

@@ -6,12 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/store/memstore"
 )
 
 // childEnv makes the test binary act as webhookbench when the bench re-runs
@@ -46,7 +51,7 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 // TestEveryScenario runs each scenario briefly, each in its child process as
 // a real run does, and checks that each measured what it claims.
 func TestEveryScenario(t *testing.T) {
-	scenarios := "raw,mem,bolt,emit,fanout,hung,backlog,pg"
+	scenarios := "raw,bare,mem,bolt,emit,fanout,hung,backlog,pg"
 	// -nosync: on a shared disk one fsync can stall longer than a 300 ms
 	// window, and this test checks the bench, not the disk.
 	args := []string{"-scenarios", scenarios, "-duration", "300ms", "-warmup", "100ms",
@@ -267,5 +272,56 @@ func TestEventDataCarriesEmitTime(t *testing.T) {
 	}
 	if _, ok := emitTime([]byte(`{"emittedAt":"x"}`)); ok {
 		t.Error("emitTime accepted a body without digits")
+	}
+}
+
+// raw's requests carry the same headers as the library's: the same names,
+// and values of the same lengths (the ids and signatures differ).
+func TestRawSendsTheLibrarysHeaders(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Clone():
+		default:
+		}
+	}))
+	defer srv.Close()
+	st := memstore.New()
+	defer st.Close()
+	rc := &receiver{srv: srv}
+	ws, err := createWebhooks(t.Context(), st, rc, []string{"/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: &options{Concurrency: 4, AttemptTimeout: 5 * time.Second, DataBytes: 64}, clk: &clock{base: time.Now()}}
+	d, err := webhook.New(st, b.config(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	if _, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var lib http.Header
+	select {
+	case lib = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery")
+	}
+	raw := libraryHeaders(newID("evt_"), ws[0].ID, b.body(nil, newID("evt_"), ws[0].ID, 0, 0))
+	// net/http adds these on the wire for both.
+	for _, k := range []string{"Content-Length", "Accept-Encoding"} {
+		lib.Del(k)
+	}
+	if len(raw) != len(lib) {
+		t.Errorf("raw sends %d headers, the library %d:\nraw %v\nlib %v", len(raw), len(lib), raw, lib)
+	}
+	for k, v := range lib {
+		if len(raw[k]) != len(v) || len(raw[k]) == 1 && len(raw[k][0]) != len(v[0]) {
+			t.Errorf("header %s: raw sends %q, the library %q", k, raw[k], v)
+		}
 	}
 }

@@ -180,7 +180,9 @@ func runScenario(ctx context.Context, o *options, name string, stderr io.Writer)
 	b := &bench{o: o, name: name, clk: &clock{base: time.Now()}, stderr: stderr}
 	switch name {
 	case "raw":
-		r = b.raw(ctx)
+		r = b.raw(ctx, false)
+	case "bare":
+		r = b.raw(ctx, true)
 	case "mem":
 		r = b.endToEnd(ctx, "memstore")
 	case "bolt":
