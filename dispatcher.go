@@ -137,6 +137,8 @@ type Dispatcher struct {
 	rt     http.RoundTripper
 	log    *slog.Logger
 	hooksI Hooks
+	// userAgent is the User-Agent header's value, shared by every attempt.
+	userAgent []string
 
 	wake chan struct{} // capacity 1: new work or a free slot
 	// slots holds one token per attempt being sent (capacity Workers).
@@ -177,9 +179,13 @@ type Dispatcher struct {
 	workCtx   context.Context // the attempts' context, cancelled by Stop when it gives up waiting
 	abortWork context.CancelFunc
 	loopDone  chan struct{}
-	stopped   chan struct{} // closed when Stop begins
-	done      chan struct{} // closed when Stop has finished
-	workers   sync.WaitGroup
+	stopped   chan struct{}  // closed when Stop begins
+	done      chan struct{}  // closed when Stop has finished
+	workers   sync.WaitGroup // attempts started and not yet recorded
+	// jobs feeds the pool of goroutines that run the attempts (see
+	// startWork); pool counts those goroutines.
+	jobs chan *store.Delivery
+	pool sync.WaitGroup
 }
 
 // hookState is the dispatcher's per-webhook bookkeeping, guarded by mu.
@@ -189,12 +195,12 @@ type hookState struct {
 	rate     float64   // the webhook's RateLimit at the last claim, 0 for none
 	nextSlot time.Time // rate limit: earliest start of the next attempt
 	// parked holds claimed deliveries of this webhook that wait, oldest
-	// first, for one of its concurrency slots: a claim that got more of
-	// the webhook's deliveries than its limit lets through keeps them
-	// here (up to Workers over all webhooks) instead of giving their
-	// leases back and
-	// claiming them again. Counted in inflight, not in sending. They wait
-	// at most a quarter of their lease (see releaseParked).
+	// first, for one of its concurrency slots: a claim (or an Emit) that
+	// got more of the webhook's deliveries than its limit lets through
+	// keeps them here (up to Workers over all webhooks) instead of giving
+	// their leases back and claiming them again. Counted in inflight, not
+	// in sending. They wait at most a quarter of their lease (see
+	// releaseParked).
 	parked []parkedDelivery
 }
 
@@ -246,6 +252,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		rt:          rt,
 		log:         c.Logger,
 		hooksI:      c.Hooks,
+		userAgent:   []string{c.UserAgent},
 		wake:        make(chan struct{}, 1),
 		slots:       make(chan struct{}, c.Workers),
 		hooks:       make(map[string]*hookState),
@@ -367,7 +374,11 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 	}
 	now := d.cfg.Now()
 	// One backing array for every body: each body is a capped sub-slice.
-	buf := make([]byte, 0, len(ws)*(len(data)+len(ev.ID)+len(ev.Type)+len(ev.RequestID)+160))
+	size := 0
+	for _, w := range ws {
+		size += bodySize(ev.ID, ev.Type, w.ID, data, ev.RequestID)
+	}
+	buf := make([]byte, 0, size)
 	ds := make([]*store.Delivery, len(ws))
 	recs := make([]store.Delivery, len(ws))
 	res.WebhookIDs = make([]string, len(ws))
@@ -417,7 +428,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 			h.parked = append(h.parked, parkedDelivery{a.del, now})
 			d.parkedHooks[a.del.WebhookID] = true
 		default:
-			go d.work(d.workCtx, a.del)
+			d.startWork(a.del)
 		}
 		admitted[i] = admission{}
 	}
@@ -534,6 +545,20 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.loopDone = make(chan struct{})
 	d.workCtx = workCtx
 	d.state = stateRunning
+	// One pool goroutine per attempt that can be in flight, so startWork
+	// never waits. They keep their grown stacks from one attempt to the
+	// next, where a goroutine per attempt would grow a new one each time.
+	n := maxInflight(d.cfg.Workers)
+	d.jobs = make(chan *store.Delivery, n)
+	d.pool.Add(n)
+	for range n {
+		go func() {
+			defer d.pool.Done()
+			for del := range d.jobs {
+				d.work(workCtx, del)
+			}
+		}()
+	}
 	go d.loop(loopCtx, workCtx)
 	d.log.LogAttrs(ctx, slog.LevelInfo, "webhook dispatcher started", slog.String("owner", d.cfg.Owner))
 	return nil
@@ -582,6 +607,9 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		<-finished
 	}
 	d.abortWork()
+	// Every attempt started has been recorded, and none can start now.
+	close(d.jobs)
+	d.pool.Wait()
 	if c, ok := d.rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
@@ -967,7 +995,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 		d.inflight++
 		d.sending++
 		d.workers.Add(1)
-		go d.work(workCtx, del)
+		d.startWork(del)
 	}
 	d.mu.Unlock()
 	if len(excess) > 0 {
@@ -1082,6 +1110,13 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	delete(d.waiters, del.ID)
 	again := d.freed(del.WebhookID)
 	d.mu.Unlock()
+	if len(ws) > 0 && r.a != nil {
+		// The attempt's request headers share values with other attempts
+		// (see send): callers get their own copy.
+		a := *r.a
+		a.RequestHeaders = a.RequestHeaders.Clone()
+		r.a = &a
+	}
 	for _, ch := range ws {
 		ch <- r
 	}
@@ -1106,6 +1141,18 @@ func (d *Dispatcher) freed(webhookID string) bool {
 	return d.duePending()
 }
 
+// startWork hands a delivery, counted in d.workers, to the pool. d.mu is
+// held. The pool has a goroutine and a place in jobs for every delivery
+// that can be in flight (maxInflight), so this never waits; a goroutine of
+// its own is the fallback should that bound ever be exceeded.
+func (d *Dispatcher) startWork(del *store.Delivery) {
+	select {
+	case d.jobs <- del:
+	default:
+		go d.work(d.workCtx, del)
+	}
+}
+
 // unpark starts the parked deliveries that the webhooks' limits and the
 // free workers now let through. d.mu is held.
 func (d *Dispatcher) unpark() {
@@ -1123,7 +1170,7 @@ func (d *Dispatcher) unpark() {
 			h.sending++
 			d.sending++
 			d.workers.Add(1)
-			go d.work(d.workCtx, del)
+			d.startWork(del)
 		}
 		if len(h.parked) == 0 {
 			h.parked = nil
@@ -1372,11 +1419,16 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		h[k] = v
 	}
 	h["Content-Type"] = contentTypeJSON
-	h["User-Agent"] = []string{d.cfg.UserAgent}
-	h["X-Webhook-Id"] = []string{t.w.ID}
+	// Shared read-only values: net/http only reads a request's headers.
+	h["User-Agent"] = d.userAgent
+	h["X-Webhook-Id"] = t.idHeader
 	h["X-Webhook-Event"] = []string{del.EventType}
 	h["X-Webhook-Delivery"] = []string{del.ID}
-	h["X-Webhook-Attempt"] = []string{strconv.Itoa(number)}
+	if number < len(attemptHeaders) {
+		h["X-Webhook-Attempt"] = attemptHeaders[number]
+	} else {
+		h["X-Webhook-Attempt"] = []string{strconv.Itoa(number)}
+	}
 	if signer := t.signerAt(now); signer != nil {
 		signer.Sign(h, del.EventID, now, del.Body)
 	}
@@ -1471,8 +1523,17 @@ func capHeader(h http.Header, limit int) http.Header {
 
 var (
 	contentTypeJSON = []string{"application/json"}
-	redacted        = []string{"[redacted]"}
-	readBufs        = sync.Pool{New: func() any { return new([]byte) }}
+	// attemptHeaders holds the X-Webhook-Attempt values of the first
+	// attempts.
+	attemptHeaders = func() [][]string {
+		out := make([][]string, 32)
+		for i := range out {
+			out[i] = []string{strconv.Itoa(i)}
+		}
+		return out
+	}()
+	redacted = []string{"[redacted]"}
+	readBufs = sync.Pool{New: func() any { return new([]byte) }}
 )
 
 // readCapped reads up to limit bytes of r; nil when there are none.
@@ -1498,6 +1559,7 @@ type target struct {
 	u        *url.URL // nil when the URL cannot be sent to
 	urlErr   string   // why u is nil
 	redacted string   // the URL without credentials, for attempt logs
+	idHeader []string // the X-Webhook-Id header's value
 	// custom holds the webhook's custom headers that may be sent, with
 	// canonical keys; sensitive reports that one of them is left out of logs.
 	custom    http.Header
@@ -1510,7 +1572,7 @@ type target struct {
 }
 
 func newTarget(w *store.Webhook, now time.Time) *target {
-	t := &target{w: w, redacted: redactURL(w.URL)}
+	t := &target{w: w, redacted: redactURL(w.URL), idHeader: []string{w.ID}}
 	u, err := url.Parse(w.URL)
 	switch {
 	case err != nil || u.Host == "" || u.Opaque != "":

@@ -613,6 +613,15 @@ func appendNumberJS(dst []byte, f float64) []byte {
 	return dst
 }
 
+// bodySize is the size of appendBody's output for these arguments when no
+// string needs escaping (a little room is added for some that do), so a
+// buffer of that capacity is rarely grown.
+func bodySize(eventID, eventType, webhookID string, data []byte, requestID string) int {
+	const fixed = len(`{"id":"","event":"","timestamp":"","webhookId":"","data":,"metadata":{"apiVersion":"`+APIVersion+`","requestId":""}}`) +
+		len(time.RFC3339) // at least the timestamp's length
+	return fixed + len(eventID) + len(eventType) + len(webhookID) + len(data) + len(requestID) + 16
+}
+
 // appendBody appends the guide's envelope to dst, in the guide's key order:
 // {"id","event","timestamp","webhookId","data","metadata":{"apiVersion","requestId"}}.
 // data must already be canonical JSON (from CanonicalJSON).

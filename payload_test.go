@@ -343,3 +343,16 @@ func BenchmarkAppendBody(b *testing.B) {
 		buf = appendBody(buf[:0], "evt_0192f3a4-5b6c-7d8e-9f00-112233445566", "workflow.completed", ts, "wh_0192f3a4-5b6c-7d8e-9f00-112233445566", data, "req_12345")
 	}
 }
+
+// bodySize is an upper bound of appendBody's output when nothing needs
+// escaping, so Emit's buffer is not grown.
+func TestBodySize(t *testing.T) {
+	ts := time.Date(2026, 11, 29, 7, 0, 0, 0, time.UTC)
+	for _, req := range []string{"", "req_123"} {
+		data := []byte(`{"workflowId":"wf_1","status":"completed"}`)
+		got := len(appendBody(nil, "evt_01J", EventWorkflowCompleted, ts, "wh_0193", data, req))
+		if max := bodySize("evt_01J", EventWorkflowCompleted, "wh_0193", data, req); got > max || got < max-32 {
+			t.Errorf("body of %d bytes, bodySize %d", got, max)
+		}
+	}
+}
