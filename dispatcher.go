@@ -171,17 +171,20 @@ type Dispatcher struct {
 	// limits holds the lowered concurrency limits of webhooks whose
 	// attempts timed out (see Config.PerWebhookConcurrency); a webhook
 	// without an entry has PerWebhookConcurrency.
-	limits    map[string]int
-	waiters   map[string][]chan attemptDone
-	cache     map[string]*target
-	stats     counters
-	stopLoop  context.CancelFunc
-	workCtx   context.Context // the attempts' context, cancelled by Stop when it gives up waiting
-	abortWork context.CancelFunc
-	loopDone  chan struct{}
-	stopped   chan struct{}  // closed when Stop begins
-	done      chan struct{}  // closed when Stop has finished
-	workers   sync.WaitGroup // attempts started and not yet recorded
+	limits  map[string]int
+	waiters map[string][]chan attemptDone
+	cache   map[string]*target
+	// cacheEpoch grows whenever a webhook is dropped from cache (see
+	// forgetLocked).
+	cacheEpoch uint64
+	stats      counters
+	stopLoop   context.CancelFunc
+	workCtx    context.Context // the attempts' context, cancelled by Stop when it gives up waiting
+	abortWork  context.CancelFunc
+	loopDone   chan struct{}
+	stopped    chan struct{}  // closed when Stop begins
+	done       chan struct{}  // closed when Stop has finished
+	workers    sync.WaitGroup // attempts started and not yet recorded
 	// jobs feeds the pool of goroutines that run the attempts (see
 	// startWork); pool counts those goroutines.
 	jobs chan *store.Delivery
@@ -411,6 +414,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 		for _, a := range admitted {
 			d.unadmit(a)
 		}
+		d.unpark()
 		d.mu.Unlock()
 		return EmitResult{}, fmt.Errorf("webhook: emit: enqueue: %w", err)
 	}
@@ -708,8 +712,15 @@ func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (
 // stored record (an owner testing a webhook right after editing it).
 func (d *Dispatcher) forget(webhookID string) {
 	d.mu.Lock()
-	delete(d.cache, webhookID)
+	d.forgetLocked(webhookID)
 	d.mu.Unlock()
+}
+
+// forgetLocked drops a webhook from the cache and keeps a read that began
+// before from caching what it read. d.mu is held.
+func (d *Dispatcher) forgetLocked(webhookID string) {
+	delete(d.cache, webhookID)
+	d.cacheEpoch++
 }
 
 // addWaiterPending makes the channel a waiter will receive on, after
@@ -928,6 +939,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 		if reserved > 0 {
 			d.mu.Lock()
 			d.reserved -= reserved
+			d.unpark() // the reservation may have held parked deliveries back
 			d.mu.Unlock()
 		}
 	}()
@@ -997,6 +1009,8 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 		d.workers.Add(1)
 		d.startWork(del)
 	}
+	// The reservation given back may let parked deliveries through.
+	d.unpark()
 	d.mu.Unlock()
 	if len(excess) > 0 {
 		// Over a webhook's cap: give the leases back; the webhook is skipped
@@ -1045,10 +1059,12 @@ func (d *Dispatcher) adapt(webhookID string, class store.ErrorClass) {
 // slots semaphore still keeps at most Workers attempts sending at once.
 func maxAdmitted(workers int) int { return 2 * workers }
 
-// maxInflight bounds the attempts claimed and not yet recorded: the
-// admitted ones (being sent or waiting for a worker, see maxAdmitted) plus
-// as many answered ones waiting for their record.
-func maxInflight(workers int) int { return 3 * workers }
+// maxInflight bounds the deliveries claimed (or handed over by Emit) and
+// not yet recorded: the admitted ones (being sent or waiting for a worker,
+// see maxAdmitted), the parked ones (at most workers) and as many answered
+// ones waiting for their record. They cost memory only, but their leases
+// run: the bound keeps them few.
+func maxInflight(workers int) int { return 4 * workers }
 
 // work runs one attempt of a claimed delivery and frees its slot.
 //
@@ -1179,6 +1195,21 @@ func (d *Dispatcher) unpark() {
 	}
 }
 
+// dropParked forgets the webhook's parked deliveries, which the store
+// has just failed with the webhook. d.mu is held.
+func (d *Dispatcher) dropParked(webhookID string) {
+	h := d.hooks[webhookID]
+	if h == nil || len(h.parked) == 0 {
+		return
+	}
+	n := len(h.parked)
+	h.parked = nil
+	delete(d.parkedHooks, webhookID)
+	d.parked -= n
+	h.inflight -= n
+	d.inflight -= n
+}
+
 // releaseParked gives back the leases of the deliveries parked before
 // (all of them when before is zero), so that they are claimed again rather
 // than wait on while their leases run out.
@@ -1217,9 +1248,11 @@ func (d *Dispatcher) releaseParked(ctx context.Context, before time.Time) {
 // short-lived cache when it is fresh.
 func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 	ttl := d.cfg.WebhookCacheTTL
+	var epoch uint64
 	if ttl > 0 {
 		d.mu.Lock()
 		t, ok := d.cache[id]
+		epoch = d.cacheEpoch
 		d.mu.Unlock()
 		if ok && time.Now().Before(t.expires) {
 			return t, nil
@@ -1241,7 +1274,11 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 				}
 			}
 		}
-		d.cache[id] = t
+		// A webhook forgotten meanwhile (disabled, say) may have changed
+		// after this read: it is not cached.
+		if d.cacheEpoch == epoch {
+			d.cache[id] = t
+		}
 		d.mu.Unlock()
 	}
 	return t, nil
@@ -1353,7 +1390,8 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		ws.Retried++
 	}
 	if p.DisableWebhook != "" {
-		delete(d.cache, w.ID)
+		d.forgetLocked(w.ID)
+		d.dropParked(w.ID)
 	}
 	d.mu.Unlock()
 

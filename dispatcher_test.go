@@ -560,6 +560,12 @@ func TestGoneDisablesWebhook(t *testing.T) {
 		}
 		if n := rc.count(); n != 1 {
 			t.Errorf("receiver got %d requests after 410, want 1", n)
+			rc.mu.Lock()
+			for _, r := range rc.reqs {
+				t.Logf("request: delivery %s, attempt %s", r.header.Get("X-Webhook-Delivery"), r.header.Get("X-Webhook-Attempt"))
+			}
+			rc.mu.Unlock()
+			t.Logf("emitted deliveries, in order: %v", ids)
 		}
 		waitFor(t, "WebhookDisabled hook", func() bool { return hooks.count("disabled") == 1 })
 		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
