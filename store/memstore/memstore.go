@@ -29,6 +29,9 @@ var _ store.Store = (*Store)(nil)
 type Store struct {
 	mu     sync.RWMutex
 	closed bool
+	// unlockW and unlockR are mu's unlock methods, made once: a method
+	// value made per call would allocate on every call.
+	unlockW, unlockR func()
 
 	webhooks       map[string]*store.Webhook
 	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
@@ -53,7 +56,7 @@ type dedupKey struct{ eventID, webhookID string }
 
 // New returns an empty, open Store.
 func New() *Store {
-	return &Store{
+	s := &Store{
 		webhooks:          make(map[string]*store.Webhook),
 		tenantWebhooks:    make(map[string][]string),
 		deliveries:        make(map[string]*delRec),
@@ -63,6 +66,8 @@ func New() *Store {
 		attempts:          make(map[string][][]byte),
 		claims:            newClaimIndex(),
 	}
+	s.unlockW, s.unlockR = s.mu.Unlock, s.mu.RUnlock
+	return s
 }
 
 // now is the time the store stamps on records whose caller left it zero:
@@ -85,10 +90,10 @@ func (s *Store) begin(ctx context.Context, write bool) (unlock func(), err error
 	}
 	if write {
 		s.mu.Lock()
-		unlock = s.mu.Unlock
+		unlock = s.unlockW
 	} else {
 		s.mu.RLock()
-		unlock = s.mu.RUnlock
+		unlock = s.unlockR
 	}
 	if s.closed {
 		unlock()
