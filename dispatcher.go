@@ -205,6 +205,9 @@ type hookState struct {
 	// in sending. They wait at most a quarter of their lease (see
 	// releaseParked).
 	parked []parkedDelivery
+	// parking counts the deliveries an Emit has decided to park and is
+	// storing: they join parked once stored.
+	parking int
 }
 
 type parkedDelivery struct {
@@ -429,6 +432,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 			d.unadmit(a)
 		case a.parked:
 			h := d.hooks[a.del.WebhookID]
+			h.parking--
 			h.parked = append(h.parked, parkedDelivery{a.del, now})
 			d.parkedHooks[a.del.WebhookID] = true
 		default:
@@ -482,11 +486,13 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 			d.hooks[w.ID] = h
 		}
 		a := admission{del: del, i: i}
-		if len(h.parked) > 0 || h.sending >= d.limitOf(w.ID, perCap) || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) {
-			if d.parked >= d.cfg.Workers {
+		limit := d.limitOf(w.ID, perCap)
+		if len(h.parked)+h.parking > 0 || h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) {
+			if !d.mayPark(h, limit) {
 				continue
 			}
 			a.parked = true
+			h.parking++
 			d.parked++
 		} else {
 			h.sending++
@@ -507,6 +513,7 @@ func (d *Dispatcher) unadmit(a admission) {
 	h := d.hooks[a.del.WebhookID]
 	h.inflight--
 	if a.parked {
+		h.parking--
 		d.parked--
 	} else {
 		d.sending--
@@ -985,7 +992,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 		}
 		h.rate = rates[del.WebhookID]
 		limit := d.limitOf(del.WebhookID, perCap)
-		if h.sending >= limit && h.rate == 0 && d.parked < d.cfg.Workers && d.inflight+d.reserved < maxInflight(d.cfg.Workers) {
+		if h.sending >= limit && h.rate == 0 && d.mayPark(h, limit) && d.inflight+d.reserved < maxInflight(d.cfg.Workers) {
 			// Over the webhook's limit: wait here for one of its slots.
 			h.parked = append(h.parked, parkedDelivery{del, now})
 			d.parkedHooks[del.WebhookID] = true
@@ -1167,6 +1174,13 @@ func (d *Dispatcher) startWork(del *store.Delivery) {
 	default:
 		go d.work(d.workCtx, del)
 	}
+}
+
+// mayPark reports whether one more delivery of the webhook may be parked:
+// at most one round of its limit per webhook (a slow webhook, its limit
+// lowered, parks few), at most Workers in all. d.mu is held.
+func (d *Dispatcher) mayPark(h *hookState, limit int) bool {
+	return d.parked < d.cfg.Workers && len(h.parked)+h.parking < limit
 }
 
 // unpark starts the parked deliveries that the webhooks' limits and the
