@@ -46,15 +46,23 @@
 // record's lease against Now, so a Claim with an earlier Now than a previous
 // one still never takes a live lease.
 //
+// A delivery enqueued already leased goes straight into leased, at its
+// LeaseExpiresAt. Complete and Release look for a delivery with a lease in
+// leased first, where it is while the lease is live (one seek, which also
+// finds the entry to delete), and in due only when it is not there.
+//
 // # Transactions
 //
 // Each method is one bbolt transaction: Enqueue of a batch, Claim, Complete
 // and the rest are one Update each (bbolt serialises writers, which makes
 // Claim atomic) and reads are one View. Concurrent Enqueue, Claim and Complete
 // calls share transactions and fsyncs (group commit, without a timer: a lone
-// caller never waits for company), each still succeeding or failing alone.
-// Records are encoded in a compact binary format and copied out of the
-// transaction: nothing a Store returns aliases bbolt's memory.
+// caller never waits for company, though it yields the processor once so
+// that writers already runnable can join it), each still succeeding or
+// failing alone. The calls of a shared transaction update a webhook's
+// counters once, at its end. Records are encoded in a compact binary format
+// and copied out of the transaction: nothing a Store returns aliases
+// bbolt's memory.
 //
 // # Costs
 //
@@ -274,7 +282,11 @@ func (c counts) flush(tx *bolt.Tx) error {
 		if *d == (store.Counts{}) {
 			continue
 		}
-		cur := readCounts(b.Get([]byte(id)))
+		v := b.Get([]byte(id))
+		if v == nil {
+			continue
+		}
+		cur := readCounts(v)
 		cur.Pending += d.Pending
 		cur.Success += d.Success
 		cur.Failed += d.Failed

@@ -189,8 +189,7 @@ func (d *dec) time() time.Time {
 }
 
 // count reads a collection length; each element takes at least size bytes, so
-// a length larger than what is left is corrupt (and cannot make us allocate
-// a huge slice).
+// a length larger than what is left is corrupt.
 func (d *dec) count(size int) int {
 	n := d.uvarint()
 	if n > uint64(len(d.b)/size) {
@@ -200,18 +199,30 @@ func (d *dec) count(size int) int {
 	return int(n)
 }
 
+// maxPrealloc bounds the room a decoder makes ahead for a collection. A
+// count is only a claim until its elements have been read: a corrupt record
+// of n bytes (or a fuzzer's input) could claim n/2 map entries, and making
+// room for them all would allocate some 50 times n before the first element
+// fails to decode. Beyond this many elements, room grows as they are read.
+const maxPrealloc = 1024
+
+// hint is n capped at maxPrealloc, for a make of n elements.
+func hint(n int) int { return min(n, maxPrealloc) }
+
 func (d *dec) header() http.Header {
 	n := d.count(2)
 	if n == 0 {
 		return nil
 	}
-	h := make(http.Header, n)
+	h := make(http.Header, hint(n))
 	for range n {
 		k := d.str()
 		m := d.count(1)
-		vs := make([]string, 0, m)
+		vs := make([]string, 0, hint(m))
 		for range m {
-			vs = append(vs, d.str())
+			if vs = append(vs, d.str()); d.err != nil {
+				return nil
+			}
 		}
 		if d.err != nil {
 			return nil
@@ -264,30 +275,46 @@ func encodeWebhook(w *store.Webhook) []byte {
 	return e.b
 }
 
+// peekWebhookTenant reads a webhook record's tenant; it aliases b and is
+// valid only while b is.
+func peekWebhookTenant(b []byte) ([]byte, error) {
+	d := dec{b: b}
+	d.version(webhookV1)
+	d.raw() // ID
+	t := d.raw()
+	return t, d.err
+}
+
 func decodeWebhook(b []byte) (*store.Webhook, error) {
 	d := dec{b: b}
 	d.version(webhookV1)
 	w := &store.Webhook{ID: d.str(), Tenant: d.str(), URL: d.str()}
 	if n := d.count(1); n > 0 {
-		w.Events = make([]string, 0, n)
+		w.Events = make([]string, 0, hint(n))
 		for range n {
-			w.Events = append(w.Events, d.str())
+			if w.Events = append(w.Events, d.str()); d.err != nil {
+				break
+			}
 		}
 	}
 	w.Description = d.str()
 	w.Active = d.bool()
 	w.DisabledReason = d.str()
 	if n := d.count(2); n > 0 {
-		w.Secrets = make([]store.Secret, 0, n)
+		w.Secrets = make([]store.Secret, 0, hint(n))
 		for range n {
-			w.Secrets = append(w.Secrets, store.Secret{Value: d.str(), ExpiresAt: d.time()})
+			if w.Secrets = append(w.Secrets, store.Secret{Value: d.str(), ExpiresAt: d.time()}); d.err != nil {
+				break
+			}
 		}
 	}
 	if n := d.count(2); n > 0 {
-		w.Headers = make(map[string]string, n)
+		w.Headers = make(map[string]string, hint(n))
 		for range n {
 			k := d.str()
-			w.Headers[k] = d.str()
+			if w.Headers[k] = d.str(); d.err != nil {
+				break
+			}
 		}
 	}
 	w.MaxAttempts = d.int()
@@ -451,7 +478,7 @@ func (d *dec) codedHeader(deliveryID string) http.Header {
 	if n == 0 {
 		return nil
 	}
-	h := make(http.Header, n)
+	h := make(http.Header, hint(n))
 	for range n {
 		var k string
 		switch c := d.uvarint(); {
@@ -463,8 +490,11 @@ func (d *dec) codedHeader(deliveryID string) http.Header {
 			d.fail()
 		}
 		m := d.count(1)
-		vs := make([]string, 0, m)
+		vs := make([]string, 0, hint(m))
 		for range m {
+			if d.err != nil {
+				break
+			}
 			switch c := d.uvarint(); {
 			case c == 0:
 				vs = append(vs, d.str())

@@ -1,7 +1,9 @@
 package boltstore
 
 import (
+	"encoding/binary"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -108,6 +110,11 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		peekDelivery(b)
+		if tenant, err := peekWebhookTenant(b); err == nil {
+			if w, err := decodeWebhook(b); err == nil && w.Tenant != string(tenant) {
+				t.Errorf("peeked tenant %q, decoded %q", tenant, w.Tenant)
+			}
+		}
 		if id, err := decodeCursor(string(b)); err == nil && id != "" && encodeCursor(id) != string(b) {
 			t.Errorf("cursor %q decodes to %q, which encodes differently", b, id)
 		}
@@ -165,5 +172,43 @@ func TestAttemptCodedHeaders(t *testing.T) {
 	}
 	if _, err := decodeAttempt(append([]byte{9}, b[1:]...)); err == nil {
 		t.Error("unknown format version decoded without error")
+	}
+}
+
+// TestDecodeClaimedCounts checks that a record claiming a huge collection
+// that is not there (a corrupt record, or a fuzzer's input) fails without
+// allocating room for the claim: decoding allocates about what it reads.
+func TestDecodeClaimedCounts(t *testing.T) {
+	const size = 256 << 10
+	record := func(head ...byte) []byte {
+		b := binary.AppendUvarint(head, size/2-16) // the claimed count
+		b = append(b, 0, 0)                        // then one entry, perhaps
+		for len(b) < size {
+			b = append(b, 0xff) // and no valid varint
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name   string
+		b      []byte
+		decode func([]byte) error
+	}{
+		{"attempt v2 request headers", record(attemptV2, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b); return err }},
+		{"attempt v1 request headers", record(attemptV1, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b); return err }},
+		{"webhook events", record(webhookV1, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
+		{"webhook secrets", record(webhookV1, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
+		{"webhook headers", record(webhookV1, 0, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := c.decode(c.b)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: a record claiming %d elements decoded", c.name, size/2-16)
+		}
+		// Room for the claim would be 16 to 50 times size.
+		if n := after.TotalAlloc - before.TotalAlloc; n > size {
+			t.Errorf("%s: decoding a %d-byte record allocated %d bytes", c.name, size, n)
+		}
 	}
 }

@@ -28,25 +28,25 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	}
 	now := s.clock()
 	var ids []string
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(w *wtx) error {
+		tx := w.Tx
 		ids = make([]string, len(ds))
 		var (
-			tenants    = make(map[string]string, 1) // webhook id -> tenant
-			cnt        = make(counts, 1)
 			deliveries = tx.Bucket(bDeliveries)
 			dedup      = tx.Bucket(bDedup)
+			webhooks   = tx.Bucket(bWebhooks)
 		)
 		for i, in := range ds {
-			tenant, ok := tenants[in.WebhookID]
-			if !ok {
-				w, err := getWebhook(tx, in.WebhookID)
-				if err != nil {
-					return err
-				}
-				tenant = w.Tenant
-				tenants[in.WebhookID] = tenant
+			// Only the webhook's tenant is read, not the whole record.
+			v := webhooks.Get([]byte(in.WebhookID))
+			if v == nil {
+				return notFound("webhook", in.WebhookID)
 			}
-			if tenant != in.Tenant {
+			tenant, err := peekWebhookTenant(v)
+			if err != nil {
+				return fmt.Errorf("boltstore: webhook %q: %w", in.WebhookID, err)
+			}
+			if string(tenant) != in.Tenant {
 				return invalid("delivery %q: webhook %q belongs to another tenant", in.ID, in.WebhookID)
 			}
 			dk := pairKey(in.EventID, in.WebhookID)
@@ -87,7 +87,6 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if err := tx.Bucket(bDelWebhook).Put(pairKey(d.WebhookID, d.ID), nil); err != nil {
 				return err
 			}
-			var err error
 			if d.LeaseOwner != "" {
 				err = tx.Bucket(bLeased).Put(timeKey(d.LeaseExpiresAt, d.ID), leasedValue(&d))
 			} else {
@@ -96,10 +95,10 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if err != nil {
 				return err
 			}
-			cnt.add(d.WebhookID, store.StatusPending, 1)
+			w.cnt.add(d.WebhookID, store.StatusPending, 1)
 			ids[i] = d.ID
 		}
-		return cnt.flush(tx)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -132,15 +131,19 @@ func leasedValue(d *store.Delivery) []byte {
 }
 
 // unindexPending removes a pending delivery from the due or leased index,
-// wherever it is.
+// wherever it is. A delivery with a lease is usually in leased (always
+// while the lease is live): one seek there finds and removes it. Only a
+// delivery without a lease, or whose expired lease Claim moved back to due,
+// is looked for in due, where it must then be.
 func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
-	if err := tx.Bucket(bDue).Delete(timeKey(d.NextAttemptAt, d.ID)); err != nil {
-		return err
-	}
 	if !d.LeaseExpiresAt.IsZero() {
-		return tx.Bucket(bLeased).Delete(timeKey(d.LeaseExpiresAt, d.ID))
+		key := timeKey(d.LeaseExpiresAt, d.ID)
+		c := tx.Bucket(bLeased).Cursor()
+		if k, _ := c.Seek(key); bytes.Equal(k, key) {
+			return c.Delete()
+		}
 	}
-	return nil
+	return tx.Bucket(bDue).Delete(timeKey(d.NextAttemptAt, d.ID))
 }
 
 // indexState puts a delivery in the index of its state: due when pending
@@ -227,7 +230,8 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	var out []*store.Delivery
 	// Claim joins the group commit: under load its writes share a commit
 	// (one fsync) with the Completes and Enqueues that arrived meanwhile.
-	err := s.write(ctx, func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(w *wtx) error {
+		tx := w.Tx
 		out = nil
 		due, leased := tx.Bucket(bDue), tx.Bucket(bLeased)
 
@@ -304,7 +308,8 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	a := *p.Attempt
 	a.DeliveryID = p.DeliveryID
 	attempt := encodeAttempt(&a)
-	return s.write(ctx, func(tx *bolt.Tx) error {
+	return s.write(ctx, func(w *wtx) error {
+		tx := w.Tx
 		d, err := getDelivery(tx, p.DeliveryID)
 		if err != nil {
 			return err
@@ -321,8 +326,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if err := tx.Bucket(bAttempts).Put(attemptKey(d.ID, a.Number), attempt); err != nil {
 			return err
 		}
-		cnt := make(counts, 1)
-		cnt.move(d.WebhookID, d.Status, p.Status)
+		w.cnt.move(d.WebhookID, d.Status, p.Status)
 		d.Attempts++
 		d.RoundAttempts++
 		d.LastStatusCode, d.LastError = a.ResponseStatus, a.Error
@@ -339,11 +343,11 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			return err
 		}
 		if p.DisableWebhook != "" {
-			if err := disableWebhook(tx, d.WebhookID, d.ID, p.DisableWebhook, p.Now, cnt); err != nil {
+			if err := disableWebhook(tx, d.WebhookID, d.ID, p.DisableWebhook, p.Now, w.cnt); err != nil {
 				return err
 			}
 		}
-		return cnt.flush(tx)
+		return nil
 	})
 }
 
