@@ -422,9 +422,27 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 		return EmitResult{}, fmt.Errorf("webhook: emit: enqueue: %w", err)
 	}
 	res.DeliveryIDs = ids
-	queued := len(admitted) < len(ds)
+	queued := false
 	d.mu.Lock()
 	d.stats.emitted += int64(len(ids))
+	perCap := d.cfg.PerWebhookConcurrency
+	for i, del := range ds {
+		if del.LeaseOwner != "" || ids[i] != del.ID {
+			continue
+		}
+		// Stored due. A delivery that waits only for its own webhook (at
+		// its limit, with a round parked) is claimed when that webhook
+		// frees a slot (see freed): the other webhooks' deliveries still
+		// go straight to the workers meanwhile. Anything else is claimed
+		// at once.
+		w := ws[i]
+		if h := d.hooks[w.ID]; d.state == stateRunning && !d.duePending() && w.RateLimit == 0 &&
+			h != nil && h.sending >= d.limitOf(w.ID, perCap) {
+			d.blocked[w.ID] = true
+		} else {
+			queued = true
+		}
+	}
 	for i, a := range admitted {
 		switch {
 		case ids[a.i] != a.del.ID:

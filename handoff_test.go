@@ -305,3 +305,54 @@ func TestParkedDeliveriesAreReleased(t *testing.T) {
 		})
 	}
 }
+
+// A webhook at its limit (a slow one) keeps its own deliveries in the
+// store, claimed when it frees a slot; the other webhooks' deliveries of
+// the same events still go straight to the workers.
+func TestSlowWebhookDoesNotStopTheHandOff(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		cs := &countingStore{Store: newStore(t)}
+		hold := make(chan struct{})
+		var once sync.Once
+		unhold := func() { once.Do(func() { close(hold) }) }
+		defer unhold()
+		slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-hold })
+		window := make(chan struct{}, 4)
+		fast := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-window })
+		slowHook := addWebhook(t, cs, "a", slow.URL)
+		fastHook := addWebhook(t, cs, "a", fast.URL)
+		cfg := testConfig()
+		cfg.Workers = 16
+		cfg.PerWebhookConcurrency = 4 // the fast one, 4 events at most ahead, never waits
+		cfg.PollInterval = time.Hour
+		d := startDispatcher(t, cs, cfg)
+		waitFor(t, "the first claim", func() bool { return settled(d) })
+
+		const events = 20
+		for range events {
+			window <- struct{}{}
+			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the fast webhook's deliveries", func() bool { return fast.count() == events })
+		handed := map[string]int{}
+		for _, del := range cs.enqueuedCopy() {
+			if del.LeaseOwner != "" {
+				handed[del.WebhookID]++
+			}
+		}
+		if n := handed[fastHook.ID]; n != events {
+			t.Errorf("%d of the fast webhook's %d deliveries handed to the workers, want all", n, events)
+		}
+		// The slow one: four sent, four parked, the rest stored for later.
+		if n := handed[slowHook.ID]; n != 8 {
+			t.Errorf("%d of the slow webhook's deliveries handed over, want 8 (4 sent, 4 parked)", n)
+		}
+		unhold()
+		waitFor(t, "every delivery", func() bool { return d.Stats().Succeeded == 2*events })
+		if n := slow.count(); n != events {
+			t.Errorf("slow endpoint got %d requests, want %d", n, events)
+		}
+	})
+}
