@@ -179,7 +179,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.DataBytes, "data-bytes", 256, "approximate size of each event's data in bytes")
 	fs.StringVar(&o.PG, "pg", "", "PostgreSQL URL: adds the pg scenario")
 	fs.StringVar(&o.PGSchema, "pg-schema", "webhookbench", "PostgreSQL schema of the pg scenario (its webhooks and deliveries are deleted afterwards)")
-	scen := fs.String("scenarios", "raw,mem,bolt,emit,fanout,hung,backlog,pg", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
+	scen := fs.String("scenarios", "raw,bare,mem,bolt,emit,fanout,hung,backlog,pg", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	fs.BoolVar(&o.JSON, "json", false, "write JSON to stdout and the table to stderr")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
 	fs.BoolVar(&o.InProcess, "inprocess", false, "run every scenario in this process (peak RSS is then the process's)")
