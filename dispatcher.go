@@ -443,11 +443,17 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 			queued = true
 		}
 	}
+	var release []string
 	for i, a := range admitted {
 		switch {
 		case ids[a.i] != a.del.ID:
 			// A duplicate of a stored delivery: nothing new to send.
 			d.unadmit(a)
+		case a.parked && d.state != stateRunning:
+			// Stop has begun (and released what was parked): give the
+			// lease back so another process need not wait for it.
+			d.unadmit(a)
+			release = append(release, a.del.ID)
 		case a.parked:
 			h := d.hooks[a.del.WebhookID]
 			h.parking--
@@ -464,6 +470,13 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 		d.dueSeq++
 	}
 	d.mu.Unlock()
+	if len(release) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: release}); err != nil {
+			d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
 	if queued {
 		d.signal()
 	}

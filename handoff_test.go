@@ -356,3 +356,53 @@ func TestSlowWebhookDoesNotStopTheHandOff(t *testing.T) {
 		}
 	})
 }
+
+// Whatever Emit hands over while Stop runs is sent and recorded, or given
+// back: after Stop no delivery is left leased to the stopped dispatcher.
+func TestStopDuringEmitsLeavesNothingLeased(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-r.Context().Done() })
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Workers = 4
+		cfg.PerWebhookConcurrency = 2
+		cfg.Timeout = 30 * time.Second
+		cfg.Lease = time.Hour
+		d, err := New(st, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 10 {
+					if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		d.Stop(ctx)
+		wg.Wait()
+		ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 40 {
+			t.Fatalf("%d deliveries stored, want 40", len(ds))
+		}
+		for _, del := range ds {
+			if del.LeaseOwner != "" {
+				t.Errorf("delivery %s (%s) still leased by %q after Stop", del.ID, del.Status, del.LeaseOwner)
+			}
+		}
+	})
+}
