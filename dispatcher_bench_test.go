@@ -249,13 +249,7 @@ func BenchmarkOverheadMemstore(b *testing.B) {
 		b.Fatal(err)
 	}
 	tr := &stubTransport{}
-	d, err := New(st, &Config{Transport: tr, Workers: benchConcurrency, PerWebhookConcurrency: benchConcurrency})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := d.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	d := newStarted(b, st, &Config{Transport: tr, Workers: benchConcurrency, PerWebhookConcurrency: benchConcurrency})
 	defer d.Stop(context.Background())
 	data := map[string]string{"workflowId": "wf_123", "status": "completed"}
 	b.ReportAllocs()

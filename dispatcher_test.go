@@ -91,8 +91,8 @@ func testConfig() *Config {
 	}
 }
 
-// startDispatcher starts a dispatcher and stops it when the test ends.
-func startDispatcher(t *testing.T, st store.Store, cfg *Config) *Dispatcher {
+// newStarted returns a started dispatcher; the caller stops it.
+func newStarted(t testing.TB, st store.Store, cfg *Config) *Dispatcher {
 	t.Helper()
 	d, err := New(st, cfg)
 	if err != nil {
@@ -101,6 +101,13 @@ func startDispatcher(t *testing.T, st store.Store, cfg *Config) *Dispatcher {
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	return d
+}
+
+// startDispatcher starts a dispatcher and stops it when the test ends.
+func startDispatcher(t *testing.T, st store.Store, cfg *Config) *Dispatcher {
+	t.Helper()
+	d := newStarted(t, st, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -65,6 +65,14 @@ func settled(d *Dispatcher) bool {
 	return !d.duePending() && d.claiming == 0
 }
 
+// newGate returns a channel for handlers to wait on and a function that
+// closes it, once however often it is called.
+func newGate() (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
+}
+
 // backlog stores n due deliveries of w directly, as a previous process
 // would have left them.
 func backlog(t *testing.T, st store.Store, w *store.Webhook, n int) {
@@ -177,10 +185,8 @@ func TestEmitQueuesBehindUnclaimedDeliveries(t *testing.T) {
 func TestClaimParksDeliveriesOverTheWebhookLimit(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		cs := &countingStore{Store: newStore(t)}
-		hold := make(chan struct{})
-		var once sync.Once
-		unhold := func() { once.Do(func() { close(hold) }) }
-		defer unhold()
+		hold, unhold := newGate()
+		defer unhold() // before the receiver's cleanup, which waits for its handlers
 		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
 			if n <= 2 {
 				<-hold
@@ -249,13 +255,7 @@ func TestParkedDeliveriesAreReleased(t *testing.T) {
 				cfg.PerWebhookConcurrency = 2
 				cfg.Timeout = 30 * time.Second
 				cfg.Lease = time.Minute
-				d, err := New(cs, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := d.Start(context.Background()); err != nil {
-					t.Fatal(err)
-				}
+				d := newStarted(t, cs, cfg)
 				parked := func() int {
 					d.mu.Lock()
 					defer d.mu.Unlock()
@@ -312,10 +312,8 @@ func TestParkedDeliveriesAreReleased(t *testing.T) {
 func TestSlowWebhookDoesNotStopTheHandOff(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		cs := &countingStore{Store: newStore(t)}
-		hold := make(chan struct{})
-		var once sync.Once
-		unhold := func() { once.Do(func() { close(hold) }) }
-		defer unhold()
+		hold, unhold := newGate()
+		defer unhold() // before the receiver's cleanup, which waits for its handlers
 		slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-hold })
 		window := make(chan struct{}, 4)
 		fast := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { <-window })
@@ -369,13 +367,7 @@ func TestStopDuringEmitsLeavesNothingLeased(t *testing.T) {
 		cfg.PerWebhookConcurrency = 2
 		cfg.Timeout = 30 * time.Second
 		cfg.Lease = time.Hour
-		d, err := New(st, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		d := newStarted(t, st, cfg)
 		var wg sync.WaitGroup
 		for range 4 {
 			wg.Go(func() {
