@@ -57,8 +57,9 @@ type Config struct {
 
 	// Workers is the most attempts in flight at once (requests sent and not
 	// yet answered). Defaults to DefaultWorkers. An answered attempt frees
-	// its worker before it is recorded; at most Workers more answered
-	// attempts wait for their record at once.
+	// its worker before it is recorded. The deliveries this process holds
+	// leased (being sent, waiting for a worker or for a slot of their
+	// webhook, or waiting for their record) are at most 4 × Workers.
 	Workers int
 	// PerWebhookConcurrency is the most attempts in flight to one webhook.
 	// Defaults to DefaultPerWebhookConcurrency, but at most Workers/4 (and
@@ -74,8 +75,9 @@ type Config struct {
 	// emitted in this process are picked up at once. Defaults to
 	// DefaultPollInterval.
 	PollInterval time.Duration
-	// Lease is how long a claimed delivery stays reserved to this process;
-	// after a crash another process claims it once the lease expires.
+	// Lease is how long a delivery this process claimed (or stored for
+	// itself on Emit) stays reserved to it; after a crash another process
+	// claims it once the lease expires.
 	// Defaults to Timeout plus one minute; must exceed Timeout.
 	Lease time.Duration
 	// Owner names this process in leases. Defaults to a random
