@@ -1276,6 +1276,9 @@ func (d *Dispatcher) releaseParked(ctx context.Context, before time.Time) {
 			h.parked = nil
 			delete(d.parkedHooks, id)
 		}
+		if h.inflight <= 0 && h.parking == 0 && h.rate == 0 {
+			delete(d.hooks, id)
+		}
 	}
 	d.mu.Unlock()
 	if len(ids) == 0 {
