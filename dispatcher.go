@@ -471,11 +471,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 	}
 	d.mu.Unlock()
 	if len(release) > 0 {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: release}); err != nil {
-			d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
-		}
-		cancel()
+		d.release(ctx, release)
 	}
 	if queued {
 		d.signal()
@@ -1053,11 +1049,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 	if len(excess) > 0 {
 		// Over a webhook's cap: give the leases back; the webhook is skipped
 		// by the next claims until one of its attempts finishes.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: excess}); err != nil {
-			d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
-		}
-		cancel()
+		d.release(ctx, excess)
 		return true
 	}
 	return len(ds) == limit
@@ -1284,12 +1276,19 @@ func (d *Dispatcher) releaseParked(ctx context.Context, before time.Time) {
 	if len(ids) == 0 {
 		return
 	}
+	d.release(ctx, ids)
+	d.markDue()
+}
+
+// release gives this dispatcher's leases on ids back to the store, even
+// when ctx has ended (a stopping dispatcher releases too), within a few
+// seconds; a failure is logged (the leases then run out by themselves).
+func (d *Dispatcher) release(ctx context.Context, ids []string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: ids}); err != nil {
 		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: release deliveries", slog.String("error", err.Error()))
 	}
-	d.markDue()
 }
 
 // webhook returns the delivery's webhook prepared for sending, from the
@@ -1342,9 +1341,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		if !errors.Is(err, store.ErrNotFound) {
 			// Store trouble: give the lease back so the delivery is retried.
 			d.log.LogAttrs(ctx, slog.LevelError, "webhook: load webhook", slog.String("webhook_id", del.WebhookID), slog.String("error", err.Error()))
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = d.st.Release(rctx, store.ReleaseParams{Owner: d.cfg.Owner, IDs: []string{del.ID}})
-			cancel()
+			d.release(ctx, []string{del.ID})
 		}
 		return attemptDone{err: fmt.Errorf("webhook: load webhook: %w", err)}
 	}

@@ -40,6 +40,34 @@ func newBenchReceiver(b *testing.B) *benchReceiver {
 
 const benchConcurrency = 64
 
+// benchWebhook stores the benchmarks' webhook, subscribed to every event.
+func benchWebhook(b *testing.B, st store.Store, url string) {
+	w := &store.Webhook{ID: "wh_bench", Tenant: "t", URL: url, Events: []string{"*"}, Active: true,
+		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
+	if err := st.CreateWebhook(context.Background(), w); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// emitConcurrently emits b.N events from several goroutines, as a busy
+// host would, and returns when every Emit has.
+func emitConcurrently(b *testing.B, d *Dispatcher) {
+	data := map[string]string{"workflowId": "wf_123", "status": "completed"}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if _, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "t", Data: data}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // BenchmarkRawPOST is the ceiling: concurrent POSTs of a payload-sized body
 // to a loopback server with net/http alone.
 func BenchmarkRawPOST(b *testing.B) {
@@ -89,11 +117,7 @@ func BenchmarkDeliveryBoltstore(b *testing.B) {
 func benchDelivery(b *testing.B, st store.Store) {
 	rc := newBenchReceiver(b)
 	rc.want.Store(int64(b.N))
-	w := &store.Webhook{ID: "wh_bench", Tenant: "t", URL: rc.URL, Events: []string{"*"}, Active: true,
-		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
-	if err := st.CreateWebhook(context.Background(), w); err != nil {
-		b.Fatal(err)
-	}
+	benchWebhook(b, st, rc.URL)
 	d, err := New(st, &Config{
 		AllowedRanges: loopback, AllowAnyPort: true,
 		Workers: benchConcurrency, PerWebhookConcurrency: benchConcurrency,
@@ -105,24 +129,8 @@ func benchDelivery(b *testing.B, st store.Store) {
 		b.Fatal(err)
 	}
 	defer d.Stop(context.Background())
-	data := map[string]string{"workflowId": "wf_123", "status": "completed"}
 	b.ResetTimer()
-	// Emit from several goroutines, as a busy host would.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if _, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "t", Data: data}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	emitConcurrently(b, d)
 	select {
 	case <-rc.done:
 	case <-time.After(5 * time.Minute):
@@ -150,11 +158,7 @@ func BenchmarkEmitBoltstore(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	w := &store.Webhook{ID: "wh_bench", Tenant: "t", URL: "https://example.com/", Events: []string{"*"}, Active: true,
-		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
-	if err := st.CreateWebhook(context.Background(), w); err != nil {
-		b.Fatal(err)
-	}
+	benchWebhook(b, st, "https://example.com/")
 	d, err := New(st, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -195,11 +199,7 @@ func BenchmarkDeliveryOnlyBoltstore(b *testing.B) {
 func benchDeliveryOnly(b *testing.B, st store.Store) {
 	rc := newBenchReceiver(b)
 	rc.want.Store(int64(b.N))
-	w := &store.Webhook{ID: "wh_bench", Tenant: "t", URL: rc.URL, Events: []string{"*"}, Active: true,
-		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
-	if err := st.CreateWebhook(context.Background(), w); err != nil {
-		b.Fatal(err)
-	}
+	benchWebhook(b, st, rc.URL)
 	d, err := New(st, &Config{
 		AllowedRanges: loopback, AllowAnyPort: true,
 		Workers: benchConcurrency, PerWebhookConcurrency: benchConcurrency,
@@ -243,30 +243,13 @@ func (t *stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func BenchmarkOverheadMemstore(b *testing.B) {
 	st := memstore.New()
 	defer st.Close()
-	w := &store.Webhook{ID: "wh_bench", Tenant: "t", URL: "https://example.com/hook", Events: []string{"*"}, Active: true,
-		Secrets: []store.Secret{{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}
-	if err := st.CreateWebhook(context.Background(), w); err != nil {
-		b.Fatal(err)
-	}
+	benchWebhook(b, st, "https://example.com/hook")
 	tr := &stubTransport{}
 	d := newStarted(b, st, &Config{Transport: tr, Workers: benchConcurrency, PerWebhookConcurrency: benchConcurrency})
 	defer d.Stop(context.Background())
-	data := map[string]string{"workflowId": "wf_123", "status": "completed"}
 	b.ReportAllocs()
 	b.ResetTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				if _, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "t", Data: data}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	emitConcurrently(b, d)
 	for d.Stats().Succeeded < int64(b.N) {
 		time.Sleep(100 * time.Microsecond)
 	}
