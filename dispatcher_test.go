@@ -327,6 +327,61 @@ func TestEmitDeliversSignedPayload(t *testing.T) {
 	})
 }
 
+// writeCounter counts the writes made on the connections it dials.
+type writeCounter struct {
+	n atomic.Int64
+}
+
+type countedConn struct {
+	net.Conn
+	wc *writeCounter
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	c.wc.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestAttemptIsOneWrite checks that an attempt's request leaves in one
+// write: net/http flushes the headers on their own first (a second system
+// call, and a second packet on the wire) unless it recognises the body as
+// in-memory.
+func TestAttemptIsOneWrite(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
+	tr, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes writeCounter
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countedConn{Conn: c, wc: &writes}, nil
+	}
+	cfg := testConfig()
+	cfg.Transport = tr
+	d := startDispatcher(t, st, cfg)
+	const events = 3
+	for i := range events {
+		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+	}
+	if rc.count() != events {
+		t.Fatalf("receiver got %d requests, want %d", rc.count(), events)
+	}
+	if n := writes.n.Load(); n != events {
+		t.Errorf("%d writes for %d requests, want one write per request", n, events)
+	}
+}
+
 func TestEmitMatchesTypeAndTenant(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
