@@ -50,8 +50,12 @@
 // For each scenario: deliveries (or events) per second in the measured
 // window; p50 and p99 of the time from Emit (raw: from building the request)
 // to receipt by the receiver, from a log-linear histogram (3% buckets); the
-// peak resident set (VmHWM) of the process that ran the scenario; and the
-// ratio of the figure to the raw ceiling of the same run. By default every
+// peak resident set (VmHWM) of the process that ran the scenario; the
+// processor time (user and system, receiver included) that process used per
+// delivery or event while measuring; and the ratio of the figure to the raw
+// ceiling of the same run. Where both are bound by the processor, raw's CPU
+// per delivery over a scenario's (cpuRatioToRaw in the extras) estimates
+// that ratio with much less noise from the rest of the machine. By default every
 // scenario runs in a child process of its own (the same executable, re-run
 // with -child), so each peak RSS is that scenario's alone; -inprocess runs
 // them all in one process and reports that process's peak.

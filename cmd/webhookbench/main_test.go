@@ -109,6 +109,14 @@ func TestEveryScenario(t *testing.T) {
 		if name != "raw" && r.Ratio <= 0 {
 			t.Errorf("%s: ratio to raw %.3f; want positive", name, r.Ratio)
 		}
+		// At most a second of processor time per delivery or event on a
+		// machine with a few processors: anything else is a unit mistake.
+		if cpuTime() > 0 && (r.CPUMicros <= 0 || r.CPUMicros > 1e6) {
+			t.Errorf("%s: %.1f CPU µs per %s; want a positive figure", name, r.CPUMicros, r.Unit)
+		}
+	}
+	if r := got["mem"]; cpuTime() > 0 && r != nil && r.Error == "" && r.Extra["cpuRatioToRaw"] <= 0 {
+		t.Errorf("mem: no cpuRatioToRaw in %v", r.Extra)
 	}
 	if r := got["raw"]; r != nil && r.Ratio != 1 {
 		t.Errorf("raw ratio = %v, want 1", r.Ratio)

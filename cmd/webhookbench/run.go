@@ -210,6 +210,9 @@ func runScenario(ctx context.Context, o *options, name string, stderr io.Writer)
 	if r.PeakRSS == 0 {
 		r.PeakRSS = peakRSS()
 	}
+	if b.cpu > 0 && r.Count > 0 {
+		r.CPUMicros = float64(b.cpu.Microseconds()) / float64(r.Count)
+	}
 	return r
 }
 

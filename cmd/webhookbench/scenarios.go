@@ -37,6 +37,8 @@ type bench struct {
 	stderr io.Writer
 	// boltFileBytes is the size of the scenario's bolt file when it closed.
 	boltFileBytes int64
+	// cpu is the processor time the process used while measuring.
+	cpu time.Duration
 }
 
 // loopback is the only range the bench's dispatchers may dial.
@@ -95,12 +97,13 @@ func (b *bench) measure(ctx context.Context, phase *atomic.Value, on, off func()
 	}
 	phase.Store("measure")
 	on()
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), cpuTime()
 	select {
 	case <-time.After(b.o.Duration):
 	case <-ctx.Done():
 	}
 	off()
+	b.cpu = cpuTime() - cpu0
 	phase.Store("stopping")
 	return time.Since(t0)
 }
@@ -562,7 +565,7 @@ func (b *bench) backlog(ctx context.Context) *result {
 	rc.target.Store(int64(n))
 	rc.floor.Store(b.clk.now())
 	rc.measuring.Store(true)
-	t1 := time.Now()
+	t1, cpu1 := time.Now(), cpuTime()
 	if err := d.Start(ctx); err != nil {
 		r.Error = err.Error()
 		return r
@@ -575,6 +578,7 @@ func (b *bench) backlog(ctx context.Context) *result {
 	case <-ctx.Done():
 	}
 	elapsed := time.Since(t1)
+	b.cpu = cpuTime() - cpu1
 	rc.measuring.Store(false)
 	phase.Store("stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.AttemptTimeout+30*time.Second)
