@@ -67,7 +67,9 @@
 // # Costs
 //
 // MatchWebhooks reads the tenant's webhooks; CountDeliveries reads one
-// counter; Purge reads only what it removes. ListDeliveries walks the
+// counter; Purge reads only what it removes. Complete decodes only the
+// fields of the delivery's record it checks or changes and copies the rest
+// (the body among them) into the new record as stored. ListDeliveries walks the
 // tenant's (or webhook's) index newest first and reads each delivery's
 // status and event type before decoding it, so a Status or EventType filter
 // costs the deliveries it steps over. Disabling a webhook (Complete with
@@ -197,36 +199,34 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // begin checks ctx and the closed flag; on success the caller holds s.mu's
-// read lock until it calls the returned function.
-func (s *Store) begin(ctx context.Context) (func(), error) {
+// read lock until it calls s.mu.RUnlock.
+func (s *Store) begin(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("boltstore: %w", err)
+		return fmt.Errorf("boltstore: %w", err)
 	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	}
-	return s.mu.RUnlock, nil
+	return nil
 }
 
 // view runs fn in a read transaction.
 func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	end, err := s.begin(ctx)
-	if err != nil {
+	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	defer end()
+	defer s.mu.RUnlock()
 	return mapErr(s.db.View(fn))
 }
 
 // update runs fn in a write transaction.
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	end, err := s.begin(ctx)
-	if err != nil {
+	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	defer end()
+	defer s.mu.RUnlock()
 	return mapErr(s.db.Update(func(tx *bolt.Tx) error {
 		packAppendBuckets(tx)
 		return fn(tx)
@@ -258,6 +258,10 @@ func (c counts) add(webhookID string, st store.Status, delta int64) {
 		x = new(store.Counts)
 		c[webhookID] = x
 	}
+	addCount(x, st, delta)
+}
+
+func addCount(x *store.Counts, st store.Status, delta int64) {
 	switch st {
 	case store.StatusPending:
 		x.Pending += delta
@@ -273,6 +277,21 @@ func (c counts) move(webhookID string, from, to store.Status) {
 		c.add(webhookID, from, -1)
 		c.add(webhookID, to, 1)
 	}
+}
+
+// moveRaw is move for a webhook id read in place from a record: it makes a
+// string of the id only for a webhook the transaction has not counted yet.
+func (c counts) moveRaw(webhookID []byte, from, to store.Status) {
+	if from == to {
+		return
+	}
+	x := c[string(webhookID)]
+	if x == nil {
+		x = new(store.Counts)
+		c[string(webhookID)] = x
+	}
+	addCount(x, from, -1)
+	addCount(x, to, 1)
 }
 
 // flush adds the deltas to the stored counters of webhooks that still exist.

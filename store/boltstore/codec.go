@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"net/http"
 	"slices"
 	"time"
@@ -19,7 +20,8 @@ import (
 // one-byte form so it round-trips as the zero time. Decoding checks every
 // length against what is left and reports a corrupt record as an error, never
 // a panic; every string and slice it returns is a copy, never memory owned by
-// bbolt.
+// bbolt (only the peek functions and readDeliveryRecord, which serve writes
+// and filters inside a transaction, return slices of the record).
 
 // Record format versions, the first byte of every record.
 const (
@@ -61,7 +63,8 @@ func (e *enc) time(t time.Time) {
 
 func (e *enc) header(h http.Header) {
 	e.uvarint(uint64(len(h)))
-	for _, k := range slices.Sorted(mapKeys(h)) {
+	var buf [16]string
+	for _, k := range sortedKeys(h, buf[:0]) {
 		e.str(k)
 		vs := h[k]
 		e.uvarint(uint64(len(vs)))
@@ -71,14 +74,40 @@ func (e *enc) header(h http.Header) {
 	}
 }
 
-func mapKeys[V any](m map[string]V) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+// sortedKeys appends m's keys to buf and sorts them. A caller that passes
+// a small array on its stack sorts a small map without allocating.
+func sortedKeys[V any](m map[string]V, buf []string) []string {
+	for k := range m {
+		buf = append(buf, k)
 	}
+	slices.Sort(buf)
+	return buf
+}
+
+// Encoders size their buffer exactly before writing, so a record is one
+// allocation of its own length. These are the lengths of what enc writes.
+
+// uvarintLen is the length of enc.uvarint(v).
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// varintLen is the length of enc.varint(v).
+func varintLen(v int64) int {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen(u)
+}
+
+// strLen is the length of enc.str or enc.bytes of n bytes.
+func strLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+// timeLen is the length of enc.time(t).
+func timeLen(t time.Time) int {
+	if t.IsZero() {
+		return 1
+	}
+	return 1 + varintLen(t.Unix()) + uvarintLen(uint64(t.Nanosecond()))
 }
 
 // dec reads fields from a buffer; after the first error every read returns
@@ -264,7 +293,8 @@ func encodeWebhook(w *store.Webhook) []byte {
 		e.time(s.ExpiresAt)
 	}
 	e.uvarint(uint64(len(w.Headers)))
-	for _, k := range slices.Sorted(mapKeys(w.Headers)) {
+	var buf [16]string
+	for _, k := range sortedKeys(w.Headers, buf[:0]) {
 		e.str(k)
 		e.str(w.Headers[k])
 	}
@@ -360,7 +390,22 @@ func statusOf(c byte) (store.Status, bool) {
 // encodeDelivery writes the fields a listing filters on (status, event type)
 // first, so peekDelivery can filter without decoding the body.
 func encodeDelivery(x *store.Delivery) []byte {
-	e := enc{b: make([]byte, 0, 160+len(x.Body))}
+	return appendDelivery(make([]byte, 0, deliveryLen(x)), x)
+}
+
+// deliveryLen is the length of x's record.
+func deliveryLen(x *store.Delivery) int {
+	return 2 + strLen(len(x.EventType)) + strLen(len(x.ID)) + strLen(len(x.WebhookID)) +
+		strLen(len(x.EventID)) + strLen(len(x.Tenant)) +
+		varintLen(int64(x.Attempts)) + varintLen(int64(x.RoundAttempts)) + timeLen(x.NextAttemptAt) +
+		strLen(len(x.LeaseOwner)) + timeLen(x.LeaseExpiresAt) +
+		varintLen(int64(x.LastStatusCode)) + strLen(len(x.LastError)) +
+		timeLen(x.CreatedAt) + timeLen(x.UpdatedAt) + strLen(len(x.Body))
+}
+
+// appendDelivery appends x's record to b.
+func appendDelivery(b []byte, x *store.Delivery) []byte {
+	e := enc{b: b}
 	e.byte(deliveryV1)
 	e.byte(statusCode(x.Status))
 	e.str(x.EventType)
@@ -378,6 +423,96 @@ func encodeDelivery(x *store.Delivery) []byte {
 	e.time(x.CreatedAt)
 	e.time(x.UpdatedAt)
 	e.bytes(x.Body)
+	return e.b
+}
+
+// deliveryRecord is a delivery record read in place, for a write that
+// changes a few fields of a stored delivery without decoding and
+// re-encoding all of it: the fields that change after Enqueue are decoded,
+// and the ones that never do (the event type, ids and tenant, CreatedAt and
+// the body) stay the bytes the record holds, copied as they are into the
+// new record. appendTo writes exactly what encodeDelivery writes for the
+// delivery with the changed fields. Every byte slice aliases the record
+// and is valid only while the record is (in bbolt, during the transaction).
+type deliveryRecord struct {
+	Status         store.Status
+	ID, WebhookID  []byte
+	Attempts       int
+	RoundAttempts  int
+	NextAttemptAt  time.Time
+	LeaseOwner     []byte
+	LeaseExpiresAt time.Time
+	LastStatusCode int
+	LastError      []byte
+	UpdatedAt      time.Time
+
+	names   []byte // EventType, ID, WebhookID, EventID and Tenant as encoded
+	created []byte // CreatedAt as encoded
+	body    []byte // Body as encoded, with its length
+}
+
+// readDeliveryRecord reads a delivery record in place, with the same checks
+// as decodeDelivery.
+func readDeliveryRecord(b []byte) (deliveryRecord, error) {
+	var r deliveryRecord
+	d := dec{b: b}
+	d.version(deliveryV1)
+	st, ok := statusOf(d.byte())
+	if !ok {
+		d.fail()
+	}
+	r.Status = st
+	rest := d.b
+	d.raw() // EventType
+	r.ID = d.raw()
+	r.WebhookID = d.raw()
+	d.raw() // EventID
+	d.raw() // Tenant
+	r.names = rest[:len(rest)-len(d.b)]
+	r.Attempts = d.int()
+	r.RoundAttempts = d.int()
+	r.NextAttemptAt = d.time()
+	r.LeaseOwner = d.raw()
+	r.LeaseExpiresAt = d.time()
+	r.LastStatusCode = d.int()
+	r.LastError = d.raw()
+	rest = d.b
+	d.time() // CreatedAt
+	r.created = rest[:len(rest)-len(d.b)]
+	r.UpdatedAt = d.time()
+	rest = d.b
+	d.raw() // Body
+	r.body = rest[:len(rest)-len(d.b)]
+	if err := d.done(); err != nil {
+		return deliveryRecord{}, err
+	}
+	return r, nil
+}
+
+// len is the length of r's record.
+func (r *deliveryRecord) len() int {
+	return 2 + len(r.names) + varintLen(int64(r.Attempts)) + varintLen(int64(r.RoundAttempts)) +
+		timeLen(r.NextAttemptAt) + strLen(len(r.LeaseOwner)) + timeLen(r.LeaseExpiresAt) +
+		varintLen(int64(r.LastStatusCode)) + strLen(len(r.LastError)) +
+		len(r.created) + timeLen(r.UpdatedAt) + len(r.body)
+}
+
+// appendTo appends r's record to b, in the order of appendDelivery.
+func (r *deliveryRecord) appendTo(b []byte) []byte {
+	e := enc{b: b}
+	e.byte(deliveryV1)
+	e.byte(statusCode(r.Status))
+	e.b = append(e.b, r.names...)
+	e.varint(int64(r.Attempts))
+	e.varint(int64(r.RoundAttempts))
+	e.time(r.NextAttemptAt)
+	e.bytes(r.LeaseOwner)
+	e.time(r.LeaseExpiresAt)
+	e.varint(int64(r.LastStatusCode))
+	e.bytes(r.LastError)
+	e.b = append(e.b, r.created...)
+	e.time(r.UpdatedAt)
+	e.b = append(e.b, r.body...)
 	return e.b
 }
 
@@ -447,10 +582,34 @@ func tableCodes(t []string, first int) map[string]uint64 {
 	return m
 }
 
+// codedHeaderLen is the length of enc.codedHeader(h, deliveryID).
+func codedHeaderLen(h http.Header, deliveryID string) int {
+	n := uvarintLen(uint64(len(h)))
+	for k, vs := range h {
+		if c, ok := commonNameCode[k]; ok {
+			n += uvarintLen(c)
+		} else {
+			n += 1 + strLen(len(k))
+		}
+		n += uvarintLen(uint64(len(vs)))
+		for _, v := range vs {
+			if c, ok := commonValueCode[v]; ok {
+				n += uvarintLen(c)
+			} else if v == deliveryID && v != "" {
+				n++
+			} else {
+				n += 1 + strLen(len(v))
+			}
+		}
+	}
+	return n
+}
+
 // codedHeader appends h in the coded form of format 2.
 func (e *enc) codedHeader(h http.Header, deliveryID string) {
 	e.uvarint(uint64(len(h)))
-	for _, k := range slices.Sorted(mapKeys(h)) {
+	var buf [16]string
+	for _, k := range sortedKeys(h, buf[:0]) {
 		if c, ok := commonNameCode[k]; ok {
 			e.uvarint(c)
 		} else {
@@ -514,8 +673,17 @@ func (d *dec) codedHeader(deliveryID string) http.Header {
 	return h
 }
 
+// attemptLen is the length of a's record.
+func attemptLen(a *store.Attempt) int {
+	return 1 + strLen(len(a.DeliveryID)) + varintLen(int64(a.Number)) + timeLen(a.StartedAt) +
+		varintLen(int64(a.Duration)) + strLen(len(a.RequestURL)) +
+		codedHeaderLen(a.RequestHeaders, a.DeliveryID) + varintLen(int64(a.ResponseStatus)) +
+		codedHeaderLen(a.ResponseHeaders, a.DeliveryID) + strLen(len(a.ResponseBody)) +
+		strLen(len(a.ErrorClass)) + strLen(len(a.Error))
+}
+
 func encodeAttempt(a *store.Attempt) []byte {
-	e := enc{b: make([]byte, 0, 128+len(a.ResponseBody))}
+	e := enc{b: make([]byte, 0, attemptLen(a))}
 	e.byte(attemptV2)
 	e.str(a.DeliveryID)
 	e.varint(int64(a.Number))

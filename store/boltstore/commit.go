@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"slices"
@@ -36,6 +37,10 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*commitCall
 	running bool // a leader is committing
+
+	// free holds calls that have returned, for reuse with their channel:
+	// once a call has received its result nothing sends to it again.
+	free sync.Pool
 }
 
 type commitCall struct {
@@ -54,13 +59,16 @@ type commitMsg struct {
 // concurrent write calls. fn may run more than once (after another call's
 // failure), so it must set its results only from what it reads in tx.
 func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
-	end, err := s.begin(ctx)
-	if err != nil {
+	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	defer end()
-	c := &commitCall{fn: fn, ch: make(chan commitMsg, 1)}
+	defer s.mu.RUnlock()
 	g := &s.commits
+	c, _ := g.free.Get().(*commitCall)
+	if c == nil {
+		c = &commitCall{ch: make(chan commitMsg, 1)}
+	}
+	c.fn = fn
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	lead := !g.running
@@ -72,6 +80,8 @@ func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
 		}
 		m := <-c.ch
 		if !m.lead {
+			c.fn = nil
+			g.free.Put(c)
 			return mapErr(m.err)
 		}
 		lead = true
@@ -111,7 +121,7 @@ func (s *Store) commitBatch(batch []*commitCall) {
 		failed, ferr := -1, error(nil)
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			packAppendBuckets(tx)
-			w := &wtx{Tx: tx, cnt: make(counts, 1)}
+			w := newWtx(tx)
 			for i, c := range batch {
 				if err := c.fn(w); err != nil {
 					failed, ferr = i, err
@@ -140,6 +150,46 @@ func (s *Store) commitBatch(batch []*commitCall) {
 type wtx struct {
 	*bolt.Tx
 	cnt counts
+
+	// cursors are the transaction's cursors of the buckets its calls look
+	// keys up in. bbolt's Get makes a new cursor, and grows its stack, on
+	// every call; a kept cursor reuses both, and a Seek places it afresh
+	// whatever the calls before it wrote.
+	cursors []bucketCursor
+	buf     [4]bucketCursor // cursors' first array
+}
+
+func newWtx(tx *bolt.Tx) *wtx {
+	w := &wtx{Tx: tx, cnt: make(counts, 1)}
+	w.cursors = w.buf[:0]
+	return w
+}
+
+type bucketCursor struct {
+	bucket []byte
+	c      *bolt.Cursor
+}
+
+// cursor returns the transaction's cursor of the bucket name.
+func (w *wtx) cursor(name []byte) *bolt.Cursor {
+	for _, bc := range w.cursors {
+		if bytes.Equal(bc.bucket, name) {
+			return bc.c
+		}
+	}
+	c := w.Bucket(name).Cursor()
+	w.cursors = append(w.cursors, bucketCursor{name, c})
+	return c
+}
+
+// get is w.Bucket(name).Get(key) through the transaction's cursor of the
+// bucket.
+func (w *wtx) get(name, key []byte) []byte {
+	k, v := w.cursor(name).Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 // appendFill is the fill percent of the buckets whose keys mostly grow (ids

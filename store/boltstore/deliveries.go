@@ -19,26 +19,24 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	if len(ds) == 0 {
-		end, err := s.begin(ctx)
-		if err != nil {
+		if err := s.begin(ctx); err != nil {
 			return nil, err
 		}
-		end()
+		s.mu.RUnlock()
 		return []string{}, nil
 	}
 	now := s.clock()
-	var ids []string
+	// The function may run again (see write): it sets every slot each time.
+	ids := make([]string, len(ds))
 	err := s.write(ctx, func(w *wtx) error {
 		tx := w.Tx
-		ids = make([]string, len(ds))
-		var (
-			deliveries = tx.Bucket(bDeliveries)
-			dedup      = tx.Bucket(bDedup)
-			webhooks   = tx.Bucket(bWebhooks)
-		)
+		deliveries, dedup := tx.Bucket(bDeliveries), tx.Bucket(bDedup)
 		for i, in := range ds {
+			// Keys that are only looked up live on the stack (a Seek keeps
+			// no key); what Put keeps is carved from one allocation.
+			var kb [128]byte
 			// Only the webhook's tenant is read, not the whole record.
-			v := webhooks.Get([]byte(in.WebhookID))
+			v := w.get(bWebhooks, append(kb[:0], in.WebhookID...))
 			if v == nil {
 				return notFound("webhook", in.WebhookID)
 			}
@@ -49,12 +47,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if string(tenant) != in.Tenant {
 				return invalid("delivery %q: webhook %q belongs to another tenant", in.ID, in.WebhookID)
 			}
-			dk := pairKey(in.EventID, in.WebhookID)
-			if v := dedup.Get(dk); v != nil {
+			if v := w.get(bDedup, append(appendPrefix(kb[:0], in.EventID), in.WebhookID...)); v != nil {
 				ids[i] = string(v)
 				continue
 			}
-			if deliveries.Get([]byte(in.ID)) != nil {
+			if w.get(bDeliveries, append(kb[:0], in.ID...)) != nil {
 				return fmt.Errorf("boltstore: delivery %q: %w", in.ID, store.ErrConflict)
 			}
 			d := store.Delivery{
@@ -74,23 +71,23 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if d.NextAttemptAt.IsZero() {
 				d.NextAttemptAt = d.CreatedAt
 			}
-			id := []byte(d.ID)
-			if err := deliveries.Put(id, encodeDelivery(&d)); err != nil {
+			kv := newEnqueueWrites(&d)
+			if err := deliveries.Put(kv.id, kv.record); err != nil {
 				return err
 			}
-			if err := dedup.Put(dk, id); err != nil {
+			if err := dedup.Put(kv.dedupKey, kv.id); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bDelTenant).Put(pairKey(d.Tenant, d.ID), nil); err != nil {
+			if err := tx.Bucket(bDelTenant).Put(kv.tenantKey, nil); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bDelWebhook).Put(pairKey(d.WebhookID, d.ID), nil); err != nil {
+			if err := tx.Bucket(bDelWebhook).Put(kv.webhookKey, nil); err != nil {
 				return err
 			}
 			if d.LeaseOwner != "" {
-				err = tx.Bucket(bLeased).Put(timeKey(d.LeaseExpiresAt, d.ID), leasedValue(&d))
+				err = tx.Bucket(bLeased).Put(kv.indexKey, kv.indexValue)
 			} else {
-				err = tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
+				err = tx.Bucket(bDue).Put(kv.indexKey, kv.indexValue)
 			}
 			if err != nil {
 				return err
@@ -104,6 +101,58 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		return nil, err
 	}
 	return ids, nil
+}
+
+// enqueueWrites are the keys and values Enqueue writes for a delivery, all
+// carved from one allocation (bbolt keeps a Put's value until the
+// transaction ends, and copies its key).
+type enqueueWrites struct {
+	record, id            []byte // deliveries
+	dedupKey              []byte // dedup, whose value is id
+	tenantKey, webhookKey []byte // deliveries_by_tenant and _by_webhook
+	indexKey, indexValue  []byte // leased when d has a lease, due otherwise
+}
+
+func newEnqueueWrites(d *store.Delivery) enqueueWrites {
+	var (
+		id, wid = len(d.ID), len(d.WebhookID)
+		rec     = deliveryLen(d)
+		idx     = wid // due value: the webhook id
+	)
+	if d.LeaseOwner != "" {
+		idx += timeKeyLen // leased value: NextAttemptAt and the webhook id
+	}
+	b := make([]byte, 0, rec+id+prefixLen(len(d.EventID))+wid+prefixLen(len(d.Tenant))+id+
+		prefixLen(wid)+id+timeKeyLen+id+idx)
+	var kv enqueueWrites
+	b = appendDelivery(b, d)
+	kv.record = carve(b, 0)
+	m := len(b)
+	b = append(b, d.ID...)
+	kv.id = carve(b, m)
+	m = len(b)
+	b = append(appendPrefix(b, d.EventID), d.WebhookID...)
+	kv.dedupKey = carve(b, m)
+	m = len(b)
+	b = append(appendPrefix(b, d.Tenant), d.ID...)
+	kv.tenantKey = carve(b, m)
+	m = len(b)
+	b = append(appendPrefix(b, d.WebhookID), d.ID...)
+	kv.webhookKey = carve(b, m)
+	m = len(b)
+	if d.LeaseOwner != "" {
+		b = appendTimeKey(b, d.LeaseExpiresAt, d.ID)
+		kv.indexKey = carve(b, m)
+		m = len(b)
+		b = append(appendTime(b, d.NextAttemptAt), d.WebhookID...)
+	} else {
+		b = appendTimeKey(b, d.NextAttemptAt, d.ID)
+		kv.indexKey = carve(b, m)
+		m = len(b)
+		b = append(b, d.WebhookID...)
+	}
+	kv.indexValue = carve(b, m)
+	return kv
 }
 
 // getDelivery reads a delivery in tx; ErrNotFound when absent.
@@ -136,14 +185,25 @@ func leasedValue(d *store.Delivery) []byte {
 // delivery without a lease, or whose expired lease Claim moved back to due,
 // is looked for in due, where it must then be.
 func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
+	var leased *bolt.Cursor
 	if !d.LeaseExpiresAt.IsZero() {
-		key := timeKey(d.LeaseExpiresAt, d.ID)
-		c := tx.Bucket(bLeased).Cursor()
-		if k, _ := c.Seek(key); bytes.Equal(k, key) {
-			return c.Delete()
+		leased = tx.Bucket(bLeased).Cursor()
+	}
+	return unindexPendingAt(tx, leased, d.ID, d.NextAttemptAt, d.LeaseExpiresAt)
+}
+
+// unindexPendingAt is unindexPending of the delivery id due at next, with a
+// lease until leaseExpires (zero without), given a cursor of leased (which
+// only a delivery with a lease needs).
+func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, next, leaseExpires time.Time) error {
+	if !leaseExpires.IsZero() {
+		var kb [64]byte // a Seek keeps no key
+		key := appendTimeKey(kb[:0], leaseExpires, id)
+		if k, _ := leased.Seek(key); bytes.Equal(k, key) {
+			return leased.Delete()
 		}
 	}
-	return tx.Bucket(bDue).Delete(timeKey(d.NextAttemptAt, d.ID))
+	return tx.Bucket(bDue).Delete(timeKey(next, id))
 }
 
 // indexState puts a delivery in the index of its state: due when pending
@@ -308,42 +368,81 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	a := *p.Attempt
 	a.DeliveryID = p.DeliveryID
 	attempt := encodeAttempt(&a)
+	// The function reads these, not a, so that a stays on the stack.
+	number, code, lastError := a.Number, a.ResponseStatus, a.Error
 	return s.write(ctx, func(w *wtx) error {
 		tx := w.Tx
-		d, err := getDelivery(tx, p.DeliveryID)
+		deliveries := tx.Bucket(bDeliveries)
+		// The record is read in place and only the fields Complete changes
+		// are re-encoded: the body is copied as it is.
+		var kb [64]byte // a Seek keeps no key
+		v := w.get(bDeliveries, append(kb[:0], p.DeliveryID...))
+		if v == nil {
+			return notFound("delivery", p.DeliveryID)
+		}
+		r, err := readDeliveryRecord(v)
+		if err != nil {
+			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, err)
+		}
+		if r.Status != store.StatusPending || string(r.LeaseOwner) != p.Owner {
+			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
+		}
+		if number != r.Attempts+1 {
+			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
+		}
+		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
+			return err
+		}
+		w.cnt.moveRaw(r.WebhookID, r.Status, p.Status)
+		r.Attempts++
+		r.RoundAttempts++
+		r.LastStatusCode, r.LastError = code, []byte(lastError)
+		r.Status = p.Status
+		if p.Status == store.StatusPending {
+			r.NextAttemptAt = p.NextAttemptAt
+		}
+		r.LeaseOwner, r.LeaseExpiresAt = nil, time.Time{}
+		r.UpdatedAt = p.Now
+
+		// The attempt's key, the record and its index entry, in one
+		// allocation: the index is due (valued with the webhook id) when
+		// pending, finished otherwise.
+		idxTime, idxValue := r.UpdatedAt, 0
+		if r.Status == store.StatusPending {
+			idxTime, idxValue = r.NextAttemptAt, len(r.WebhookID)
+		}
+		b := make([]byte, 0, prefixLen(len(p.DeliveryID))+4+r.len()+timeKeyLen+len(p.DeliveryID)+idxValue)
+		b = appendAttemptKey(b, p.DeliveryID, number)
+		attemptKey := carve(b, 0)
+		m := len(b)
+		b = r.appendTo(b)
+		record := carve(b, m)
+		m = len(b)
+		b = appendTimeKey(b, idxTime, p.DeliveryID)
+		idxKey := carve(b, m)
+		var idxVal []byte
+		if idxValue > 0 {
+			m = len(b)
+			b = append(b, r.WebhookID...)
+			idxVal = carve(b, m)
+		}
+		if err := tx.Bucket(bAttempts).Put(attemptKey, attempt); err != nil {
+			return err
+		}
+		// The index key ends with the id: it is the record's key too.
+		if err := deliveries.Put(idxKey[timeKeyLen:], record); err != nil {
+			return err
+		}
+		if r.Status == store.StatusPending {
+			err = tx.Bucket(bDue).Put(idxKey, idxVal)
+		} else {
+			err = tx.Bucket(bFinished).Put(idxKey, nil)
+		}
 		if err != nil {
 			return err
 		}
-		if d.Status != store.StatusPending || d.LeaseOwner != p.Owner {
-			return fmt.Errorf("boltstore: delivery %q: %w", d.ID, store.ErrLeaseLost)
-		}
-		if a.Number != d.Attempts+1 {
-			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", d.ID, a.Number, d.Attempts, store.ErrConflict)
-		}
-		if err := unindexPending(tx, d); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bAttempts).Put(attemptKey(d.ID, a.Number), attempt); err != nil {
-			return err
-		}
-		w.cnt.move(d.WebhookID, d.Status, p.Status)
-		d.Attempts++
-		d.RoundAttempts++
-		d.LastStatusCode, d.LastError = a.ResponseStatus, a.Error
-		d.Status = p.Status
-		if p.Status == store.StatusPending {
-			d.NextAttemptAt = p.NextAttemptAt
-		}
-		d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
-		d.UpdatedAt = p.Now
-		if err := putDelivery(tx, d); err != nil {
-			return err
-		}
-		if err := indexState(tx, d); err != nil {
-			return err
-		}
 		if p.DisableWebhook != "" {
-			if err := disableWebhook(tx, d.WebhookID, d.ID, p.DisableWebhook, p.Now, w.cnt); err != nil {
+			if err := disableWebhook(tx, string(r.WebhookID), p.DeliveryID, p.DisableWebhook, p.Now, w.cnt); err != nil {
 				return err
 			}
 		}
