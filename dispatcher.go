@@ -282,12 +282,36 @@ func (d *Dispatcher) signal() {
 }
 
 // markDue records that the store may hold due deliveries nobody in this
-// process has claimed, and wakes the loop to claim them.
+// process has claimed, and wakes the loop when it can claim them now (else
+// the attempt or claim that makes room wakes it).
 func (d *Dispatcher) markDue() {
 	d.mu.Lock()
 	d.dueSeq++
+	wake := d.claimRoom() > 0
 	d.mu.Unlock()
-	d.signal()
+	if wake {
+		d.signal()
+	}
+}
+
+// claimRoom returns how many deliveries the loop would claim now: 0 when
+// the store may hold nothing due for this process, when maxClaims claims
+// run, or when the workers are busy and too few are free to make a batch
+// worth a claim. Whatever changes one of these wakes the loop only when
+// claimRoom has become positive: a finishing attempt does not wake it for
+// a claim it would not start. d.mu is held.
+func (d *Dispatcher) claimRoom() int {
+	if !d.duePending() || d.claiming >= maxClaims {
+		return 0
+	}
+	busy := d.sending + d.reserved
+	free := min(maxAdmitted(d.cfg.Workers)-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
+	// Claim in batches: while attempts are in flight or claimed, wait
+	// until a few workers are free.
+	if free <= 0 || (busy > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
+		return 0
+	}
+	return min(free, d.cfg.ClaimBatch)
 }
 
 // duePending reports whether the store may hold due deliveries this
@@ -466,14 +490,16 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 	}
 	// Slots may have freed while the store worked.
 	d.unpark()
+	wake := false
 	if queued {
 		d.dueSeq++
+		wake = d.claimRoom() > 0
 	}
 	d.mu.Unlock()
 	if len(release) > 0 {
 		d.release(ctx, release)
 	}
-	if queued {
+	if wake {
 		d.signal()
 	}
 	return res, nil
@@ -882,15 +908,22 @@ func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 				wakeUps = nil
 				continue
 			}
-			d.markDue()
+			d.noteDue()
 		case <-timerC:
-			d.markDue()
+			d.noteDue()
 		case <-poll.C:
-			d.markDue()
+			d.noteDue()
 			// Parked deliveries wait at most a quarter of their lease.
 			d.releaseParked(ctx, d.cfg.Now().Add(-d.cfg.Lease/4))
 		}
 	}
+}
+
+// noteDue is markDue for the loop itself, which claims next anyway.
+func (d *Dispatcher) noteDue() {
+	d.mu.Lock()
+	d.dueSeq++
+	d.mu.Unlock()
 }
 
 // maxClaims is the most claims running at once.
@@ -906,9 +939,10 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		// A claim that ends wakes the loop again if something may have
-		// fallen due meanwhile.
-		if !d.duePending() || d.claiming >= maxClaims {
+		// A claim that ends, or an attempt that frees a worker, wakes the
+		// loop again when there is room for another claim.
+		limit := d.claimRoom()
+		if limit == 0 {
 			return wait
 		}
 		// The claim sees everything marked due up to seq: its Now is
@@ -916,13 +950,6 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 		// them, due at a Now read before).
 		seq := d.dueSeq
 		now := d.cfg.Now()
-		busy := d.sending + d.reserved
-		free := min(maxAdmitted(d.cfg.Workers)-busy, maxInflight(d.cfg.Workers)-d.inflight-d.reserved)
-		// Claim in batches: while attempts are in flight or claimed, wait
-		// until a few workers are free (a finishing worker wakes the loop).
-		if free <= 0 || (busy > 0 && free < max(1, min(d.cfg.Workers, d.cfg.ClaimBatch)/4)) {
-			return wait
-		}
 		var skip []string
 		for id, h := range d.hooks {
 			switch {
@@ -933,7 +960,6 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 				wait = min(wait, h.nextSlot.Sub(now))
 			}
 		}
-		limit := min(free, d.cfg.ClaimBatch)
 		d.reserved += limit
 		d.claiming++
 		claims.Add(1)
@@ -954,7 +980,7 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 					d.blocked[id] = true
 				}
 			}
-			again := d.duePending()
+			again := d.claimRoom() > 0
 			d.mu.Unlock()
 			if again {
 				d.signal()
@@ -1172,9 +1198,9 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 }
 
 // freed reports whether the loop should claim now that an attempt of the
-// webhook has freed its slots: when the store may hold due deliveries, in
-// particular ones of this webhook that the last claim passed over. d.mu is
-// held.
+// webhook has freed its slots: when the store may hold due deliveries (in
+// particular ones of this webhook that the last claim passed over) and
+// there is room for a claim. d.mu is held.
 func (d *Dispatcher) freed(webhookID string) bool {
 	d.unpark()
 	if d.blocked[webhookID] {
@@ -1184,7 +1210,7 @@ func (d *Dispatcher) freed(webhookID string) bool {
 			d.dueSeq++
 		}
 	}
-	return d.duePending()
+	return d.claimRoom() > 0
 }
 
 // startWork hands a delivery, counted in d.workers, to the pool. d.mu is

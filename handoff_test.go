@@ -398,3 +398,43 @@ func TestStopDuringEmitsLeavesNothingLeased(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimRoom checks when the loop is woken to claim: only when a claim
+// would start. A finishing attempt used to wake it whenever deliveries
+// might be due, and with the workers busy it woke for nothing (ten times
+// more wake-ups than claims under load).
+func TestClaimRoom(t *testing.T) {
+	d, err := New(newMemStore(t), &Config{Workers: 16, ClaimBatch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range []struct {
+		name                                 string
+		due                                  bool
+		claiming, sending, inflight, reserve int
+		want                                 int
+	}{
+		{name: "nothing due", due: false, want: 0},
+		{name: "idle", due: true, want: 16},
+		{name: "claims at their limit", due: true, claiming: maxClaims, want: 0},
+		{name: "a few workers free", due: true, sending: 29, inflight: 29, want: 0},
+		{name: "a batch's worth free", due: true, sending: 28, inflight: 28, want: 4},
+		{name: "reserved by a claim", due: true, sending: 20, inflight: 20, reserve: 10, claiming: 1, want: 0},
+		{name: "answered, waiting for their record", due: true, inflight: maxInflight(16) - 2, want: 2},
+		{name: "every slot in flight", due: true, inflight: maxInflight(16), want: 0},
+	} {
+		d.clearSeq = d.dueSeq
+		if c.due {
+			d.dueSeq++
+		}
+		d.claiming, d.sending, d.inflight, d.reserved = c.claiming, c.sending, c.inflight, c.reserve
+		if got := d.claimRoom(); got != c.want {
+			t.Errorf("%s: claimRoom() = %d, want %d", c.name, got, c.want)
+		}
+		if got := d.freed("wh_none"); got != (c.want > 0) {
+			t.Errorf("%s: freed() = %v, want %v", c.name, got, c.want > 0)
+		}
+	}
+}
