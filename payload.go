@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -68,13 +69,28 @@ func CanonicalJSON(data any) ([]byte, error) {
 		}
 		src = b
 	}
-	var stack [16]member
-	c := canonicalizer{src: src, out: make([]byte, 0, len(src)), members: stack[:0]}
-	if err := c.document(); err != nil {
+	ms := memberStacks.Get().(*[]member)
+	c := canonicalizer{src: src, out: make([]byte, 0, len(src)), members: (*ms)[:0]}
+	err := c.document()
+	if cap(c.members) <= maxPooledMembers {
+		*ms = c.members[:0]
+		memberStacks.Put(ms)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return c.out, nil
 }
+
+// memberStacks holds the canonicalizers' member stacks. A stack array
+// local to CanonicalJSON would move to the heap on every call (the
+// canonicalizer's output escapes, and with it, to the compiler, every
+// slice the canonicalizer holds): 640 bytes per event.
+var memberStacks = sync.Pool{New: func() any { s := make([]member, 0, 16); return &s }}
+
+// maxPooledMembers bounds the stacks kept for reuse, so one event with
+// huge objects does not pin a huge stack.
+const maxPooledMembers = 1024
 
 // member is one object member in the output: its encoded key (quotes
 // included) and its value, as offsets into canonicalizer.out.
