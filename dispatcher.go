@@ -926,6 +926,14 @@ func (d *Dispatcher) noteDue() {
 	d.mu.Unlock()
 }
 
+// rateInterval is the time between two attempts of a webhook limited to
+// rate deliveries per second: at most an hour. The Registry refuses slower
+// rates, but a store may hold anything, and below about 1e-10 a second the
+// interval would overflow a Duration and wrap to the past: no limit at all.
+func rateInterval(rate float64) time.Duration {
+	return time.Duration(float64(time.Second) / max(rate, MinRateLimit))
+}
+
 // maxClaims is the most claims running at once.
 const maxClaims = 4
 
@@ -1060,7 +1068,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			continue
 		}
 		if h.rate > 0 {
-			h.nextSlot = now.Add(time.Duration(float64(time.Second) / h.rate))
+			h.nextSlot = now.Add(rateInterval(h.rate))
 		}
 		h.inflight++
 		h.sending++

@@ -891,6 +891,27 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateInterval checks the spacing of a rate-limited webhook's attempts,
+// in particular for rates a store may hold but the Registry refuses: slower
+// ones are spaced an hour apart, and one of 1e-12 a second used to overflow
+// the Duration and wrap to the past (no limit at all).
+func TestRateInterval(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want time.Duration
+	}{
+		{2, 500 * time.Millisecond},
+		{MaxRateLimit, 10 * time.Microsecond},
+		{MinRateLimit, time.Hour},
+		{1.0 / 86400, time.Hour},
+		{1e-12, time.Hour},
+	} {
+		if got := rateInterval(c.rate); got != c.want {
+			t.Errorf("rateInterval(%g) = %v, want %v", c.rate, got, c.want)
+		}
+	}
+}
+
 func TestPurgeRemovesOldFinishedDeliveries(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -137,11 +136,23 @@ type WebhookInput struct {
 	// sets (X-Webhook-*, Webhook-*, Content-Type, Content-Length, Host,
 	// User-Agent, hop-by-hop headers).
 	Headers map[string]string
-	// MaxAttempts overrides the dispatcher's retry budget when positive.
+	// MaxAttempts overrides the dispatcher's retry budget when positive;
+	// at most MaxWebhookAttempts.
 	MaxAttempts int
-	// RateLimit caps deliveries per second when positive.
+	// RateLimit caps deliveries per second when positive, from MinRateLimit
+	// to MaxRateLimit; 0 means no cap.
 	RateLimit float64
 }
+
+// Bounds of a webhook's MaxAttempts and positive RateLimit.
+const (
+	// MaxWebhookAttempts is the largest retry budget a webhook may have.
+	MaxWebhookAttempts = 100
+	// MinRateLimit is the slowest rate limit: one delivery an hour.
+	MinRateLimit = 1.0 / 3600
+	// MaxRateLimit is the fastest rate limit, in deliveries per second.
+	MaxRateLimit = 100_000
+)
 
 // WebhookUpdate changes a webhook; nil fields are left unchanged.
 type WebhookUpdate struct {
@@ -511,11 +522,12 @@ func (r *Registry) checkScalars(w *store.Webhook) error {
 	if !utf8.ValidString(w.Description) {
 		return invalid("description", "not valid UTF-8")
 	}
-	if w.MaxAttempts < 0 || w.MaxAttempts > 100 {
-		return invalid("maxAttempts", "%d, want 0 to 100", w.MaxAttempts)
+	if w.MaxAttempts < 0 || w.MaxAttempts > MaxWebhookAttempts {
+		return invalid("maxAttempts", "%d, want 0 to %d", w.MaxAttempts, MaxWebhookAttempts)
 	}
-	if w.RateLimit < 0 || math.IsNaN(w.RateLimit) || math.IsInf(w.RateLimit, 0) {
-		return invalid("rateLimit", "must be a finite number, 0 or more")
+	// The comparisons are false for NaN: it is refused too.
+	if !(w.RateLimit == 0 || w.RateLimit >= MinRateLimit && w.RateLimit <= MaxRateLimit) {
+		return invalid("rateLimit", "%g, want 0 (no limit) or %g to %d deliveries per second", w.RateLimit, MinRateLimit, MaxRateLimit)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,11 @@ func TestRegistryValidation(t *testing.T) {
 		{"duplicate header", func(in *WebhookInput) { in.Headers = map[string]string{"x-a": "1", "X-A": "2"} }, ""},
 		{"negative attempts", func(in *WebhookInput) { in.MaxAttempts = -1 }, "maxAttempts"},
 		{"negative rate", func(in *WebhookInput) { in.RateLimit = -1 }, "rateLimit"},
+		{"too many attempts", func(in *WebhookInput) { in.MaxAttempts = MaxWebhookAttempts + 1 }, "maxAttempts"},
+		{"rate below one an hour", func(in *WebhookInput) { in.RateLimit = 1e-12 }, "rateLimit"},
+		{"rate too high", func(in *WebhookInput) { in.RateLimit = MaxRateLimit * 2 }, "rateLimit"},
+		{"NaN rate", func(in *WebhookInput) { in.RateLimit = math.NaN() }, "rateLimit"},
+		{"infinite rate", func(in *WebhookInput) { in.RateLimit = math.Inf(1) }, "rateLimit"},
 		{"short secret", func(in *WebhookInput) { in.Secret = "short" }, "secret"},
 		{"short whsec", func(in *WebhookInput) { in.Secret = secret }, "secret"},
 		{"bad base64", func(in *WebhookInput) { in.Secret = "whsec_!!!!notbase64!!!!!!!!!!!!!!" }, "secret"},
