@@ -9,7 +9,7 @@
 //	POST   /v1/webhooks                                    create (the response holds the secret)
 //	GET    /v1/webhooks                                    list, newest first
 //	GET    /v1/webhooks/{id}                               read
-//	PUT    /v1/webhooks/{id}                               update url, events, description, active, headers
+//	PUT    /v1/webhooks/{id}                               update url, events, description, active, headers, maxAttempts, rateLimit
 //	DELETE /v1/webhooks/{id}                               delete, with its deliveries
 //	POST   /v1/webhooks/{id}/test                          send a webhook.test event now
 //	POST   /v1/webhooks/{id}/rotate-secret                 new secret; the old one signs during a grace period
@@ -43,6 +43,11 @@
 // response are the latest attempt's. Request bodies must be application/json
 // objects whose field names match exactly (case included), once each.
 // The OpenAPI document is served without authentication.
+//
+// A webhook may carry its own retry budget, maxAttempts (attempts in all,
+// 1 to 100), and a rate limit, rateLimit (deliveries per second, 1/3600 to
+// 100000); 0 means the dispatcher's budget and no limit, and a webhook shows
+// them only when set.
 //
 // # Tenancy
 //

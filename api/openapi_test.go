@@ -101,3 +101,54 @@ func checkRefs(t *testing.T, raw []byte) {
 	}
 	walk(root)
 }
+
+// The document's request bodies and webhook view have exactly the fields
+// the handler reads and writes.
+func TestOpenAPIMatchesBodies(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	r := h.do("GET", "/v1/webhooks/openapi.json", "", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d", r.status)
+	}
+	type schema struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+		AllOf      []schema                   `json:"allOf"`
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]schema `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(r.raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var names func(s schema) []string
+	names = func(s schema) []string {
+		var out []string
+		for name := range s.Properties {
+			out = append(out, name)
+		}
+		for _, part := range s.AllOf {
+			out = append(out, names(part)...)
+		}
+		return out
+	}
+	for name, fields := range api.BodyFields() {
+		s, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("no schema %s", name)
+			continue
+		}
+		documented := names(s)
+		if name == "Webhook" {
+			// The view's secret fields are documented in WebhookWithSecret,
+			// which holds Webhook's by reference.
+			documented = append(documented, names(doc.Components.Schemas["WebhookWithSecret"])...)
+		}
+		slices.Sort(fields)
+		slices.Sort(documented)
+		if diff := cmp.Diff(fields, documented); diff != "" {
+			t.Errorf("%s: fields served (-) and documented (+):\n%s", name, diff)
+		}
+	}
+}

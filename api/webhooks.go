@@ -25,6 +25,8 @@ type webhookView struct {
 	Active                  bool              `json:"active"`
 	DisabledReason          string            `json:"disabledReason,omitempty"`
 	Headers                 map[string]string `json:"headers,omitempty"`
+	MaxAttempts             int               `json:"maxAttempts,omitempty"`
+	RateLimit               float64           `json:"rateLimit,omitempty"`
 	CreatedAt               string            `json:"createdAt"`
 	UpdatedAt               string            `json:"updatedAt"`
 }
@@ -34,6 +36,7 @@ func newWebhookView(w *webhook.Webhook) webhookView {
 	v := webhookView{
 		ID: w.ID, URL: w.URL, Events: w.Events, Description: w.Description,
 		Active: w.Active, DisabledReason: w.DisabledReason,
+		MaxAttempts: w.MaxAttempts, RateLimit: w.RateLimit,
 		CreatedAt: toStamp(w.CreatedAt), UpdatedAt: toStamp(w.UpdatedAt),
 	}
 	if v.Events == nil {
@@ -80,23 +83,30 @@ func credentialHeader(name string) bool {
 	return false
 }
 
-// createRequest is the body of POST /v1/webhooks.
+// createRequest is the body of POST /v1/webhooks. MaxAttempts and
+// RateLimit left out (or 0) mean the dispatcher's retry budget and no rate
+// limit.
 type createRequest struct {
 	URL         string            `json:"url"`
 	Events      []string          `json:"events"`
 	Description string            `json:"description"`
 	Active      *bool             `json:"active"`
 	Headers     map[string]string `json:"headers"`
+	MaxAttempts int               `json:"maxAttempts"`
+	RateLimit   float64           `json:"rateLimit"`
 }
 
 // updateRequest is the body of PUT /v1/webhooks/{id}: absent (or null)
-// fields are unchanged.
+// fields are unchanged; 0 sets MaxAttempts and RateLimit back to their
+// defaults.
 type updateRequest struct {
 	URL         *string            `json:"url"`
 	Events      *[]string          `json:"events"`
 	Description *string            `json:"description"`
 	Active      *bool              `json:"active"`
 	Headers     *map[string]string `json:"headers"`
+	MaxAttempts *int               `json:"maxAttempts"`
+	RateLimit   *float64           `json:"rateLimit"`
 }
 
 // POST /v1/webhooks
@@ -107,6 +117,7 @@ func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, tenant s
 	}
 	wh, err := h.reg.Create(r.Context(), tenant, webhook.WebhookInput{
 		URL: req.URL, Events: req.Events, Description: req.Description, Active: req.Active, Headers: req.Headers,
+		MaxAttempts: req.MaxAttempts, RateLimit: req.RateLimit,
 	})
 	if err != nil {
 		return h.registryError(err)
@@ -161,13 +172,14 @@ func (h *handler) updateWebhook(w http.ResponseWriter, r *http.Request, tenant s
 	}
 	if req == (updateRequest{}) {
 		return errorf(http.StatusBadRequest, CodeValidation,
-			"nothing to update: send at least one of url, events, description, active, headers")
+			"nothing to update: send at least one of url, events, description, active, headers, maxAttempts, rateLimit")
 	}
 	if !validID(id, "wh_") {
 		return errNoWebhook
 	}
 	wh, err := h.reg.Update(r.Context(), tenant, id, webhook.WebhookUpdate{
 		URL: req.URL, Events: req.Events, Description: req.Description, Active: req.Active, Headers: req.Headers,
+		MaxAttempts: req.MaxAttempts, RateLimit: req.RateLimit,
 	})
 	if err != nil {
 		return h.registryError(err)

@@ -397,3 +397,59 @@ func TestHeadersRedacted(t *testing.T) {
 	}
 	noSecret(t, "delivery log", tr.raw, "c00kie-value")
 }
+
+// A webhook's retry budget and rate limit are set at creation, shown when
+// set, changed or reset by an update, and refused out of bounds.
+func TestWebhookRetriesAndRateLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		r := h.do("POST", "/v1/webhooks", tokenA, `{
+			"url": "https://example.com/hook", "events": ["workflow.completed"],
+			"maxAttempts": 3, "rateLimit": 2.5
+		}`).must(t, http.StatusCreated)
+		d := r.data(t)
+		id, _ := d["id"].(string)
+		if d["maxAttempts"] != 3.0 || d["rateLimit"] != 2.5 {
+			t.Errorf("create answer: maxAttempts %v, rateLimit %v; want 3 and 2.5", d["maxAttempts"], d["rateLimit"])
+		}
+		stored, err := h.st.GetWebhook(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.MaxAttempts != 3 || stored.RateLimit != 2.5 {
+			t.Errorf("stored: maxAttempts %d, rateLimit %g", stored.MaxAttempts, stored.RateLimit)
+		}
+		if g := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t); g["maxAttempts"] != 3.0 || g["rateLimit"] != 2.5 {
+			t.Errorf("read: %v", g)
+		}
+
+		// 0 goes back to the defaults, which are not shown; what is left
+		// out stays.
+		u := h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"maxAttempts": 0}`).must(t, http.StatusOK).data(t)
+		if _, ok := u["maxAttempts"]; ok || u["rateLimit"] != 2.5 {
+			t.Errorf("after maxAttempts 0: %v", u)
+		}
+		u = h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"rateLimit": 0, "maxAttempts": 10}`).must(t, http.StatusOK).data(t)
+		if _, ok := u["rateLimit"]; ok || u["maxAttempts"] != 10.0 {
+			t.Errorf("after rateLimit 0: %v", u)
+		}
+
+		for _, c := range []struct{ method, path, body, code, field string }{
+			{"POST", "/v1/webhooks", `{"url": "https://example.com/a", "events": ["*"], "maxAttempts": 101}`, "validation_error", "maxAttempts"},
+			{"POST", "/v1/webhooks", `{"url": "https://example.com/a", "events": ["*"], "maxAttempts": -1}`, "validation_error", "maxAttempts"},
+			{"POST", "/v1/webhooks", `{"url": "https://example.com/a", "events": ["*"], "rateLimit": 1e-9}`, "validation_error", "rateLimit"},
+			{"POST", "/v1/webhooks", `{"url": "https://example.com/a", "events": ["*"], "rateLimit": -2}`, "validation_error", "rateLimit"},
+			{"PUT", "/v1/webhooks/" + id, `{"rateLimit": 1e9}`, "validation_error", "rateLimit"},
+			{"PUT", "/v1/webhooks/" + id, `{"maxAttempts": 2.5}`, "validation_error", "maxAttempts"},
+			{"PUT", "/v1/webhooks/" + id, `{"maxAttempts": "3"}`, "validation_error", "maxAttempts"},
+		} {
+			res := h.do(c.method, c.path, tokenA, c.body).must(t, http.StatusBadRequest)
+			if code, field := res.errCode(t); code != c.code || field != c.field {
+				t.Errorf("%s %s: code %q field %q, want %q %q", c.method, c.body, code, field, c.code, c.field)
+			}
+		}
+		if g := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t); g["maxAttempts"] != 10.0 {
+			t.Errorf("a refused update changed the webhook: %v", g)
+		}
+	})
+}
