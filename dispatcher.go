@@ -282,24 +282,25 @@ func (d *Dispatcher) signal() {
 }
 
 // markDue records that the store may hold due deliveries nobody in this
-// process has claimed, and wakes the loop when it can claim them now (else
-// the attempt or claim that makes room wakes it).
+// process has claimed, and wakes the loop to claim them.
 func (d *Dispatcher) markDue() {
 	d.mu.Lock()
 	d.dueSeq++
-	wake := d.claimRoom() > 0
 	d.mu.Unlock()
-	if wake {
-		d.signal()
-	}
+	d.signal()
 }
 
 // claimRoom returns how many deliveries the loop would claim now: 0 when
 // the store may hold nothing due for this process, when maxClaims claims
 // run, or when the workers are busy and too few are free to make a batch
-// worth a claim. Whatever changes one of these wakes the loop only when
-// claimRoom has become positive: a finishing attempt does not wake it for
-// a claim it would not start. d.mu is held.
+// worth a claim. d.mu is held.
+//
+// Those who free workers or mark deliveries due wake the loop whenever
+// deliveries may be due, even when claimRoom is 0 and the loop goes back to
+// sleep: waking it only when claimRoom is positive cut its wake-ups from
+// about 35,000 to 3,400 in a 3 s memstore run, but on boltstore it made the
+// group commits smaller (21 calls each instead of 30 in fan-out) and
+// fan-out slower in 7 of 8 alternating runs.
 func (d *Dispatcher) claimRoom() int {
 	if !d.duePending() || d.claiming >= maxClaims {
 		return 0
@@ -490,16 +491,14 @@ func (d *Dispatcher) enqueue(ctx context.Context, ev *Event, data []byte, ws []*
 	}
 	// Slots may have freed while the store worked.
 	d.unpark()
-	wake := false
 	if queued {
 		d.dueSeq++
-		wake = d.claimRoom() > 0
 	}
 	d.mu.Unlock()
 	if len(release) > 0 {
 		d.release(ctx, release)
 	}
-	if wake {
+	if queued {
 		d.signal()
 	}
 	return res, nil
@@ -988,7 +987,7 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 					d.blocked[id] = true
 				}
 			}
-			again := d.claimRoom() > 0
+			again := d.duePending()
 			d.mu.Unlock()
 			if again {
 				d.signal()
@@ -1206,9 +1205,9 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 }
 
 // freed reports whether the loop should claim now that an attempt of the
-// webhook has freed its slots: when the store may hold due deliveries (in
-// particular ones of this webhook that the last claim passed over) and
-// there is room for a claim. d.mu is held.
+// webhook has freed its slots: when the store may hold due deliveries, in
+// particular ones of this webhook that the last claim passed over. d.mu is
+// held.
 func (d *Dispatcher) freed(webhookID string) bool {
 	d.unpark()
 	if d.blocked[webhookID] {
@@ -1218,7 +1217,7 @@ func (d *Dispatcher) freed(webhookID string) bool {
 			d.dueSeq++
 		}
 	}
-	return d.claimRoom() > 0
+	return d.duePending()
 }
 
 // startWork hands a delivery, counted in d.workers, to the pool. d.mu is
