@@ -17,6 +17,7 @@ var claimTests = []subtest{
 	{"Lease", testClaimLease},
 	{"SkipWebhooks", testClaimSkipWebhooks},
 	{"LeaseExpiry", testClaimLeaseExpiry},
+	{"ClockBehind", testClaimClockBehind},
 	{"Release", testRelease},
 	{"Concurrent", testClaimConcurrent},
 	{"InactiveWebhook", testClaimInactiveWebhook},
@@ -149,6 +150,32 @@ func testClaimLeaseExpiry(t *testing.T, h *harness) {
 		t.Fatalf("Claim = %q, want %s", ids(got), d2.ID)
 	}
 	h.complete(t, d2.ID, "slow", 1, store.StatusSuccess, Base.Add(10*Lease))
+}
+
+// testClaimClockBehind: replicas' clocks disagree. A Claim whose Now is
+// past a lease's expiry finds it expired; a later Claim by a replica whose
+// clock is behind must still see that lease as live, and its owner may
+// still complete the delivery.
+func testClaimClockBehind(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d1 := h.delivery(t, w, Base)
+	d2 := h.delivery(t, w, Base)
+	if got := h.claim(t, Base, 2, "a"); len(got) != 2 {
+		t.Fatalf("Claim = %q, want both", ids(got))
+	}
+	// A replica ahead of the others: both leases have expired for it, and it
+	// takes the first delivery only.
+	if got := h.claim(t, Base.Add(Lease), 1, "b"); len(got) != 1 || got[0].ID != d1.ID {
+		t.Fatalf("Claim at the leases' expiry = %q, want %s", ids(got), d1.ID)
+	}
+	// A replica behind: d2's lease, owned by a, is live for it.
+	if got := h.claim(t, Base.Add(Lease-time.Millisecond), 5, "c"); len(got) != 0 {
+		t.Fatalf("Claim with a clock behind the lease's expiry took %q", ids(got))
+	}
+	h.complete(t, d2.ID, "a", 1, store.StatusSuccess, Base.Add(Lease-time.Millisecond))
+	if got := h.getDelivery(t, d2.ID); got.Status != store.StatusSuccess || got.LeaseOwner != "" {
+		t.Errorf("d2 after its owner completed it: status %s, lease owner %q", got.Status, got.LeaseOwner)
+	}
 }
 
 func testRelease(t *testing.T, h *harness) {
