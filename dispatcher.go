@@ -947,7 +947,7 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 	defer d.mu.Unlock()
 	for {
 		// A claim that ends, or an attempt that frees a worker, wakes the
-		// loop again when there is room for another claim.
+		// loop again while deliveries may be due.
 		limit := d.claimRoom()
 		if limit == 0 {
 			return wait

@@ -55,7 +55,8 @@
 // delivery or event while measuring; and the ratio of the figure to the raw
 // ceiling of the same run. Where both are bound by the processor, raw's CPU
 // per delivery over a scenario's (cpuRatioToRaw in the extras) estimates
-// that ratio with much less noise from the rest of the machine. By default every
+// that ratio with less noise from the rest of the machine (less, not none:
+// other guests of a shared host slow every instruction). By default every
 // scenario runs in a child process of its own (the same executable, re-run
 // with -child), so each peak RSS is that scenario's alone; -inprocess runs
 // them all in one process and reports that process's peak.

@@ -27,7 +27,7 @@ type result struct {
 	P99Ms   float64 `json:"p99Ms"`
 	// CPUMicros is the processor time (user and system, all threads) the
 	// process used per Unit while measuring, in microseconds: the
-	// receiver's share included, as in every scenario. Far less noisy than
+	// receiver's share included, as in every scenario. Less noisy than
 	// PerSec on a shared machine; 0 where it cannot be read.
 	CPUMicros float64 `json:"cpuMicrosPerUnit,omitempty"`
 	// PeakRSS is the peak resident set in bytes of RSSScope.
