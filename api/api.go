@@ -263,16 +263,3 @@ func (h *handler) recoverPanic(w http.ResponseWriter, r *http.Request) {
 		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 	h.fail(w, r, errorf(http.StatusInternalServerError, CodeInternal, "internal error; the server's log has the details"))
 }
-
-// validID reports whether s looks like an id this library generates:
-// prefix followed by 1 to 100 letters, digits, '-' or '_'. Anything else
-// cannot name a record, so it is answered 404 without asking the store.
-func validID(s, prefix string) bool {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok || len(rest) == 0 || len(rest) > 100 {
-		return false
-	}
-	return !slices.ContainsFunc([]byte(rest), func(c byte) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
-	})
-}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -180,46 +181,41 @@ func newDeliveryDetail(d *store.Delivery, attempts []*store.Attempt, webhookURL 
 	return dd
 }
 
-// tenantWebhook returns the tenant's webhook with id, or a 404 that does
-// not tell a missing webhook from another tenant's.
+// tenantWebhook returns the tenant's webhook id, or a 404 that does not
+// tell a missing webhook from another tenant's.
 func (h *handler) tenantWebhook(ctx context.Context, tenant, id string) (*webhook.Webhook, error) {
-	if !validID(id, "wh_") {
-		return nil, errNoWebhook
-	}
-	w, err := h.reg.Get(ctx, tenant, id)
+	w, err := tenancy.Webhook(ctx, h.reg, tenant, id)
 	if err != nil {
-		return nil, h.registryError(err)
+		return nil, h.lookupError(err)
 	}
 	return w, nil
 }
 
-var (
-	errNoWebhook  = errorf(http.StatusNotFound, CodeNotFound, "no webhook with this id")
-	errNoDelivery = errorf(http.StatusNotFound, CodeNotFound, "no delivery with this id for this webhook")
-)
-
 // tenantDelivery returns the delivery deliveryId of the tenant's webhook
 // id, or a 404.
 func (h *handler) tenantDelivery(ctx context.Context, tenant, id, deliveryID string) (*webhook.Webhook, *store.Delivery, error) {
-	w, err := h.tenantWebhook(ctx, tenant, id)
+	w, d, err := tenancy.Delivery(ctx, h.reg, h.st, tenant, id, deliveryID)
 	if err != nil {
-		return nil, nil, err
-	}
-	if !validID(deliveryID, "del_") {
-		return nil, nil, errNoDelivery
-	}
-	d, err := h.st.GetDelivery(ctx, deliveryID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errNoDelivery
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get delivery: %w", err)
-	}
-	if d.Tenant != tenant || d.WebhookID != w.ID {
-		return nil, nil, errNoDelivery
+		return nil, nil, h.lookupError(err)
 	}
 	return w, d, nil
 }
+
+// lookupError answers a tenancy lookup's error.
+func (h *handler) lookupError(err error) error {
+	switch {
+	case errors.Is(err, tenancy.ErrNoWebhook):
+		return errNoWebhook
+	case errors.Is(err, tenancy.ErrNoDelivery):
+		return errNoDelivery
+	}
+	return h.registryError(err)
+}
+
+var (
+	errNoWebhook  = errorf(http.StatusNotFound, CodeNotFound, tenancy.ErrNoWebhook.Error())
+	errNoDelivery = errorf(http.StatusNotFound, CodeNotFound, tenancy.ErrNoDelivery.Error())
+)
 
 // GET /v1/webhooks/{id}/deliveries?status=&event=&cursor=&limit=
 func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, tenant string) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -174,7 +175,7 @@ func (h *handler) updateWebhook(w http.ResponseWriter, r *http.Request, tenant s
 		return errorf(http.StatusBadRequest, CodeValidation,
 			"nothing to update: send at least one of url, events, description, active, headers, maxAttempts, rateLimit")
 	}
-	if !validID(id, "wh_") {
+	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
 	wh, err := h.reg.Update(r.Context(), tenant, id, webhook.WebhookUpdate{
@@ -197,7 +198,7 @@ type deleted struct {
 // DELETE /v1/webhooks/{id}
 func (h *handler) deleteWebhook(w http.ResponseWriter, r *http.Request, tenant string) error {
 	id := r.PathValue("id")
-	if !validID(id, "wh_") {
+	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
 	if err := h.reg.Delete(r.Context(), tenant, id); err != nil {
@@ -283,7 +284,7 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant st
 		grace = time.Duration(*g) * time.Second
 	}
 	id := r.PathValue("id")
-	if !validID(id, "wh_") {
+	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
 	wh, err := h.reg.RotateSecret(r.Context(), tenant, id, grace)

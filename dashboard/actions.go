@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -96,7 +97,7 @@ func (h *handler) disable(w http.ResponseWriter, r *http.Request, tenant string)
 
 func (h *handler) setActive(w http.ResponseWriter, r *http.Request, tenant string, active bool) error {
 	id := r.PathValue("id")
-	if !validID(id, "wh_") {
+	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
 	wh, err := h.reg.Update(r.Context(), tenant, id, webhook.WebhookUpdate{Active: &active})
@@ -130,7 +131,7 @@ type secretPage struct {
 // The new secret is in this answer only (never cached, never shown again).
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant string) error {
 	id := r.PathValue("id")
-	if !validID(id, "wh_") {
+	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
 	wh, err := h.reg.RotateSecret(r.Context(), tenant, id, h.grace)

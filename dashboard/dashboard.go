@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -366,17 +365,4 @@ func parsePages() (map[string]*template.Template, error) {
 		pages[name] = t
 	}
 	return pages, nil
-}
-
-// validID reports whether s can be an id this library generates: prefix
-// then 1 to 100 letters, digits, '-' or '_'. Anything else is answered 404
-// without asking the store.
-func validID(s, prefix string) bool {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok || len(rest) == 0 || len(rest) > 100 {
-		return false
-	}
-	return !slices.ContainsFunc([]byte(rest), func(c byte) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_')
-	})
 }

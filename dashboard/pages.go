@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -318,18 +319,9 @@ func hostOf(raw string) string {
 // tenantWebhook returns the tenant's webhook id, or a 404 that does not
 // tell a missing webhook from another tenant's.
 func (h *handler) tenantWebhook(ctx context.Context, tenant, id string) (*store.Webhook, error) {
-	if !validID(id, "wh_") {
-		return nil, errNoWebhook
-	}
-	wh, err := h.reg.Get(ctx, tenant, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNoWebhook
-	}
+	wh, err := tenancy.Webhook(ctx, h.reg, tenant, id)
 	if err != nil {
-		return nil, fmt.Errorf("get webhook: %w", err)
-	}
-	if wh.Tenant != tenant { // the Registry checks; so do we
-		return nil, errNoWebhook
+		return nil, lookupError(err)
 	}
 	return wh, nil
 }
@@ -337,24 +329,22 @@ func (h *handler) tenantWebhook(ctx context.Context, tenant, id string) (*store.
 // tenantDelivery returns the delivery deliveryId of the tenant's webhook
 // id, or a 404.
 func (h *handler) tenantDelivery(ctx context.Context, tenant, id, deliveryID string) (*store.Webhook, *store.Delivery, error) {
-	wh, err := h.tenantWebhook(ctx, tenant, id)
+	wh, d, err := tenancy.Delivery(ctx, h.reg, h.st, tenant, id, deliveryID)
 	if err != nil {
-		return nil, nil, err
-	}
-	if !validID(deliveryID, "del_") {
-		return nil, nil, errNoDelivery
-	}
-	d, err := h.st.GetDelivery(ctx, deliveryID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errNoDelivery
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("get delivery: %w", err)
-	}
-	if d.Tenant != tenant || d.WebhookID != wh.ID {
-		return nil, nil, errNoDelivery
+		return nil, nil, lookupError(err)
 	}
 	return wh, d, nil
+}
+
+// lookupError answers a tenancy lookup's error.
+func lookupError(err error) error {
+	switch {
+	case errors.Is(err, tenancy.ErrNoWebhook):
+		return errNoWebhook
+	case errors.Is(err, tenancy.ErrNoDelivery):
+		return errNoDelivery
+	}
+	return fmt.Errorf("look up: %w", err)
 }
 
 // funcs are the template helpers.

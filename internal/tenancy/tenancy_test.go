@@ -1,0 +1,87 @@
+package tenancy_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/memstore"
+	"github.com/noa-server/webhook/store/storetest"
+)
+
+func TestValidID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"wh_0190b6a0-0000-7000-8000-000000000000": true,
+		"wh_a_B-9": true,
+		"wh_":      false,
+		"del_abc":  false, // another prefix
+		"wh_a/b":   false,
+		"wh_a b":   false,
+		"wh_é":     false,
+		"wh_../x":  false,
+		"WH_abc":   false,
+	} {
+		if got := tenancy.ValidID(id, "wh_"); got != want {
+			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
+		}
+	}
+	long := "wh_"
+	for range 100 {
+		long += "a"
+	}
+	if !tenancy.ValidID(long, "wh_") || tenancy.ValidID(long+"a", "wh_") {
+		t.Error("ValidID: 100 characters after the prefix are the most")
+	}
+}
+
+// Another tenant's records are answered exactly like missing ones.
+func TestLookups(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	ctx := t.Context()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	mine, theirs := storetest.NewWebhook("acme"), storetest.NewWebhook("globex")
+	other := storetest.NewWebhook("acme")
+	for _, w := range []*store.Webhook{mine, theirs, other} {
+		if err := st.CreateWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := storetest.NewDelivery(mine, "workflow.completed")
+	dOther := storetest.NewDelivery(other, "workflow.completed")
+	if _, err := st.Enqueue(ctx, []*store.Delivery{d, dOther}); err != nil {
+		t.Fatal(err)
+	}
+
+	if w, err := tenancy.Webhook(ctx, reg, "acme", mine.ID); err != nil || w.ID != mine.ID {
+		t.Errorf("Webhook(own) = %v, %v", w, err)
+	}
+	if w, got, err := tenancy.Delivery(ctx, reg, st, "acme", mine.ID, d.ID); err != nil || w.ID != mine.ID || got.ID != d.ID {
+		t.Errorf("Delivery(own) = %v, %v, %v", w, got, err)
+	}
+	for _, c := range []struct {
+		name, tenant, webhookID, deliveryID string
+		want                                error
+	}{
+		{"another tenant's webhook", "acme", theirs.ID, "", tenancy.ErrNoWebhook},
+		{"a webhook for another tenant", "globex", mine.ID, "", tenancy.ErrNoWebhook},
+		{"a missing webhook", "acme", "wh_0190b6a0-0000-7000-8000-000000000000", "", tenancy.ErrNoWebhook},
+		{"a malformed webhook id", "acme", "wh_../" + mine.ID, "", tenancy.ErrNoWebhook},
+		{"another webhook's delivery", "acme", mine.ID, dOther.ID, tenancy.ErrNoDelivery},
+		{"a missing delivery", "acme", mine.ID, "del_0190b6a0-0000-7000-8000-000000000000", tenancy.ErrNoDelivery},
+		{"a malformed delivery id", "acme", mine.ID, "del_?", tenancy.ErrNoDelivery},
+		{"a delivery through another tenant", "globex", mine.ID, d.ID, tenancy.ErrNoWebhook},
+	} {
+		var err error
+		if c.deliveryID == "" {
+			_, err = tenancy.Webhook(ctx, reg, c.tenant, c.webhookID)
+		} else {
+			_, _, err = tenancy.Delivery(ctx, reg, st, c.tenant, c.webhookID, c.deliveryID)
+		}
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+	}
+}
