@@ -27,6 +27,12 @@ import (
 // 70-90% of commits held one call and a delivery cost twice the CPU). When
 // nothing else is runnable, the yield returns at once.
 //
+// Under load (the previous commit held more than one call) a leader yields
+// once even when others have queued: the writers that the previous commit
+// woke are runnable, and most of them are about to call again. End to end
+// (webhookbench -scenarios bolt, 5 alternating runs) commits grew from 34 to
+// 40 calls and a delivery took 6% less CPU; BenchmarkHotPath, 7-10% less.
+//
 // Every call still succeeds or fails on its own: when a call's function
 // returns an error, the shared transaction is rolled back, that call gets
 // its error, and the others run again without it (in the same order, so
@@ -37,6 +43,7 @@ type committer struct {
 	mu      sync.Mutex
 	queue   []*commitCall
 	running bool // a leader is committing
+	last    int  // calls in the latest commit
 
 	// free holds calls that have returned, for reuse with their channel:
 	// once a call has received its result nothing sends to it again.
@@ -93,12 +100,13 @@ func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
 func (s *Store) lead() {
 	g := &s.commits
 	g.mu.Lock()
-	if len(g.queue) == 1 {
+	if len(g.queue) == 1 || g.last > 1 {
 		g.mu.Unlock()
 		runtime.Gosched()
 		g.mu.Lock()
 	}
 	batch := g.queue
+	g.last = len(batch)
 	g.queue = nil
 	g.mu.Unlock()
 
