@@ -517,8 +517,9 @@ type admission struct {
 // flight, or as parked when their webhook (or every worker) is busy; Emit
 // starts or parks them once they are stored. It admits nothing while the
 // store may hold due deliveries not yet claimed (those go first, in due
-// order), nor for a rate-limited webhook; what it does not admit is stored
-// for a claim to find.
+// order). A rate-limited webhook's delivery is admitted only when its next
+// slot has come (it takes the slot) and never parked. What it does not admit
+// is stored for a claim to find.
 func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.Time) []admission {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -529,24 +530,31 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 	var out []admission
 	for i, del := range ds {
 		w := ws[i]
-		if w.RateLimit > 0 || d.blocked[w.ID] || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) {
+		if d.blocked[w.ID] || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) {
 			continue
 		}
 		h := d.hooks[w.ID]
+		if w.RateLimit > 0 && h != nil && h.rate > 0 && h.nextSlot.After(now) {
+			continue
+		}
 		if h == nil {
 			h = &hookState{}
 			d.hooks[w.ID] = h
 		}
 		a := admission{del: del, i: i}
 		limit := d.limitOf(w.ID, perCap)
-		if len(h.parked)+h.parking > 0 || h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) {
-			if !d.mayPark(h, limit) {
-				continue
-			}
+		busy := len(h.parked)+h.parking > 0 || h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers)
+		switch {
+		case busy && (w.RateLimit > 0 || !d.mayPark(h, limit)):
+			continue
+		case busy:
 			a.parked = true
 			h.parking++
 			d.parked++
-		} else {
+		default:
+			if w.RateLimit > 0 {
+				h.rate, h.nextSlot = w.RateLimit, now.Add(rateInterval(w.RateLimit))
+			}
 			h.sending++
 			d.sending++
 			d.workers.Add(1)

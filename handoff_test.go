@@ -433,3 +433,45 @@ func TestClaimRoom(t *testing.T) {
 		}
 	}
 }
+
+// A rate-limited webhook's delivery is handed over when its slot has come,
+// and takes the slot: the next one, emitted at once, waits for the next
+// slot and is claimed then.
+func TestRateLimitedHandOff(t *testing.T) {
+	cs := &countingStore{Store: newMemStore(t)}
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, cs, "a", rc.URL)
+	w.RateLimit = 4 // one every 250ms
+	if err := cs.UpdateWebhook(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.PollInterval = time.Hour // no polls during the test
+	d := startDispatcher(t, cs, cfg)
+	waitFor(t, "the first claim", func() bool { return settled(d) })
+	claims := cs.claims.Load()
+
+	start := time.Now()
+	first, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, cs, first.DeliveryIDs[0], store.StatusSuccess, 1)
+	if n := cs.claims.Load() - claims; n != 0 {
+		t.Errorf("%d claims for a delivery whose slot had come, want none", n)
+	}
+	second, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, cs, second.DeliveryIDs[0], store.StatusSuccess, 1)
+	if el := time.Since(start); el < 240*time.Millisecond {
+		t.Errorf("two deliveries at 4/s in %v, want at least 250ms apart", el)
+	}
+	if cs.claims.Load() == claims {
+		t.Error("the second delivery was not claimed: it went around the rate limit")
+	}
+	if n := rc.count(); n != 2 {
+		t.Errorf("receiver got %d requests, want 2", n)
+	}
+}
