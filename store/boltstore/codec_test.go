@@ -135,12 +135,11 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// TestAttemptCodedHeaders checks that the common header names and values,
-// and the delivery id, are coded (the record is smaller than the names
-// alone) and read back as written, and that records of format 1 still read.
-func TestAttemptCodedHeaders(t *testing.T) {
+// codedAttempt is an attempt whose common header names and values, and
+// delivery id, the encoding codes.
+func codedAttempt() *store.Attempt {
 	id := "0190a5e2-7b9c-7def-8abc-0123456789ab"
-	a := &store.Attempt{
+	return &store.Attempt{
 		DeliveryID: id, Number: 1, StartedAt: t0, RequestURL: "https://x.example/",
 		RequestHeaders: http.Header{
 			"Content-Type": {"application/json"}, "X-Webhook-Delivery": {id},
@@ -149,6 +148,13 @@ func TestAttemptCodedHeaders(t *testing.T) {
 		ResponseStatus:  200,
 		ResponseHeaders: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Content-Length": {"0"}},
 	}
+}
+
+// TestAttemptCodedHeaders checks that the common header names and values,
+// and the delivery id, are coded (the record is smaller than the names
+// alone) and read back as written, and that records of format 1 still read.
+func TestAttemptCodedHeaders(t *testing.T) {
+	a := codedAttempt()
 	b := encodeAttempt(a)
 	got, err := decodeAttempt(b)
 	if err != nil {
@@ -230,16 +236,7 @@ func TestDecodeClaimedCounts(t *testing.T) {
 // TestCodecGolden checks that records are encoded byte for byte as the
 // files already written hold them: these are the bytes of earlier versions.
 func TestCodecGolden(t *testing.T) {
-	id := "0190a5e2-7b9c-7def-8abc-0123456789ab"
-	coded := &store.Attempt{
-		DeliveryID: id, Number: 1, StartedAt: t0, RequestURL: "https://x.example/",
-		RequestHeaders: http.Header{
-			"Content-Type": {"application/json"}, "X-Webhook-Delivery": {id},
-			"X-Webhook-Attempt": {"1"}, "X-Custom": {id + "x", ""}, "Webhook-Signature": {"v1,abc"},
-		},
-		ResponseStatus:  200,
-		ResponseHeaders: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Content-Length": {"0"}},
-	}
+	coded := codedAttempt()
 	for _, c := range []struct {
 		name string
 		got  []byte
