@@ -144,7 +144,7 @@ func newEnqueueWrites(d *store.Delivery) enqueueWrites {
 		b = appendTimeKey(b, d.LeaseExpiresAt, d.ID)
 		kv.indexKey = carve(b, m)
 		m = len(b)
-		b = append(appendTime(b, d.NextAttemptAt), d.WebhookID...)
+		b = appendLeasedValue(b, d)
 	} else {
 		b = appendTimeKey(b, d.NextAttemptAt, d.ID)
 		kv.indexKey = carve(b, m)
@@ -176,7 +176,12 @@ func putDelivery(tx *bolt.Tx, d *store.Delivery) error {
 // NextAttemptAt (so an expired lease moves back to due without decoding the
 // record) and its webhook id.
 func leasedValue(d *store.Delivery) []byte {
-	return append(appendTime(make([]byte, 0, timeKeyLen+len(d.WebhookID)), d.NextAttemptAt), d.WebhookID...)
+	return appendLeasedValue(make([]byte, 0, timeKeyLen+len(d.WebhookID)), d)
+}
+
+// appendLeasedValue appends d's leased-index value to b.
+func appendLeasedValue(b []byte, d *store.Delivery) []byte {
+	return append(appendTime(b, d.NextAttemptAt), d.WebhookID...)
 }
 
 // unindexPending removes a pending delivery from the due or leased index,
