@@ -40,16 +40,17 @@ type Store struct {
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
-	attempts          map[string][][]byte // encodeAttempt
 
 	claims *claimIndex
 }
 
-// delRec is a stored delivery with its place in the claim index.
+// delRec is a stored delivery with its attempts and its place in the claim
+// index.
 type delRec struct {
-	d  store.Delivery
-	qi int // index in its webhook's ready queue; -1 when not there
-	li int // index in the lease heap; -1 when not there
+	d        store.Delivery
+	attempts [][]byte // encodeAttempt of each, by Number
+	qi       int      // index in its webhook's ready queue; -1 when not there
+	li       int      // index in the lease heap; -1 when not there
 }
 
 type dedupKey struct{ eventID, webhookID string }
@@ -63,7 +64,6 @@ func New() *Store {
 		tenantDeliveries:  make(map[string][]string),
 		webhookDeliveries: make(map[string][]string),
 		dedup:             make(map[dedupKey]string),
-		attempts:          make(map[string][][]byte),
 		claims:            newClaimIndex(),
 	}
 	s.unlockW, s.unlockR = s.mu.Unlock, s.mu.RUnlock
@@ -123,7 +123,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.webhooks, s.tenantWebhooks = nil, nil
 	s.deliveries, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil
-	s.dedup, s.attempts, s.claims = nil, nil, nil
+	s.dedup, s.claims = nil, nil
 	return nil
 }
 
@@ -276,7 +276,6 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 func (s *Store) dropDelivery(r *delRec) {
 	s.claims.remove(r)
 	delete(s.deliveries, r.d.ID)
-	delete(s.attempts, r.d.ID)
 	delete(s.dedup, dedupKey{r.d.EventID, r.d.WebhookID})
 }
 
@@ -433,7 +432,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 	}
 
-	s.attempts[p.DeliveryID] = append(s.attempts[p.DeliveryID], encodeAttempt(p.Attempt))
+	r.attempts = append(r.attempts, encodeAttempt(p.Attempt))
 
 	s.claims.remove(r)
 	r.d.Attempts++
@@ -563,12 +562,12 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 		return nil, err
 	}
 	defer unlock()
-	if _, ok := s.deliveries[deliveryID]; !ok {
+	r, ok := s.deliveries[deliveryID]
+	if !ok {
 		return nil, notFound("delivery", deliveryID)
 	}
-	as := s.attempts[deliveryID]
-	out := make([]*store.Attempt, len(as))
-	for i, a := range as {
+	out := make([]*store.Attempt, len(r.attempts))
+	for i, a := range r.attempts {
 		out[i] = decodeAttempt(deliveryID, a)
 	}
 	return out, nil
