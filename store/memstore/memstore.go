@@ -307,6 +307,15 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	if err := store.ValidateEnqueue(ds); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
+	// The records are made before taking the lock, which every Enqueue,
+	// Claim and Complete needs: the copies (the body's above all) are the
+	// longest part of an Enqueue, and copying under the lock made the
+	// others wait for it. A duplicate's record is made for nothing.
+	t := now()
+	recs := make([]*delRec, len(ds))
+	for i, d := range ds {
+		recs[i] = newDelRec(d, t)
+	}
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
 		return nil, err
@@ -316,7 +325,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	ids := make([]string, len(ds))
 	batch := make(map[dedupKey]string, len(ds))
 	batchIDs := make(map[string]bool, len(ds))
-	var fresh []*store.Delivery
+	var fresh []*delRec
 	for i, d := range ds {
 		w, ok := s.webhooks[d.WebhookID]
 		if !ok {
@@ -340,27 +349,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		batch[key] = d.ID
 		batchIDs[d.ID] = true
 		ids[i] = d.ID
-		fresh = append(fresh, d)
+		fresh = append(fresh, recs[i])
 	}
 
-	t := now()
-	for _, d := range fresh {
-		r := &delRec{d: cloneDelivery(d), qi: -1, li: -1}
-		r.d.Status = store.StatusPending
-		r.d.Attempts, r.d.RoundAttempts = 0, 0
-		r.d.LastStatusCode, r.d.LastError = 0, ""
-		if r.d.LeaseOwner == "" {
-			r.d.LeaseExpiresAt = time.Time{}
-		}
-		if r.d.CreatedAt.IsZero() {
-			r.d.CreatedAt = t
-		}
-		if r.d.UpdatedAt.IsZero() {
-			r.d.UpdatedAt = r.d.CreatedAt
-		}
-		if r.d.NextAttemptAt.IsZero() {
-			r.d.NextAttemptAt = r.d.CreatedAt
-		}
+	for _, r := range fresh {
+		d := &r.d
 		s.deliveries[d.ID] = r
 		s.dedup[dedupKey{d.EventID, d.WebhookID}] = d.ID
 		s.tenantDeliveries[d.Tenant] = insertSorted(s.tenantDeliveries[d.Tenant], d.ID)
@@ -379,11 +372,6 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	unlock, err := s.begin(ctx, true)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	var skip map[string]bool
 	if len(p.SkipWebhooks) > 0 {
 		skip = make(map[string]bool, len(p.SkipWebhooks))
@@ -391,17 +379,28 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 			skip[id] = true
 		}
 	}
+	unlock, err := s.begin(ctx, true)
+	if err != nil {
+		return nil, err
+	}
 	s.claims.expire(p.Now)
 	rs := s.claims.claim(p.Now, p.Limit, skip)
-	out := make([]*store.Delivery, len(rs))
+	out := make([]store.Delivery, len(rs))
 	for i, r := range rs {
 		r.d.LeaseOwner = p.Owner
 		r.d.LeaseExpiresAt = p.Now.Add(p.Lease)
 		s.claims.addLeased(r)
-		d := cloneDelivery(&r.d)
-		out[i] = &d
+		out[i] = r.d
 	}
-	return out, nil
+	unlock()
+	// A stored body never changes (a record's other fields do, under the
+	// lock), so the copies of the bodies are made without holding it.
+	ptrs := make([]*store.Delivery, len(out))
+	for i := range out {
+		out[i].Body = slices.Clone(out[i].Body)
+		ptrs[i] = &out[i]
+	}
+	return ptrs, nil
 }
 
 // Complete records the attempt and moves the delivery on. See store.Store.
@@ -409,6 +408,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("memstore: %w", err)
 	}
+	// Encoding the attempt is the longest part of a Complete: it is done
+	// before taking the lock that every Enqueue, Claim and Complete needs.
+	att := encodeAttempt(p.Attempt)
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
 		return err
@@ -432,7 +434,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 	}
 
-	r.attempts = append(r.attempts, encodeAttempt(p.Attempt))
+	r.attempts = append(r.attempts, att)
 
 	s.claims.remove(r)
 	r.d.Attempts++
@@ -739,6 +741,28 @@ func cloneWebhook(w *store.Webhook) *store.Webhook {
 	c.Secrets = slices.Clone(w.Secrets)
 	c.Headers = maps.Clone(w.Headers)
 	return &c
+}
+
+// newDelRec returns the record Enqueue stores for d: a copy in the pending
+// state, its times defaulted from t.
+func newDelRec(d *store.Delivery, t time.Time) *delRec {
+	r := &delRec{d: cloneDelivery(d), qi: -1, li: -1}
+	r.d.Status = store.StatusPending
+	r.d.Attempts, r.d.RoundAttempts = 0, 0
+	r.d.LastStatusCode, r.d.LastError = 0, ""
+	if r.d.LeaseOwner == "" {
+		r.d.LeaseExpiresAt = time.Time{}
+	}
+	if r.d.CreatedAt.IsZero() {
+		r.d.CreatedAt = t
+	}
+	if r.d.UpdatedAt.IsZero() {
+		r.d.UpdatedAt = r.d.CreatedAt
+	}
+	if r.d.NextAttemptAt.IsZero() {
+		r.d.NextAttemptAt = r.d.CreatedAt
+	}
+	return r
 }
 
 func cloneDelivery(d *store.Delivery) store.Delivery {
