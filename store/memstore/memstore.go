@@ -307,25 +307,26 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	if err := store.ValidateEnqueue(ds); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	// The records are made before taking the lock, which every Enqueue,
-	// Claim and Complete needs: the copies (the body's above all) are the
-	// longest part of an Enqueue, and copying under the lock made the
-	// others wait for it. A duplicate's record is made for nothing.
+	// What Enqueue allocates is allocated before it takes the lock that
+	// every Enqueue, Claim and Complete needs: the copies (the body's
+	// above all) are the longest part of an Enqueue, and an allocation can
+	// make the goroutine that holds the lock help the garbage collector
+	// meanwhile. A duplicate's record is made for nothing.
 	t := now()
 	recs := make([]*delRec, len(ds))
 	for i, d := range ds {
 		recs[i] = newDelRec(d, t)
 	}
+	ids := make([]string, len(ds))
+	fresh := make([]*delRec, 0, len(ds))
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	ids := make([]string, len(ds))
 	batch := make(map[dedupKey]string, len(ds))
 	batchIDs := make(map[string]bool, len(ds))
-	var fresh []*delRec
 	for i, d := range ds {
 		w, ok := s.webhooks[d.WebhookID]
 		if !ok {
@@ -409,8 +410,10 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	// Encoding the attempt is the longest part of a Complete: it is done
-	// before taking the lock that every Enqueue, Claim and Complete needs.
+	// (and a first attempt's list allocated) before taking the lock that
+	// every Enqueue, Claim and Complete needs.
 	att := encodeAttempt(p.Attempt)
+	first := [][]byte{att}
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
 		return err
@@ -434,7 +437,11 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 	}
 
-	r.attempts = append(r.attempts, att)
+	if r.attempts == nil {
+		r.attempts = first
+	} else {
+		r.attempts = append(r.attempts, att)
+	}
 
 	s.claims.remove(r)
 	r.d.Attempts++
