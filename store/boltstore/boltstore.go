@@ -14,6 +14,7 @@
 //	deliveries_by_webhook  p(webhookID) + id -> ""         ListDeliveries(WebhookID), DeleteWebhook, disable
 //	dedup                  p(eventID) + webhookID -> id    Enqueue's (EventID, WebhookID) uniqueness
 //	due                    t(NextAttemptAt) + id -> webhookID   claimable pending deliveries
+//	due_held               p(webhookID) + t(NextAttemptAt) + id -> ""  the same, of webhooks a claim held apart
 //	leased                 t(LeaseExpiresAt) + id -> webhookID  pending deliveries under a lease
 //	finished               t(UpdatedAt) + id -> ""         success/failed deliveries, for Purge
 //	attempts               p(deliveryID) + uint32 number -> attempt
@@ -27,16 +28,27 @@
 //
 // # Leases
 //
-// Every pending delivery is in exactly one of due and leased. Claim first
-// moves the leases that have expired by Now from leased back to due (each
-// expired lease is moved once, so this is amortised O(1) per claim), then
-// walks due from its start: every entry up to Now is claimable, in exactly
-// the order the contract asks for, ascending (NextAttemptAt, ID), and a
-// claimed delivery's key moves to leased at its LeaseExpiresAt. A claim
-// therefore reads O(log n + k) keys however many deliveries are pending,
-// leased or not yet due; only the deliveries of SkipWebhooks, which Claim
-// must step over, add to it (their webhook id is the index value, so stepping
-// over one decodes nothing).
+// Every pending delivery is in exactly one of due and leased (or due_held,
+// below). Claim first moves the leases that have expired by Now from leased
+// back to due (each expired lease is moved once, so this is amortised O(1)
+// per claim), then walks due from its start: every entry up to Now is
+// claimable, in exactly the order the contract asks for, ascending
+// (NextAttemptAt, ID), and a claimed delivery's key moves to leased at its
+// LeaseExpiresAt. A claim therefore reads O(log n + k) keys however many
+// deliveries are pending, leased or not yet due; only the deliveries of
+// SkipWebhooks, which Claim must step over, add to it (their webhook id is
+// the index value, so stepping over one decodes nothing).
+//
+// A webhook the dispatcher skips is one at its concurrency limit, and one
+// that hangs stays there while its deliveries pile up in due, ahead of
+// everyone else's: every claim would step over all of them. So a claim
+// that steps over more than a few dozen such deliveries moves them to
+// due_held, keyed by webhook first, and while a webhook has deliveries
+// there its new due ones go there too. A claim takes the held deliveries
+// of the webhooks it does not skip, merged in due order with what it takes
+// from due, and passes over a skipped webhook's held ones with one seek;
+// once a webhook has none held, its deliveries go to due again. Every
+// pending delivery is in exactly one of due, due_held and leased.
 //
 // A single index keyed by max(NextAttemptAt, LeaseExpiresAt) would also skip
 // live leases, but it would order a delivery whose lease expired by its

@@ -3,7 +3,9 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -87,7 +89,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if d.LeaseOwner != "" {
 				err = tx.Bucket(bLeased).Put(kv.indexKey, kv.indexValue)
 			} else {
-				err = tx.Bucket(bDue).Put(kv.indexKey, kv.indexValue)
+				err = putDue(tx, kv.indexKey, kv.indexValue)
 			}
 			if err != nil {
 				return err
@@ -194,13 +196,13 @@ func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
 	if !d.LeaseExpiresAt.IsZero() {
 		leased = tx.Bucket(bLeased).Cursor()
 	}
-	return unindexPendingAt(tx, leased, d.ID, d.NextAttemptAt, d.LeaseExpiresAt)
+	return unindexPendingAt(tx, leased, d.ID, []byte(d.WebhookID), d.NextAttemptAt, d.LeaseExpiresAt)
 }
 
-// unindexPendingAt is unindexPending of the delivery id due at next, with a
-// lease until leaseExpires (zero without), given a cursor of leased (which
-// only a delivery with a lease needs).
-func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, next, leaseExpires time.Time) error {
+// unindexPendingAt is unindexPending of the delivery id of webhookID due at
+// next, with a lease until leaseExpires (zero without), given a cursor of
+// leased (which only a delivery with a lease needs).
+func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, webhookID []byte, next, leaseExpires time.Time) error {
 	if !leaseExpires.IsZero() {
 		var kb [64]byte // a Seek keeps no key
 		key := appendTimeKey(kb[:0], leaseExpires, id)
@@ -208,14 +210,49 @@ func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, next, leaseEx
 			return leased.Delete()
 		}
 	}
-	return tx.Bucket(bDue).Delete(timeKey(next, id))
+	return deleteDue(tx, timeKey(next, id), webhookID)
+}
+
+// putDue indexes the due entry key (t(NextAttemptAt) + id) of a delivery of
+// webhookID: in due_held when the webhook has deliveries held there (see
+// Claim), in due otherwise.
+func putDue(tx *bolt.Tx, key, webhookID []byte) error {
+	var kb [160]byte // bbolt copies a key
+	hk := appendHeldKey(kb[:0], webhookID, key)
+	if held(tx, hk[:len(hk)-len(key)]) {
+		return tx.Bucket(bHeld).Put(hk, nil)
+	}
+	return tx.Bucket(bDue).Put(key, webhookID)
+}
+
+// deleteDue removes the due entry key of a delivery of webhookID from due,
+// or from due_held; an absent entry is no error.
+func deleteDue(tx *bolt.Tx, key, webhookID []byte) error {
+	c := tx.Bucket(bDue).Cursor()
+	if k, _ := c.Seek(key); bytes.Equal(k, key) {
+		return c.Delete()
+	}
+	var kb [160]byte
+	return tx.Bucket(bHeld).Delete(appendHeldKey(kb[:0], webhookID, key))
+}
+
+// appendHeldKey appends the due_held key of the due entry key of a delivery
+// of webhookID: p(webhookID) + key.
+func appendHeldKey(b, webhookID, key []byte) []byte {
+	return append(appendPrefix(b, webhookID), key...)
+}
+
+// held reports whether due_held holds entries under pfx, a p(webhookID).
+func held(tx *bolt.Tx, pfx []byte) bool {
+	k, _ := tx.Bucket(bHeld).Cursor().Seek(pfx)
+	return k != nil && bytes.HasPrefix(k, pfx)
 }
 
 // indexState puts a delivery in the index of its state: due when pending
 // (it must hold no live lease), finished otherwise.
 func indexState(tx *bolt.Tx, d *store.Delivery) error {
 	if d.Status == store.StatusPending {
-		return tx.Bucket(bDue).Put(timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
+		return putDue(tx, timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
 	}
 	return tx.Bucket(bFinished).Put(timeKey(d.UpdatedAt, d.ID), nil)
 }
@@ -298,7 +335,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	err := s.write(ctx, func(w *wtx) error {
 		tx := w.Tx
 		out = nil
-		due, leased := tx.Bucket(bDue), tx.Bucket(bLeased)
+		due, leased, held := tx.Bucket(bDue), tx.Bucket(bLeased), tx.Bucket(bHeld)
 
 		// 1. Move the leases that expired by Now back to due.
 		var expired [][2][]byte
@@ -312,7 +349,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 		for _, e := range expired {
 			k, v := e[0], e[1]
 			dk := append(bytes.Clone(v[:timeKeyLen]), k[timeKeyLen:]...)
-			if err := due.Put(dk, v[timeKeyLen:]); err != nil {
+			if err := putDue(tx, dk, v[timeKeyLen:]); err != nil {
 				return err
 			}
 			if err := leased.Delete(k); err != nil {
@@ -320,8 +357,11 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 			}
 		}
 
-		// 2. Take the first Limit due deliveries.
-		var keys [][]byte
+		// 2. Take the first Limit due deliveries: from due, and from
+		// due_held for the held webhooks not skipped.
+		var keys [][]byte // each delivery's due key (t + id)
+		var fromHeld []bool
+		var stepped [][2][]byte // the skipped entries stepped over: key, webhook id
 		c = due.Cursor()
 		for k, v := c.First(); k != nil && len(out) < p.Limit; k, v = c.Next() {
 			if len(k) < timeKeyLen {
@@ -331,6 +371,9 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				break
 			}
 			if skip[string(v)] {
+				if len(stepped) < maxHeldMove {
+					stepped = append(stepped, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+				}
 				continue
 			}
 			d, err := getDelivery(tx, string(k[timeKeyLen:]))
@@ -341,10 +384,25 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				continue // live at this Now: a claim with an earlier Now than a previous sweep
 			}
 			keys = append(keys, bytes.Clone(k))
+			fromHeld = append(fromHeld, false)
 			out = append(out, d)
 		}
+		hk, hds, err := claimHeld(tx, nowKey, skip, p.Limit, p.Now)
+		if err != nil {
+			return err
+		}
+		if len(hds) > 0 {
+			keys, fromHeld, out = mergeDue(keys, fromHeld, out, hk, hds, p.Limit)
+		}
 		for i, d := range out {
-			if err := due.Delete(keys[i]); err != nil {
+			var err error
+			if fromHeld[i] {
+				var kb [160]byte
+				err = held.Delete(appendHeldKey(kb[:0], []byte(d.WebhookID), keys[i]))
+			} else {
+				err = due.Delete(keys[i])
+			}
+			if err != nil {
 				return err
 			}
 			d.LeaseOwner, d.LeaseExpiresAt = p.Owner, expires
@@ -355,6 +413,21 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				return err
 			}
 		}
+		// 3. A claim that stepped over many deliveries of the webhooks it
+		// skips moves them to due_held, where no claim steps over them
+		// again: a webhook at its limit with a backlog (a hung endpoint's)
+		// would otherwise cost every claim a step per delivery it holds.
+		if len(stepped) > maxSkipScan {
+			for _, e := range stepped {
+				if err := due.Delete(e[0]); err != nil {
+					return err
+				}
+				var kb [160]byte
+				if err := held.Put(appendHeldKey(kb[:0], e[1], e[0]), nil); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -362,6 +435,89 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	}
 	return out, nil
 }
+
+// A claim that steps over more than maxSkipScan deliveries of the webhooks
+// it skips moves them (at most maxHeldMove at a time) from due to
+// due_held.
+const (
+	maxSkipScan = 64
+	maxHeldMove = 10_000
+)
+
+// claimHeld returns up to limit of the due_held deliveries that are due by
+// nowKey and not under a live lease at now, of each held webhook not in
+// skip, with their due keys, in due order.
+func claimHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([][]byte, []*store.Delivery, error) {
+	var keys [][]byte
+	var ds []*store.Delivery
+	c := tx.Bucket(bHeld).Cursor()
+	for k, _ := c.First(); k != nil; {
+		n, m := binary.Uvarint(k)
+		if m <= 0 || n > uint64(len(k)-m) {
+			return nil, nil, errHeldIndex
+		}
+		pfx := k[:m+int(n)]
+		next := successor(pfx)
+		if !skip[string(pfx[m:])] {
+			got := 0
+			for hk := k; hk != nil && got < limit && bytes.HasPrefix(hk, pfx); hk, _ = c.Next() {
+				dk := hk[len(pfx):]
+				if len(dk) < timeKeyLen {
+					return nil, nil, errHeldIndex
+				}
+				if bytes.Compare(dk[:timeKeyLen], nowKey) > 0 {
+					break
+				}
+				d, err := getDelivery(tx, string(dk[timeKeyLen:]))
+				if err != nil {
+					return nil, nil, err
+				}
+				if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
+					continue
+				}
+				keys = append(keys, bytes.Clone(dk))
+				ds = append(ds, d)
+				got++
+			}
+		}
+		if next == nil {
+			break
+		}
+		k, _ = c.Seek(next)
+	}
+	// Each webhook's are in order; sort them all by due key.
+	idx := make([]int, len(keys))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
+	sk, sd := make([][]byte, len(idx)), make([]*store.Delivery, len(idx))
+	for i, j := range idx {
+		sk[i], sd[i] = keys[j], ds[j]
+	}
+	return sk, sd, nil
+}
+
+// mergeDue merges the deliveries taken from due (keys, in order) and from
+// due_held (hk, hds, in order) by due key, and keeps the first limit.
+func mergeDue(keys [][]byte, fromHeld []bool, ds []*store.Delivery, hk [][]byte, hds []*store.Delivery, limit int) ([][]byte, []bool, []*store.Delivery) {
+	var mk [][]byte
+	var mh []bool
+	var md []*store.Delivery
+	i, j := 0, 0
+	for len(md) < limit && (i < len(keys) || j < len(hk)) {
+		if j == len(hk) || i < len(keys) && bytes.Compare(keys[i], hk[j]) < 0 {
+			mk, mh, md = append(mk, keys[i]), append(mh, fromHeld[i]), append(md, ds[i])
+			i++
+		} else {
+			mk, mh, md = append(mk, hk[j]), append(mh, true), append(md, hds[j])
+			j++
+		}
+	}
+	return mk, mh, md
+}
+
+var errHeldIndex = fmt.Errorf("boltstore: due_held index: %w", errCorrupt)
 
 // Complete appends p.Attempt to the delivery's log and moves it to
 // p.Status, releasing the lease, in one transaction. With DisableWebhook it
@@ -395,7 +551,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if number != r.Attempts+1 {
 			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
 		}
-		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
+		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.WebhookID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
 			return err
 		}
 		w.cnt.moveRaw(r.WebhookID, r.Status, p.Status)
@@ -439,7 +595,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			return err
 		}
 		if r.Status == store.StatusPending {
-			err = tx.Bucket(bDue).Put(idxKey, idxVal)
+			err = putDue(tx, idxKey, idxVal)
 		} else {
 			err = tx.Bucket(bFinished).Put(idxKey, nil)
 		}

@@ -15,13 +15,14 @@ var (
 	bDelWebhook    = []byte("deliveries_by_webhook")
 	bDedup         = []byte("dedup")
 	bDue           = []byte("due")
+	bHeld          = []byte("due_held")
 	bLeased        = []byte("leased")
 	bFinished      = []byte("finished")
 	bAttempts      = []byte("attempts")
 	bCounts        = []byte("counts")
 
 	allBuckets = [][]byte{bWebhooks, bWebhookTenant, bDeliveries, bDelTenant, bDelWebhook,
-		bDedup, bDue, bLeased, bFinished, bAttempts, bCounts}
+		bDedup, bDue, bHeld, bLeased, bFinished, bAttempts, bCounts}
 )
 
 // timeKeyLen is the length of an encoded time in an index key.

@@ -65,7 +65,7 @@ func TestLayout(t *testing.T) {
 
 	want := map[string]map[string]string{
 		string(bDeliveries): {}, string(bDelTenant): {}, string(bDelWebhook): {}, string(bDedup): {},
-		string(bDue): {}, string(bLeased): {}, string(bFinished): {}, string(bAttempts): {},
+		string(bDue): {}, string(bHeld): {}, string(bLeased): {}, string(bFinished): {}, string(bAttempts): {},
 	}
 	for _, d := range []*store.Delivery{done, retried, due, held} {
 		want[string(bDeliveries)][d.ID] = string(encodeDelivery(d))

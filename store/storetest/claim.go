@@ -16,6 +16,7 @@ var claimTests = []subtest{
 	{"Order", testClaimOrder},
 	{"Lease", testClaimLease},
 	{"SkipWebhooks", testClaimSkipWebhooks},
+	{"SkipBacklog", testClaimSkipBacklog},
 	{"LeaseExpiry", testClaimLeaseExpiry},
 	{"ClockBehind", testClaimClockBehind},
 	{"Release", testRelease},
@@ -113,6 +114,41 @@ func testClaimSkipWebhooks(t *testing.T, h *harness) {
 		if d.WebhookID != busy2.ID {
 			t.Errorf("Claim skipping %s returned a delivery of %s", busy.ID, d.WebhookID)
 		}
+	}
+}
+
+// A webhook passed over with a long backlog of due deliveries (a dead
+// endpoint's, at its concurrency limit) changes nothing in what Claim
+// returns: the other webhooks' due deliveries, in due order, however many
+// of the backlog's come before, between and after them.
+func testClaimSkipBacklog(t *testing.T, h *harness) {
+	tn := h.tenant()
+	dead := h.webhook(t, tn, nil)
+	a := h.webhook(t, tn, nil)
+	b := h.webhook(t, tn, nil)
+	backlog := make([]*store.Delivery, 200)
+	for i := range backlog {
+		backlog[i] = NewDelivery(dead, "workflow.completed")
+		backlog[i].NextAttemptAt = Base.Add(-100*time.Minute + time.Duration(i)*30*time.Second)
+	}
+	h.enqueue(t, backlog...)
+	a1 := h.delivery(t, a, Base.Add(-50*time.Minute))
+	b1 := h.delivery(t, b, Base.Add(-40*time.Minute))
+	a2 := h.delivery(t, a, Base.Add(-30*time.Minute))
+	b2 := h.delivery(t, b, Base.Add(-time.Minute))
+	h.delivery(t, a, Base.Add(time.Minute)) // not yet due
+
+	got := h.claim(t, Base, 3, "o", dead.ID)
+	if d := diff([]string{a1.ID, b1.ID, a2.ID}, ids(got)); d != "" {
+		t.Errorf("Claim of 3 passing over a backlog (-want +got):\n%s", d)
+	}
+	got = h.claim(t, Base, 10, "o", dead.ID)
+	if d := diff([]string{b2.ID}, ids(got)); d != "" {
+		t.Errorf("Claim of the rest passing over a backlog (-want +got):\n%s", d)
+	}
+	got = h.claim(t, Base, 2, "o")
+	if d := diff([]string{backlog[0].ID, backlog[1].ID}, ids(got)); d != "" {
+		t.Errorf("Claim without skipping (-want +got):\n%s", d)
 	}
 }
 
