@@ -185,3 +185,18 @@ func BenchmarkClaimPastBacklog(b *testing.B) {
 		}
 	}
 }
+
+// The conformance suite on stores that hold deliveries apart at every
+// chance (a claim that steps over one skipped delivery moves up to three):
+// every claim order, lease and skip rule holds with deliveries held.
+func TestConformanceHolding(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(filepath.Join(t.TempDir(), "holding.db"), &Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		s.hold = holding{after: 0, most: 3}
+		return s
+	})
+}

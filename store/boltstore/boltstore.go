@@ -137,6 +137,7 @@ type Store struct {
 	clock func() time.Time
 
 	commits committer // group commit of Enqueue, Claim and Complete
+	hold    holding   // when a Claim moves deliveries to due_held
 
 	mu     sync.RWMutex // guards closed against Close
 	closed bool
@@ -182,7 +183,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, clock: o.Clock}, nil
+	return &Store{db: db, clock: o.Clock, hold: holding{after: maxSkipScan, most: maxHeldMove}}, nil
 }
 
 // Close closes the file after the transactions in progress end. Calls after

@@ -371,7 +371,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				break
 			}
 			if skip[string(v)] {
-				if len(stepped) < maxHeldMove {
+				if len(stepped) < s.hold.most {
 					stepped = append(stepped, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
 				}
 				continue
@@ -417,7 +417,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 		// skips moves them to due_held, where no claim steps over them
 		// again: a webhook at its limit with a backlog (a hung endpoint's)
 		// would otherwise cost every claim a step per delivery it holds.
-		if len(stepped) > maxSkipScan {
+		if len(stepped) > s.hold.after {
 			for _, e := range stepped {
 				if err := due.Delete(e[0]); err != nil {
 					return err
@@ -443,6 +443,10 @@ const (
 	maxSkipScan = 64
 	maxHeldMove = 10_000
 )
+
+// holding is when claims hold deliveries apart: see maxSkipScan. A Store's
+// are the defaults; tests lower them to hold at every chance.
+type holding struct{ after, most int }
 
 // claimHeld returns up to limit of the due_held deliveries that are due by
 // nowKey and not under a live lease at now, of each held webhook not in
