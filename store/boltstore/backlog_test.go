@@ -186,6 +186,23 @@ func BenchmarkClaimPastBacklog(b *testing.B) {
 	}
 }
 
+// When only the skipped webhooks have deliveries pending, a claim stops
+// after a few of them and holds nothing apart: there is nothing else to
+// find, and moving a backlog that will be claimed soon (a healthy webhook at
+// its limit draining it) would only cost writes.
+func TestClaimOnlySkipped(t *testing.T) {
+	s, _, dead, _ := backlogStore(t, 1000, 0)
+	if got := claimIDs(t, s, 5, dead.ID); len(got) != 0 {
+		t.Errorf("claim skipping the only webhook = %v, want none", got)
+	}
+	if n := bucketLen(t, s, bHeld); n != 0 {
+		t.Errorf("due_held holds %d entries, want none", n)
+	}
+	if got := claimIDs(t, s, 5); len(got) != 5 {
+		t.Errorf("claim without skipping = %d deliveries, want 5", len(got))
+	}
+}
+
 // The conformance suite on stores that hold deliveries apart at every
 // chance (a claim that steps over one skipped delivery moves up to three):
 // every claim order, lease and skip rule holds with deliveries held.

@@ -48,7 +48,11 @@
 // of the webhooks it does not skip, merged in due order with what it takes
 // from due, and passes over a skipped webhook's held ones with one seek;
 // once a webhook has none held, its deliveries go to due again. Every
-// pending delivery is in exactly one of due, due_held and leased.
+// pending delivery is in exactly one of due, due_held and leased. A claim
+// that meets only skipped webhooks' deliveries first reads the webhooks'
+// pending counters: when no other webhook has any, it stops there and
+// holds nothing (a healthy webhook at its limit, draining a backlog, keeps
+// it in due).
 //
 // A single index keyed by max(NextAttemptAt, LeaseExpiresAt) would also skip
 // live leases, but it would order a delivery whose lease expired by its

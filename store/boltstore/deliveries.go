@@ -371,6 +371,9 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				break
 			}
 			if skip[string(v)] {
+				if len(stepped) == s.hold.after && !othersPending(w, skip) {
+					break // only skipped webhooks have deliveries to claim
+				}
 				if len(stepped) < s.hold.most {
 					stepped = append(stepped, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
 				}
@@ -442,7 +445,35 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 const (
 	maxSkipScan = 64
 	maxHeldMove = 10_000
+	// maxWebhookScan bounds the webhooks whose counters a claim reads to
+	// tell whether only skipped ones have deliveries pending.
+	maxWebhookScan = 256
 )
+
+// othersPending reports whether a webhook not in skip has pending
+// deliveries (counting the changes of the transaction so far), or whether
+// there are too many webhooks to tell: whether a claim that has met only
+// skipped webhooks' deliveries may find another's further on.
+func othersPending(w *wtx, skip map[string]bool) bool {
+	c := w.Tx.Bucket(bCounts).Cursor()
+	n := 0
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if n++; n > maxWebhookScan {
+			return true
+		}
+		if skip[string(k)] {
+			continue
+		}
+		pending := readCounts(v).Pending
+		if d := w.cnt[string(k)]; d != nil {
+			pending += d.Pending
+		}
+		if pending > 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // holding is when claims hold deliveries apart: see maxSkipScan. A Store's
 // are the defaults; tests lower them to hold at every chance.
