@@ -337,7 +337,8 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 		out = nil
 		due, leased, held := tx.Bucket(bDue), tx.Bucket(bLeased), tx.Bucket(bHeld)
 
-		// 1. Move the leases that expired by Now back to due.
+		// 1. Move the leases that expired by Now back to due (or to
+		// due_held, for a held webhook).
 		var expired [][2][]byte
 		c := leased.Cursor()
 		for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], nowKey) <= 0; k, v = c.Next() {
