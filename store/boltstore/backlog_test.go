@@ -16,10 +16,9 @@ import (
 // backlogStore opens a store holding, for one webhook it returns, n due
 // deliveries an hour old (a dead endpoint's backlog), and for each of
 // others more webhooks one delivery due after the backlog's first ones.
-func backlogStore(tb testing.TB, n, others int) (s *Store, path string, dead *store.Webhook, want []string) {
+func backlogStore(tb testing.TB, n, others int) (s *Store, dead *store.Webhook, want []string) {
 	tb.Helper()
-	path = filepath.Join(tb.TempDir(), "backlog.db")
-	s, err := Open(path, &Options{NoSync: true})
+	s, err := Open(filepath.Join(tb.TempDir(), "backlog.db"), &Options{NoSync: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,9 +54,10 @@ func backlogStore(tb testing.TB, n, others int) (s *Store, path string, dead *st
 		want = append(want, d.ID)
 	}
 	slices.Reverse(want)
-	return s, path, dead, want
+	return s, dead, want
 }
 
+// claimIDs claims at Base, skipping skip, and returns the ids it got.
 func claimIDs(t *testing.T, s *Store, limit int, skip ...string) []string {
 	t.Helper()
 	ds, err := s.Claim(t.Context(), store.ClaimParams{Now: storetest.Base, Limit: limit, Lease: time.Minute, Owner: "o", SkipWebhooks: skip})
@@ -91,7 +91,7 @@ func bucketLen(t *testing.T, s *Store, name []byte) int {
 // order as soon as a claim does not skip the webhook, and once none is
 // left the webhook's deliveries go to due again.
 func TestClaimPastBacklog(t *testing.T) {
-	s, _, dead, want := backlogStore(t, 1000, 3)
+	s, dead, want := backlogStore(t, 1000, 3)
 	ctx := t.Context()
 	if got := claimIDs(t, s, 2, dead.ID); !cmp.Equal(got, want[:2]) {
 		t.Errorf("first claim = %v, want %v", got, want[:2])
@@ -163,7 +163,7 @@ func TestClaimPastBacklog(t *testing.T) {
 // webhook whose due deliveries come after 20k of a skipped one: what every
 // claim paid while one endpoint hung and its deliveries piled up.
 func BenchmarkClaimPastBacklog(b *testing.B) {
-	s, _, dead, _ := backlogStore(b, 20_000, 0)
+	s, dead, _ := backlogStore(b, 20_000, 0)
 	ctx := b.Context()
 	w := storetest.NewWebhook("tenant-backlog")
 	if err := s.CreateWebhook(ctx, w); err != nil {
@@ -191,7 +191,7 @@ func BenchmarkClaimPastBacklog(b *testing.B) {
 // find, and moving a backlog that will be claimed soon (a healthy webhook at
 // its limit draining it) would only cost writes.
 func TestClaimOnlySkipped(t *testing.T) {
-	s, _, dead, _ := backlogStore(t, 1000, 0)
+	s, dead, _ := backlogStore(t, 1000, 0)
 	if got := claimIDs(t, s, 5, dead.ID); len(got) != 0 {
 		t.Errorf("claim skipping the only webhook = %v, want none", got)
 	}
