@@ -177,6 +177,22 @@ func newReceiver(t *testing.T, handle func(w http.ResponseWriter, r *http.Reques
 	return rc
 }
 
+// newHangingReceiver returns a receiver whose requests hang until they are
+// cancelled or the test ends: its cleanup releases them before it closes
+// the receiver.
+func newHangingReceiver(t *testing.T) *receiver {
+	t.Helper()
+	hang, release := newGate()
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(release) // runs before the receiver's own cleanup
+	return rc
+}
+
 func (rc *receiver) count() int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -640,14 +656,7 @@ func TestGoneDisablesWebhook(t *testing.T) {
 func TestFailureClasses(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
-		hang := make(chan struct{})
-		defer close(hang)
-		hanging := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
-			select {
-			case <-hang:
-			case <-r.Context().Done():
-			}
-		})
+		hanging := newHangingReceiver(t)
 		internal := newReceiver(t, nil)
 		redirect := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
 			http.Redirect(w, r, internal.URL+"/admin", http.StatusFound)
@@ -710,13 +719,7 @@ func TestFailureClasses(t *testing.T) {
 func TestSlowEndpointDoesNotBlockOthers(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
-		hang := make(chan struct{})
-		slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
-			select {
-			case <-hang:
-			case <-r.Context().Done():
-			}
-		})
+		slow := newHangingReceiver(t)
 		addWebhook(t, st, "a", slow.URL)
 		var healthy []*receiver
 		for range 9 {
@@ -763,7 +766,6 @@ func TestSlowEndpointDoesNotBlockOthers(t *testing.T) {
 		if err := d.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Stop = %v, want DeadlineExceeded", err)
 		}
-		close(hang)
 		ds, _, err := st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: "a", Status: store.StatusPending, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)

@@ -237,14 +237,7 @@ func TestParkedDeliveriesAreReleased(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 				cs := &countingStore{Store: newStore(t)}
-				hang := make(chan struct{})
-				defer close(hang)
-				rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
-					select {
-					case <-hang:
-					case <-r.Context().Done():
-					}
-				})
+				rc := newHangingReceiver(t)
 				w := addWebhook(t, cs, "a", rc.URL)
 				backlog(t, cs.Store, w, 4)
 				clk := newFakeClock()
