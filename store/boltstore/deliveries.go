@@ -335,7 +335,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	err := s.write(ctx, func(w *wtx) error {
 		tx := w.Tx
 		out = nil
-		due, leased, held := tx.Bucket(bDue), tx.Bucket(bLeased), tx.Bucket(bHeld)
+		due, leased, heldIdx := tx.Bucket(bDue), tx.Bucket(bLeased), tx.Bucket(bHeld)
 
 		// 1. Move the leases that expired by Now back to due (or to
 		// due_held, for a held webhook).
@@ -360,11 +360,10 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 
 		// 2. Take the first Limit due deliveries: from due, and from
 		// due_held for the held webhooks not skipped.
-		var keys [][]byte // each delivery's due key (t + id)
-		var fromHeld []bool
+		var picks []pick
 		var stepped [][2][]byte // the skipped entries stepped over: key, webhook id
 		c = due.Cursor()
-		for k, v := c.First(); k != nil && len(out) < p.Limit; k, v = c.Next() {
+		for k, v := c.First(); k != nil && len(picks) < p.Limit; k, v = c.Next() {
 			if len(k) < timeKeyLen {
 				return fmt.Errorf("boltstore: due index: %w", errCorrupt)
 			}
@@ -380,31 +379,31 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				}
 				continue
 			}
-			d, err := getDelivery(tx, string(k[timeKeyLen:]))
+			d, err := claimable(tx, k, p.Now)
 			if err != nil {
 				return err
 			}
-			if d.LeaseOwner != "" && d.LeaseExpiresAt.After(p.Now) {
-				continue // live at this Now: a claim with an earlier Now than a previous sweep
+			if d != nil {
+				picks = append(picks, pick{key: bytes.Clone(k), d: d})
 			}
-			keys = append(keys, bytes.Clone(k))
-			fromHeld = append(fromHeld, false)
-			out = append(out, d)
 		}
-		hk, hds, err := claimHeld(tx, nowKey, skip, p.Limit, p.Now)
+		held, err := pickHeld(tx, nowKey, skip, p.Limit, p.Now)
 		if err != nil {
 			return err
 		}
-		if len(hds) > 0 {
-			keys, fromHeld, out = mergeDue(keys, fromHeld, out, hk, hds, p.Limit)
+		if len(held) > 0 {
+			picks = append(picks, held...)
+			slices.SortFunc(picks, func(a, b pick) int { return bytes.Compare(a.key, b.key) })
+			picks = picks[:min(len(picks), p.Limit)]
 		}
-		for i, d := range out {
+		for _, pk := range picks {
+			d := pk.d
 			var err error
-			if fromHeld[i] {
+			if pk.held {
 				var kb [160]byte
-				err = held.Delete(appendHeldKey(kb[:0], []byte(d.WebhookID), keys[i]))
+				err = heldIdx.Delete(appendHeldKey(kb[:0], []byte(d.WebhookID), pk.key))
 			} else {
-				err = due.Delete(keys[i])
+				err = due.Delete(pk.key)
 			}
 			if err != nil {
 				return err
@@ -416,6 +415,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 			if err := leased.Put(timeKey(expires, d.ID), leasedValue(d)); err != nil {
 				return err
 			}
+			out = append(out, d)
 		}
 		// 3. A claim that stepped over many deliveries of the webhooks it
 		// skips moves them to due_held, where no claim steps over them
@@ -427,7 +427,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 					return err
 				}
 				var kb [160]byte
-				if err := held.Put(appendHeldKey(kb[:0], e[1], e[0]), nil); err != nil {
+				if err := heldIdx.Put(appendHeldKey(kb[:0], e[1], e[0]), nil); err != nil {
 					return err
 				}
 			}
@@ -480,17 +480,33 @@ func othersPending(w *wtx, skip map[string]bool) bool {
 // are the defaults; tests lower them to hold at every chance.
 type holding struct{ after, most int }
 
-// claimHeld returns up to limit of the due_held deliveries that are due by
-// nowKey and not under a live lease at now, of each held webhook not in
-// skip, with their due keys, in due order.
-func claimHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([][]byte, []*store.Delivery, error) {
-	var keys [][]byte
-	var ds []*store.Delivery
+// pick is a due delivery a claim takes, with its due key (t + id) and
+// whether it is in due_held.
+type pick struct {
+	key  []byte
+	held bool
+	d    *store.Delivery
+}
+
+// claimable reads the delivery of the due key k, or nil when it is under a
+// live lease at now (a claim with an earlier Now than a previous sweep).
+func claimable(tx *bolt.Tx, k []byte, now time.Time) (*store.Delivery, error) {
+	d, err := getDelivery(tx, string(k[timeKeyLen:]))
+	if err != nil || d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
+		return nil, err
+	}
+	return d, nil
+}
+
+// pickHeld returns up to limit of the due_held deliveries due by nowKey and
+// claimable at now of each held webhook not in skip, in no set order.
+func pickHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([]pick, error) {
+	var picks []pick
 	c := tx.Bucket(bHeld).Cursor()
 	for k, _ := c.First(); k != nil; {
 		n, m := binary.Uvarint(k)
 		if m <= 0 || n > uint64(len(k)-m) {
-			return nil, nil, errHeldIndex
+			return nil, errHeldIndex
 		}
 		pfx := k[:m+int(n)]
 		next := successor(pfx)
@@ -499,21 +515,19 @@ func claimHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now 
 			for hk := k; hk != nil && got < limit && bytes.HasPrefix(hk, pfx); hk, _ = c.Next() {
 				dk := hk[len(pfx):]
 				if len(dk) < timeKeyLen {
-					return nil, nil, errHeldIndex
+					return nil, errHeldIndex
 				}
 				if bytes.Compare(dk[:timeKeyLen], nowKey) > 0 {
 					break
 				}
-				d, err := getDelivery(tx, string(dk[timeKeyLen:]))
+				d, err := claimable(tx, dk, now)
 				if err != nil {
-					return nil, nil, err
+					return nil, err
 				}
-				if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
-					continue
+				if d != nil {
+					picks = append(picks, pick{key: bytes.Clone(dk), held: true, d: d})
+					got++
 				}
-				keys = append(keys, bytes.Clone(dk))
-				ds = append(ds, d)
-				got++
 			}
 		}
 		if next == nil {
@@ -521,36 +535,7 @@ func claimHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now 
 		}
 		k, _ = c.Seek(next)
 	}
-	// Each webhook's are in order; sort them all by due key.
-	idx := make([]int, len(keys))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
-	sk, sd := make([][]byte, len(idx)), make([]*store.Delivery, len(idx))
-	for i, j := range idx {
-		sk[i], sd[i] = keys[j], ds[j]
-	}
-	return sk, sd, nil
-}
-
-// mergeDue merges the deliveries taken from due (keys, in order) and from
-// due_held (hk, hds, in order) by due key, and keeps the first limit.
-func mergeDue(keys [][]byte, fromHeld []bool, ds []*store.Delivery, hk [][]byte, hds []*store.Delivery, limit int) ([][]byte, []bool, []*store.Delivery) {
-	var mk [][]byte
-	var mh []bool
-	var md []*store.Delivery
-	i, j := 0, 0
-	for len(md) < limit && (i < len(keys) || j < len(hk)) {
-		if j == len(hk) || i < len(keys) && bytes.Compare(keys[i], hk[j]) < 0 {
-			mk, mh, md = append(mk, keys[i]), append(mh, fromHeld[i]), append(md, ds[i])
-			i++
-		} else {
-			mk, mh, md = append(mk, hk[j]), append(mh, true), append(md, hds[j])
-			j++
-		}
-	}
-	return mk, mh, md
+	return picks, nil
 }
 
 var errHeldIndex = fmt.Errorf("boltstore: due_held index: %w", errCorrupt)
