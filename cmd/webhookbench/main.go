@@ -33,10 +33,10 @@
 //	         measured from the dispatcher's Start
 //	pg       end to end with pgstore (only with -pg URL; schema -pg-schema)
 //
-// fanout and hung run on -fanout-store (bolt by default) with a per-webhook
-// concurrency of -per-webhook: by default the library's 16, but at most a
-// quarter of -concurrency, so the hung endpoint holds the same share of the
-// workers at any -concurrency. The other library scenarios deliver to one
+// fanout and hung run on -fanout-store (bolt by default; mem, or pg with
+// -pg) with a per-webhook concurrency of -per-webhook: by default the
+// library's 16, but at most a quarter of -concurrency, so the hung endpoint
+// holds the same share of the workers at any -concurrency. The other library scenarios deliver to one
 // webhook whose per-webhook concurrency is -concurrency, as raw's is.
 //
 // The library scenarios keep at most -window deliveries (4 x concurrency by
@@ -179,7 +179,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.BacklogTimeout, "backlog-timeout", 5*time.Minute, "longest the backlog drain may take")
 	fs.DurationVar(&o.AttemptTimeout, "attempt-timeout", 2*time.Second, "dispatcher timeout of one attempt (how long the hung endpoint holds a worker)")
 	fs.IntVar(&o.PerWebhook, "per-webhook", 0, "dispatcher per-webhook concurrency of fanout and hung (default the library's 16, at most a quarter of -concurrency)")
-	fs.StringVar(&o.FanoutStore, "fanout-store", "bolt", "store of the fanout and hung scenarios: bolt or mem")
+	fs.StringVar(&o.FanoutStore, "fanout-store", "bolt", "store of the fanout and hung scenarios: bolt, mem or pg (with -pg)")
 	fs.BoolVar(&o.NoSync, "nosync", false, "open boltstore without fsync (not durable)")
 	fs.IntVar(&o.DataBytes, "data-bytes", 256, "approximate size of each event's data in bytes")
 	fs.StringVar(&o.PG, "pg", "", "PostgreSQL URL: adds the pg scenario")
@@ -244,8 +244,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.AttemptTimeout <= 0 {
 		bad = append(bad, "-attempt-timeout must be positive")
 	}
-	if o.FanoutStore != "bolt" && o.FanoutStore != "mem" {
-		bad = append(bad, "-fanout-store must be bolt or mem")
+	switch {
+	case o.FanoutStore == "pg" && o.PG == "":
+		bad = append(bad, "-fanout-store pg needs -pg")
+	case o.FanoutStore != "bolt" && o.FanoutStore != "mem" && o.FanoutStore != "pg":
+		bad = append(bad, "-fanout-store must be bolt, mem or pg")
 	}
 	if o.DataBytes < 0 || o.DataBytes > 200<<10 {
 		bad = append(bad, "-data-bytes must be 0 to 204800")

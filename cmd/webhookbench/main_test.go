@@ -206,6 +206,7 @@ func TestBadFlags(t *testing.T) {
 		{"-duration", "0s"},
 		{"-scenarios", "raw,nope"},
 		{"-fanout-store", "sqlite"},
+		{"-fanout-store", "pg"}, // without -pg
 		{"-concurrency", "0"},
 		{"-backlog", "-1"},
 		{"extra"},
