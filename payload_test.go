@@ -222,7 +222,7 @@ func TestCanonicalJSONMatchesNode(t *testing.T) {
 		wants = append(wants, got)
 	}
 	for _, d := range []any{
-		orderedData{Alpha: "<a href='x'>&amp;</a>", Inner: map[string]any{"10": 1, "9": 2, "z": []any{1.25, -0.0, 1e-6, 123456789.125}}},
+		orderedData{Alpha: "<a href='x'>&amp;</a>", Inner: map[string]any{"10": 1, "9": 2, "z": []any{1.25, math.Copysign(0, -1), 1e-6, 123456789.125}}},
 		map[string]any{"k\u2028": "v\u2029", "2": 2, "1": 1, "\x00": "\x1b"},
 		json.RawMessage(largeObject(40)),
 		[]float64{1e21, 1e-7, 1.7976931348623157e308, 4.9e-324, 0.1 + 0.2, 100, 1e300 * 1e8 / 1e8},

@@ -272,7 +272,7 @@ func TestTestWebhook(t *testing.T) {
 		noSecret(t, "test answer", r.raw, secret)
 
 		// A body with data of the caller's.
-		r = h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, `{"data":{"hello":"world"}}`).must(t, http.StatusOK)
+		h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, `{"data":{"hello":"world"}}`).must(t, http.StatusOK)
 		got = h.recv.next()
 		if !strings.Contains(string(got.body), `"data":{"hello":"world"}`) {
 			t.Errorf("test data not sent: %s", got.body)
