@@ -36,8 +36,9 @@
 // fanout and hung run on -fanout-store (bolt by default; mem, or pg with
 // -pg) with a per-webhook concurrency of -per-webhook: by default the
 // library's 16, but at most a quarter of -concurrency, so the hung endpoint
-// holds the same share of the workers at any -concurrency. The other library scenarios deliver to one
-// webhook whose per-webhook concurrency is -concurrency, as raw's is.
+// holds the same share of the workers at any -concurrency. The other
+// library scenarios deliver to one webhook whose per-webhook concurrency is
+// -concurrency, as raw's is.
 //
 // The library scenarios keep at most -window deliveries (4 x concurrency by
 // default) emitted but not yet received, so the queue stays short and the
