@@ -13,11 +13,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
@@ -262,12 +265,39 @@ func (b *bench) openStore(ctx context.Context, kind string) (store.Store, func()
 			deleteWebhooks(cctx, st)
 			st.Close()
 		}
-		// Start from an empty schema: a previous run's leftovers would skew
-		// the claims.
+		// Start from an empty schema, vacuumed: a previous run's leftovers
+		// would skew the claims, and so would the dead rows its updates
+		// left where autovacuum is off or has not come yet.
 		deleteWebhooks(ctx, st)
+		if err := vacuum(ctx, b.o.PG, st.Schema()); err != nil {
+			st.Close()
+			return nil, nil, err
+		}
 		return st, clean, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store %q", kind)
+}
+
+// vacuum vacuums and analyzes the tables of pgstore's schema.
+func vacuum(ctx context.Context, url, schema string) error {
+	// The URL is a pool's (it may set pool_max_conns): one connection of it.
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tables := make([]string, 0, 3)
+	for _, t := range []string{"webhooks", "deliveries", "attempts"} {
+		tables = append(tables, pgx.Identifier{schema, t}.Sanitize())
+	}
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE) "+strings.Join(tables, ", ")); err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return nil
 }
 
 // deleteWebhooks deletes every webhook of the bench's tenant, with their
