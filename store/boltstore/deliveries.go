@@ -217,7 +217,7 @@ func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, webhookID []b
 // webhookID: in due_held when the webhook has deliveries held there (see
 // Claim), in due otherwise.
 func putDue(tx *bolt.Tx, key, webhookID []byte) error {
-	var kb [160]byte // bbolt copies a key
+	var kb [heldKeyBuf]byte // bbolt copies a key
 	hk := appendHeldKey(kb[:0], webhookID, key)
 	if held(tx, hk[:len(hk)-len(key)]) {
 		return tx.Bucket(bHeld).Put(hk, nil)
@@ -232,9 +232,14 @@ func deleteDue(tx *bolt.Tx, key, webhookID []byte) error {
 	if k, _ := c.Seek(key); bytes.Equal(k, key) {
 		return c.Delete()
 	}
-	var kb [160]byte
+	var kb [heldKeyBuf]byte
 	return tx.Bucket(bHeld).Delete(appendHeldKey(kb[:0], webhookID, key))
 }
+
+// heldKeyBuf is the size of the stack buffers due_held keys are built in:
+// room for p(webhookID) + t + id with the library's "wh_"/"del_" UUID ids
+// (a longer key is built on the heap).
+const heldKeyBuf = 160
 
 // appendHeldKey appends the due_held key of the due entry key of a delivery
 // of webhookID: p(webhookID) + key.
@@ -400,7 +405,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 			d := pk.d
 			var err error
 			if pk.held {
-				var kb [160]byte
+				var kb [heldKeyBuf]byte
 				err = heldIdx.Delete(appendHeldKey(kb[:0], []byte(d.WebhookID), pk.key))
 			} else {
 				err = due.Delete(pk.key)
@@ -426,7 +431,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				if err := due.Delete(e[0]); err != nil {
 					return err
 				}
-				var kb [160]byte
+				var kb [heldKeyBuf]byte
 				if err := heldIdx.Put(appendHeldKey(kb[:0], e[1], e[0]), nil); err != nil {
 					return err
 				}
