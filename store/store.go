@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -98,6 +100,15 @@ type Webhook struct {
 	// CreatedAt and UpdatedAt are set by the Store.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Clone returns a deep copy of w: it shares no slice or map with w.
+func (w *Webhook) Clone() *Webhook {
+	c := *w
+	c.Events = slices.Clone(w.Events)
+	c.Secrets = slices.Clone(w.Secrets)
+	c.Headers = maps.Clone(w.Headers)
+	return &c
 }
 
 // Delivery is one event to be delivered to one webhook, with its state.

@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -150,7 +149,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	if w.UpdatedAt.IsZero() {
 		w.UpdatedAt = w.CreatedAt
 	}
-	s.webhooks[w.ID] = cloneWebhook(w)
+	s.webhooks[w.ID] = w.Clone()
 	s.tenantWebhooks[w.Tenant] = insertSorted(s.tenantWebhooks[w.Tenant], w.ID)
 	return nil
 }
@@ -181,7 +180,7 @@ func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, erro
 	if !ok {
 		return nil, notFound("webhook", id)
 	}
-	return cloneWebhook(w), nil
+	return w.Clone(), nil
 }
 
 // ListWebhooks returns a page of the tenant's webhooks, newest (highest id)
@@ -210,7 +209,7 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 			next = encodeCursor(out[len(out)-1].ID)
 			break
 		}
-		out = append(out, cloneWebhook(s.webhooks[ids[i]]))
+		out = append(out, s.webhooks[ids[i]].Clone())
 	}
 	return out, next, nil
 }
@@ -235,7 +234,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
 	if w.UpdatedAt.IsZero() {
 		w.UpdatedAt = now()
 	}
-	s.webhooks[w.ID] = cloneWebhook(w)
+	s.webhooks[w.ID] = w.Clone()
 	return nil
 }
 
@@ -294,7 +293,7 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 	for _, id := range s.tenantWebhooks[tenant] {
 		w := s.webhooks[id]
 		if w.Active && store.MatchAny(w.Events, eventType) {
-			out = append(out, cloneWebhook(w))
+			out = append(out, w.Clone())
 		}
 	}
 	return out, nil
@@ -740,14 +739,6 @@ func removeSorted(ids []string, id string) []string {
 		return slices.Delete(ids, i, i+1)
 	}
 	return ids
-}
-
-func cloneWebhook(w *store.Webhook) *store.Webhook {
-	c := *w
-	c.Events = slices.Clone(w.Events)
-	c.Secrets = slices.Clone(w.Secrets)
-	c.Headers = maps.Clone(w.Headers)
-	return &c
 }
 
 // newDelRec returns the record Enqueue stores for d: a copy in the pending
