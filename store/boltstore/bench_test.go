@@ -276,3 +276,24 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatchWebhooks is Emit's first store call: the webhooks of a
+// tenant with three (two of them subscribed), from parallel callers.
+func BenchmarkMatchWebhooks(b *testing.B) {
+	s, w := benchStore(b, &boltstore.Options{NoSync: true})
+	for _, events := range [][]string{{"agent.*"}, {"*"}} {
+		o := storetest.NewWebhook(w.Tenant)
+		o.Events = events
+		if err := s.CreateWebhook(b.Context(), o); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if ws, err := s.MatchWebhooks(b.Context(), w.Tenant, "workflow.completed"); err != nil || len(ws) != 2 {
+				b.Fatalf("MatchWebhooks = %d, %v", len(ws), err)
+			}
+		}
+	})
+}

@@ -82,11 +82,13 @@
 //
 // # Costs
 //
-// MatchWebhooks reads the tenant's webhooks; CountDeliveries reads one
+// MatchWebhooks reads the tenant's webhooks once, then answers from memory
+// until a webhook changes (only this process writes the file, and every
+// write to a webhook empties that cache). CountDeliveries reads one
 // counter; Purge reads only what it removes. Complete decodes only the
 // fields of the delivery's record it checks or changes and copies the rest
-// (the body among them) into the new record as stored. ListDeliveries walks the
-// tenant's (or webhook's) index newest first and reads each delivery's
+// (the body among them) into the new record as stored. ListDeliveries walks
+// the tenant's (or webhook's) index newest first and reads each delivery's
 // status and event type before decoding it, so a Status or EventType filter
 // costs the deliveries it steps over. Disabling a webhook (Complete with
 // DisableWebhook) and DeleteWebhook visit each of the webhook's deliveries.
@@ -142,6 +144,7 @@ type Store struct {
 
 	commits committer // group commit of Enqueue, Claim and Complete
 	hold    holding   // when a Claim moves deliveries to due_held
+	hooks   hookCache // MatchWebhooks' webhooks
 
 	mu     sync.RWMutex // guards closed against Close
 	closed bool

@@ -323,3 +323,54 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("CountDeliveries = %+v, %v; want %d pending", c, err, want)
 	}
 }
+
+// TestMatchDuringUpdates matches a tenant's webhooks from several goroutines
+// while another keeps changing which event one of them is subscribed to:
+// once the changes end, every match sees the last one. Under the race
+// detector it also checks how the matches share the store's webhook cache.
+func TestMatchDuringUpdates(t *testing.T) {
+	ctx := t.Context()
+	s, _ := open(t, &boltstore.Options{NoSync: true})
+	w := storetest.NewWebhook("tenant-match")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	events := []string{"workflow.completed", "agent.error"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.MatchWebhooks(ctx, w.Tenant, events[0]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	const updates = 300
+	for i := range updates {
+		w.Events = []string{events[i%2]}
+		w.UpdatedAt = w.UpdatedAt.Add(time.Millisecond)
+		if err := s.UpdateWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	last := events[(updates-1)%2]
+	for _, ev := range events {
+		got, err := s.MatchWebhooks(ctx, w.Tenant, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ev == last; (len(got) == 1) != want {
+			t.Errorf("MatchWebhooks(%s) after the updates = %d webhooks; want the webhook: %v", ev, len(got), want)
+		}
+	}
+}

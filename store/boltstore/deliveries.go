@@ -557,6 +557,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	attempt := encodeAttempt(&a)
 	// The function reads these, not a, so that a stays on the stack.
 	number, code, lastError := a.Number, a.ResponseStatus, a.Error
+	if p.DisableWebhook != "" {
+		defer s.hooks.drop() // the webhook is written too
+	}
 	return s.write(ctx, func(w *wtx) error {
 		tx := w.Tx
 		deliveries := tx.Bucket(bDeliveries)

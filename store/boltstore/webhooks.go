@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -23,6 +24,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	case w.Tenant == "":
 		return invalid("webhook without tenant")
 	}
+	defer s.hooks.drop()
 	c := *w
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = s.clock()
@@ -131,6 +133,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
 	case w.Tenant == "":
 		return invalid("webhook without tenant")
 	}
+	defer s.hooks.drop()
 	c := *w
 	if c.UpdatedAt.IsZero() {
 		c.UpdatedAt = s.clock()
@@ -159,6 +162,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("empty webhook id")
 	}
+	defer s.hooks.drop()
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		w, err := getWebhook(tx, id)
 		if err != nil {
@@ -191,7 +195,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 }
 
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
-// eventType, oldest first.
+// eventType, oldest first. It reads the tenant's webhooks from the file once
+// and then from memory (see hookCache) until a webhook changes.
 func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
 	if tenant == "" {
 		return nil, invalid("match without tenant")
@@ -199,28 +204,92 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 	if eventType == "" {
 		return nil, invalid("match without event type")
 	}
-	var out []*store.Webhook
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		out = nil
-		wb := tx.Bucket(bWebhooks)
-		pfx := prefix(tenant)
-		c := tx.Bucket(bWebhookTenant).Cursor()
-		for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
-			v := wb.Get(k[len(pfx):])
-			if v == nil {
-				continue
-			}
-			w, err := decodeWebhook(v)
-			if err != nil {
-				return fmt.Errorf("boltstore: webhook %q: %w", k[len(pfx):], err)
-			}
-			if w.Active && store.MatchAny(w.Events, eventType) {
-				out = append(out, w)
-			}
+	ws, gen, ok := s.hooks.get(tenant)
+	if ok {
+		if err := s.begin(ctx); err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	return out, err
+		s.mu.RUnlock()
+	} else {
+		err := s.view(ctx, func(tx *bolt.Tx) error {
+			ws = nil
+			wb := tx.Bucket(bWebhooks)
+			pfx := prefix(tenant)
+			c := tx.Bucket(bWebhookTenant).Cursor()
+			for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, _ = c.Next() {
+				v := wb.Get(k[len(pfx):])
+				if v == nil {
+					continue
+				}
+				w, err := decodeWebhook(v)
+				if err != nil {
+					return fmt.Errorf("boltstore: webhook %q: %w", k[len(pfx):], err)
+				}
+				ws = append(ws, w)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.hooks.fill(tenant, gen, ws)
+	}
+	var out []*store.Webhook
+	for _, w := range ws {
+		if w.Active && store.MatchAny(w.Events, eventType) {
+			out = append(out, w.Clone())
+		}
+	}
+	return out, nil
+}
+
+// hookCache holds the webhooks of the tenants MatchWebhooks has read, as
+// decoded records that nothing outside it sees (MatchWebhooks returns
+// clones), so that Emit, which matches on every call, neither opens a
+// transaction nor decodes. Only this Store writes the file (bbolt locks it
+// against other processes), and every method that writes a webhook drops
+// the whole cache once its transaction has committed; a read that began
+// before a drop does not fill the cache after it. Webhooks change rarely:
+// one generation counter for every tenant is enough.
+type hookCache struct {
+	mu      sync.Mutex
+	gen     uint64                      // drops so far
+	tenants map[string][]*store.Webhook // every webhook of the tenant (active or not), ascending id
+}
+
+// maxCachedTenants bounds the tenants hookCache holds: past it, the cache
+// starts over. An entry of a tenant without webhooks costs its key.
+const maxCachedTenants = 16384
+
+// get returns the tenant's cached webhooks, and the generation to fill the
+// cache with when they are not there (ok false).
+func (c *hookCache) get(tenant string) (ws []*store.Webhook, gen uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws, ok = c.tenants[tenant]
+	return ws, c.gen, ok
+}
+
+// fill caches the tenant's webhooks read after get returned gen, unless a
+// webhook has changed since.
+func (c *hookCache) fill(tenant string, gen uint64, ws []*store.Webhook) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.tenants == nil || len(c.tenants) >= maxCachedTenants {
+		c.tenants = make(map[string][]*store.Webhook)
+	}
+	c.tenants[tenant] = ws
+}
+
+// drop empties the cache; a write to a webhook calls it after committing.
+func (c *hookCache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.tenants = nil
 }
 
 // walkBack calls fn with the id suffix and value of each key of c that

@@ -19,6 +19,7 @@ var webhookTests = []subtest{
 	{"Delete", testWebhookDelete},
 	{"Copies", testWebhookCopies},
 	{"Match", testMatchWebhooks},
+	{"MatchAfterChange", testMatchAfterChange},
 	{"List", testListWebhooks},
 	{"ListConcurrentInsert", testListWebhooksConcurrentInsert},
 }
@@ -222,9 +223,85 @@ func testWebhookCopies(t *testing.T, h *harness) {
 		t.Fatalf("MatchWebhooks = %d, %v", len(match), err)
 	}
 	match[0].Secrets[0].Value = "mutated"
+	match[0].Events[0] = "mutated"
+	match[0].Headers["X-Team"] = "mutated"
+	match[0].Active = false
 	if d := diff(want, h.getWebhook(t, want.ID)); d != "" {
 		t.Errorf("store shares memory with listing results (-want +got):\n%s", d)
 	}
+	// A store may keep what it matched: the next match is untouched too.
+	match, err = h.s.MatchWebhooks(h.ctx, want.Tenant, "workflow.completed")
+	if err != nil || len(match) != 1 {
+		t.Fatalf("second MatchWebhooks = %d, %v; want the webhook again", len(match), err)
+	}
+	if d := diff(want, match[0]); d != "" {
+		t.Errorf("store shares memory between MatchWebhooks results (-want +got):\n%s", d)
+	}
+}
+
+// testMatchAfterChange matches before and after every kind of change to a
+// tenant's webhooks: a store that keeps what it matched must see each.
+func testMatchAfterChange(t *testing.T, h *harness) {
+	tn := h.tenant()
+	const ev = "workflow.completed"
+	match := func(when string, want ...*store.Webhook) {
+		t.Helper()
+		got, err := h.s.MatchWebhooks(h.ctx, tn, ev)
+		if err != nil {
+			t.Fatalf("MatchWebhooks %s: %v", when, err)
+		}
+		if d := diff(want, got); d != "" {
+			t.Errorf("MatchWebhooks %s (-want +got):\n%s", when, d)
+		}
+	}
+	match("of a tenant without webhooks")
+	a := h.webhook(t, tn, nil)
+	match("after CreateWebhook", a)
+	match("again", a)
+
+	b := h.webhook(t, tn, func(w *store.Webhook) { w.Events = []string{"agent.*"} })
+	match("after creating a webhook of other events", a)
+	b.Events = []string{"workflow.*"}
+	b.UpdatedAt = b.UpdatedAt.Add(time.Second)
+	if err := h.s.UpdateWebhook(h.ctx, b); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	match("after subscribing a webhook to the event", a, b)
+
+	a.Active = false
+	a.UpdatedAt = a.UpdatedAt.Add(time.Second)
+	if err := h.s.UpdateWebhook(h.ctx, a); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	match("after deactivating a webhook", b)
+	b.URL = "https://changed.example/hook"
+	b.Secrets = append([]store.Secret{{Value: "whsec_rotated"}}, b.Secrets...)
+	b.UpdatedAt = b.UpdatedAt.Add(time.Second)
+	if err := h.s.UpdateWebhook(h.ctx, b); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	match("after changing a webhook's URL and secrets", b)
+
+	// The receiver answers 410 Gone: Complete disables the webhook.
+	d := h.delivery(t, b, Base)
+	if got := h.claim(t, Base.Add(time.Second), 1, "a"); len(got) != 1 {
+		t.Fatalf("Claim = %d deliveries, want 1", len(got))
+	}
+	err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "a", Attempt: NewAttempt(d.ID, 1, 410),
+		Status: store.StatusFailed, DisableWebhook: "gone", Now: Base.Add(2 * time.Second),
+	})
+	if err != nil {
+		t.Fatalf("Complete with DisableWebhook: %v", err)
+	}
+	match("after Complete disabled the webhook")
+
+	c := h.webhook(t, tn, nil)
+	match("after creating another", c)
+	if err := h.s.DeleteWebhook(h.ctx, c.ID); err != nil {
+		t.Fatalf("DeleteWebhook: %v", err)
+	}
+	match("after DeleteWebhook")
 }
 
 func testMatchWebhooks(t *testing.T, h *harness) {
