@@ -28,7 +28,12 @@
 // the oldest due one, plus a small index of the leases in flight, so its
 // cost is O(log n + k) in the queue size n; due deliveries it must pass
 // over (those of ClaimParams.SkipWebhooks, or rows another claimer holds
-// locked) add to k. Listings walk the (tenant, id) or (webhook_id, id)
+// locked) add to k. A claim that passes over 1,000 or more deliveries of the
+// webhooks it skips (the backlog of a hung endpoint, which a dispatcher
+// skips at its concurrency limit) sets them apart, up to 5,000 at a time,
+// in an index keyed by webhook: later claims pass over them with one seek
+// per webhook, and take them in due order with the rest once they no longer
+// skip the webhook. Listings walk the (tenant, id) or (webhook_id, id)
 // index backwards from the cursor.
 //
 // # Times

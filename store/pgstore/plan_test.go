@@ -18,25 +18,8 @@ import (
 // delivery, O(log n + k)) and never scans the table, and that listings use
 // the (tenant, id) index backwards.
 func TestPGClaimPlan(t *testing.T) {
-	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
-	if url == "" {
-		t.Skip("WEBHOOK_TEST_POSTGRES_URL not set: skipping PostgreSQL tests")
-	}
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "pgstore_test_" + hex.EncodeToString(b)
-	defer pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	s, err := New(ctx, pool, Options{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, pool := newTestStore(t)
 	q := s.q.sql
 	if _, err := pool.Exec(ctx, q(`
 		INSERT INTO {{schema}}.webhooks SELECT 'wh_' || i, 'tenant_' || (i % 200), 'https://e.example/', '{*}', '', true, '',
@@ -68,7 +51,7 @@ func TestPGClaimPlan(t *testing.T) {
 	}
 	now := time.Now().Add(10 * time.Second)
 	plan := explain(s.q.claim, now, []string{"wh_7"}, 10, "me", now.Add(time.Minute))
-	for _, want := range []string{"deliveries_claimable", "deliveries_leased"} {
+	for _, want := range []string{"deliveries_claimable", "deliveries_held", "deliveries_leased"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("Claim does not use index %s:\n%s", want, plan)
 		}
@@ -95,4 +78,34 @@ func TestPGClaimPlan(t *testing.T) {
 			t.Errorf("want a scan of %s:\n%s", c.index, plan)
 		}
 	}
+}
+
+// newTestStore returns a Store in a fresh schema on a pool of its own, and
+// the pool; the test's end closes both and drops the schema. It skips the
+// test when WEBHOOK_TEST_POSTGRES_URL is not set.
+func newTestStore(t *testing.T) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
+	if url == "" {
+		t.Skip("WEBHOOK_TEST_POSTGRES_URL not set: skipping PostgreSQL tests")
+	}
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "pgstore_test_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	s, err := New(t.Context(), pool, Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, pool
 }

@@ -1,6 +1,18 @@
 package pgstore
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
+
+// A claim that steps over holdAfter or more due deliveries of the webhooks
+// it skips moves them, at most holdMost at a time, to deliveries_held (see
+// migration 0002). Stepping over fewer costs a claim a fraction of a
+// millisecond.
+const (
+	holdAfter = 1000
+	holdMost  = 5000
+)
 
 // queries holds every statement with the quoted schema name filled in.
 type queries struct {
@@ -76,18 +88,58 @@ func buildQueries(quoted string) queries {
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(event_id, webhook_id, ord)
 		JOIN {{schema}}.deliveries d ON d.event_id = i.event_id AND d.webhook_id = i.webhook_id`)
 
-	// Claim in one statement: the oldest due unleased deliveries (walking
-	// deliveries_claimable from the oldest) and the deliveries whose lease
-	// expired (walking deliveries_leased, which holds only the ones in
-	// flight), locked with SKIP LOCKED so concurrent claimers never wait on
-	// or share a row, merged in (next_attempt_at, id) order.
-	q.claim = f(`WITH free AS (
+	// Claim in one statement, merging in (next_attempt_at, id) order, with
+	// SKIP LOCKED so concurrent claimers never wait on or share a row:
+	//   free:     the oldest due unleased deliveries, walking
+	//             deliveries_claimable from the oldest;
+	//   heldfree: the held deliveries of the webhooks not skipped: hooks
+	//             finds the webhooks that have any, one index seek each
+	//             (a loose scan of deliveries_held), and each gives its
+	//             oldest due ones;
+	//   expired:  the deliveries whose lease expired (walking
+	//             deliveries_leased, which holds only the ones in flight).
+	// stepped finds, through deliveries_claimable_webhook, the skipped
+	// webhooks' deliveries that free stepped over (due no later than the
+	// last it took); when there are holdAfter or more, hold marks them (at
+	// most holdMost) held, so no claim steps over them again. A claim that took nothing holds nothing:
+	// stepping over only skipped webhooks' deliveries delays nobody.
+	q.claim = f(`WITH RECURSIVE free AS (
 			SELECT id, next_attempt_at FROM {{schema}}.deliveries
-			WHERE status = 'pending' AND lease_owner = '' AND next_attempt_at <= $1
+			WHERE status = 'pending' AND lease_owner = '' AND NOT held AND next_attempt_at <= $1
 				AND webhook_id <> ALL ($2::text[])
 			ORDER BY next_attempt_at, id
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
+		), stepped AS (
+			SELECT id FROM {{schema}}.deliveries
+			WHERE status = 'pending' AND lease_owner = '' AND NOT held
+				AND next_attempt_at <= (SELECT max(next_attempt_at) FROM free)
+				AND webhook_id = ANY ($2::text[])
+			ORDER BY next_attempt_at, id
+			LIMIT ` + strconv.Itoa(holdMost) + `
+			FOR UPDATE SKIP LOCKED
+		), hold AS (
+			UPDATE {{schema}}.deliveries SET held = true
+			WHERE id = ANY (ARRAY(SELECT id FROM stepped))
+				AND (SELECT count(*) FROM stepped) >= ` + strconv.Itoa(holdAfter) + `
+		), hooks AS (
+			(SELECT webhook_id FROM {{schema}}.deliveries
+				WHERE status = 'pending' AND lease_owner = '' AND held
+				ORDER BY webhook_id LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.webhook_id FROM {{schema}}.deliveries d
+				WHERE d.status = 'pending' AND d.lease_owner = '' AND d.held AND d.webhook_id > h.webhook_id
+				ORDER BY d.webhook_id LIMIT 1)
+			FROM hooks h WHERE h.webhook_id IS NOT NULL
+		), heldfree AS (
+			SELECT f.id, f.next_attempt_at FROM hooks h CROSS JOIN LATERAL (
+				SELECT d.id, d.next_attempt_at FROM {{schema}}.deliveries d
+				WHERE d.webhook_id = h.webhook_id AND d.status = 'pending' AND d.lease_owner = '' AND d.held
+					AND d.next_attempt_at <= $1
+				ORDER BY d.next_attempt_at, d.id
+				LIMIT $3
+				FOR UPDATE SKIP LOCKED) f
+			WHERE h.webhook_id IS NOT NULL AND h.webhook_id <> ALL ($2::text[])
 		), expired AS (
 			SELECT id, next_attempt_at FROM {{schema}}.deliveries
 			WHERE status = 'pending' AND lease_owner <> '' AND lease_expires_at <= $1 AND next_attempt_at <= $1
@@ -96,11 +148,11 @@ func buildQueries(quoted string) queries {
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
 		), pick AS (
-			SELECT id FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) c
+			SELECT id FROM (SELECT * FROM free UNION ALL SELECT * FROM heldfree UNION ALL SELECT * FROM expired) c
 			ORDER BY next_attempt_at, id
 			LIMIT $3
 		)
-		UPDATE {{schema}}.deliveries d SET lease_owner = $4, lease_expires_at = $5
+		UPDATE {{schema}}.deliveries d SET lease_owner = $4, lease_expires_at = $5, held = false
 		FROM pick WHERE d.id = pick.id
 		RETURNING ` + prefixed("d.", deliveryCols))
 
@@ -130,7 +182,7 @@ func buildQueries(quoted string) queries {
 		JOIN {{schema}}.deliveries d ON d.webhook_id = w.id WHERE d.id = $1 FOR NO KEY UPDATE OF w`)
 	q.disableWebhook = f(`UPDATE {{schema}}.webhooks SET active = false, disabled_reason = $2, updated_at = $3 WHERE id = $1`)
 	q.failOthers = f(`UPDATE {{schema}}.deliveries SET status = 'failed', last_error = $3, lease_owner = '',
-		lease_expires_at = NULL, updated_at = $4
+		lease_expires_at = NULL, held = false, updated_at = $4
 		WHERE webhook_id = $1 AND status = 'pending' AND id <> $2`)
 
 	q.release = f(`WITH r AS (
@@ -142,7 +194,7 @@ func buildQueries(quoted string) queries {
 	q.getDelivery = f(`SELECT ` + deliveryCols + ` FROM {{schema}}.deliveries WHERE id = $1`)
 	q.redeliver = f(`WITH u AS (
 			UPDATE {{schema}}.deliveries SET status = 'pending', next_attempt_at = $2, round_attempts = 0,
-				lease_owner = '', lease_expires_at = NULL, updated_at = $2
+				lease_owner = '', lease_expires_at = NULL, held = false, updated_at = $2
 			WHERE id = $1 AND status <> 'pending'
 			RETURNING ` + deliveryCols + `
 		)
