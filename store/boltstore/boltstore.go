@@ -202,6 +202,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.hooks.drop()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close: %w", err)
 	}
