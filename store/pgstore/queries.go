@@ -6,9 +6,9 @@ import (
 )
 
 // A claim that steps over holdAfter or more due deliveries of the webhooks
-// it skips moves them, at most holdMost at a time, to deliveries_held (see
-// migration 0002). Stepping over fewer costs a claim a fraction of a
-// millisecond.
+// it skips marks them held, at most holdMost at a time (see migration
+// 0002 and the claim statement). Stepping over fewer costs a claim a
+// fraction of a millisecond.
 const (
 	holdAfter = 1000
 	holdMost  = 5000
@@ -100,9 +100,10 @@ func buildQueries(quoted string) queries {
 	//             deliveries_leased, which holds only the ones in flight).
 	// stepped finds, through deliveries_claimable_webhook, the skipped
 	// webhooks' deliveries that free stepped over (due no later than the
-	// last it took); when there are holdAfter or more, hold marks them (at
-	// most holdMost) held, so no claim steps over them again. A claim that took nothing holds nothing:
-	// stepping over only skipped webhooks' deliveries delays nobody.
+	// last it took), locked as free's are; when there are holdAfter or
+	// more, hold marks them held, at most holdMost, so no claim steps over
+	// them again. A claim that took nothing holds nothing: stepping over
+	// only skipped webhooks' deliveries delays nobody.
 	q.claim = f(`WITH RECURSIVE free AS (
 			SELECT id, next_attempt_at FROM {{schema}}.deliveries
 			WHERE status = 'pending' AND lease_owner = '' AND NOT held AND next_attempt_at <= $1
