@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +211,111 @@ func TestPGMigrateHeld(t *testing.T) {
 		Attempt: storetest.NewAttempt(ds[0].ID, 1, 200), Status: store.StatusSuccess, Now: storetest.Base.Add(time.Minute)})
 	if err != nil {
 		t.Errorf("Complete of a delivery leased before the upgrade: %v", err)
+	}
+}
+
+// TestPGHoldAcrossReplicas has two replicas claim one queue at once: one
+// skips a webhook with a backlog (it holds the backlog), the other does not
+// (it claims the held deliveries, and the rest). Every delivery is
+// completed exactly once, and none is left held.
+func TestPGHoldAcrossReplicas(t *testing.T) {
+	ctx := t.Context()
+	a, pool := newTestStore(t)
+	b, err := New(ctx, pool, Options{Schema: a.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	hung, ok := storetest.NewWebhook("tenant_r"), storetest.NewWebhook("tenant_r")
+	for _, w := range []*store.Webhook{hung, ok} {
+		if err := a.CreateWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var all []*store.Delivery
+	for i := range 3000 {
+		d := storetest.NewDelivery(hung, "workflow.completed")
+		d.NextAttemptAt = storetest.Base.Add(time.Duration(i) * time.Millisecond)
+		all = append(all, d)
+	}
+	for i := range 600 {
+		d := storetest.NewDelivery(ok, "workflow.completed")
+		d.NextAttemptAt = storetest.Base.Add(2*time.Second + time.Duration(i)*5*time.Millisecond + 500*time.Microsecond)
+		all = append(all, d)
+	}
+	for batch := range slices.Chunk(all, 500) {
+		if _, err := a.Enqueue(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := storetest.Base.Add(time.Hour)
+	var mu sync.Mutex
+	done := make(map[string]string) // delivery id -> replica that completed it
+	complete := func(s *Store, owner string, ds []*store.Delivery) {
+		t.Helper()
+		for _, d := range ds {
+			if owner == "a" && d.WebhookID == hung.ID {
+				t.Errorf("a claimed %s of the webhook it skips", d.ID)
+			}
+			err := s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: owner,
+				Attempt: storetest.NewAttempt(d.ID, 1, 200), Status: store.StatusSuccess, Now: now})
+			if err != nil {
+				t.Errorf("%s: Complete %s: %v", owner, d.ID, err)
+			}
+			mu.Lock()
+			if other, dup := done[d.ID]; dup {
+				t.Errorf("%s completed %s, which %s completed already", owner, d.ID, other)
+			}
+			done[d.ID] = owner
+			mu.Unlock()
+		}
+	}
+	// a's first claim steps over the backlog's first 2,000 and holds them.
+	ds, err := a.Claim(ctx, store.ClaimParams{Now: now, Limit: 50, Lease: time.Minute, Owner: "a", SkipWebhooks: []string{hung.ID}})
+	if err != nil || len(ds) != 50 {
+		t.Fatalf("a's first Claim = %d deliveries, %v", len(ds), err)
+	}
+	complete(a, "a", ds)
+	var held int
+	if err := pool.QueryRow(ctx, a.q.sql(`SELECT count(*) FROM {{schema}}.deliveries WHERE held`)).Scan(&held); err != nil || held < 2000 {
+		t.Fatalf("%d held after a's first claim (%v), want at least 2000", held, err)
+	}
+	var wg sync.WaitGroup
+	for _, r := range []struct {
+		name string
+		s    *Store
+		skip []string
+	}{{"a", a, []string{hung.ID}}, {"b", b, nil}} {
+		wg.Go(func() {
+			for {
+				ds, err := r.s.Claim(ctx, store.ClaimParams{Now: now, Limit: 50, Lease: time.Minute, Owner: r.name, SkipWebhooks: r.skip})
+				if err != nil {
+					t.Errorf("%s: Claim: %v", r.name, err)
+					return
+				}
+				if len(ds) == 0 {
+					return
+				}
+				complete(r.s, r.name, ds)
+			}
+		})
+	}
+	wg.Wait()
+	// b returns when it finds nothing: what a may have left locked at that
+	// moment is claimed now.
+	for {
+		ds, err := b.Claim(ctx, store.ClaimParams{Now: now, Limit: 1000, Lease: time.Minute, Owner: "b"})
+		if err != nil || len(ds) == 0 {
+			break
+		}
+		complete(b, "b", ds)
+	}
+	if len(done) != len(all) {
+		t.Errorf("%d of %d deliveries completed", len(done), len(all))
+	}
+	var pending int
+	if err := pool.QueryRow(ctx, a.q.sql(`SELECT count(*) FILTER (WHERE held), count(*) FILTER (WHERE status = 'pending')
+		FROM {{schema}}.deliveries`)).Scan(&held, &pending); err != nil || held != 0 || pending != 0 {
+		t.Errorf("%d held, %d pending left (%v); want none", held, pending, err)
 	}
 }
