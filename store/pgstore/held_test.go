@@ -60,10 +60,10 @@ func TestPGClaimHoldsSkippedBacklog(t *testing.T) {
 		}
 		return ds
 	}
-	count := func(where string) int {
+	count := func(where string, args ...any) int {
 		t.Helper()
 		var n int
-		if err := pool.QueryRow(ctx, s.q.sql(`SELECT count(*) FROM {{schema}}.deliveries WHERE `+where)).Scan(&n); err != nil {
+		if err := pool.QueryRow(ctx, s.q.sql(`SELECT count(*) FROM {{schema}}.deliveries WHERE `+where), args...).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -111,7 +111,7 @@ func TestPGClaimHoldsSkippedBacklog(t *testing.T) {
 	if got := claim(8, hung.ID); !slices.Equal(ids(got), ids(oks[:8])) {
 		t.Fatalf("Claim skipping %s = %q, want ok's first eight", hung.ID, ids(got))
 	}
-	if n := count(`held AND webhook_id = '` + hung.ID + `'`); n != 1401 {
+	if n := count(`held AND webhook_id = $1`, hung.ID); n != 1401 {
 		t.Errorf("%d of the backlog held, want the 1401 the claim stepped over", n)
 	}
 	// After: only the 99 younger ones are left to step over, too few to hold.
