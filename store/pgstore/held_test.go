@@ -31,18 +31,8 @@ func TestPGClaimHoldsSkippedBacklog(t *testing.T) {
 	// hung's backlog is due one per millisecond from Base; ok's 20
 	// deliveries every 200 ms from Base + 0.5 ms, among them.
 	const backlog = 1500
-	var all, oks []*store.Delivery
-	for i := range backlog {
-		d := storetest.NewDelivery(hung, "workflow.completed")
-		d.NextAttemptAt = storetest.Base.Add(time.Duration(i) * time.Millisecond)
-		all = append(all, d)
-	}
-	for i := range 20 {
-		d := storetest.NewDelivery(ok, "workflow.completed")
-		d.NextAttemptAt = storetest.Base.Add(time.Duration(i)*200*time.Millisecond + 500*time.Microsecond)
-		all = append(all, d)
-		oks = append(oks, d)
-	}
+	oks := spaced(ok, 20, storetest.Base.Add(500*time.Microsecond), 200*time.Millisecond)
+	all := append(spaced(hung, backlog, storetest.Base, time.Millisecond), oks...)
 	for batch := range slices.Chunk(all, 500) {
 		if _, err := s.Enqueue(ctx, batch); err != nil {
 			t.Fatal(err)
@@ -144,6 +134,17 @@ func TestPGClaimHoldsSkippedBacklog(t *testing.T) {
 	}
 }
 
+// spaced returns n new deliveries to w, not stored, due every step from
+// first.
+func spaced(w *store.Webhook, n int, first time.Time, step time.Duration) []*store.Delivery {
+	ds := make([]*store.Delivery, n)
+	for i := range ds {
+		ds[i] = storetest.NewDelivery(w, "workflow.completed")
+		ds[i].NextAttemptAt = first.Add(time.Duration(i) * step)
+	}
+	return ds
+}
+
 // planNode is a node of EXPLAIN (ANALYZE, FORMAT JSON) output.
 type planNode struct {
 	IndexName string     `json:"Index Name"`
@@ -182,12 +183,7 @@ func TestPGMigrateHeld(t *testing.T) {
 	if err := old.CreateWebhook(ctx, w); err != nil {
 		t.Fatal(err)
 	}
-	var ds []*store.Delivery
-	for i := range 3 {
-		d := storetest.NewDelivery(w, "workflow.completed")
-		d.NextAttemptAt = storetest.Base.Add(time.Duration(i) * time.Second)
-		ds = append(ds, d)
-	}
+	ds := spaced(w, 3, storetest.Base, time.Second)
 	ds[0].LeaseOwner, ds[0].LeaseExpiresAt = "before", storetest.Base.Add(time.Hour)
 	if _, err := old.Enqueue(ctx, ds); err != nil {
 		t.Fatalf("Enqueue into the old schema: %v", err)
@@ -232,17 +228,8 @@ func TestPGHoldAcrossReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var all []*store.Delivery
-	for i := range 3000 {
-		d := storetest.NewDelivery(hung, "workflow.completed")
-		d.NextAttemptAt = storetest.Base.Add(time.Duration(i) * time.Millisecond)
-		all = append(all, d)
-	}
-	for i := range 600 {
-		d := storetest.NewDelivery(ok, "workflow.completed")
-		d.NextAttemptAt = storetest.Base.Add(2*time.Second + time.Duration(i)*5*time.Millisecond + 500*time.Microsecond)
-		all = append(all, d)
-	}
+	all := append(spaced(hung, 3000, storetest.Base, time.Millisecond),
+		spaced(ok, 600, storetest.Base.Add(2*time.Second+500*time.Microsecond), 5*time.Millisecond)...)
 	for batch := range slices.Chunk(all, 500) {
 		if _, err := a.Enqueue(ctx, batch); err != nil {
 			t.Fatal(err)
