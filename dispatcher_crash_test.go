@@ -21,7 +21,7 @@ import (
 const (
 	crashEvents  = 200
 	crashWorkers = 4
-	crashLease   = 2 * time.Second
+	crashLease   = 3 * time.Second
 	crashTenant  = "crash"
 )
 
@@ -31,14 +31,14 @@ func crashConfig() *Config {
 		AllowAnyPort:  true,
 		PollInterval:  20 * time.Millisecond,
 		Workers:       crashWorkers,
-		Timeout:       time.Second,
+		Timeout:       2 * time.Second,
 		Lease:         crashLease,
 	}
 }
 
 // TestCrashChild is the child process of TestCrashRecovery: it opens the
-// bbolt file, starts a dispatcher, emits a burst and prints "ACK <id>" for
-// every event Emit acknowledged, then runs until it is killed.
+// bbolt file, emits a burst, printing "ACK <id>" for every event Emit
+// acknowledged, then starts delivering and runs until it is killed.
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashChildEnv)
 	if path == "" {
@@ -54,10 +54,6 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("ERROR", err)
 		os.Exit(2)
 	}
-	if err := d.Start(context.Background()); err != nil {
-		fmt.Println("ERROR", err)
-		os.Exit(2)
-	}
 	out := bufio.NewWriter(os.Stdout)
 	for i := range crashEvents {
 		id := fmt.Sprintf("evt_crash_%04d", i)
@@ -68,6 +64,10 @@ func TestCrashChild(t *testing.T) {
 		}
 		fmt.Fprintln(out, "ACK", id)
 		out.Flush()
+	}
+	if err := d.Start(context.Background()); err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(2)
 	}
 	select {} // until SIGKILL
 }
@@ -146,10 +146,12 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	}()
 
+	// Kill the child as soon as its attempts are held open: waiting longer
+	// risks them timing out first on a loaded machine, which leaves them
+	// pending for a retry 30 s away instead of in flight.
 	var ackedIDs []string
 	timeout := time.After(30 * time.Second)
-	triggered := false
-	for !triggered || len(ackedIDs) < crashEvents {
+	for triggered := false; !triggered; {
 		select {
 		case id, ok := <-acked:
 			if !ok {
@@ -158,9 +160,8 @@ func TestCrashRecovery(t *testing.T) {
 			ackedIDs = append(ackedIDs, id)
 		case <-trigger:
 			triggered = true
-			trigger = nil
 		case <-timeout:
-			t.Fatalf("child never got going: %d acks, triggered %v", len(ackedIDs), triggered)
+			t.Fatalf("child never got going: %d acks", len(ackedIDs))
 		}
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
@@ -170,6 +171,9 @@ func TestCrashRecovery(t *testing.T) {
 	_ = cmd.Wait()
 	for id := range acked { // acks written before the kill
 		ackedIDs = append(ackedIDs, id)
+	}
+	if len(ackedIDs) != crashEvents {
+		t.Fatalf("%d events acknowledged before the kill, want all %d", len(ackedIDs), crashEvents)
 	}
 	mu.Lock()
 	phase = 2
