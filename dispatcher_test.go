@@ -140,6 +140,14 @@ func addWebhook(t *testing.T, st store.Store, tenant, url string, patterns ...st
 	return w
 }
 
+// saveWebhook stores w over the webhook of its id.
+func saveWebhook(t *testing.T, st store.Store, w *store.Webhook) {
+	t.Helper()
+	if _, err := st.UpdateWebhook(context.Background(), w.ID, func(c *store.Webhook) error { *c = *w.Clone(); return nil }); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+}
+
 // request is what a test receiver saw.
 type request struct {
 	header http.Header
@@ -259,9 +267,7 @@ func TestEmitDeliversSignedPayload(t *testing.T) {
 			{Value: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", ExpiresAt: time.Now().Add(time.Hour)},
 			{Value: "whsec_expiredexpiredexpiredexpired00", ExpiresAt: time.Now().Add(-time.Hour)},
 		}
-		if err := st.UpdateWebhook(context.Background(), w); err != nil {
-			t.Fatal(err)
-		}
+		saveWebhook(t, st, w)
 		d := startDispatcher(t, st, testConfig())
 		ts := time.Date(2025, 10, 22, 10, 0, 0, 0, time.UTC)
 		res, err := d.Emit(context.Background(), Event{
@@ -409,9 +415,7 @@ func TestEmitMatchesTypeAndTenant(t *testing.T) {
 		addWebhook(t, st, "b", rc.URL, "*")
 		inactive := addWebhook(t, st, "a", rc.URL, "*")
 		inactive.Active = false
-		if err := st.UpdateWebhook(context.Background(), inactive); err != nil {
-			t.Fatal(err)
-		}
+		saveWebhook(t, st, inactive)
 		d, err := New(st, testConfig())
 		if err != nil {
 			t.Fatal(err)
@@ -876,9 +880,7 @@ func TestRateLimit(t *testing.T) {
 	rc := newReceiver(t, nil)
 	w := addWebhook(t, st, "a", rc.URL)
 	w.RateLimit = 20 // one every 50ms
-	if err := st.UpdateWebhook(context.Background(), w); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhook(t, st, w)
 	d := startDispatcher(t, st, testConfig())
 	start := time.Now()
 	const n = 6
@@ -1096,9 +1098,7 @@ func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(502) })
 	w := addWebhook(t, st, "a", rc.URL)
 	w.MaxAttempts = 2
-	if err := st.UpdateWebhook(context.Background(), w); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhook(t, st, w)
 	cfg := testConfig()
 	cfg.Now = clock.Now
 	cfg.Retry = RetryPolicy{Jitter: -1, InitialInterval: time.Minute}
@@ -1128,9 +1128,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	w := addWebhook(t, st, "a", strings.Replace(rc.URL, "http://", "http://user:hunter2@", 1))
 	w.Secrets = []store.Secret{{Value: secret}}
 	w.Headers = map[string]string{"X-Api-Key": "key-abc-123"}
-	if err := st.UpdateWebhook(context.Background(), w); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhook(t, st, w)
 	var buf syncBuffer
 	cfg := testConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -435,9 +435,7 @@ func TestRateLimitedHandOff(t *testing.T) {
 	rc := newReceiver(t, nil)
 	w := addWebhook(t, cs, "a", rc.URL)
 	w.RateLimit = 4 // one every 250ms
-	if err := cs.UpdateWebhook(context.Background(), w); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhook(t, cs, w)
 	cfg := testConfig()
 	cfg.PollInterval = time.Hour // no polls during the test
 	d := startDispatcher(t, cs, cfg)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -253,50 +254,80 @@ func (r *Registry) List(ctx context.Context, tenant, cursor string, limit int) (
 }
 
 // Update applies the non-nil fields of u to tenant's webhook id and returns
-// the result. Setting Active to true clears DisabledReason.
+// the result. Setting Active to true clears DisabledReason. The webhook is
+// read and written in one store transaction: an update made meanwhile (a
+// secret rotation, the dispatcher disabling the webhook) is never undone.
 func (r *Registry) Update(ctx context.Context, tenant, id string, u WebhookUpdate) (*store.Webhook, error) {
-	w, err := r.Get(ctx, tenant, id)
-	if err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return nil, err
 	}
+	var (
+		target  string
+		events  []string
+		headers map[string]string
+		err     error
+	)
 	if u.URL != nil {
-		if w.URL, err = r.checkURL(*u.URL); err != nil {
+		if target, err = r.checkURL(*u.URL); err != nil {
 			return nil, err
 		}
 	}
 	if u.Events != nil {
-		if w.Events, err = r.checkEvents(*u.Events); err != nil {
+		if events, err = r.checkEvents(*u.Events); err != nil {
 			return nil, err
-		}
-	}
-	if u.Description != nil {
-		w.Description = *u.Description
-	}
-	if u.Active != nil {
-		w.Active = *u.Active
-		if w.Active {
-			w.DisabledReason = ""
 		}
 	}
 	if u.Headers != nil {
-		if w.Headers, err = checkHeaders(*u.Headers); err != nil {
+		if headers, err = checkHeaders(*u.Headers); err != nil {
 			return nil, err
 		}
 	}
-	if u.MaxAttempts != nil {
-		w.MaxAttempts = *u.MaxAttempts
+	now := r.opts.Now().UTC()
+	return r.change(ctx, tenant, id, func(w *store.Webhook) error {
+		if u.URL != nil {
+			w.URL = target
+		}
+		if u.Events != nil {
+			w.Events = slices.Clone(events)
+		}
+		if u.Description != nil {
+			w.Description = *u.Description
+		}
+		if u.Active != nil {
+			w.Active = *u.Active
+			if w.Active {
+				w.DisabledReason = ""
+			}
+		}
+		if u.Headers != nil {
+			w.Headers = maps.Clone(headers)
+		}
+		if u.MaxAttempts != nil {
+			w.MaxAttempts = *u.MaxAttempts
+		}
+		if u.RateLimit != nil {
+			w.RateLimit = *u.RateLimit
+		}
+		if err := r.checkScalars(w); err != nil {
+			return err
+		}
+		w.UpdatedAt = now
+		return nil
+	})
+}
+
+// change applies fn to tenant's webhook id in one store transaction. A
+// webhook of another tenant is ErrNotFound, as for Get.
+func (r *Registry) change(ctx context.Context, tenant, id string, fn func(w *store.Webhook) error) (*store.Webhook, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty id", ErrNotFound)
 	}
-	if u.RateLimit != nil {
-		w.RateLimit = *u.RateLimit
-	}
-	if err := r.checkScalars(w); err != nil {
-		return nil, err
-	}
-	w.UpdatedAt = r.opts.Now().UTC()
-	if err := r.st.UpdateWebhook(ctx, w); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return r.st.UpdateWebhook(ctx, id, func(w *store.Webhook) error {
+		if w.Tenant != tenant {
+			return fmt.Errorf("webhook %q: %w", id, ErrNotFound)
+		}
+		return fn(w)
+	})
 }
 
 // Delete removes tenant's webhook id with its deliveries.
@@ -313,8 +344,7 @@ func (r *Registry) Delete(ctx context.Context, tenant, id string) error {
 // already expired are dropped. The returned webhook's Secrets[0] is the new
 // secret.
 func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace time.Duration) (*store.Webhook, error) {
-	w, err := r.Get(ctx, tenant, id)
-	if err != nil {
+	if err := checkTenant(tenant); err != nil {
 		return nil, err
 	}
 	if grace < 0 {
@@ -325,24 +355,22 @@ func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace ti
 		return nil, err
 	}
 	now := r.opts.Now()
-	kept := []store.Secret{{Value: secret}}
-	for i, s := range w.Secrets {
-		if i == 0 {
-			if grace > 0 {
-				kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
+	return r.change(ctx, tenant, id, func(w *store.Webhook) error {
+		kept := []store.Secret{{Value: secret}}
+		for i, s := range w.Secrets {
+			switch {
+			case i == 0:
+				if grace > 0 {
+					kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
+				}
+			case !s.ExpiresAt.IsZero() && s.ExpiresAt.After(now):
+				kept = append(kept, s)
 			}
-			continue
 		}
-		if !s.ExpiresAt.IsZero() && s.ExpiresAt.After(now) {
-			kept = append(kept, s)
-		}
-	}
-	w.Secrets = kept
-	w.UpdatedAt = now.UTC()
-	if err := r.st.UpdateWebhook(ctx, w); err != nil {
-		return nil, err
-	}
-	return w, nil
+		w.Secrets = kept
+		w.UpdatedAt = now.UTC()
+		return nil
+	})
 }
 
 // ActiveSecrets returns the secrets that sign w's deliveries at now: the

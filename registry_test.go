@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/boltstore"
 	"github.com/noa-server/webhook/store/memstore"
 )
 
@@ -318,9 +322,7 @@ func TestRegistryUpdate(t *testing.T) {
 	// A webhook disabled by the library is re-activated by hand.
 	cur, _ := st.GetWebhook(ctx, w.ID)
 	cur.Active, cur.DisabledReason = false, "410 Gone"
-	if err := st.UpdateWebhook(ctx, cur); err != nil {
-		t.Fatal(err)
-	}
+	saveWebhook(t, st, cur)
 	on := true
 	got, err = r.Update(ctx, "t", w.ID, WebhookUpdate{Active: &on})
 	if err != nil {
@@ -393,5 +395,72 @@ func TestRegistryRotateSecret(t *testing.T) {
 	}
 	if diff := cmp.Diff(w.Secrets, stored.Secrets); diff != "" {
 		t.Errorf("stored secrets differ (-returned +stored):\n%s", diff)
+	}
+}
+
+// TestRegistryConcurrentChanges rotates a webhook's secret while another
+// goroutine updates it: each change is read and written in one store
+// transaction, so no rotation is undone by an update that read the webhook
+// before it (the API would have answered with a secret that never signs).
+func TestRegistryConcurrentChanges(t *testing.T) {
+	t.Parallel()
+	for name, open := range map[string]func(t *testing.T) store.Store{
+		"memstore": func(t *testing.T) store.Store { return memstore.New() },
+		"boltstore": func(t *testing.T) store.Store {
+			st, err := boltstore.Open(filepath.Join(t.TempDir(), "reg.db"), &boltstore.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := open(t)
+			defer st.Close()
+			ctx := context.Background()
+			clock := &regClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			r := NewRegistry(st, RegistryOptions{Now: clock.Now})
+			w, err := r.Create(ctx, "t", validInput())
+			if err != nil {
+				t.Fatal(err)
+			}
+			const rounds = 100
+			var (
+				wg   sync.WaitGroup
+				last string
+			)
+			wg.Go(func() {
+				for i := range rounds {
+					desc := fmt.Sprintf("update %d", i)
+					if _, err := r.Update(ctx, "t", w.ID, WebhookUpdate{Description: &desc}); err != nil {
+						t.Errorf("Update: %v", err)
+						return
+					}
+				}
+			})
+			wg.Go(func() {
+				for range rounds {
+					got, err := r.RotateSecret(ctx, "t", w.ID, time.Hour)
+					if err != nil {
+						t.Errorf("RotateSecret: %v", err)
+						return
+					}
+					last = got.Secrets[0].Value
+				}
+			})
+			wg.Wait()
+			got, err := r.Get(ctx, "t", w.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Secrets) != rounds+1 || got.Secrets[0].Value != last {
+				t.Errorf("after %d rotations in their grace: %d secrets stored, current is the last rotation's: %v",
+					rounds, len(got.Secrets), got.Secrets[0].Value == last)
+			}
+			if got.Description != fmt.Sprintf("update %d", rounds-1) {
+				t.Errorf("description %q, want the last update's", got.Description)
+			}
+		})
 	}
 }

@@ -348,9 +348,16 @@ type Store interface {
 	GetWebhook(ctx context.Context, id string) (*Webhook, error)
 	// ListWebhooks returns a page and the cursor of the next one ("" at the end).
 	ListWebhooks(ctx context.Context, p ListWebhooksParams) ([]*Webhook, string, error)
-	// UpdateWebhook replaces the stored webhook with w (same ID and Tenant;
-	// CreatedAt is kept). ErrNotFound when absent.
-	UpdateWebhook(ctx context.Context, w *Webhook) error
+	// UpdateWebhook changes the webhook id in one transaction: it reads the
+	// stored webhook, calls change with a copy of it and stores what change
+	// leaves, so concurrent updates never undo each other. ID, Tenant and
+	// CreatedAt stay as stored whatever change does; a zero UpdatedAt
+	// becomes the time of the update. An error from change aborts the
+	// update and is returned as it is. change may be called more than
+	// once (on a retried transaction), each time with a fresh copy, so it
+	// must not keep what it is given or change anything else. It returns
+	// the webhook as stored; ErrNotFound when absent.
+	UpdateWebhook(ctx context.Context, id string, change func(w *Webhook) error) (*Webhook, error)
 	// DeleteWebhook removes the webhook with its deliveries and attempts.
 	DeleteWebhook(ctx context.Context, id string) error
 	// MatchWebhooks returns the active webhooks of tenant subscribed to

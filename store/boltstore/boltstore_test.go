@@ -355,9 +355,10 @@ func TestMatchDuringUpdates(t *testing.T) {
 	}
 	const updates = 300
 	for i := range updates {
-		w.Events = []string{events[i%2]}
-		w.UpdatedAt = w.UpdatedAt.Add(time.Millisecond)
-		if err := s.UpdateWebhook(ctx, w); err != nil {
+		if _, err := s.UpdateWebhook(ctx, w.ID, func(c *store.Webhook) error {
+			c.Events = []string{events[i%2]}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -31,7 +31,7 @@ func TestHookCacheStaleFill(t *testing.T) {
 	}
 	stale := []*store.Webhook{w.Clone()} // what the slow match read
 	w.Events = []string{"agent.error"}
-	if err := s.UpdateWebhook(ctx, w); err != nil {
+	if _, err := s.UpdateWebhook(ctx, w.ID, func(c *store.Webhook) error { c.Events = w.Events; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	s.hooks.fill(w.Tenant, gen, stale)

@@ -121,39 +121,34 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 	return page, next, nil
 }
 
-// UpdateWebhook replaces the stored webhook with a copy of w, keeping the
-// stored CreatedAt; UpdatedAt is set to now when zero. Both are written back
-// into w. ErrNotFound when no webhook has w's id and tenant.
-func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
-	switch {
-	case w == nil:
-		return invalid("nil webhook")
-	case w.ID == "":
-		return invalid("webhook without id")
-	case w.Tenant == "":
-		return invalid("webhook without tenant")
+// UpdateWebhook changes the webhook id in one write transaction. See
+// store.Store.
+func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *store.Webhook) error) (*store.Webhook, error) {
+	if id == "" {
+		return nil, invalid("empty webhook id")
 	}
 	defer s.hooks.drop()
-	c := *w
-	if c.UpdatedAt.IsZero() {
-		c.UpdatedAt = s.clock()
-	}
+	var out *store.Webhook
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		old, err := getWebhook(tx, c.ID)
+		old, err := getWebhook(tx, id)
 		if err != nil {
 			return err
 		}
-		if old.Tenant != c.Tenant {
-			return notFound("webhook", c.ID)
+		w := old.Clone()
+		if err := change(w); err != nil {
+			return err
 		}
-		c.CreatedAt = old.CreatedAt
-		return tx.Bucket(bWebhooks).Put([]byte(c.ID), encodeWebhook(&c))
+		w.ID, w.Tenant, w.CreatedAt = old.ID, old.Tenant, old.CreatedAt
+		if w.UpdatedAt.IsZero() {
+			w.UpdatedAt = s.clock()
+		}
+		out = w
+		return tx.Bucket(bWebhooks).Put([]byte(id), encodeWebhook(w))
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w.CreatedAt, w.UpdatedAt = c.CreatedAt, c.UpdatedAt
-	return nil
+	return out, nil
 }
 
 // DeleteWebhook removes the webhook with all its deliveries and their

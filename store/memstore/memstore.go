@@ -214,28 +214,31 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 	return out, next, nil
 }
 
-// UpdateWebhook replaces the stored webhook with a copy of w, keeping its
-// CreatedAt. UpdatedAt is w.UpdatedAt, or now when zero. Both are written
-// back into w.
-func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
-	if err := checkWebhook(w); err != nil {
-		return err
+// UpdateWebhook changes the webhook id under the store's lock. See
+// store.Store.
+func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *store.Webhook) error) (*store.Webhook, error) {
+	if id == "" {
+		return nil, invalid("empty webhook id")
 	}
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
-	old, ok := s.webhooks[w.ID]
-	if !ok || old.Tenant != w.Tenant {
-		return notFound("webhook", w.ID)
+	old, ok := s.webhooks[id]
+	if !ok {
+		return nil, notFound("webhook", id)
 	}
-	w.CreatedAt = old.CreatedAt
+	w := old.Clone()
+	if err := change(w); err != nil {
+		return nil, err
+	}
+	w.ID, w.Tenant, w.CreatedAt = old.ID, old.Tenant, old.CreatedAt
 	if w.UpdatedAt.IsZero() {
 		w.UpdatedAt = now()
 	}
-	s.webhooks[w.ID] = w.Clone()
-	return nil
+	s.webhooks[id] = w.Clone()
+	return w, nil
 }
 
 // DeleteWebhook removes the webhook, its deliveries and their attempts.

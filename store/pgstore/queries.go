@@ -18,7 +18,7 @@ const (
 type queries struct {
 	schema string // quoted
 
-	insertWebhook, getWebhook, listWebhooks, listWebhooksAfter, updateWebhook, deleteWebhook, matchWebhooks string
+	insertWebhook, getWebhook, lockWebhook, listWebhooks, listWebhooksAfter, updateWebhook, deleteWebhook, matchWebhooks string
 
 	enqueue, enqueueLookup, claim, complete, lockWebhookOf, disableWebhook, failOthers                string
 	release, getDelivery, redeliver, existsDelivery, listAttempts, purge, purgeLimit, countDeliveries string
@@ -30,14 +30,14 @@ func buildQueries(quoted string) queries {
 	q.insertWebhook = f(`INSERT INTO {{schema}}.webhooks (` + webhookCols + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
 	q.getWebhook = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks WHERE id = $1`)
+	q.lockWebhook = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks WHERE id = $1 FOR UPDATE`)
 	q.listWebhooks = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks
 		WHERE tenant = $1 ORDER BY id DESC LIMIT $2`)
 	q.listWebhooksAfter = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks
 		WHERE tenant = $1 AND id < $3 ORDER BY id DESC LIMIT $2`)
 	q.updateWebhook = f(`UPDATE {{schema}}.webhooks SET url = $3, events = $4, description = $5, active = $6,
 		disabled_reason = $7, secrets = $8, headers = $9, max_attempts = $10, rate_limit = $11, updated_at = $12
-		WHERE id = $1 AND tenant = $2
-		RETURNING created_at`)
+		WHERE id = $1 AND tenant = $2`)
 	q.deleteWebhook = f(`DELETE FROM {{schema}}.webhooks WHERE id = $1`)
 	// The same rule as store.MatchEvent: "*", the exact type, or a
 	// "prefix.*" pattern whose prefix (with the dot) starts the type.

@@ -58,11 +58,11 @@ func (k *killable) MatchWebhooks(ctx context.Context, tenant, eventType string) 
 	return k.Store.MatchWebhooks(ctx, tenant, eventType)
 }
 
-func (k *killable) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+func (k *killable) UpdateWebhook(ctx context.Context, id string, change func(*store.Webhook) error) (*store.Webhook, error) {
 	if err := k.alive(); err != nil {
-		return err
+		return nil, err
 	}
-	return k.Store.UpdateWebhook(ctx, w)
+	return k.Store.UpdateWebhook(ctx, id, change)
 }
 
 func (k *killable) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {

@@ -198,35 +198,56 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 	return ws, next, nil
 }
 
-// UpdateWebhook replaces the stored webhook with w, keeping the stored
-// CreatedAt and setting UpdatedAt to now when w's is zero; both are written
-// back into w. ErrNotFound when no webhook has w's ID and Tenant.
-func (s *Store) UpdateWebhook(ctx context.Context, w *store.Webhook) error {
+// UpdateWebhook changes the webhook id in one transaction that holds its
+// row lock from the read to the write, so updates from several replicas
+// queue rather than undo each other. See store.Store.
+func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *store.Webhook) error) (*store.Webhook, error) {
 	if err := s.check(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	if err := validateWebhook(w); err != nil {
-		return err
+	if id == "" {
+		return nil, invalid("empty webhook id")
 	}
-	c := *w
-	if c.UpdatedAt.IsZero() {
-		c.UpdatedAt = now()
+	var out *store.Webhook
+	var changeErr error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		w, err := scanWebhook(tx.QueryRow(ctx, s.q.lockWebhook, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("webhook", id)
+		}
+		if err != nil {
+			return err
+		}
+		tenant, created := w.Tenant, w.CreatedAt
+		if changeErr = change(w); changeErr != nil {
+			return changeErr
+		}
+		w.ID, w.Tenant, w.CreatedAt = id, tenant, created
+		if err := validateWebhook(w); err != nil {
+			return err
+		}
+		if w.UpdatedAt.IsZero() {
+			w.UpdatedAt = now()
+		}
+		w.UpdatedAt = ts(w.UpdatedAt)
+		args, err := webhookArgs(w)
+		if err != nil {
+			return invalid("webhook %q: %v", id, err)
+		}
+		args = append(args[:11], args[12]) // all but created_at
+		if _, err := tx.Exec(ctx, s.q.updateWebhook, args...); err != nil {
+			return err
+		}
+		out = w
+		return nil
+	})
+	if changeErr != nil {
+		return nil, changeErr
 	}
-	args, err := webhookArgs(&c)
 	if err != nil {
-		return invalid("webhook %q: %v", w.ID, err)
+		return nil, wrapTx(err)
 	}
-	args = append(args[:11], args[12]) // all but created_at
-	var created time.Time
-	err = s.pool.QueryRow(ctx, s.q.updateWebhook, args...).Scan(&created)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound("webhook", w.ID)
-	}
-	if err != nil {
-		return wrap(err)
-	}
-	w.CreatedAt, w.UpdatedAt = created.UTC(), ts(c.UpdatedAt)
-	return nil
+	return out, nil
 }
 
 // DeleteWebhook removes the webhook with its deliveries and their attempts.

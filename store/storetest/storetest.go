@@ -45,15 +45,16 @@
 //     written.
 //   - Missing records. Get/Update/Delete of an unknown webhook, GetDelivery,
 //     ListAttempts, Redeliver and Complete of an unknown delivery, and
-//     CountDeliveries of an unknown webhook are ErrNotFound. UpdateWebhook
-//     with a Tenant other than the stored one is ErrNotFound (the pair
-//     (Tenant, ID) is the key callers see) and changes nothing. Release
+//     CountDeliveries of an unknown webhook are ErrNotFound. Release
 //     ignores unknown ids.
 //   - CreateWebhook sets CreatedAt to now when zero and UpdatedAt to
 //     CreatedAt when zero, and writes both back into its argument.
-//     UpdateWebhook keeps the stored CreatedAt, sets UpdatedAt to now when
-//     the argument's is zero, and writes both back into its argument. The
-//     store keeps no reference to any argument.
+//     UpdateWebhook reads, changes and writes in one transaction (updates
+//     at the same time are never lost), hands its change a copy of the
+//     stored webhook, keeps the stored ID, Tenant and CreatedAt, sets
+//     UpdatedAt to now when the change leaves it zero, returns what it
+//     stored, and stores nothing when the change fails. The store keeps
+//     no reference to any argument.
 //   - Enqueue requires ID, WebhookID, EventID, EventType and Tenant; the
 //     webhook must exist (else ErrNotFound) and belong to Tenant (else
 //     ErrInvalid); Status must be "" or pending, and a LeaseOwner needs a
@@ -246,6 +247,15 @@ func (h *harness) webhook(t *testing.T, tenant string, edit func(w *store.Webhoo
 		t.Fatalf("CreateWebhook: %v", err)
 	}
 	return w
+}
+
+// replaceWebhook stores w over the webhook of its id and fails the test on
+// error.
+func (h *harness) replaceWebhook(t *testing.T, w *store.Webhook) {
+	t.Helper()
+	if _, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error { *c = *w.Clone(); return nil }); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
 }
 
 // enqueue stores ds and fails the test on error.

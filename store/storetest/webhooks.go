@@ -15,7 +15,8 @@ var webhookTests = []subtest{
 	{"CreateSetsTimes", testWebhookCreateSetsTimes},
 	{"CreateConflict", testWebhookCreateConflict},
 	{"Update", testWebhookUpdate},
-	{"UpdateOtherTenant", testWebhookUpdateOtherTenant},
+	{"UpdateKeepsIdentity", testWebhookUpdateKeepsIdentity},
+	{"UpdateConcurrent", testWebhookUpdateConcurrent},
 	{"Delete", testWebhookDelete},
 	{"Copies", testWebhookCopies},
 	{"Match", testMatchWebhooks},
@@ -76,60 +77,139 @@ func testWebhookCreateConflict(t *testing.T, h *harness) {
 
 func testWebhookUpdate(t *testing.T, h *harness) {
 	w := h.webhook(t, h.tenant(), nil)
-	upd := *w
-	upd.URL = "https://new.example/hook"
-	upd.Events = []string{"*"}
-	upd.Description = ""
-	upd.Active = false
-	upd.DisabledReason = "paused by test"
-	upd.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: w.Secrets[0].Value, ExpiresAt: Base.Add(48 * time.Hour)}}
-	upd.Headers = nil
-	upd.MaxAttempts = 0
-	upd.RateLimit = 0.25
-	upd.CreatedAt = Base.Add(time.Hour) // ignored: CreatedAt is kept
-	upd.UpdatedAt = Base.Add(2 * time.Hour)
-	if err := h.s.UpdateWebhook(h.ctx, &upd); err != nil {
+	calls := 0
+	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		calls++
+		if d := diff(w, c); d != "" {
+			t.Errorf("UpdateWebhook's change got (-stored +got):\n%s", d)
+		}
+		c.URL = "https://new.example/hook"
+		c.Events = []string{"*"}
+		c.Description = ""
+		c.Active = false
+		c.DisabledReason = "paused by test"
+		c.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: w.Secrets[0].Value, ExpiresAt: Base.Add(48 * time.Hour)}}
+		c.Headers = nil
+		c.MaxAttempts = 0
+		c.RateLimit = 0.25
+		c.CreatedAt = Base.Add(time.Hour) // ignored: CreatedAt is kept
+		c.UpdatedAt = Base.Add(2 * time.Hour)
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("UpdateWebhook: %v", err)
 	}
-	if !upd.CreatedAt.Equal(w.CreatedAt) {
-		t.Errorf("UpdateWebhook wrote back CreatedAt %v, want the stored %v", upd.CreatedAt, w.CreatedAt)
+	if calls == 0 {
+		t.Fatal("UpdateWebhook never called its change")
 	}
-	want := upd
-	want.CreatedAt = w.CreatedAt
+	want := *w
+	want.URL = "https://new.example/hook"
+	want.Events = []string{"*"}
+	want.Description = ""
+	want.Active = false
+	want.DisabledReason = "paused by test"
+	want.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: w.Secrets[0].Value, ExpiresAt: Base.Add(48 * time.Hour)}}
+	want.Headers = nil
+	want.MaxAttempts = 0
+	want.RateLimit = 0.25
+	want.UpdatedAt = Base.Add(2 * time.Hour)
+	if d := diff(&want, got); d != "" {
+		t.Errorf("UpdateWebhook returned (-want +got):\n%s", d)
+	}
 	if d := diff(&want, h.getWebhook(t, w.ID)); d != "" {
 		t.Errorf("GetWebhook after UpdateWebhook (-want +got):\n%s", d)
 	}
 
 	// Zero UpdatedAt: the store stamps now.
-	upd2 := want
-	upd2.UpdatedAt = time.Time{}
 	before := time.Now().Add(-time.Second)
-	if err := h.s.UpdateWebhook(h.ctx, &upd2); err != nil {
+	got, err = h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.UpdatedAt = time.Time{}
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("UpdateWebhook: %v", err)
 	}
-	got := h.getWebhook(t, w.ID)
-	if got.UpdatedAt.Before(before) || got.UpdatedAt.After(time.Now().Add(time.Second)) {
-		t.Errorf("UpdatedAt after an update with zero UpdatedAt = %v, want about now", got.UpdatedAt)
+	stored := h.getWebhook(t, w.ID)
+	if stored.UpdatedAt.Before(before) || stored.UpdatedAt.After(time.Now().Add(time.Second)) {
+		t.Errorf("UpdatedAt after an update with zero UpdatedAt = %v, want about now", stored.UpdatedAt)
 	}
-	if !got.UpdatedAt.Equal(upd2.UpdatedAt) {
-		t.Errorf("UpdatedAt written back %v, stored %v", upd2.UpdatedAt, got.UpdatedAt)
+	if !got.UpdatedAt.Equal(stored.UpdatedAt) {
+		t.Errorf("UpdateWebhook returned UpdatedAt %v, stored %v", got.UpdatedAt, stored.UpdatedAt)
+	}
+
+	// An error from change aborts the update and comes back as it is.
+	errStop := errors.New("stop")
+	_, err = h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.URL = "https://aborted.example/"
+		return errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Errorf("UpdateWebhook whose change failed = %v, want its error", err)
+	}
+	if d := diff(stored, h.getWebhook(t, w.ID)); d != "" {
+		t.Errorf("webhook changed by an aborted update (-want +got):\n%s", d)
 	}
 
 	missing := NewWebhook(w.Tenant)
-	wantErr(t, "UpdateWebhook of an unknown id", h.s.UpdateWebhook(h.ctx, missing), store.ErrNotFound)
+	_, err = h.s.UpdateWebhook(h.ctx, missing.ID, func(c *store.Webhook) error {
+		t.Error("UpdateWebhook of an unknown id called its change")
+		return nil
+	})
+	wantErr(t, "UpdateWebhook of an unknown id", err, store.ErrNotFound)
 	if _, err := h.s.GetWebhook(h.ctx, missing.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UpdateWebhook of an unknown id created it (GetWebhook: %v)", err)
 	}
 }
 
-func testWebhookUpdateOtherTenant(t *testing.T, h *harness) {
+// testWebhookUpdateKeepsIdentity: a change cannot move a webhook to another
+// id or tenant.
+func testWebhookUpdateKeepsIdentity(t *testing.T, h *harness) {
 	w := h.webhook(t, h.tenant(), nil)
-	other := *w
-	other.Tenant = h.tenant()
-	other.URL = "https://thief.example/"
-	wantErr(t, "UpdateWebhook with another tenant", h.s.UpdateWebhook(h.ctx, &other), store.ErrNotFound)
-	if d := diff(w, h.getWebhook(t, w.ID)); d != "" {
-		t.Errorf("webhook changed by another tenant's update (-want +got):\n%s", d)
+	other := h.tenant()
+	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.ID = NewID("wh_")
+		c.Tenant = other
+		c.URL = "https://thief.example/"
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	if got.ID != w.ID || got.Tenant != w.Tenant {
+		t.Errorf("UpdateWebhook returned id %q tenant %q, want %q %q", got.ID, got.Tenant, w.ID, w.Tenant)
+	}
+	stored := h.getWebhook(t, w.ID)
+	if stored.Tenant != w.Tenant || stored.URL != "https://thief.example/" {
+		t.Errorf("stored tenant %q URL %q, want %q and the new URL", stored.Tenant, stored.URL, w.Tenant)
+	}
+	if page, _, err := h.s.ListWebhooks(h.ctx, store.ListWebhooksParams{Tenant: other, Limit: 10}); err != nil || len(page) != 0 {
+		t.Errorf("the other tenant lists %d webhooks (err %v), want none", len(page), err)
+	}
+}
+
+// testWebhookUpdateConcurrent: updates made at the same time are applied
+// one after the other; none undoes another.
+func testWebhookUpdateConcurrent(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), func(w *store.Webhook) { w.MaxAttempts = 0 })
+	const writers, each = 8, 10
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				_, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+					c.MaxAttempts++
+					return nil
+				})
+				if err != nil {
+					t.Errorf("UpdateWebhook: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := h.getWebhook(t, w.ID).MaxAttempts; got != writers*each {
+		t.Errorf("after %d concurrent increments MaxAttempts = %d: updates were lost", writers*each, got)
 	}
 }
 
@@ -263,23 +343,17 @@ func testMatchAfterChange(t *testing.T, h *harness) {
 	match("after creating a webhook of other events", a)
 	b.Events = []string{"workflow.*"}
 	b.UpdatedAt = b.UpdatedAt.Add(time.Second)
-	if err := h.s.UpdateWebhook(h.ctx, b); err != nil {
-		t.Fatalf("UpdateWebhook: %v", err)
-	}
+	h.replaceWebhook(t, b)
 	match("after subscribing a webhook to the event", a, b)
 
 	a.Active = false
 	a.UpdatedAt = a.UpdatedAt.Add(time.Second)
-	if err := h.s.UpdateWebhook(h.ctx, a); err != nil {
-		t.Fatalf("UpdateWebhook: %v", err)
-	}
+	h.replaceWebhook(t, a)
 	match("after deactivating a webhook", b)
 	b.URL = "https://changed.example/hook"
 	b.Secrets = append([]store.Secret{{Value: "whsec_rotated"}}, b.Secrets...)
 	b.UpdatedAt = b.UpdatedAt.Add(time.Second)
-	if err := h.s.UpdateWebhook(h.ctx, b); err != nil {
-		t.Fatalf("UpdateWebhook: %v", err)
-	}
+	h.replaceWebhook(t, b)
 	match("after changing a webhook's URL and secrets", b)
 
 	// The receiver answers 410 Gone: Complete disables the webhook.
