@@ -340,9 +340,10 @@ func (r *Registry) Delete(ctx context.Context, tenant, id string) error {
 
 // RotateSecret gives tenant's webhook id a new generated secret. The
 // previous current secret keeps signing until now+grace (a negative grace
-// means DefaultRotationGrace; zero drops it at once); previous secrets
-// already expired are dropped. The returned webhook's Secrets[0] is the new
-// secret.
+// means DefaultRotationGrace); previous secrets already expired are dropped.
+// A zero grace is a revocation: every previous secret is dropped at once,
+// including those still in the grace period of an earlier rotation. The
+// returned webhook's Secrets[0] is the new secret.
 func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace time.Duration) (*store.Webhook, error) {
 	if err := checkTenant(tenant); err != nil {
 		return nil, err
@@ -359,10 +360,9 @@ func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace ti
 		kept := []store.Secret{{Value: secret}}
 		for i, s := range w.Secrets {
 			switch {
+			case grace == 0:
 			case i == 0:
-				if grace > 0 {
-					kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
-				}
+				kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
 			case !s.ExpiresAt.IsZero() && s.ExpiresAt.After(now):
 				kept = append(kept, s)
 			}

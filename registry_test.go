@@ -381,12 +381,27 @@ func TestRegistryRotateSecret(t *testing.T) {
 		t.Errorf("two rotations in grace (-want +got):\n%s", diff)
 	}
 
+	// Grace 0 revokes: the secrets still in an earlier rotation's grace go
+	// too, as after a leak.
+	w, err = r.RotateSecret(ctx, "t", w.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := w.Secrets[0].Value
+	if diff := cmp.Diff([]string{s3}, ActiveSecrets(w, clock.t)); diff != "" {
+		t.Errorf("grace 0 during the grace of earlier rotations (-want +got):\n%s", diff)
+	}
+
+	w, err = r.RotateSecret(ctx, "t", w.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	clock.t = clock.t.Add(30 * time.Hour) // every previous secret expired
 	w, err = r.RotateSecret(ctx, "t", w.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(w.Secrets) != 1 || w.Secrets[0].Value == s2 {
+	if len(w.Secrets) != 1 || w.Secrets[0].Value == s3 {
 		t.Errorf("grace 0 after expiry: %d secrets, want only the new one", len(w.Secrets))
 	}
 	stored, err := r.Get(ctx, "t", w.ID)
