@@ -179,6 +179,31 @@ type WorkflowCompletedData struct {
 	Result json.RawMessage `json:"result,omitempty"`
 }
 
+// MarshalJSON writes d with the guide's field names in the guide's order.
+// StartedAt and CompletedAt are written as the payload's timestamp is, RFC
+// 3339 in UTC to the second ("2025-10-22T09:59:15Z"), whatever their
+// location, and are left out when zero.
+func (d WorkflowCompletedData) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		WorkflowID  string          `json:"workflowId"`
+		ExecutionID string          `json:"executionId"`
+		Name        string          `json:"name"`
+		Status      string          `json:"status"`
+		Duration    int64           `json:"duration"`
+		StartedAt   string          `json:"startedAt,omitempty"`
+		CompletedAt string          `json:"completedAt,omitempty"`
+		Result      json.RawMessage `json:"result,omitempty"`
+	}{d.WorkflowID, d.ExecutionID, d.Name, d.Status, d.Duration, utcStamp(d.StartedAt), utcStamp(d.CompletedAt), d.Result})
+}
+
+// utcStamp formats t as RFC 3339 in UTC to the second; "" for the zero time.
+func utcStamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 // AgentStatusChangedData is the data of an agent.status.changed event, with
 // the guide's field names.
 type AgentStatusChangedData struct {

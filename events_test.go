@@ -125,6 +125,37 @@ func TestWorkflowCompletedDataTypes(t *testing.T) {
 	}
 }
 
+// TestWorkflowCompletedDataTimes: the data's times are sent as the guide
+// shows them, in UTC to the second, whatever the host's location, and a
+// time the host left unset is not sent as year 1.
+func TestWorkflowCompletedDataTimes(t *testing.T) {
+	t.Parallel()
+	plus2 := time.FixedZone("UTC+2", 2*60*60)
+	d := WorkflowCompletedData{
+		WorkflowID: "wf_789", Status: "success", Duration: 45000,
+		StartedAt:   time.Date(2025, 10, 22, 11, 59, 15, 123456789, plus2),
+		CompletedAt: time.Date(2025, 10, 22, 10, 0, 0, 0, time.UTC),
+		Result:      json.RawMessage(`{"ok":true}`),
+	}
+	got, err := CanonicalJSON(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"workflowId":"wf_789","executionId":"","name":"","status":"success","duration":45000,` +
+		`"startedAt":"2025-10-22T09:59:15Z","completedAt":"2025-10-22T10:00:00Z","result":{"ok":true}}`
+	if string(got) != want {
+		t.Errorf("data\n got %s\nwant %s", got, want)
+	}
+
+	got, err = CanonicalJSON(&WorkflowCompletedData{WorkflowID: "wf_1", Status: "completed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"workflowId":"wf_1","executionId":"","name":"","status":"completed","duration":0}`; string(got) != want {
+		t.Errorf("data without times\n got %s\nwant %s", got, want)
+	}
+}
+
 func TestCatalog(t *testing.T) {
 	t.Parallel()
 	c := NewCatalog()
