@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -1517,18 +1518,6 @@ func reservedHeader(canonical string) bool {
 	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "X-Webhook-") || strings.HasPrefix(canonical, "Webhook-")
 }
 
-// sensitiveHeader reports custom headers whose values are left out of the
-// attempt log because they likely carry credentials.
-func sensitiveHeader(canonical string) bool {
-	k := strings.ToLower(canonical)
-	for _, s := range []string{"auth", "cookie", "token", "secret", "key", "password", "session", "credential"} {
-		if strings.Contains(k, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // send makes the HTTP request of one attempt.
 func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, number int) (*store.Attempt, AttemptResult) {
 	now := d.cfg.Now()
@@ -1559,7 +1548,7 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	if t.sensitive {
 		logged := h.Clone()
 		for k := range t.custom {
-			if sensitiveHeader(k) {
+			if redact.Credential(k) {
 				logged[k] = redacted
 			}
 		}
@@ -1658,7 +1647,7 @@ var (
 		}
 		return out
 	}()
-	redacted = []string{"[redacted]"}
+	redacted = []string{redact.Placeholder}
 	readBufs = sync.Pool{New: func() any { return new([]byte) }}
 )
 
@@ -1723,7 +1712,7 @@ func newTarget(w *store.Webhook, now time.Time) *target {
 				continue
 			}
 			t.custom[ck] = []string{v}
-			if sensitiveHeader(ck) {
+			if redact.Credential(ck) {
 				t.sensitive = true
 			}
 		}

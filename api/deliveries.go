@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
@@ -115,12 +116,13 @@ func newDeliveryItem(d *store.Delivery) deliveryItem {
 // flatten turns a header into one value per name, the way the guide shows
 // headers, with the values of credential-like headers (Authorization,
 // Cookie, Set-Cookie, …) replaced by "[redacted]". The dispatcher already
-// leaves them out of the attempts it records; this holds for any store.
+// leaves them out of the attempts it records; this holds for any store. The
+// rule is [redact.Credential], which the dashboard shares.
 func flatten(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
-		if credentialHeader(k) {
-			out[k] = redacted
+		if redact.Credential(k) {
+			out[k] = redact.Placeholder
 		} else {
 			out[k] = strings.Join(v, ", ")
 		}

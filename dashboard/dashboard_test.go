@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/dashboard"
@@ -432,6 +433,68 @@ func TestBadQueriesAreClientErrors(t *testing.T) {
 	for _, tt := range tests {
 		if code, body := c.get(tt.path); code != tt.want || !strings.Contains(body, "<h1>") {
 			t.Errorf("GET %s = %d, want %d with an error page", tt.path, code, tt.want)
+		}
+	}
+}
+
+// The delivery page hides credential-like header values, as the management
+// API does: the receiver's cookies and tokens, and the request's when a
+// store holds them unredacted.
+func TestDeliveryPageRedactsCredentialHeaders(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "session=SUPERSECRETCOOKIE")
+		w.Header().Add("Authorization", "Bearer RESPONSETOKEN")
+		w.Header().Add("Authorization", "Bearer SECONDTOKEN")
+		w.Header().Set("X-Request-Id", "rq-1")
+	}))
+	t.Cleanup(rc.Close)
+	wh := e.addWebhook(t, alice, rc.URL+"/hook", newSecret())
+	c := e.client(t, "alice-token")
+	code, loc := c.post("/dashboard/webhooks/" + wh.ID + "/test")
+	if code != http.StatusSeeOther {
+		t.Fatalf("POST test = %d %q, want 303 to the delivery", code, loc)
+	}
+	_, body := c.get(loc)
+
+	// Another writer (an older version, another store) kept the request's
+	// credentials in full: the page still hides them.
+	seedDeliveries(t, e.st, wh, 1, 0)
+	ctx := context.Background()
+	claimed, err := e.st.Claim(ctx, store.ClaimParams{Now: time.Now().Add(2 * time.Hour), Limit: 1, Lease: time.Hour, Owner: "seed"})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("Claim: %v (%d claimed)", err, len(claimed))
+	}
+	d := claimed[0]
+	err = e.st.Complete(ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "seed", Status: store.StatusSuccess, Now: time.Now(),
+		Attempt: &store.Attempt{DeliveryID: d.ID, Number: 1, StartedAt: time.Now(), RequestURL: wh.URL, ResponseStatus: 200,
+			RequestHeaders: http.Header{"Authorization": {"Bearer REQUESTTOKEN"}, "X-Api-Key": {"REQUESTKEY"}, "X-Team": {"core"}}},
+	})
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	_, seeded := c.get("/dashboard/webhooks/" + wh.ID + "/deliveries/" + d.ID)
+
+	for name, page := range map[string]string{"response headers": body, "request headers": seeded} {
+		shown := html.UnescapeString(page)
+		for _, secret := range []string{"SUPERSECRETCOOKIE", "RESPONSETOKEN", "SECONDTOKEN", "REQUESTTOKEN", "REQUESTKEY"} {
+			if strings.Contains(shown, secret) {
+				t.Errorf("%s: the page shows %s", name, secret)
+			}
+		}
+		if !strings.Contains(shown, "[redacted]") {
+			t.Errorf("%s: the page lacks the [redacted] placeholder", name)
+		}
+	}
+	for _, want := range []string{"<th>Set-Cookie</th><td>[redacted]</td>", "<th>Authorization</th><td>[redacted]</td>", "<th>X-Request-Id</th><td>rq-1</td>"} {
+		if !strings.Contains(html.UnescapeString(body), want) {
+			t.Errorf("response headers: the page lacks %q", want)
+		}
+	}
+	for _, want := range []string{"<th>Authorization</th><td>[redacted]</td>", "<th>X-Api-Key</th><td>[redacted]</td>", "<th>X-Team</th><td>core</td>"} {
+		if !strings.Contains(html.UnescapeString(seeded), want) {
+			t.Errorf("request headers: the page lacks %q", want)
 		}
 	}
 }

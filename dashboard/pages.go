@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
@@ -281,10 +282,17 @@ func (h *handler) deliveryPage(w http.ResponseWriter, r *http.Request, tenant st
 	return nil
 }
 
-// headers sorts h for display, one line per value.
+// headers sorts h for display, one line per value. A credential-like
+// header (Authorization, Cookie, Set-Cookie, …) shows one line with
+// [redact.Placeholder] instead of its values, as in the management API,
+// whatever the store kept.
 func headers(h http.Header) []header {
 	var out []header
 	for name, vs := range h {
+		if redact.Credential(name) {
+			out = append(out, header{Name: name, Value: redact.Placeholder})
+			continue
+		}
 		for _, v := range vs {
 			out = append(out, header{Name: name, Value: v})
 		}
