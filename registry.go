@@ -95,8 +95,13 @@ type Registry struct {
 	opts RegistryOptions
 }
 
-// NewRegistry returns a Registry over st.
+// NewRegistry returns a Registry over st. A nil st is a programmer error:
+// NewRegistry panics with "webhook: NewRegistry: nil store" at once, rather
+// than let every later call fail, as [New] refuses a nil store.
 func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
+	if st == nil {
+		panic("webhook: NewRegistry: nil store")
+	}
 	if opts.Catalog == nil {
 		opts.Catalog = NewCatalog()
 	}

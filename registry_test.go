@@ -34,6 +34,18 @@ func validInput() WebhookInput {
 	return WebhookInput{URL: "https://example.com/hooks", Events: []string{EventWorkflowCompleted}}
 }
 
+// A nil store is refused when the Registry is built, not by a nil
+// dereference in its first call.
+func TestNewRegistryRefusesNilStore(t *testing.T) {
+	defer func() {
+		if p := recover(); p != "webhook: NewRegistry: nil store" {
+			t.Errorf("NewRegistry(nil) panicked with %v, want the nil store message", p)
+		}
+	}()
+	NewRegistry(nil, RegistryOptions{})
+	t.Error("NewRegistry(nil) returned")
+}
+
 func TestRegistryCreate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
