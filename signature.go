@@ -121,7 +121,9 @@ func standardMAC(key []byte, msgID string, timestamp int64, body []byte) []byte 
 	return mac.Sum(nil)
 }
 
-// Signer signs request bodies with a webhook's active secrets.
+// Signer signs request bodies with a webhook's active secrets. Make one with
+// [NewSigner]; a Signer without a secret (the zero value, or nil) signs
+// nothing.
 type Signer struct {
 	secrets []string
 	keys    []signingKey
@@ -149,8 +151,16 @@ func NewSigner(secrets ...string) (*Signer, error) {
 var canonicalHeaderSignature = http.CanonicalHeaderKey(HeaderSignature)
 
 // Sign sets the signature headers on h: X-Webhook-Signature, webhook-id,
-// webhook-timestamp and webhook-signature, for body sent at ts.
+// webhook-timestamp and webhook-signature, for body sent at ts. A Signer
+// without a secret (not made by NewSigner) removes those headers instead,
+// so the request goes unsigned and receivers refuse it.
 func (s *Signer) Sign(h http.Header, msgID string, ts time.Time, body []byte) {
+	if s == nil || len(s.keys) == 0 {
+		for _, k := range []string{canonicalHeaderSignature, HeaderStandardID, HeaderStandardTimestamp, HeaderStandardSignature} {
+			delete(h, k)
+		}
+		return
+	}
 	// Every value is built in one buffer and converted to one string; the
 	// header values are slices of it, and the three value slices share one
 	// backing array. The same allocation holds, after the values, the
@@ -198,7 +208,9 @@ type VerifyOptions struct {
 }
 
 // Verifier checks signed requests against one or more secrets (several
-// during a rotation). It is safe for concurrent use.
+// during a rotation). It is safe for concurrent use. Make one with
+// [NewVerifier]; a Verifier without a secret (the zero value, or nil)
+// refuses every request with ErrNoSecrets.
 type Verifier struct {
 	keys        []signingKey
 	tolerance   time.Duration
@@ -237,8 +249,12 @@ func NewVerifier(secrets []string, opts VerifyOptions) (*Verifier, error) {
 // When the Standard Webhooks headers are present they are verified, with
 // the timestamp tolerance; otherwise the guide's X-Webhook-Signature is
 // verified only if AllowLegacy is set. Every signature entry is tried
-// against every secret, in constant time per comparison.
+// against every secret, in constant time per comparison. A Verifier
+// without a secret (not made by NewVerifier) fails with ErrNoSecrets.
 func (v *Verifier) Verify(body []byte, h http.Header) error {
+	if v == nil || len(v.keys) == 0 {
+		return ErrNoSecrets
+	}
 	sigs := h.Values(HeaderStandardSignature)
 	if len(sigs) == 0 {
 		legacy := h.Values(HeaderSignature)

@@ -304,3 +304,58 @@ func TestSignerReuse(t *testing.T) {
 		}
 	}
 }
+
+// A Verifier not made by NewVerifier has no secret: it refuses every
+// request with ErrNoSecrets instead of panicking.
+func TestVerifierZeroValue(t *testing.T) {
+	t.Parallel()
+	s, err := NewSigner(vecSecret1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := http.Header{}
+	s.Sign(signed, guideID, time.Now(), []byte(guideBody))
+	for name, v := range map[string]*Verifier{"zero": {}, "nil": nil} {
+		for _, h := range []http.Header{signed, {HeaderSignature: {SignLegacy(vecSecret1, []byte(guideBody))}}, {}} {
+			if err := v.Verify([]byte(guideBody), h); !errors.Is(err, ErrNoSecrets) {
+				t.Errorf("%s Verifier: Verify(%v) = %v, want ErrNoSecrets", name, h, err)
+			}
+		}
+	}
+}
+
+// A Signer not made by NewSigner has no secret: Sign leaves the request
+// unsigned, dropping any signature already there, so receivers refuse it.
+func TestSignerZeroValue(t *testing.T) {
+	t.Parallel()
+	v, err := NewVerifier([]string{vecSecret1}, VerifyOptions{AllowLegacy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*Signer{"zero": {}, "nil": nil} {
+		h := http.Header{"Content-Type": {"application/json"}}
+		// A signature of an earlier body does not survive.
+		mustSigner(t, vecSecret1).Sign(h, "msg_old", time.Now(), []byte("old"))
+		s.Sign(h, guideID, time.Now(), []byte(guideBody))
+		for _, k := range []string{HeaderSignature, HeaderStandardID, HeaderStandardTimestamp, HeaderStandardSignature} {
+			if got := h.Values(k); len(got) != 0 {
+				t.Errorf("%s Signer: header %s = %q, want none", name, k, got)
+			}
+		}
+		if h.Get("Content-Type") != "application/json" {
+			t.Errorf("%s Signer: other headers changed: %v", name, h)
+		}
+		if err := v.Verify([]byte(guideBody), h); !errors.Is(err, ErrMissingSignature) {
+			t.Errorf("%s Signer: Verify = %v, want ErrMissingSignature", name, err)
+		}
+	}
+}
+
+func mustSigner(t *testing.T, secrets ...string) *Signer {
+	t.Helper()
+	s, err := NewSigner(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

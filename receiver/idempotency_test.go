@@ -363,3 +363,56 @@ func TestBoltStoreFileLocked(t *testing.T) {
 		t.Fatal("second open of a locked file succeeded")
 	}
 }
+
+// The zero MemoryStore is an empty store with the default bound and the
+// real clock, ready for Idempotency.
+func TestMemoryStoreZeroValue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var s MemoryStore
+	if res, err := s.Reserve(ctx, ReserveParams{Key: "k", Token: "a", Lease: time.Minute}); err != nil || res.State != Reserved {
+		t.Fatalf("first Reserve = %+v, %v", res, err)
+	}
+	if res, err := s.Reserve(ctx, ReserveParams{Key: "k", Token: "b", Lease: time.Minute}); err != nil || res.State != InFlight {
+		t.Fatalf("second Reserve = %+v, %v", res, err)
+	}
+	if err := s.Complete(ctx, CompleteParams{Key: "k", Token: "a", TTL: time.Hour}); err != nil {
+		t.Fatalf("Complete = %v", err)
+	}
+	if res, err := s.Reserve(ctx, ReserveParams{Key: "k", Token: "c", Lease: time.Minute}); err != nil || res.State != Done {
+		t.Fatalf("Reserve after Complete = %+v, %v", res, err)
+	}
+	for _, k := range []string{"x", "y"} {
+		if err := new(MemoryStore).Complete(ctx, CompleteParams{Key: k, Token: "a", TTL: time.Hour}); !errors.Is(err, ErrNotReserved) {
+			t.Errorf("Complete on an empty zero store = %v", err)
+		}
+		if err := new(MemoryStore).Release(ctx, ReleaseParams{Key: k, Token: "a"}); !errors.Is(err, ErrNotReserved) {
+			t.Errorf("Release on an empty zero store = %v", err)
+		}
+	}
+	if n := new(MemoryStore).Len(); n != 0 {
+		t.Errorf("Len of a zero store = %d", n)
+	}
+
+	// Behind Idempotency, a duplicate delivery is answered without running
+	// the handler again.
+	var calls atomic.Int32
+	srv := httptest.NewServer(idemChain(t, new(MemoryStore), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) })))
+	defer srv.Close()
+	for range 2 {
+		req := signedRequest(t, guideBody, guideID, guideTime, secret1)
+		req.RequestURI = ""
+		req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d, want 200", resp.StatusCode)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}

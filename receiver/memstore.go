@@ -24,7 +24,9 @@ type MemoryStoreOptions struct {
 
 // MemoryStore is an [IdempotencyStore] in process memory, bounded by TTL and
 // by MaxKeys. Its keys are lost when the process exits; use [BoltStore] to
-// keep them across restarts. It is safe for concurrent use.
+// keep them across restarts. It is safe for concurrent use. The zero value
+// is an empty store with the defaults of [MemoryStoreOptions], as
+// NewMemoryStore(MemoryStoreOptions{}) returns.
 type MemoryStore struct {
 	mu    sync.Mutex
 	max   int
@@ -64,6 +66,10 @@ func (s *MemoryStore) Len() int {
 func (s *MemoryStore) Reserve(_ context.Context, p ReserveParams) (Reservation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.keys == nil { // the zero MemoryStore
+		s.max, s.now = DefaultMemoryStoreMaxKeys, time.Now
+		s.keys, s.order = make(map[string]*list.Element), list.New()
+	}
 	now := s.now()
 	s.sweep(now, 16)
 	if el, ok := s.keys[p.Key]; ok {

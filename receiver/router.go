@@ -95,7 +95,8 @@ type RouterOptions struct {
 // handler are answered 200 and logged.
 //
 // A Router is an http.Handler meant to sit inside [Verify]; it can also be
-// fed directly with [Router.Dispatch].
+// fed directly with [Router.Dispatch]. The zero value is a synchronous
+// Router that logs nothing, the one NewRouter(RouterOptions{}) returns.
 type Router struct {
 	log       *slog.Logger
 	onFailure func(*Event, error)
@@ -171,6 +172,9 @@ func (r *Router) On(pattern string, h HandlerFunc) {
 	if _, dup := r.exact[pattern]; dup {
 		panic(fmt.Sprintf("receiver: pattern %q registered twice", pattern))
 	}
+	if r.exact == nil { // the zero Router
+		r.exact = make(map[string]HandlerFunc)
+	}
 	r.exact[pattern] = h
 }
 
@@ -188,6 +192,18 @@ func Handle[T any](r *Router, pattern string, fn func(ctx context.Context, e *Ev
 		return fn(ctx, e, data)
 	})
 }
+
+// logger returns the Router's logger, or a discarding one for the zero
+// Router.
+func (r *Router) logger() *slog.Logger {
+	if r.log == nil {
+		return discard
+	}
+	return r.log
+}
+
+// discard is the logger of a zero Router.
+var discard = slog.New(slog.DiscardHandler)
 
 func (r *Router) lookup(eventType string) HandlerFunc {
 	r.mu.RLock()
@@ -209,7 +225,7 @@ func (r *Router) lookup(eventType string) HandlerFunc {
 func (r *Router) Dispatch(ctx context.Context, e *Event) error {
 	h := r.lookup(e.Type)
 	if h == nil {
-		r.log.LogAttrs(ctx, slog.LevelInfo, "receiver: unhandled event type",
+		r.logger().LogAttrs(ctx, slog.LevelInfo, "receiver: unhandled event type",
 			slog.String("event", e.Type), slog.String("event_id", e.ID))
 		return nil
 	}
@@ -226,7 +242,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
 	e, ok := EventFromContext(ctx)
 	if !ok {
-		r.log.LogAttrs(ctx, slog.LevelError, "receiver: router reached without a verified event; mount it inside Verify")
+		r.logger().LogAttrs(ctx, slog.LevelError, "receiver: router reached without a verified event; mount it inside Verify")
 		plain(w, http.StatusInternalServerError, "Receiver misconfigured")
 		return
 	}
@@ -242,12 +258,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		plain(w, http.StatusOK, "OK")
 	case errors.As(err, &de):
 		markOutcome(ctx, outcomeFailed)
-		r.log.LogAttrs(ctx, slog.LevelWarn, "receiver: event data does not decode",
+		r.logger().LogAttrs(ctx, slog.LevelWarn, "receiver: event data does not decode",
 			slog.String("event", e.Type), slog.String("event_id", e.ID), slog.String("error", err.Error()))
 		plain(w, http.StatusBadRequest, "Malformed event data")
 	default:
 		markOutcome(ctx, outcomeFailed)
-		r.log.LogAttrs(ctx, slog.LevelError, "receiver: handler failed",
+		r.logger().LogAttrs(ctx, slog.LevelError, "receiver: handler failed",
 			slog.String("event", e.Type), slog.String("event_id", e.ID), slog.String("error", err.Error()))
 		plain(w, http.StatusInternalServerError, "Processing failed")
 	}
@@ -349,7 +365,7 @@ func (r *Router) enqueue(w http.ResponseWriter, req *http.Request, e *Event) {
 	case b.queue <- j:
 	default:
 		j.report(false)
-		r.log.LogAttrs(ctx, slog.LevelWarn, "receiver: background queue full",
+		r.logger().LogAttrs(ctx, slog.LevelWarn, "receiver: background queue full",
 			slog.String("event", e.Type), slog.String("event_id", e.ID))
 		retryAfter(w, 10*time.Second)
 		plain(w, http.StatusServiceUnavailable, "Queue full")
@@ -402,7 +418,7 @@ func (r *Router) process(j job) {
 			r.fail(ctx, j, err, attempt)
 			return
 		}
-		r.log.LogAttrs(ctx, slog.LevelWarn, "receiver: background handler failed; will retry",
+		r.logger().LogAttrs(ctx, slog.LevelWarn, "receiver: background handler failed; will retry",
 			slog.String("event", j.e.Type), slog.String("event_id", j.e.ID),
 			slog.Int("attempt", attempt), slog.String("error", err.Error()))
 		t := time.NewTimer(bo.NextBackOff())
@@ -415,7 +431,7 @@ func (r *Router) process(j job) {
 }
 
 func (r *Router) fail(ctx context.Context, j job, err error, attempts int) {
-	r.log.LogAttrs(ctx, slog.LevelError, "receiver: background processing failed; event not processed",
+	r.logger().LogAttrs(ctx, slog.LevelError, "receiver: background processing failed; event not processed",
 		slog.String("event", j.e.Type), slog.String("event_id", j.e.ID),
 		slog.Int("attempts", attempts), slog.String("error", err.Error()))
 	j.report(false)

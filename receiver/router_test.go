@@ -267,3 +267,62 @@ func TestRouterCatalogTypes(t *testing.T) {
 		t.Errorf("task = %+v", task)
 	}
 }
+
+// The zero Router is a synchronous router that logs nothing, as
+// NewRouter(RouterOptions{}) returns.
+func TestRouterZeroValue(t *testing.T) {
+	t.Parallel()
+	var r Router
+	var got []string
+	var mu sync.Mutex
+	r.On("order.created", func(_ context.Context, e *Event) error {
+		mu.Lock()
+		got = append(got, e.ID)
+		mu.Unlock()
+		return nil
+	})
+	Handle(&r, "order.*", func(context.Context, *Event, struct{ N int }) error { return nil })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	srv := httptest.NewServer(VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime)})(&r))
+	defer srv.Close()
+	for _, tc := range []struct {
+		id, typ, data string
+		want          int
+	}{
+		{"evt_1", "order.created", `{}`, http.StatusOK},
+		{"evt_2", "order.shipped", `{"N":"x"}`, http.StatusBadRequest}, // typed handler, bad data: logged
+		{"evt_3", "user.deleted", `{}`, http.StatusOK},                 // no handler: logged
+	} {
+		body := eventBody(tc.id, tc.typ, tc.data)
+		req := signedRequest(t, body, tc.id, guideTime, secret1)
+		req.RequestURI = ""
+		req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.typ, resp.StatusCode, tc.want)
+		}
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0] != "evt_1" {
+		t.Errorf("handled %v, want [evt_1]", got)
+	}
+	mu.Unlock()
+	if err := r.Dispatch(context.Background(), &Event{ID: "evt_4", Type: "user.created"}); err != nil {
+		t.Errorf("Dispatch of an unhandled type = %v", err)
+	}
+	// Without Verify in front: 500, logged.
+	rec := httptest.NewRecorder()
+	r.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("unverified: %d, want 500", rec.Code)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}
