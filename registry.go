@@ -128,7 +128,8 @@ type WebhookInput struct {
 	// Events are event types or patterns ("agent.*", "*"); at least one.
 	// Duplicates are dropped, keeping the first.
 	Events []string
-	// Description is free text, at most MaxDescription bytes of UTF-8.
+	// Description is free text, at most MaxDescription bytes of UTF-8
+	// without NUL characters.
 	Description string
 	// Active defaults to true when nil.
 	Active *bool
@@ -554,6 +555,12 @@ func (r *Registry) checkScalars(w *store.Webhook) error {
 	}
 	if !utf8.ValidString(w.Description) {
 		return invalid("description", "not valid UTF-8")
+	}
+	// A description keeps tabs and line breaks but not NUL, which
+	// PostgreSQL text cannot hold; the URL, events, headers and secret
+	// refuse every control character already.
+	if strings.IndexByte(w.Description, 0) >= 0 {
+		return invalid("description", "contains a NUL character")
 	}
 	if w.MaxAttempts < 0 || w.MaxAttempts > MaxWebhookAttempts {
 		return invalid("maxAttempts", "%d, want 0 to %d", w.MaxAttempts, MaxWebhookAttempts)

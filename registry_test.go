@@ -491,3 +491,53 @@ func TestRegistryConcurrentChanges(t *testing.T) {
 		})
 	}
 }
+
+// No store is handed a NUL character (PostgreSQL text cannot hold one): a
+// description with NUL is refused on create and update like every other
+// string field, and nothing is stored.
+func TestRegistryRefusesNUL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newTestRegistry(t, RegistryOptions{})
+	w, err := r.Create(ctx, "t", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*WebhookInput)
+		field string
+	}{
+		{"description", func(in *WebhookInput) { in.Description = "a\x00b" }, "description"},
+		{"description only NUL", func(in *WebhookInput) { in.Description = "\x00" }, "description"},
+		{"url path", func(in *WebhookInput) { in.URL = "https://example.com/a\x00b" }, "url"},
+		{"url host", func(in *WebhookInput) { in.URL = "https://exa\x00mple.com/" }, "url"},
+		{"header name", func(in *WebhookInput) { in.Headers = map[string]string{"X-A\x00": "1"} }, "headers.X-A\x00"},
+		{"header value", func(in *WebhookInput) { in.Headers = map[string]string{"X-A": "1\x002"} }, "headers.X-A"},
+		{"event", func(in *WebhookInput) { in.Events = []string{"workflow.completed\x00"} }, "events[0]"},
+		{"secret", func(in *WebhookInput) { in.Secret = "abcdefgh\x00ijklmnopqrstu" }, "secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := validInput()
+			tc.edit(&in)
+			_, err := r.Create(ctx, "t", in)
+			if ve, ok := errors.AsType[*ValidationError](err); !ok || ve.Field != tc.field {
+				t.Errorf("create: err = %v, want a *ValidationError of field %q", err, tc.field)
+			}
+			if tc.field == "secret" {
+				return // an update takes no secret
+			}
+			u := WebhookUpdate{URL: &in.URL, Events: &in.Events, Description: &in.Description, Headers: &in.Headers}
+			if _, err := r.Update(ctx, "t", w.ID, u); !errors.Is(err, ErrValidation) {
+				t.Errorf("update: err = %v, want ErrValidation", err)
+			}
+		})
+	}
+	list, _, err := r.List(ctx, "t", "", 100)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%d webhooks stored, want 1 (%v)", len(list), err)
+	}
+	if got := list[0]; got.Description != "" || got.URL != w.URL || len(got.Headers) != 0 {
+		t.Errorf("a refused update was stored: %+v", got)
+	}
+}
