@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -123,7 +124,8 @@ func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
 // WebhookInput is a new webhook.
 type WebhookInput struct {
 	// URL is the absolute destination: https (http only with AllowHTTP),
-	// a host, no user info, no fragment, at most MaxURLLength bytes.
+	// a host, a port from 1 to 65535 if any, no user info, no fragment, at
+	// most MaxURLLength bytes.
 	URL string
 	// Events are event types or patterns ("agent.*", "*"); at least one.
 	// Duplicates are dropped, keeping the first.
@@ -463,7 +465,27 @@ func (r *Registry) checkURL(raw string) (string, error) {
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return "", invalid("url", "must not contain a fragment")
 	}
+	if err := checkPort(u); err != nil {
+		return "", err
+	}
 	return raw, nil
+}
+
+// checkPort accepts a URL without a port or with a decimal port from 1 to
+// 65535. url.Parse leaves the range to the dialer, and takes a bare colon
+// ("https://a.example:/") for no port.
+func checkPort(u *url.URL) error {
+	port := u.Port()
+	if port == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return invalid("url", "empty port after ':'")
+		}
+		return nil
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return invalid("url", "port %s, want 1 to 65535", truncate(port, 16))
+	}
+	return nil
 }
 
 func (r *Registry) checkEvents(events []string) ([]string, error) {

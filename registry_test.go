@@ -140,6 +140,15 @@ func TestRegistryValidation(t *testing.T) {
 		{"empty fragment", func(in *WebhookInput) { in.URL = "https://example.com/#" }, "url"},
 		{"long url", func(in *WebhookInput) { in.URL = "https://example.com/" + strings.Repeat("a", MaxURLLength) }, "url"},
 		{"unparsable url", func(in *WebhookInput) { in.URL = "https://exa mple.com/%zz" }, "url"},
+		{"port over 65535", func(in *WebhookInput) { in.URL = "https://example.com:99999/" }, "url"},
+		{"port 65536", func(in *WebhookInput) { in.URL = "https://example.com:65536/" }, "url"},
+		{"port 0", func(in *WebhookInput) { in.URL = "https://example.com:0/" }, "url"},
+		{"port 00", func(in *WebhookInput) { in.URL = "https://example.com:00/" }, "url"},
+		{"bare colon", func(in *WebhookInput) { in.URL = "https://example.com:/" }, "url"},
+		{"bare colon no path", func(in *WebhookInput) { in.URL = "https://example.com:" }, "url"},
+		{"ipv6 bare colon", func(in *WebhookInput) { in.URL = "https://[::1]:/" }, "url"},
+		{"ipv6 port over 65535", func(in *WebhookInput) { in.URL = "https://[::1]:70000/" }, "url"},
+		{"huge port", func(in *WebhookInput) { in.URL = "https://example.com:" + strings.Repeat("9", 40) + "/" }, "url"},
 		{"no events", func(in *WebhookInput) { in.Events = nil }, "events"},
 		{"unknown event", func(in *WebhookInput) { in.Events = []string{"workflow.completed", "nope.nope"} }, "events[1]"},
 		{"bad pattern", func(in *WebhookInput) { in.Events = []string{"work*"} }, "events[0]"},
@@ -203,6 +212,8 @@ func TestRegistryAcceptedInput(t *testing.T) {
 	for _, in := range []WebhookInput{
 		{URL: "http://127.0.0.1:8080/h?x=1", Events: []string{"*"}},
 		{URL: "https://example.com", Events: []string{"agent.*", "agent.spawned"}, Secret: "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 64))},
+		{URL: "https://example.com:1/", Events: []string{"*"}},
+		{URL: "https://example.com:65535", Events: []string{"*"}},
 		{URL: "https://[::1]:443/", Events: []string{"workflow.completed"}, Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Description: strings.Repeat("é", 250)},
 	} {
 		if _, err := r.Create(ctx, "t", in); err != nil {
