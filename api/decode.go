@@ -85,8 +85,10 @@ func decodeJSON(data []byte, dst any) error {
 }
 
 // checkKeys refuses top-level keys that are not exactly a json tag of dst
-// (encoding/json alone would take "URL" for "url") and keys given twice.
-// It leaves syntax errors to the decoder, which reports them precisely.
+// (encoding/json alone would take "URL" for "url") and keys given twice,
+// at the top level or inside an object decoded into a map ("headers"),
+// where encoding/json would keep the last silently. It leaves syntax
+// errors to the decoder, which reports them precisely.
 func checkKeys(data []byte, dst reflect.Type) error {
 	for dst.Kind() == reflect.Pointer {
 		dst = dst.Elem()
@@ -113,12 +115,44 @@ func checkKeys(data []byte, dst reflect.Type) error {
 			return fieldError(http.StatusBadRequest, CodeValidation, key, key+" is given twice")
 		}
 		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
 			return nil
+		}
+		if ft := fieldType(dst, key); ft != nil && ft.Kind() == reflect.Map {
+			if dup, ok := duplicateKey(value); ok {
+				field := key + "." + shorten(dup)
+				return fieldError(http.StatusBadRequest, CodeValidation, field, key+": "+quoteShort(dup)+" is given twice")
+			}
 		}
 	}
 	return nil
+}
+
+// duplicateKey returns the first key that the JSON object raw gives twice,
+// compared after unescaping. Anything but an object has none.
+func duplicateKey(raw []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key, true
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // hasTag reports whether struct type t has a field whose json name is key.

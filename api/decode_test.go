@@ -19,7 +19,7 @@ var decodeSeeds = []string{
 	`{"gracePeriodSeconds":3600}`,
 	`{"event":"workflow.completed","data":{"workflowId":"wf_789"},"requestId":"req_12345","id":"evt_1"}`,
 	`{"data":{"a":[1,2,{"b":null}]}}`,
-	`{"url":1}`, `{"events":"x"}`, `{"headers":{"X":1}}`, `{"URL":"x"}`, `{"url":"a","url":"b"}`,
+	`{"url":1}`, `{"events":"x"}`, `{"headers":{"X":1}}`, `{"URL":"x"}`, `{"url":"a","url":"b"}`, `{"headers":{"X":"1","X":"2"}}`,
 	`{} {}`, `{`, `[]`, `null`, ``, "\xff", `{"a":` + strings.Repeat("[", 100),
 	`{"active":tru}`, `{"gracePeriodSeconds":1e400}`, `{"gracePeriodSeconds":-0.5}`,
 }
