@@ -50,6 +50,12 @@
 // 100000); 0 means the dispatcher's budget and no limit, and a webhook shows
 // them only when set.
 //
+// Reads show the values of credential-like custom headers as "[redacted]".
+// An update that sends a header back with that value keeps the value
+// stored for it, so a webhook read and sent back keeps its credentials;
+// the placeholder for a header the webhook does not store, or in a
+// create, is refused with 400.
+//
 // # Tenancy
 //
 // Config.Tenant maps each request to the tenant that owns it (for example

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,8 +70,53 @@ func withSecret(w *webhook.Webhook) webhookView {
 	return v
 }
 
-// redacted replaces the value of a header the API does not show.
+// redacted replaces the value of a header the API does not show. Sent back
+// as a header's value in an update, it keeps the value stored for that
+// header (see keepRedacted); in a create it is refused.
 const redacted = "[redacted]"
+
+// refuseRedacted refuses the placeholder as the value of a new webhook's
+// header: it stands for a stored credential, and a new webhook has none.
+func refuseRedacted(headers map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		if headers[name] == redacted {
+			return fieldError(http.StatusBadRequest, CodeValidation, "headers",
+				fmt.Sprintf("%s is %q, the placeholder that stands for a stored credential; send the real value", quoteShort(name), redacted))
+		}
+	}
+	return nil
+}
+
+// holdsRedacted reports whether a header's value is the placeholder.
+func holdsRedacted(headers map[string]string) bool {
+	for _, v := range headers {
+		if v == redacted {
+			return true
+		}
+	}
+	return false
+}
+
+// keepRedacted returns headers with every value that is the placeholder
+// replaced by the value stored for that header (names compared in
+// canonical form), so a webhook read and sent back keeps its credentials.
+// A placeholder for a header the webhook does not store is refused.
+// headers is left unchanged.
+func keepRedacted(headers, stored map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(headers))
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
+		if value == redacted {
+			var ok bool
+			if value, ok = stored[http.CanonicalHeaderKey(name)]; !ok {
+				return nil, fieldError(http.StatusBadRequest, CodeValidation, "headers",
+					fmt.Sprintf("%s is %q, the placeholder that stands for a stored credential, but the webhook stores no such header; send the real value", quoteShort(name), redacted))
+			}
+		}
+		out[name] = value
+	}
+	return out, nil
+}
 
 // credentialHeader reports headers whose values likely carry credentials;
 // the API never shows them. Signatures are shown: they reveal nothing of
@@ -114,6 +161,9 @@ type updateRequest struct {
 func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, tenant string) error {
 	var req createRequest
 	if err := decodeBody(w, r, h.maxBody, &req, false); err != nil {
+		return err
+	}
+	if err := refuseRedacted(req.Headers); err != nil {
 		return err
 	}
 	wh, err := h.reg.Create(r.Context(), tenant, webhook.WebhookInput{
@@ -165,6 +215,9 @@ func (h *handler) getWebhook(w http.ResponseWriter, r *http.Request, tenant stri
 }
 
 // PUT /v1/webhooks/{id}
+//
+// A header sent with the value "[redacted]", as a read shows a credential,
+// keeps the value the webhook stores for it.
 func (h *handler) updateWebhook(w http.ResponseWriter, r *http.Request, tenant string) error {
 	id := r.PathValue("id")
 	var req updateRequest
@@ -177,6 +230,17 @@ func (h *handler) updateWebhook(w http.ResponseWriter, r *http.Request, tenant s
 	}
 	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
+	}
+	if req.Headers != nil && holdsRedacted(*req.Headers) {
+		cur, err := h.tenantWebhook(r.Context(), tenant, id)
+		if err != nil {
+			return err
+		}
+		headers, err := keepRedacted(*req.Headers, cur.Headers)
+		if err != nil {
+			return err
+		}
+		req.Headers = &headers
 	}
 	wh, err := h.reg.Update(r.Context(), tenant, id, webhook.WebhookUpdate{
 		URL: req.URL, Events: req.Events, Description: req.Description, Active: req.Active, Headers: req.Headers,

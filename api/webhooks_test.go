@@ -398,6 +398,81 @@ func TestHeadersRedacted(t *testing.T) {
 	noSecret(t, "delivery log", tr.raw, "c00kie-value")
 }
 
+// A webhook read and sent back keeps its credentials: a header whose value
+// is the "[redacted]" a read shows keeps the stored value, matched by
+// canonical name; the placeholder for a header the webhook does not store,
+// or in a create, is refused.
+func TestHeadersRedactedRoundTrip(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		r := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+h.recv.url()+`","events":["*"],"headers":{"X-Api-Key":"k3y-value","X-Env":"prod"}}`).must(t, http.StatusCreated)
+		id := r.data(t)["id"].(string)
+		h.recv.addSecret(r.data(t)["secret"].(string))
+		stored := func() map[string]string {
+			t.Helper()
+			w, err := h.st.GetWebhook(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w.Headers
+		}
+
+		// GET, change X-Env, PUT the headers back.
+		g := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t)
+		headers := g["headers"].(map[string]any)
+		if headers["X-Api-Key"] != "[redacted]" {
+			t.Fatalf("read shows %v", headers)
+		}
+		headers["X-Env"] = "staging"
+		body, _ := json.Marshal(map[string]any{"headers": headers})
+		u := h.do("PUT", "/v1/webhooks/"+id, tokenA, string(body)).must(t, http.StatusOK)
+		if diff := cmp.Diff(map[string]any{"X-Api-Key": "[redacted]", "X-Env": "staging"}, u.data(t)["headers"]); diff != "" {
+			t.Errorf("update answer headers (-want +got):\n%s", diff)
+		}
+		noSecret(t, "update answer", u.raw, "k3y-value")
+		if diff := cmp.Diff(map[string]string{"X-Api-Key": "k3y-value", "X-Env": "staging"}, stored()); diff != "" {
+			t.Errorf("stored headers after the round trip (-want +got):\n%s", diff)
+		}
+		h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+		if got := h.recv.next(); got.header.Get("X-Api-Key") != "k3y-value" || got.header.Get("X-Env") != "staging" {
+			t.Errorf("delivery sent X-Api-Key %q, X-Env %q", got.header.Get("X-Api-Key"), got.header.Get("X-Env"))
+		}
+
+		// The name matches in any case; headers left out are still removed.
+		h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"headers":{"x-api-key":"[redacted]"}}`).must(t, http.StatusOK)
+		if diff := cmp.Diff(map[string]string{"X-Api-Key": "k3y-value"}, stored()); diff != "" {
+			t.Errorf("stored headers after a lowercase placeholder (-want +got):\n%s", diff)
+		}
+
+		// The placeholder with nothing stored behind it is refused, and
+		// changes nothing.
+		for _, c := range []struct{ method, path, body string }{
+			{"PUT", "/v1/webhooks/" + id, `{"headers":{"X-Api-Key":"[redacted]","X-Token":"[redacted]"}}`},
+			{"PUT", "/v1/webhooks/" + id, `{"description":"x","headers":{"Authorization":"[redacted]"}}`},
+			{"POST", "/v1/webhooks", `{"url":"https://a.example","events":["*"],"headers":{"X-Api-Key":"[redacted]"}}`},
+		} {
+			res := h.do(c.method, c.path, tokenA, c.body).must(t, http.StatusBadRequest)
+			if code, field := res.errCode(t); code != "validation_error" || field != "headers" {
+				t.Errorf("%s %s: code %q field %q, want validation_error headers", c.method, c.body, code, field)
+			}
+		}
+		if diff := cmp.Diff(map[string]string{"X-Api-Key": "k3y-value"}, stored()); diff != "" {
+			t.Errorf("a refused update changed the headers (-want +got):\n%s", diff)
+		}
+		if n := len(h.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusOK).items(t)); n != 1 {
+			t.Errorf("%d webhooks after a refused create, want 1", n)
+		}
+
+		// Another tenant's webhook, placeholder or not, is not found; a real
+		// value replaces the stored one.
+		h.do("PUT", "/v1/webhooks/"+id, tokenB, `{"headers":{"X-Api-Key":"[redacted]"}}`).must(t, http.StatusNotFound)
+		h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"headers":{"X-Api-Key":"n3w-value"}}`).must(t, http.StatusOK)
+		if got := stored()["X-Api-Key"]; got != "n3w-value" {
+			t.Errorf("a real value did not replace the stored one: %q", got)
+		}
+	})
+}
+
 // A webhook's retry budget and rate limit are set at creation, shown when
 // set, changed or reset by an update, and refused out of bounds.
 func TestWebhookRetriesAndRateLimit(t *testing.T) {
