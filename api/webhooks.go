@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
@@ -48,7 +49,7 @@ func newWebhookView(w *webhook.Webhook) webhookView {
 	if len(w.Headers) > 0 {
 		v.Headers = make(map[string]string, len(w.Headers))
 		for k, val := range w.Headers {
-			if credentialHeader(k) {
+			if redact.Credential(k) {
 				val = redacted
 			}
 			v.Headers[k] = val
@@ -70,10 +71,11 @@ func withSecret(w *webhook.Webhook) webhookView {
 	return v
 }
 
-// redacted replaces the value of a header the API does not show. Sent back
-// as a header's value in an update, it keeps the value stored for that
-// header (see keepRedacted); in a create it is refused.
-const redacted = "[redacted]"
+// redacted replaces the value of a header the API does not show (see
+// redact.Credential). Sent back as a header's value in an update, it keeps
+// the value stored for that header (see keepRedacted); in a create it is
+// refused.
+const redacted = redact.Placeholder
 
 // refuseRedacted refuses the placeholder as the value of a new webhook's
 // header: it stands for a stored credential, and a new webhook has none.
@@ -116,19 +118,6 @@ func keepRedacted(headers, stored map[string]string) (map[string]string, error) 
 		out[name] = value
 	}
 	return out, nil
-}
-
-// credentialHeader reports headers whose values likely carry credentials;
-// the API never shows them. Signatures are shown: they reveal nothing of
-// the secret.
-func credentialHeader(name string) bool {
-	k := strings.ToLower(name)
-	for _, s := range []string{"auth", "cookie", "token", "secret", "key", "password", "session", "credential"} {
-		if strings.Contains(k, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // createRequest is the body of POST /v1/webhooks. MaxAttempts and
