@@ -77,12 +77,7 @@ func testWebhookCreateConflict(t *testing.T, h *harness) {
 
 func testWebhookUpdate(t *testing.T, h *harness) {
 	w := h.webhook(t, h.tenant(), nil)
-	calls := 0
-	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
-		calls++
-		if d := diff(w, c); d != "" {
-			t.Errorf("UpdateWebhook's change got (-stored +got):\n%s", d)
-		}
+	edit := func(c *store.Webhook) {
 		c.URL = "https://new.example/hook"
 		c.Events = []string{"*"}
 		c.Description = ""
@@ -92,8 +87,16 @@ func testWebhookUpdate(t *testing.T, h *harness) {
 		c.Headers = nil
 		c.MaxAttempts = 0
 		c.RateLimit = 0.25
-		c.CreatedAt = Base.Add(time.Hour) // ignored: CreatedAt is kept
 		c.UpdatedAt = Base.Add(2 * time.Hour)
+	}
+	calls := 0
+	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		calls++
+		if d := diff(w, c); d != "" {
+			t.Errorf("UpdateWebhook's change got (-stored +got):\n%s", d)
+		}
+		edit(c)
+		c.CreatedAt = Base.Add(time.Hour) // ignored: CreatedAt is kept
 		return nil
 	})
 	if err != nil {
@@ -102,21 +105,12 @@ func testWebhookUpdate(t *testing.T, h *harness) {
 	if calls == 0 {
 		t.Fatal("UpdateWebhook never called its change")
 	}
-	want := *w
-	want.URL = "https://new.example/hook"
-	want.Events = []string{"*"}
-	want.Description = ""
-	want.Active = false
-	want.DisabledReason = "paused by test"
-	want.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: w.Secrets[0].Value, ExpiresAt: Base.Add(48 * time.Hour)}}
-	want.Headers = nil
-	want.MaxAttempts = 0
-	want.RateLimit = 0.25
-	want.UpdatedAt = Base.Add(2 * time.Hour)
-	if d := diff(&want, got); d != "" {
+	want := w.Clone()
+	edit(want)
+	if d := diff(want, got); d != "" {
 		t.Errorf("UpdateWebhook returned (-want +got):\n%s", d)
 	}
-	if d := diff(&want, h.getWebhook(t, w.ID)); d != "" {
+	if d := diff(want, h.getWebhook(t, w.ID)); d != "" {
 		t.Errorf("GetWebhook after UpdateWebhook (-want +got):\n%s", d)
 	}
 
