@@ -132,6 +132,8 @@ const (
 //
 // Delivery is at least once: a delivery whose attempt was in flight when its
 // process died is attempted again once its lease expires.
+//
+// The zero value is not usable; call New.
 type Dispatcher struct {
 	st     store.Store
 	cfg    Config

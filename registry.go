@@ -90,7 +90,8 @@ type RegistryOptions struct {
 
 // Registry manages webhooks on behalf of tenants: it validates input,
 // generates ids and secrets, and never lets one tenant see or change another
-// tenant's webhooks. It is safe for concurrent use when its Store is.
+// tenant's webhooks. It is safe for concurrent use when its Store is. The
+// zero value is not usable; call NewRegistry.
 type Registry struct {
 	st   store.Store
 	opts RegistryOptions
