@@ -247,8 +247,10 @@ func NewVerifier(secrets []string, opts VerifyOptions) (*Verifier, error) {
 
 // Verify checks the signature headers of a request against its raw body.
 // When the Standard Webhooks headers are present they are verified, with
-// the timestamp tolerance; otherwise the guide's X-Webhook-Signature is
-// verified only if AllowLegacy is set. Every signature entry is tried
+// the timestamp tolerance (a webhook-id or webhook-timestamp without a
+// webhook-signature is ErrMalformedHeader); otherwise the guide's
+// X-Webhook-Signature is verified only if AllowLegacy is set. Entries of
+// webhook-signature other than "v1,<base64>" are skipped. Every signature entry is tried
 // against every secret, in constant time per comparison. A Verifier
 // without a secret (not made by NewVerifier) fails with ErrNoSecrets.
 func (v *Verifier) Verify(body []byte, h http.Header) error {
@@ -257,11 +259,15 @@ func (v *Verifier) Verify(body []byte, h http.Header) error {
 	}
 	sigs := h.Values(HeaderStandardSignature)
 	if len(sigs) == 0 {
+		// A webhook-id or webhook-timestamp without its signature is a
+		// Standard Webhooks request whose signature was stripped, perhaps
+		// to replay it on the timeless legacy header: refused, legacy
+		// allowed or not.
+		if h.Get(HeaderStandardID) != "" || h.Get(HeaderStandardTimestamp) != "" {
+			return ErrMalformedHeader
+		}
 		legacy := h.Values(HeaderSignature)
 		if len(legacy) == 0 {
-			if h.Get(HeaderStandardID) != "" || h.Get(HeaderStandardTimestamp) != "" {
-				return ErrMalformedHeader
-			}
 			return ErrMissingSignature
 		}
 		if !v.allowLegacy {
@@ -319,11 +325,8 @@ func (v *Verifier) verifyStandard(body []byte, msgID, tsHeader string, sigValues
 	for _, val := range sigValues {
 		for _, entry := range strings.Fields(val) {
 			version, sig, ok := strings.Cut(entry, ",")
-			if !ok {
-				return ErrMalformedHeader
-			}
-			if version != "v1" {
-				continue // unknown versions (v1a, v2) are skipped
+			if !ok || version != "v1" {
+				continue // unknown versions (v1a, v2) and garbled entries are skipped
 			}
 			raw, err := base64.StdEncoding.DecodeString(sig)
 			if err != nil || len(raw) != sha256.Size {

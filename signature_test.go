@@ -150,7 +150,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"fraction", one, VerifyOptions{}, body, withTS(standardHeaders(id, ts, good), "1614265330.5"), ErrMalformedHeader},
 		{"no id", one, VerifyOptions{}, body, del(standardHeaders(id, ts, good), HeaderStandardID), ErrMalformedHeader},
 		{"no timestamp", one, VerifyOptions{}, body, del(standardHeaders(id, ts, good), HeaderStandardTimestamp), ErrMalformedHeader},
-		{"entry without comma", one, VerifyOptions{}, body, standardHeaders(id, ts, "v1"), ErrMalformedHeader},
+		{"entry without comma", one, VerifyOptions{}, body, standardHeaders(id, ts, "v1"), ErrInvalidSignature},
+		{"good entry, then one without comma", one, VerifyOptions{}, body, standardHeaders(id, ts, good+" v2"), nil},
 		{"nothing", one, VerifyOptions{}, body, http.Header{}, ErrMissingSignature},
 		{"id without signature", one, VerifyOptions{}, body, del(standardHeaders(id, ts, good), HeaderStandardSignature), ErrMalformedHeader},
 	}
@@ -206,6 +207,21 @@ func TestVerifyLegacy(t *testing.T) {
 	lax2, _ := NewVerifier([]string{vecSecret1}, VerifyOptions{AllowLegacy: true, Now: func() time.Time { return time.Unix(guideTS, 0) }})
 	if err := lax2.Verify([]byte(guideBody), h); !errors.Is(err, ErrInvalidSignature) {
 		t.Errorf("standard headers bad, legacy good: %v, want ErrInvalidSignature", err)
+	}
+	// Nor can the Standard signature be stripped to fall back on the legacy
+	// header, which has no timestamp and so replays for ever.
+	for _, keep := range []string{HeaderStandardID, HeaderStandardTimestamp} {
+		h := standardHeaders(guideID, guideTS, "v1,unused")
+		h.Del(HeaderStandardSignature)
+		for _, k := range []string{HeaderStandardID, HeaderStandardTimestamp} {
+			if k != keep {
+				h.Del(k)
+			}
+		}
+		h.Set(HeaderSignature, sig)
+		if err := lax2.Verify([]byte(guideBody), h); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("valid legacy header with %s and no webhook-signature: %v, want ErrMalformedHeader", keep, err)
+		}
 	}
 }
 

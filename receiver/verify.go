@@ -115,7 +115,9 @@ func (v *Verifier) Verify(body []byte, h http.Header) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev.MessageID = h.Get(webhook.HeaderStandardID)
+	if h.Get(webhook.HeaderStandardSignature) != "" { // webhook-id was signed
+		ev.MessageID = h.Get(webhook.HeaderStandardID)
+	}
 	return ev, nil
 }
 

@@ -167,7 +167,24 @@ func TestVerifyMiddlewareAnswers(t *testing.T) {
 		{"negative timestamp", func() *http.Request { r := good(); r.Header.Set("webhook-timestamp", "-"+itoa(guideTS)); return r }, VerifyOptions{}, 400},
 		{"timestamp with space", func() *http.Request { r := good(); r.Header.Set("webhook-timestamp", " "+itoa(guideTS)); return r }, VerifyOptions{}, 400},
 		{"timestamp fraction", func() *http.Request { r := good(); r.Header.Set("webhook-timestamp", itoa(guideTS)+".5"); return r }, VerifyOptions{}, 400},
-		{"signature entry without comma", func() *http.Request { r := good(); r.Header.Set("webhook-signature", "v1qhSD"); return r }, VerifyOptions{}, 400},
+		{"signature entry without comma", func() *http.Request { r := good(); r.Header.Set("webhook-signature", "v1qhSD"); return r }, VerifyOptions{}, 401},
+		{"good entry, then one without comma", func() *http.Request {
+			r := good()
+			r.Header.Set("webhook-signature", r.Header.Get("webhook-signature")+" v2")
+			return r
+		}, VerifyOptions{}, 200},
+		{"legacy allowed, Standard signature stripped", func() *http.Request {
+			r := good()
+			r.Header.Del("webhook-signature")
+			return r
+		}, VerifyOptions{AllowLegacy: true}, 400},
+		{"legacy allowed, forged webhook-id on a legacy request", func() *http.Request {
+			r := good()
+			r.Header.Del("webhook-signature")
+			r.Header.Del("webhook-timestamp")
+			r.Header.Set("webhook-id", "forged1")
+			return r
+		}, VerifyOptions{AllowLegacy: true}, 400},
 		{"body too large", func() *http.Request {
 			return signedRequest(t, `{"id":"x","data":"`+strings.Repeat("a", 2048)+`"}`, "x", now, secret1)
 		}, VerifyOptions{MaxBodyBytes: 1024}, 413},
