@@ -67,7 +67,9 @@ type AttemptResult struct {
 	// StatusCode is the response status, 0 when no response arrived.
 	StatusCode int
 	// RetryAfter is the delay the receiver asked for with a Retry-After
-	// header, 0 when it sent none (or sent one that did not parse).
+	// header, 0 when it sent none (or sent one that did not parse). A
+	// request to retry at once ("0", or a date already past) is 1ns, which
+	// Next raises to MinRetryAfter like any short delay.
 	RetryAfter time.Duration
 	// ErrorClass classifies the failure.
 	ErrorClass store.ErrorClass
@@ -102,8 +104,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // first attempt of the round) failed with res is tried again, and after what
 // delay. It never retries once attempt reaches MaxAttempts. Retry-After is
 // honoured on 429, 502, 503 and 504, clamped to [MinRetryAfter,
-// MaxRetryAfter]; otherwise the delay is InitialInterval * Multiplier^(attempt-1),
-// capped at MaxInterval, with jitter.
+// MaxRetryAfter]; otherwise the delay is InitialInterval * Multiplier^(attempt-1)
+// with jitter, capped at MaxInterval.
 func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) {
 	p = p.withDefaults()
 	if attempt >= p.MaxAttempts {
@@ -129,8 +131,17 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 	for range attempt {
 		d = b.NextBackOff()
 	}
-	return d, true
+	// The backoff caps the interval before its jitter; the cap holds for
+	// the delay itself.
+	return min(d, p.MaxInterval), true
 }
+
+// retryAfterNow is AttemptResult.RetryAfter for a receiver that asked to be
+// retried at once: the smallest delay that is not "none".
+const retryAfterNow = time.Nanosecond
+
+// maxRetryAfterHeader caps what parseRetryAfter reads; Next clamps further.
+const maxRetryAfterHeader = 365 * 24 * time.Hour
 
 func honoursRetryAfter(status int) bool {
 	switch status {
@@ -141,19 +152,20 @@ func honoursRetryAfter(status int) bool {
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date
-// (relative to now). It returns 0 when the header is absent or malformed, or
-// the date is in the past.
+// (relative to now). It returns 0 when the header is absent or malformed,
+// retryAfterNow for "0" or a date in the past, and at most a year.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(365*24*time.Hour/time.Second) {
-			n = int64(365 * 24 * time.Hour / time.Second)
+	if strings.Trim(v, "0123456789") == "" { // delay-seconds, a non-negative integer
+		n, err := strconv.ParseUint(v, 10, 64)
+		switch {
+		case err != nil || n > uint64(maxRetryAfterHeader/time.Second): // too large to parse, or just large
+			return maxRetryAfterHeader
+		case n == 0:
+			return retryAfterNow
 		}
 		return time.Duration(n) * time.Second
 	}
@@ -161,8 +173,5 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if err != nil {
 		return 0
 	}
-	if d := t.Sub(now); d > 0 {
-		return d
-	}
-	return 0
+	return min(max(t.Sub(now), retryAfterNow), maxRetryAfterHeader)
 }

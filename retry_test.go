@@ -35,6 +35,16 @@ func TestRetryPolicyNext(t *testing.T) {
 			}
 		})
 	}
+	// "Retry at once" is raised to the floor, not ignored.
+	if got, _ := p.Next(1, AttemptResult{StatusCode: 429, RetryAfter: parseRetryAfter("0", now)}); got != DefaultMinRetryAfter {
+		t.Errorf("Retry-After: 0 gives %v, want the floor %v", got, DefaultMinRetryAfter)
+	}
+	// MaxInterval caps the jittered delay too.
+	for range 100 {
+		if got, _ := (RetryPolicy{MaxInterval: time.Minute, MaxAttempts: 10}).Next(7, AttemptResult{StatusCode: 500}); got > time.Minute {
+			t.Fatalf("delay %v above MaxInterval 1m", got)
+		}
+	}
 	// Default jitter stays within ±20%.
 	for range 100 {
 		got, _ := RetryPolicy{}.Next(2, AttemptResult{StatusCode: 500})
@@ -48,8 +58,14 @@ func TestRetryPolicyNext(t *testing.T) {
 	}{
 		{"120", 2 * time.Minute},
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{now.Add(-time.Hour).Format(http.TimeFormat), retryAfterNow},
+		{"0", retryAfterNow},
+		{"99999999", 365 * 24 * time.Hour},
+		{"99999999999999999999", 365 * 24 * time.Hour},
+		{now.AddDate(3, 0, 0).Format(http.TimeFormat), 365 * 24 * time.Hour},
 		{"-5", 0},
+		{"+5", 0},
+		{"1.5", 0},
 		{"soon", 0},
 		{"", 0},
 	} {
