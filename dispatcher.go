@@ -708,10 +708,12 @@ func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Deliver
 // SendNow makes the delivery's next attempt and returns the delivery as
 // recorded after it, with that attempt. A finished delivery is redelivered
 // first; a pending one is attempted as soon as it is due and a worker is
-// free (it is due at once unless a retry is scheduled). The Dispatcher must
-// be running (ErrNotRunning). A failed attempt is not an error: read the
-// returned attempt. If ctx ends first, SendNow returns ctx.Err() and the
-// attempt still happens.
+// free (it is due at once unless a retry is scheduled). The attempt may be
+// made by another Dispatcher sharing the store (a replica on pgstore):
+// SendNow then reads it from the store, within PollInterval. The
+// Dispatcher must be running (ErrNotRunning). A failed attempt is not an
+// error: read the returned attempt. If ctx ends first, SendNow returns
+// ctx.Err() and the attempt still happens.
 func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery, *Attempt, error) {
 	ch, err := d.addWaiter(deliveryID)
 	if err != nil {
@@ -729,13 +731,45 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 		}
 	}
 	d.markDue()
-	select {
-	case r := <-ch:
-		return r.d, r.a, r.err
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case <-d.stopped:
-		return nil, nil, ErrNotRunning
+	return d.await(ctx, deliveryID, del.Attempts, ch)
+}
+
+// await returns the attempt of delivery id numbered after+1, with the
+// delivery as recorded after it: from ch when a worker of this Dispatcher
+// makes it, or from the store, read every PollInterval, when another
+// Dispatcher sharing the store claimed the delivery first.
+func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan attemptDone) (*Delivery, *Attempt, error) {
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case r := <-ch:
+			return r.d, r.a, r.err
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-d.stopped:
+			return nil, nil, ErrNotRunning
+		case <-poll.C:
+		}
+		del, err := d.st.GetDelivery(ctx, id)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil, fmt.Errorf("webhook: delivery %s: %w", id, err)
+			}
+			continue // the worker's answer or the next read may still come
+		}
+		if del.Attempts <= after {
+			continue
+		}
+		atts, err := d.st.ListAttempts(ctx, id)
+		if err != nil {
+			continue
+		}
+		for _, a := range atts {
+			if a.Number == after+1 {
+				return del, a, nil
+			}
+		}
 	}
 }
 
@@ -743,7 +777,8 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 // subscribes to, and returns the delivery and its first attempt (the
 // management API's test endpoint). data may be nil. The payload's
 // metadata.requestId is a fresh "req_test_…" id, so a receiver can tell test
-// deliveries apart in its logs. The Dispatcher must be running.
+// deliveries apart in its logs. As with SendNow, the attempt may be made by
+// another Dispatcher sharing the store. The Dispatcher must be running.
 func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (*Delivery, *Attempt, error) {
 	w, err := d.st.GetWebhook(ctx, webhookID)
 	if err != nil {
@@ -768,14 +803,7 @@ func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (
 		return nil, nil, err
 	}
 	defer d.removeWaiter(res, ch)
-	select {
-	case r := <-ch:
-		return r.d, r.a, r.err
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	case <-d.stopped:
-		return nil, nil, ErrNotRunning
-	}
+	return d.await(ctx, res, 0, ch)
 }
 
 // forget drops a webhook from the cache, so its next attempt reads the

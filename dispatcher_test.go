@@ -875,6 +875,46 @@ func TestSendNowAndSendTest(t *testing.T) {
 	})
 }
 
+// noClaims is a store through which a Dispatcher never claims: another
+// Dispatcher on the same store makes every attempt.
+type noClaims struct{ store.Store }
+
+func (noClaims) Claim(context.Context, store.ClaimParams) ([]*store.Delivery, error) { return nil, nil }
+
+// TestSendNowAndSendTestOnReplica: when another Dispatcher sharing the
+// store (a replica) claims the delivery first, SendTest and SendNow return
+// its attempt, read from the store, instead of waiting for one of their own
+// that never comes.
+func TestSendNowAndSendTestOnReplica(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, st, "a", rc.URL, EventUserLogin)
+	caller := startDispatcher(t, noClaims{st}, testConfig())
+	cfg := testConfig()
+	cfg.Owner = "replica"
+	startDispatcher(t, st, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	del, a, err := caller.SendTest(ctx, w.ID, nil)
+	if err != nil {
+		t.Fatalf("SendTest: %v", err)
+	}
+	if del.EventType != EventWebhookTest || del.Status != store.StatusSuccess || a == nil || a.Number != 1 || a.ResponseStatus != 200 {
+		t.Fatalf("SendTest = %+v, %+v", del, a)
+	}
+	del, a, err = caller.SendNow(ctx, del.ID)
+	if err != nil {
+		t.Fatalf("SendNow: %v", err)
+	}
+	if del.Status != store.StatusSuccess || a == nil || a.Number != 2 || a.ResponseStatus != 200 {
+		t.Fatalf("SendNow = %+v, %+v", del, a)
+	}
+	if n := rc.count(); n != 2 {
+		t.Errorf("receiver got %d requests, want 2", n)
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	st := newMemStore(t)
 	rc := newReceiver(t, nil)
