@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
@@ -130,9 +132,9 @@ func New(cfg Config) (http.Handler, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: Config.%s required", ErrConfig, strings.Join(missing, ", Config."))
 	}
-	if p := cfg.Prefix; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") ||
-		strings.ContainsAny(p, "{}?#% \"'<>")) {
-		return nil, fmt.Errorf("%w: Config.Prefix must start with / and not end with one, like \"/dashboard\"", ErrConfig)
+	if p := cfg.Prefix; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || path.Clean(p) != p ||
+		strings.ContainsAny(p, "{}?#% \"'<>") || strings.ContainsFunc(p, unicode.IsControl)) {
+		return nil, fmt.Errorf("%w: Config.Prefix must be a clean path that starts with / and does not end with one, like \"/dashboard\"", ErrConfig)
 	}
 	if cfg.PageSize < 0 || cfg.PageSize > store.MaxPageLimit {
 		return nil, fmt.Errorf("%w: Config.PageSize must be from 1 to %d", ErrConfig, store.MaxPageLimit)

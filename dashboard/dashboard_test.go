@@ -38,6 +38,10 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 		{"no tenant", func(c *dashboard.Config) { c.Tenant = nil }, "Config.Tenant"},
 		{"prefix with trailing slash", func(c *dashboard.Config) { c.Prefix = "/dashboard/" }, "Config.Prefix"},
 		{"relative prefix", func(c *dashboard.Config) { c.Prefix = "dashboard" }, "Config.Prefix"},
+		{"prefix with //", func(c *dashboard.Config) { c.Prefix = "/a//b" }, "Config.Prefix"},
+		{"prefix with ..", func(c *dashboard.Config) { c.Prefix = "/a/../b" }, "Config.Prefix"},
+		{"prefix with .", func(c *dashboard.Config) { c.Prefix = "/a/." }, "Config.Prefix"},
+		{"prefix with a control character", func(c *dashboard.Config) { c.Prefix = "/a\nb" }, "Config.Prefix"},
 		{"page too large", func(c *dashboard.Config) { c.PageSize = store.MaxPageLimit + 1 }, "Config.PageSize"},
 		{"negative sample", func(c *dashboard.Config) { c.ChartSample = -1 }, "Config.ChartSample"},
 	}
