@@ -300,9 +300,18 @@ type errorPage struct {
 }
 
 // fail answers err as an error page. Errors that are not a *pageError are
-// logged and shown as a 500 without their text.
+// logged and shown as a 500 without their text, unless the request's
+// context ended: its client left, and there is neither fault nor reader.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	pe, ok := errors.AsType[*pageError](err)
+	if !ok && r.Context().Err() != nil {
+		// The client went away (or the server is shutting down) and the
+		// request's work stopped with it: no fault of the server, and
+		// nobody reads the answer.
+		h.log.DebugContext(r.Context(), "dashboard: request ended by its client",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+		return
+	}
 	if !ok {
 		h.log.ErrorContext(r.Context(), "dashboard: request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))

@@ -1,9 +1,11 @@
 package dashboard_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"html"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -500,5 +502,46 @@ func TestDeliveryPageRedactsCredentialHeaders(t *testing.T) {
 		if !strings.Contains(html.UnescapeString(seeded), want) {
 			t.Errorf("request headers: the page lacks %q", want)
 		}
+	}
+}
+
+// TestClientGoneIsNoServerFault: a request whose client went away is not
+// logged as a server fault (Config.Logger receives only those), while a
+// real fault still is.
+func TestClientGoneIsNoServerFault(t *testing.T) {
+	st := memstore.New()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	disp, err := webhook.New(st, &webhook.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	h, err := dashboard.New(dashboard.Config{
+		Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(ctx context.Context) *httptest.ResponseRecorder {
+		r := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer alice-token")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	get(gone)
+	if logs.Len() != 0 {
+		t.Errorf("a request its client left was logged:\n%s", logs.String())
+	}
+
+	st.Close() // a real fault: the store is gone
+	if rec := get(context.Background()); rec.Code != http.StatusInternalServerError {
+		t.Errorf("page over a closed store = %d, want 500", rec.Code)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a server fault was not logged: %q", logs.String())
 	}
 }
