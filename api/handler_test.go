@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -87,6 +88,16 @@ func TestServerFaultsAreLoggedNotShown(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	hs := &harness{t: t, api: srv}
+
+	// A request its client left is no server fault: nothing is logged.
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(gone, "GET", "/v1/webhooks", nil)
+	req.Header.Set("Authorization", "Bearer "+tokenA)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if logs.String() != "" {
+		t.Errorf("a request its client left was logged: %s", logs.String())
+	}
 
 	st.Close() // every store call now fails with store.ErrClosed
 	r := hs.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusInternalServerError)

@@ -105,9 +105,15 @@ func (h *handler) page(w http.ResponseWriter, r *http.Request, data any, next st
 }
 
 // fail answers err: an *apiError as it says, anything else as a 500 whose
-// cause is logged, never shown.
+// cause is logged, never shown; but when the request's context has ended,
+// its client left and there is neither fault nor reader.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	ae, ok := err.(*apiError)
+	if !ok && r.Context().Err() != nil {
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "webhook api: request ended by its client",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+		return
+	}
 	if !ok {
 		h.log.LogAttrs(r.Context(), slog.LevelError, "webhook api: internal error",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
