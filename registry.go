@@ -58,6 +58,7 @@ type ValidationError struct {
 	Message string
 }
 
+// Error names the field and says what is wrong with it.
 func (e *ValidationError) Error() string {
 	return "webhook: invalid " + e.Field + ": " + e.Message
 }

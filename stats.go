@@ -29,11 +29,14 @@ type Stats struct {
 	Webhooks []WebhookStats
 }
 
-// WebhookStats holds one webhook's counters.
+// WebhookStats holds one webhook's counters, with the meanings of the
+// same fields of Stats.
 type WebhookStats struct {
+	// WebhookID is the webhook counted.
 	WebhookID string
-	// Pending, Success and Failed are the store's tallies when returned by
-	// Dispatcher.WebhookStats; Stats leaves Pending zero.
+	// Pending, Succeeded and Failed are the store's tallies of the
+	// webhook's deliveries when returned by Dispatcher.WebhookStats; in
+	// Stats they count this dispatcher's work, and Pending is zero.
 	Pending   int64
 	InFlight  int
 	Attempts  int64

@@ -52,7 +52,9 @@ const (
 
 // BackgroundOptions turns on acknowledge-first processing (the guide's
 // "Respond Quickly"): the Router answers 202 as soon as the event is queued
-// and handlers run on its own workers, with retries.
+// and handlers run on its own workers, with retries. The workers run
+// between [Router.Start] and [Router.Stop]; before Start, and after Stop,
+// the Router answers 503 with Retry-After, so the sender tries again.
 //
 // In-process background processing is lost if the process crashes or is
 // killed: the sender has been told 2xx and will not retry. For durability,
