@@ -103,6 +103,7 @@ func TestSuccessRate(t *testing.T) {
 		{store.Counts{Success: 2, Failed: 1}, "66.7%"},
 		{store.Counts{Success: 99999, Failed: 1}, "99.9%"},
 		{store.Counts{Failed: 4}, "0%"},
+		{store.Counts{Success: 1, Failed: 2000}, "0.1%"},
 	}
 	for _, tt := range tests {
 		if got := successRate(tt.c); got != tt.want {

@@ -18,6 +18,7 @@ import (
 	"github.com/noa-server/webhook/dashboard"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/memstore"
+	"github.com/noa-server/webhook/store/storetest"
 )
 
 func TestNewRefusesIncompleteConfig(t *testing.T) {
@@ -543,5 +544,43 @@ func TestClientGoneIsNoServerFault(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("a server fault was not logged: %q", logs.String())
+	}
+}
+
+// TestChartSaysWhenCapped: the chart notes that it counts only the newest
+// ChartSample deliveries when there are more, and only then.
+func TestChartSaysWhenCapped(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	disp, err := webhook.New(st, &webhook.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := dashboard.New(dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant, ChartSample: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func() string {
+		r := httptest.NewRequest("GET", "/webhooks/"+wh.ID, nil)
+		r.Header.Set("Authorization", "Bearer alice-token")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("webhook page: %d", rec.Code)
+		}
+		return rec.Body.String()
+	}
+	for n := 1; n <= 4; n++ {
+		if _, err := st.Enqueue(context.Background(), []*store.Delivery{storetest.NewDelivery(wh, "user.login")}); err != nil {
+			t.Fatal(err)
+		}
+		if capped := strings.Contains(page(), "newest 3 deliveries"); capped != (n > 3) {
+			t.Errorf("with %d deliveries and a sample of 3, the chart says it is capped: %v", n, capped)
+		}
 	}
 }

@@ -123,6 +123,9 @@ func successRate(c store.Counts) string {
 	if c.Success != done && pct > 99.9 {
 		pct = 99.9 // never round a failure away
 	}
+	if c.Success > 0 && pct < 0.1 {
+		pct = 0.1 // nor a success
+	}
 	if pct == float64(int64(pct)) {
 		return fmt.Sprintf("%d%%", int64(pct))
 	}
@@ -180,7 +183,7 @@ func (h *handler) webhookPage(w http.ResponseWriter, r *http.Request, tenant str
 	if err != nil {
 		return err
 	}
-	sample, _, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
+	sample, more, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
 		Tenant: tenant, WebhookID: wh.ID, Limit: h.chartSample,
 	})
 	if err != nil {
@@ -194,7 +197,7 @@ func (h *handler) webhookPage(w http.ResponseWriter, r *http.Request, tenant str
 		Webhook:    row,
 		Status:     status,
 		Deliveries: ds,
-		Chart:      newChart(sample, h.now(), len(sample) == h.chartSample),
+		Chart:      newChart(sample, h.now(), more != ""),
 	}
 	for name := range wh.Headers {
 		p.HeaderNames = append(p.HeaderNames, name)
