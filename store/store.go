@@ -212,6 +212,10 @@ type ListDeliveriesParams struct {
 	Cursor string
 	// Limit is the page size, 1 to 1000.
 	Limit int
+	// WithoutBody leaves every returned delivery's Body nil, for views
+	// that do not show it (a list, a chart): a page of large payloads is
+	// then not read, nor copied.
+	WithoutBody bool
 }
 
 // ClaimParams selects due deliveries to lease.

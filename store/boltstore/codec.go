@@ -530,6 +530,12 @@ func peekDelivery(b []byte) (store.Status, []byte, error) {
 }
 
 func decodeDelivery(b []byte) (*store.Delivery, error) {
+	return decodeDeliveryBody(b, true)
+}
+
+// decodeDeliveryBody is decodeDelivery that copies the body only when
+// body is true (it is last in the record, so it is merely passed over).
+func decodeDeliveryBody(b []byte, body bool) (*store.Delivery, error) {
 	d := dec{b: b}
 	d.version(deliveryV1)
 	st, ok := statusOf(d.byte())
@@ -546,7 +552,11 @@ func decodeDelivery(b []byte) (*store.Delivery, error) {
 	x.LastError = d.str()
 	x.CreatedAt = d.time()
 	x.UpdatedAt = d.time()
-	x.Body = d.bytes()
+	if body {
+		x.Body = d.bytes()
+	} else {
+		d.raw()
+	}
 	if err := d.done(); err != nil {
 		return nil, err
 	}

@@ -804,7 +804,7 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 				next = encodeCursor(page[len(page)-1].ID)
 				return false, nil
 			}
-			d, err := decodeDelivery(v)
+			d, err := decodeDeliveryBody(v, !p.WithoutBody)
 			if err != nil {
 				return false, fmt.Errorf("boltstore: delivery %q: %w", id, err)
 			}

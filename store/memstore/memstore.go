@@ -557,7 +557,12 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 			next = encodeCursor(out[len(out)-1].ID)
 			break
 		}
-		d := cloneDelivery(&r.d)
+		d := r.d
+		if p.WithoutBody {
+			d.Body = nil
+		} else {
+			d.Body = slices.Clone(d.Body)
+		}
 		out = append(out, &d)
 	}
 	return out, next, nil

@@ -18,6 +18,12 @@ import (
 const deliveryCols = `id, webhook_id, event_id, event_type, tenant, body, status, attempts, round_attempts,
 	next_attempt_at, lease_owner, lease_expires_at, last_status_code, last_error, created_at, updated_at`
 
+// deliveryColsNoBody is deliveryCols with a NULL body, for a listing
+// WithoutBody: the body is neither read from disk (a large one is TOASTed
+// apart from the row) nor sent.
+const deliveryColsNoBody = `id, webhook_id, event_id, event_type, tenant, NULL::bytea, status, attempts, round_attempts,
+	next_attempt_at, lease_owner, lease_expires_at, last_status_code, last_error, created_at, updated_at`
+
 func scanDelivery(row pgx.Row) (*store.Delivery, error) {
 	var (
 		d                      store.Delivery
@@ -386,7 +392,11 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 	}
 	var b strings.Builder
 	args := []any{p.Tenant, p.Limit + 1}
-	b.WriteString(`SELECT ` + deliveryCols + ` FROM ` + s.q.schema + `.deliveries WHERE tenant = $1`)
+	cols := deliveryCols
+	if p.WithoutBody {
+		cols = deliveryColsNoBody
+	}
+	b.WriteString(`SELECT ` + cols + ` FROM ` + s.q.schema + `.deliveries WHERE tenant = $1`)
 	add := func(cond string, v any) {
 		args = append(args, v)
 		b.WriteString(" AND " + cond + " $" + strconv.Itoa(len(args)))

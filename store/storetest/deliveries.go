@@ -113,6 +113,32 @@ func testListDeliveriesFilters(t *testing.T, h *harness) {
 			t.Errorf("listed delivery differs from GetDelivery (-get +list):\n%s", dd)
 		}
 	}
+	// WithoutBody lists the same records and pages, bodies left out.
+	for _, limit := range []int{5, store.MaxPageLimit} {
+		p := store.ListDeliveriesParams{Tenant: tn, Limit: limit}
+		full, next, err := h.s.ListDeliveries(h.ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.WithoutBody = true
+		bare, bareNext, err := h.s.ListDeliveries(h.ctx, p)
+		if err != nil {
+			t.Fatalf("ListDeliveries WithoutBody: %v", err)
+		}
+		if bareNext != next || len(bare) != len(full) {
+			t.Fatalf("WithoutBody, Limit %d: %d deliveries, next %q; with bodies %d, %q", limit, len(bare), bareNext, len(full), next)
+		}
+		for i, d := range bare {
+			if d.Body != nil {
+				t.Errorf("WithoutBody returned a body for %s", d.ID)
+			}
+			want := *full[i]
+			want.Body = nil
+			if dd := diff(&want, d); dd != "" {
+				t.Errorf("WithoutBody record differs (-want +got):\n%s", dd)
+			}
+		}
+	}
 }
 
 func testListDeliveriesPagination(t *testing.T, h *harness) {
