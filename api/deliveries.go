@@ -245,7 +245,7 @@ func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, tenant 
 		return err
 	}
 	ds, next, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
-		Tenant: tenant, WebhookID: wh.ID, Status: status, EventType: event, Cursor: cursor, Limit: limit,
+		Tenant: tenant, WebhookID: wh.ID, Status: status, EventType: event, Cursor: cursor, Limit: limit, WithoutBody: true,
 	})
 	if errors.Is(err, store.ErrInvalid) {
 		return errBadCursor

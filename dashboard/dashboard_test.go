@@ -584,3 +584,42 @@ func TestChartSaysWhenCapped(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWebhookPageLargeBodies renders a webhook's page over 500
+// deliveries of 256 KiB payloads: the page shows none of the bodies, and
+// B/op says whether it reads them anyway.
+func BenchmarkWebhookPageLargeBodies(b *testing.B) {
+	st := memstore.New()
+	defer st.Close()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	disp, err := webhook.New(st, &webhook.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := dashboard.New(dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	big := `{"data":"` + strings.Repeat("x", 256<<10) + `"}`
+	for range dashboard.DefaultChartSample {
+		d := storetest.NewDelivery(wh, "user.login")
+		d.Body = []byte(big)
+		if _, err := st.Enqueue(context.Background(), []*store.Delivery{d}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest("GET", "/webhooks/"+wh.ID, nil)
+		r.Header.Set("Authorization", "Bearer alice-token")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("webhook page: %d", rec.Code)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (h *handler) webhookRow(ctx context.Context, tenant string, wh *store.Webho
 	}
 	row.Counts = c
 	row.Rate = successRate(c)
-	last, _, err := h.st.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tenant, WebhookID: wh.ID, Limit: 1})
+	last, _, err := h.st.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tenant, WebhookID: wh.ID, Limit: 1, WithoutBody: true})
 	if err != nil {
 		return row, fmt.Errorf("list deliveries: %w", err)
 	}
@@ -171,7 +171,7 @@ func (h *handler) webhookPage(w http.ResponseWriter, r *http.Request, tenant str
 		return errBadCursor
 	}
 	ds, next, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
-		Tenant: tenant, WebhookID: wh.ID, Status: status, Cursor: cursor, Limit: h.pageSize,
+		Tenant: tenant, WebhookID: wh.ID, Status: status, Cursor: cursor, Limit: h.pageSize, WithoutBody: true,
 	})
 	if errors.Is(err, store.ErrInvalid) {
 		return errBadCursor
@@ -184,7 +184,7 @@ func (h *handler) webhookPage(w http.ResponseWriter, r *http.Request, tenant str
 		return err
 	}
 	sample, more, err := h.st.ListDeliveries(r.Context(), store.ListDeliveriesParams{
-		Tenant: tenant, WebhookID: wh.ID, Limit: h.chartSample,
+		Tenant: tenant, WebhookID: wh.ID, Limit: h.chartSample, WithoutBody: true,
 	})
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
