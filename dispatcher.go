@@ -643,12 +643,18 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // left. If ctx ends first, the attempts in flight are cancelled (recorded
 // as canceled and due again at once, so another process takes them without
 // waiting for a lease to expire) and Stop returns ctx.Err() after they are
-// recorded (each bounded by a few seconds). Stop before Start, and a second
-// Stop, are safe.
+// recorded (each bounded by a few seconds). Stop also waits for the Emit
+// calls that are storing deliveries to hand to its workers; those end with
+// their own ctx. Stop before Start, and a second Stop, are safe; a Start
+// after Stop, or one that was still checking the store when Stop came,
+// returns ErrStopped.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	switch d.state {
-	case stateNew:
+	case stateNew: // never started, and now never will be
+		d.state = stateStopped
+		close(d.stopped)
+		close(d.done)
 		d.mu.Unlock()
 		return nil
 	case stateStopped:

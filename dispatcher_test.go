@@ -809,11 +809,19 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := d.Stop(ctx); err != nil {
-		t.Errorf("Stop before Start: %v", err)
-	}
 	if _, _, err := d.SendNow(ctx, "del_x"); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("SendNow before Start: %v", err)
+	}
+	// Stop before Start is safe, and final: a Dispatcher runs once.
+	never, err := New(st, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Stop(ctx); err != nil {
+		t.Errorf("Stop before Start: %v", err)
+	}
+	if err := never.Start(ctx); !errors.Is(err, ErrStopped) {
+		t.Errorf("Start after a Stop before Start: %v, want ErrStopped", err)
 	}
 	for range 2 {
 		if err := d.Start(ctx); err != nil {
@@ -1337,4 +1345,35 @@ func TestWorkersBoundConcurrentAttempts(t *testing.T) {
 			t.Errorf("at most %d attempts were sent at once, want Workers = %d", peak, cfg.Workers)
 		}
 	})
+}
+
+// slowPing is a store whose Ping takes a while, as a remote store's can.
+type slowPing struct{ store.Store }
+
+func (s slowPing) Ping(ctx context.Context) error {
+	time.Sleep(100 * time.Millisecond)
+	return s.Store.Ping(ctx)
+}
+
+// TestStopDuringStart: a Stop that comes while Start is still checking the
+// store wins; Start returns ErrStopped and starts nothing, so no goroutine
+// outlives the Stop that returned.
+func TestStopDuringStart(t *testing.T) {
+	st := newMemStore(t)
+	d, err := New(slowPing{st}, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- d.Start(context.Background()) }()
+	time.Sleep(20 * time.Millisecond) // Start is in Ping
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-started; !errors.Is(err, ErrStopped) {
+		t.Errorf("Start that Stop overtook: %v, want ErrStopped", err)
+	}
+	if d.Stats().Running {
+		t.Error("the Dispatcher runs after Stop returned")
+	}
 }

@@ -20,12 +20,16 @@ type Hooks interface {
 	AttemptFinished(ctx context.Context, info AttemptInfo)
 	// DeliverySucceeded is called when a delivery got a 2xx.
 	DeliverySucceeded(ctx context.Context, d *Delivery)
-	// DeliveryFailed is called when a delivery is failed for good: its
-	// retry budget is spent, or its webhook answered 410 Gone or is
-	// inactive. err is a *DeliveryError.
+	// DeliveryFailed is called when a delivery is failed for good by one
+	// of its attempts: its retry budget is spent, or its webhook answered
+	// 410 Gone or is inactive. err is a *DeliveryError. The webhook's
+	// other pending deliveries, which the store fails together with the
+	// one that met 410 Gone, are not reported one by one (nor counted in
+	// Stats.Failed): WebhookDisabled stands for them.
 	DeliveryFailed(ctx context.Context, d *Delivery, err error)
 	// WebhookDisabled is called when the dispatcher deactivated a webhook
-	// (after 410 Gone), with the reason it stored.
+	// (after 410 Gone), with the reason it stored; the webhook's pending
+	// deliveries failed with it.
 	WebhookDisabled(ctx context.Context, webhookID, reason string)
 }
 
