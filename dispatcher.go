@@ -331,25 +331,39 @@ func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 // to a webhook (the first payload is kept): Emit is safe to retry. An unknown type (ErrUnknownEventType),
 // a missing tenant or malformed id or data (ErrInvalidEvent), or data above
 // the size cap (*PayloadTooLargeError) is refused and nothing is stored.
+// A matching webhook deleted while Emit runs is left out; the others get
+// their deliveries.
 func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
 	data, err := d.prepare(&ev)
 	if err != nil {
 		return EmitResult{}, err
 	}
-	ws, err := d.st.MatchWebhooks(ctx, ev.Tenant, ev.Type)
-	if err != nil {
-		return EmitResult{}, fmt.Errorf("webhook: emit: match webhooks: %w", err)
-	}
-	// The store filters; check again so a faulty store cannot leak an event
-	// across tenants.
-	kept := ws[:0]
-	for _, w := range ws {
-		if w.Active && w.Tenant == ev.Tenant && store.MatchAny(w.Events, ev.Type) {
-			kept = append(kept, w)
+	for tries := 1; ; tries++ {
+		ws, err := d.st.MatchWebhooks(ctx, ev.Tenant, ev.Type)
+		if err != nil {
+			return EmitResult{}, fmt.Errorf("webhook: emit: match webhooks: %w", err)
 		}
+		// The store filters; check again so a faulty store cannot leak an
+		// event across tenants.
+		kept := ws[:0]
+		for _, w := range ws {
+			if w.Active && w.Tenant == ev.Tenant && store.MatchAny(w.Events, ev.Type) {
+				kept = append(kept, w)
+			}
+		}
+		res, err := d.enqueue(ctx, &ev, data, kept)
+		// ErrNotFound: a webhook matched was deleted before the deliveries
+		// were stored (the store stored none). Match again without it.
+		if errors.Is(err, store.ErrNotFound) && tries < maxEmitTries {
+			continue
+		}
+		return res, err
 	}
-	return d.enqueue(ctx, &ev, data, kept)
 }
+
+// maxEmitTries bounds how often Emit matches again after a matched webhook
+// was deleted under it.
+const maxEmitTries = 3
 
 // prepare validates ev, fills its defaults and returns its canonical data.
 func (d *Dispatcher) prepare(ev *Event) ([]byte, error) {

@@ -1377,3 +1377,54 @@ func TestStopDuringStart(t *testing.T) {
 		t.Error("the Dispatcher runs after Stop returned")
 	}
 }
+
+// deleteAfterMatch deletes a webhook right after the first MatchWebhooks,
+// as an owner might while an Emit runs.
+type deleteAfterMatch struct {
+	store.Store
+	victim string
+	once   sync.Once
+}
+
+func (s *deleteAfterMatch) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+	ws, err := s.Store.MatchWebhooks(ctx, tenant, eventType)
+	s.once.Do(func() {
+		if err := s.Store.DeleteWebhook(ctx, s.victim); err != nil {
+			panic(err)
+		}
+	})
+	return ws, err
+}
+
+// TestEmitWhileAWebhookIsDeleted: a matching webhook deleted while Emit
+// runs is left out; the event still reaches the others.
+func TestEmitWhileAWebhookIsDeleted(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		var hooks []*store.Webhook
+		for range 5 {
+			hooks = append(hooks, addWebhook(t, st, "a", "https://example.com/hook"))
+		}
+		ds := &deleteAfterMatch{Store: st, victim: hooks[2].ID}
+		d, err := New(ds, testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+		if len(res.DeliveryIDs) != 4 {
+			t.Fatalf("Emit stored %d deliveries, want 4 (5 webhooks, one deleted)", len(res.DeliveryIDs))
+		}
+		for _, id := range res.DeliveryIDs {
+			del, err := st.GetDelivery(context.Background(), id)
+			if err != nil {
+				t.Fatalf("GetDelivery(%s): %v", id, err)
+			}
+			if del.WebhookID == hooks[2].ID {
+				t.Error("a delivery was stored for the deleted webhook")
+			}
+		}
+	})
+}
