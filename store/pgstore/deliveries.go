@@ -156,7 +156,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	}
 	var missing []int
 	for i := range n {
-		if inserted[ids[i]] && stored[i] == "" {
+		// An input inserted is the stored delivery even when the
+		// statement's snapshot showed another one for its event: that one
+		// was deleted (purged) by a transaction that committed meanwhile,
+		// or the insert would have conflicted.
+		if inserted[ids[i]] {
 			stored[i] = ids[i]
 		}
 		if stored[i] == "" {

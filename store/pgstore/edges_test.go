@@ -116,6 +116,78 @@ func TestPGEnqueueRace(t *testing.T) {
 	}
 }
 
+// TestPGEnqueueAfterPurge: a delivery purged while an Enqueue of the same
+// event runs is replaced by the new one, and Enqueue returns the new id,
+// not the purged one (which the statement's snapshot still showed).
+func TestPGEnqueueAfterPurge(t *testing.T) {
+	schema := freshSchema(t)
+	s := newStoreIn(t, schema)
+	pool := testPool(t)
+	ctx := t.Context()
+	w := storetest.NewWebhook("tenant_a")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	old := storetest.NewDelivery(w, "workflow.completed")
+	if _, err := s.Enqueue(ctx, []*store.Delivery{old}); err != nil {
+		t.Fatal(err)
+	}
+	// The purge, held open: it has deleted the row and not committed.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `DELETE FROM `+pgx.Identifier{schema, "deliveries"}.Sanitize()+` WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	dup := storetest.NewDelivery(w, "workflow.completed")
+	dup.EventID = old.EventID
+	type result struct {
+		ids []string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ids, err := s.Enqueue(ctx, []*store.Delivery{dup})
+		done <- result{ids, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%WITH input AS%' AND query LIKE '%'||$1||'%')`, schema).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("Enqueue returned %v, %v before the purge committed", r.ids, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Enqueue never waited on the purged row")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Enqueue: %v", r.err)
+	}
+	if len(r.ids) != 1 || r.ids[0] != dup.ID {
+		t.Errorf("Enqueue ids = %q, want [%s], the delivery it stored", r.ids, dup.ID)
+	}
+	if _, err := s.GetDelivery(ctx, r.ids[0]); err != nil {
+		t.Errorf("GetDelivery of the id Enqueue returned: %v", err)
+	}
+}
+
 // TestPGTextLimits checks that strings PostgreSQL's text cannot hold are
 // refused as bad input, with nothing written.
 func TestPGTextLimits(t *testing.T) {
