@@ -169,6 +169,9 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if err := checkSize(path); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, o.Mode, &bolt.Options{
 		Timeout:         o.Timeout,
 		NoSync:          o.NoSync,

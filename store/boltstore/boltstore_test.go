@@ -1,9 +1,12 @@
 package boltstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -373,5 +376,61 @@ func TestMatchDuringUpdates(t *testing.T) {
 		if want := ev == last; (len(got) == 1) != want {
 			t.Errorf("MatchWebhooks(%s) after the updates = %d webhooks; want the webhook: %v", ev, len(got), want)
 		}
+	}
+}
+
+// TestOpenTruncated: a file cut short (a copy interrupted, a full disk) is
+// an error from Open; bbolt alone maps it and crashes the process reading
+// the missing pages.
+func TestOpenTruncated(t *testing.T) {
+	s, path := open(t, &boltstore.Options{NoSync: true})
+	w := storetest.NewWebhook("t")
+	if err := s.CreateWebhook(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		var batch []*store.Delivery
+		for range 25 {
+			d := storetest.NewDelivery(w, "user.login")
+			d.Body = append(d.Body[:len(d.Body):len(d.Body)], bytes.Repeat([]byte(" "), 2000)...)
+			batch = append(batch, d)
+		}
+		if _, err := s.Enqueue(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full) < 1<<20 {
+		t.Fatalf("the file is %d bytes, want over 1 MiB", len(full))
+	}
+	for _, n := range []int{8192, 16384, 32768, len(full) / 2} {
+		cut := filepath.Join(t.TempDir(), "cut.db")
+		if err := os.WriteFile(cut, full[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := boltstore.Open(cut, nil); err == nil {
+			s.Close()
+			t.Errorf("Open of the file cut to %d of %d bytes succeeded", n, len(full))
+		} else if !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("Open of the file cut to %d bytes: %v, want it called truncated", n, err)
+		}
+	}
+	whole := filepath.Join(t.TempDir(), "whole.db")
+	if err := os.WriteFile(whole, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := boltstore.Open(whole, nil)
+	if err != nil {
+		t.Fatalf("Open of the whole copy: %v", err)
+	}
+	defer s2.Close()
+	if n, err := s2.CountDeliveries(t.Context(), w.ID); err != nil || n.Pending != 1000 {
+		t.Errorf("the whole copy counts %+v (%v), want 1000 pending", n, err)
 	}
 }
