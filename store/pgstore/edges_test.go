@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/storetest"
@@ -70,37 +71,7 @@ func TestPGEnqueueRace(t *testing.T) {
 	dup := storetest.NewDelivery(w, "workflow.completed")
 	dup.EventID = first.EventID
 	other := storetest.NewDelivery(w, "workflow.completed")
-	type result struct {
-		ids []string
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ids, err := s.Enqueue(ctx, []*store.Delivery{other, dup})
-		done <- result{ids, err}
-	}()
-	// Wait until the Enqueue waits on the open transaction's row.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var waiting bool
-		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%WITH input AS%' AND query LIKE '%'||$1||'%')`, schema).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("Enqueue returned %v, %v before the conflicting transaction committed", r.ids, r.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Enqueue never waited on the conflicting row")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	done := enqueueBlocked(t, s, pool, schema, other, dup)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -143,36 +114,7 @@ func TestPGEnqueueAfterPurge(t *testing.T) {
 	}
 	dup := storetest.NewDelivery(w, "workflow.completed")
 	dup.EventID = old.EventID
-	type result struct {
-		ids []string
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ids, err := s.Enqueue(ctx, []*store.Delivery{dup})
-		done <- result{ids, err}
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var waiting bool
-		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%WITH input AS%' AND query LIKE '%'||$1||'%')`, schema).Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("Enqueue returned %v, %v before the purge committed", r.ids, r.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Enqueue never waited on the purged row")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	done := enqueueBlocked(t, s, pool, schema, dup)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +128,45 @@ func TestPGEnqueueAfterPurge(t *testing.T) {
 	if _, err := s.GetDelivery(ctx, r.ids[0]); err != nil {
 		t.Errorf("GetDelivery of the id Enqueue returned: %v", err)
 	}
+}
+
+// enqueueBlocked starts s.Enqueue(ds) and returns once it waits on a row
+// lock that a transaction of the test holds; the Enqueue's result arrives
+// on the channel after that transaction ends.
+func enqueueBlocked(t *testing.T, s store.Store, pool *pgxpool.Pool, schema string, ds ...*store.Delivery) <-chan enqueueResult {
+	t.Helper()
+	ctx := t.Context()
+	done := make(chan enqueueResult, 1)
+	go func() {
+		ids, err := s.Enqueue(ctx, ds)
+		done <- enqueueResult{ids, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%WITH input AS%' AND query LIKE '%'||$1||'%')`, schema).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return done
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("Enqueue returned %v, %v without waiting on the test's transaction", r.ids, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Enqueue never waited on the test's transaction")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type enqueueResult struct {
+	ids []string
+	err error
 }
 
 // TestPGTextLimits checks that strings PostgreSQL's text cannot hold are
