@@ -506,40 +506,53 @@ func TestDeliveryPageRedactsCredentialHeaders(t *testing.T) {
 	}
 }
 
+// bareDashboard is the dashboard over st with the config edit made, and
+// its Registry; its Dispatcher is not started. A page is read with get.
+func bareDashboard(tb testing.TB, st store.Store, edit func(*dashboard.Config)) (http.Handler, *webhook.Registry) {
+	tb.Helper()
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
+	disp, err := webhook.New(st, &webhook.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h, err := dashboard.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h, reg
+}
+
+// get serves GET path as alice, with ctx.
+func get(ctx context.Context, h http.Handler, path string) *httptest.ResponseRecorder {
+	r := httptest.NewRequestWithContext(ctx, "GET", path, nil)
+	r.Header.Set("Authorization", "Bearer alice-token")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
 // TestClientGoneIsNoServerFault: a request whose client went away is not
 // logged as a server fault (Config.Logger receives only those), while a
 // real fault still is.
 func TestClientGoneIsNoServerFault(t *testing.T) {
 	st := memstore.New()
-	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
-	disp, err := webhook.New(st, &webhook.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
-	h, err := dashboard.New(dashboard.Config{
-		Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant,
-		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	h, _ := bareDashboard(t, st, func(c *dashboard.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(ctx context.Context) *httptest.ResponseRecorder {
-		r := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
-		r.Header.Set("Authorization", "Bearer alice-token")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		return rec
-	}
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	get(gone)
+	get(gone, h, "/")
 	if logs.Len() != 0 {
 		t.Errorf("a request its client left was logged:\n%s", logs.String())
 	}
 
 	st.Close() // a real fault: the store is gone
-	if rec := get(context.Background()); rec.Code != http.StatusInternalServerError {
+	if rec := get(context.Background(), h, "/"); rec.Code != http.StatusInternalServerError {
 		t.Errorf("page over a closed store = %d, want 500", rec.Code)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") {
@@ -552,24 +565,13 @@ func TestClientGoneIsNoServerFault(t *testing.T) {
 func TestChartSaysWhenCapped(t *testing.T) {
 	st := memstore.New()
 	defer st.Close()
-	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
-	disp, err := webhook.New(st, &webhook.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := dashboard.New(dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant, ChartSample: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, reg := bareDashboard(t, st, func(c *dashboard.Config) { c.ChartSample = 3 })
 	wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	page := func() string {
-		r := httptest.NewRequest("GET", "/webhooks/"+wh.ID, nil)
-		r.Header.Set("Authorization", "Bearer alice-token")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
+		rec := get(context.Background(), h, "/webhooks/"+wh.ID)
 		if rec.Code != http.StatusOK {
 			t.Fatalf("webhook page: %d", rec.Code)
 		}
@@ -591,15 +593,7 @@ func TestChartSaysWhenCapped(t *testing.T) {
 func BenchmarkWebhookPageLargeBodies(b *testing.B) {
 	st := memstore.New()
 	defer st.Close()
-	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
-	disp, err := webhook.New(st, &webhook.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := dashboard.New(dashboard.Config{Registry: reg, Dispatcher: disp, Store: st, Tenant: bearerTenant})
-	if err != nil {
-		b.Fatal(err)
-	}
+	h, reg := bareDashboard(b, st, nil)
 	wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
 	if err != nil {
 		b.Fatal(err)
@@ -614,11 +608,7 @@ func BenchmarkWebhookPageLargeBodies(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		r := httptest.NewRequest("GET", "/webhooks/"+wh.ID, nil)
-		r.Header.Set("Authorization", "Bearer alice-token")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		if rec.Code != http.StatusOK {
+		if rec := get(context.Background(), h, "/webhooks/"+wh.ID); rec.Code != http.StatusOK {
 			b.Fatalf("webhook page: %d", rec.Code)
 		}
 	}
