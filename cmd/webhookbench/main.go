@@ -213,6 +213,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			o.Scenarios = append(o.Scenarios, s)
 		}
 	}
+	if len(o.Scenarios) == 0 && o.child == "" {
+		fmt.Fprintf(stderr, "webhookbench: -scenarios names none (want some of %s)\n", strings.Join(allScenarios, ","))
+		return nil, errors.New("scenario")
+	}
 	if o.child != "" && !slices.Contains(allScenarios, o.child) {
 		fmt.Fprintf(stderr, "webhookbench: unknown child scenario %q\n", o.child)
 		return nil, errors.New("scenario")

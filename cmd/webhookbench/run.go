@@ -57,6 +57,13 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 			continue
 		}
 		r := median(runs[name])
+		r.pairedRaw = pairedMedian(runs[name], runs["raw"])
+		if name == "hung" {
+			r.pairedFanout = pairedMedian(runs[name], runs["fanout"])
+		}
+		if name == "hung" && o.Duration+o.Warmup < o.AttemptTimeout {
+			r.Note = joinNote(r.Note, "the run was shorter than -attempt-timeout: no attempt to the hung endpoint timed out while it was measured")
+		}
 		if name == "fanout" && !slices.Contains(o.Scenarios, "fanout") {
 			r.Note = joinNote(r.Note, "run as the all-healthy baseline of hung")
 		}
@@ -76,6 +83,24 @@ func (o *options) selected() []string {
 		}
 	}
 	return names
+}
+
+// pairedMedian is the median (the lower middle one for an even count) of
+// the rounds' ratios rs[i].PerSec / base[i].PerSec, over the rounds where
+// both ran; 0 with fewer than two such rounds, where the ratio of the
+// median runs is the same thing.
+func pairedMedian(rs, base []*result) float64 {
+	var ratios []float64
+	for i := range min(len(rs), len(base)) {
+		if r, b := rs[i], base[i]; r.Error == "" && b.Error == "" && b.PerSec > 0 && r.Count > 0 {
+			ratios = append(ratios, r.PerSec/b.PerSec)
+		}
+	}
+	if len(ratios) < 2 {
+		return 0
+	}
+	slices.Sort(ratios)
+	return ratios[(len(ratios)-1)/2]
 }
 
 // median returns the run with the median rate (the lower middle one for an
