@@ -567,6 +567,13 @@ func (c *canonicalizer) number() error {
 		return nil
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
+	if errors.Is(err, strconv.ErrRange) && (f > 1 || f < -1) {
+		// JSON.parse makes it Infinity and JSON.stringify null: the
+		// receiver could not get the number sent, so it is refused, as
+		// json.Marshal refuses an infinite float64. (An underflow to 0
+		// is what JavaScript does too.)
+		return c.errorf("number %.20s beyond the range of a double", lit)
+	}
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return c.errorf("invalid number")
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/noa-server/webhook"
 )
@@ -60,6 +61,8 @@ func (h *handler) emitEvent(w http.ResponseWriter, r *http.Request, tenant strin
 			msg = "data is " + itoa(pe.Size) + " bytes; the limit is " + itoa(pe.Limit)
 		}
 		return fieldError(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "data", msg)
+	case errors.Is(err, webhook.ErrInvalidJSON):
+		return fieldError(http.StatusBadRequest, CodeValidation, "data", "data cannot be sent: "+strings.TrimPrefix(err.Error(), "webhook: invalid event: data: "))
 	case errors.Is(err, webhook.ErrInvalidEvent) && req.ID != "":
 		return fieldError(http.StatusBadRequest, CodeValidation, "id", "id must be at most 128 letters, digits, '_', '-' or ':'")
 	case errors.Is(err, webhook.ErrInvalidEvent):
