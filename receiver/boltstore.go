@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/noa-server/webhook/internal/boltfile"
 )
 
 var (
@@ -42,6 +44,9 @@ func OpenBoltStore(path string, opts BoltStoreOptions) (*BoltStore, error) {
 	}
 	if opts.OpenTimeout <= 0 {
 		opts.OpenTimeout = time.Second
+	}
+	if err := boltfile.CheckSize(path); err != nil {
+		return nil, fmt.Errorf("receiver: open idempotency store %w", err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
 	if err != nil {

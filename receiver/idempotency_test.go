@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -414,5 +416,39 @@ func TestMemoryStoreZeroValue(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+// TestBoltStoreTruncatedFile: an idempotency file cut short is an error
+// from OpenBoltStore; bbolt alone would crash the process reading it.
+func TestBoltStoreTruncatedFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "idem.db")
+	s, err := OpenBoltStore(path, BoltStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5000 {
+		if _, err := s.Reserve(ctx, ReserveParams{Key: "evt_" + strconv.Itoa(i) + strings.Repeat("k", 100), Token: "t", Lease: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.db")
+	if err := os.WriteFile(cut, full[:16384], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenBoltStore(cut, BoltStoreOptions{}); err == nil {
+		s.Close()
+		t.Fatalf("OpenBoltStore of a %d-byte file cut to 16 KiB succeeded", len(full))
+	} else if !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("OpenBoltStore of a cut file: %v, want it called truncated", err)
 	}
 }

@@ -106,6 +106,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/noa-server/webhook/internal/boltfile"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -169,8 +170,8 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	if err := checkSize(path); err != nil {
-		return nil, err
+	if err := boltfile.CheckSize(path); err != nil {
+		return nil, fmt.Errorf("boltstore: open %w", err)
 	}
 	db, err := bolt.Open(path, o.Mode, &bolt.Options{
 		Timeout:         o.Timeout,

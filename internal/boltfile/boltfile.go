@@ -1,4 +1,6 @@
-package boltstore
+// Package boltfile checks a bbolt file before bbolt opens it: the store
+// and the receiver's idempotency store both keep their data in one.
+package boltfile
 
 import (
 	"encoding/binary"
@@ -10,7 +12,7 @@ import (
 	"os"
 )
 
-// bbolt's file header, as far as checkSize reads it: each of the first two
+// bbolt's file header, as far as CheckSize reads it: each of the first two
 // pages holds a page header (16 bytes) and then a meta record.
 const (
 	boltMagic      = 0xED0CDAED
@@ -20,14 +22,14 @@ const (
 	metaSummed     = 56 // the bytes the checksum covers
 )
 
-// checkSize refuses a bbolt file shorter than the pages its newest valid
+// CheckSize refuses a bbolt file shorter than the pages its newest valid
 // meta page says it holds. bbolt maps the file and reads those pages
 // without checking, so a truncated file (a copy cut short, a full disk)
 // crashes the process inside bolt.Open or, later, a read (etcd-io/bbolt
 // issue 105): an error is better. A missing file, or one whose header is
 // not readable, is left to bolt.Open, which creates the one and reports the
 // other.
-func checkSize(path string) error {
+func CheckSize(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -61,13 +63,13 @@ func checkSize(path string) error {
 		return nil
 	}
 	if need := m.pages * uint64(m.pageSize); uint64(fi.Size()) < need {
-		return fmt.Errorf("boltstore: open %s: the file is %d bytes but its header counts %d pages of %d bytes: it is truncated",
+		return fmt.Errorf("%s: the file is %d bytes but its header counts %d pages of %d bytes: it is truncated",
 			path, fi.Size(), m.pages, m.pageSize)
 	}
 	return nil
 }
 
-// meta is what checkSize needs of a bbolt meta page.
+// meta is what CheckSize needs of a bbolt meta page.
 type meta struct {
 	pageSize    uint32
 	pages, txid uint64
