@@ -12,8 +12,9 @@
 //	-addr            listen address (default 127.0.0.1:8080)
 //	-db              bbolt file (default webhooks.db)
 //	-tokens          comma-separated token:tenant pairs; required
-//	-allow-insecure  accept http:// webhook URLs and deliver to loopback
-//	                 addresses on any port; for local development only
+//	-allow-insecure  accept http:// webhook URLs, deliver to loopback
+//	                 addresses, and to any port (of any address the guard
+//	                 allows); for local development only
 //	-retry-initial   delay before the first retry (default 30s)
 //	-events-api      serve POST /v1/events, which emits an event for the
 //	                 caller's tenant
@@ -45,6 +46,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one ends the process at once
+	// instead of waiting for the attempts in flight.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -63,7 +67,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	dbPath := fs.String("db", "webhooks.db", "bbolt database file")
 	tokenList := fs.String("tokens", "", "comma-separated token:tenant pairs, e.g. tok1:acme,tok2:globex (required)")
-	allowInsecure := fs.Bool("allow-insecure", false, "accept http:// URLs and deliver to loopback addresses on any port (local development only)")
+	allowInsecure := fs.Bool("allow-insecure", false, "accept http:// URLs, deliver to loopback addresses, and to any port of any allowed address (local development only)")
 	retryInitial := fs.Duration("retry-initial", webhook.DefaultInitialInterval, "delay before the first retry of a failed delivery")
 	eventsAPI := fs.Bool("events-api", false, "serve POST /v1/events")
 	if err := fs.Parse(args); err != nil {
@@ -182,22 +186,18 @@ func parseTokens(s string) (tokenTable, error) {
 		}
 		token, tenant, ok := strings.Cut(pair, ":")
 		if !ok || token == "" || tenant == "" || strings.ContainsAny(pair, " \t") {
-			return nil, fmt.Errorf("-tokens: %q is not a token:tenant pair", redact(pair))
+			return nil, errors.New("-tokens: a pair is not token:tenant (comma-separated, no spaces); its text is not shown, as it may hold a token")
 		}
-		t[sha256.Sum256([]byte(token))] = tenant
+		key := sha256.Sum256([]byte(token))
+		if prev, dup := t[key]; dup {
+			return nil, fmt.Errorf("-tokens: a token is given twice (for %q and %q)", prev, tenant)
+		}
+		t[key] = tenant
 	}
 	if len(t) == 0 {
 		return nil, errors.New("-tokens is required: comma-separated token:tenant pairs")
 	}
 	return t, nil
-}
-
-// redact keeps only the tenant part of a malformed pair for the message.
-func redact(pair string) string {
-	if _, tenant, ok := strings.Cut(pair, ":"); ok {
-		return "…:" + tenant
-	}
-	return "…"
 }
 
 // tenant is the api.Config.Tenant function: the tenant of the request's

@@ -630,6 +630,8 @@ func TestFlags(t *testing.T) {
 		{},
 		{"-tokens", ""},
 		{"-tokens", "justatoken"},
+		{"-tokens", "tok:acme justatoken:globex"},
+		{"-tokens", "justatoken:acme,justatoken:globex"},
 		{"-tokens", "tok:"},
 		{"-tokens", ":tenant"},
 		{"-tokens", "tok:acme", "-retry-initial", "0s"},
