@@ -402,16 +402,8 @@ func TestMemoryStoreZeroValue(t *testing.T) {
 	srv := httptest.NewServer(idemChain(t, new(MemoryStore), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) })))
 	defer srv.Close()
 	for range 2 {
-		req := signedRequest(t, guideBody, guideID, guideTime, secret1)
-		req.RequestURI = ""
-		req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("status %d, want 200", resp.StatusCode)
+		if code := postTo(t, srv, signedRequest(t, guideBody, guideID, guideTime, secret1)); code != http.StatusOK {
+			t.Errorf("status %d, want 200", code)
 		}
 	}
 	if n := calls.Load(); n != 1 {

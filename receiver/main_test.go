@@ -43,6 +43,20 @@ func signedRequest(t testing.TB, body string, id string, ts time.Time, secrets .
 	return r
 }
 
+// postTo sends req, a request built for a handler, to the test server srv
+// at /webhooks/noa-server, and returns the answer's status.
+func postTo(t testing.TB, srv *httptest.Server, req *http.Request) int {
+	t.Helper()
+	req.RequestURI = ""
+	req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // eventBody returns a guide-shaped body for id and type with data.
 func eventBody(id, typ, data string) string {
 	return `{"id":"` + id + `","event":"` + typ + `","timestamp":"2024-01-15T10:30:00Z","webhookId":"wh_1","data":` + data + `,"metadata":{"apiVersion":"v1","requestId":"req_1"}}`
