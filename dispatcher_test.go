@@ -1347,10 +1347,15 @@ func TestWorkersBoundConcurrentAttempts(t *testing.T) {
 	})
 }
 
-// slowPing is a store whose Ping takes a while, as a remote store's can.
-type slowPing struct{ store.Store }
+// slowPing is a store whose Ping takes a while, as a remote store's can;
+// entered is closed when Ping begins.
+type slowPing struct {
+	store.Store
+	entered chan struct{}
+}
 
 func (s slowPing) Ping(ctx context.Context) error {
+	close(s.entered)
 	time.Sleep(100 * time.Millisecond)
 	return s.Store.Ping(ctx)
 }
@@ -1360,13 +1365,14 @@ func (s slowPing) Ping(ctx context.Context) error {
 // outlives the Stop that returned.
 func TestStopDuringStart(t *testing.T) {
 	st := newMemStore(t)
-	d, err := New(slowPing{st}, testConfig())
+	ping := slowPing{st, make(chan struct{})}
+	d, err := New(ping, testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan error, 1)
 	go func() { started <- d.Start(context.Background()) }()
-	time.Sleep(20 * time.Millisecond) // Start is in Ping
+	<-ping.entered // Start is in Ping
 	if err := d.Stop(context.Background()); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
