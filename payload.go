@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -567,14 +568,14 @@ func (c *canonicalizer) number() error {
 		return nil
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
-	if errors.Is(err, strconv.ErrRange) && (f > 1 || f < -1) {
+	switch {
+	case math.IsInf(f, 0):
 		// JSON.parse makes it Infinity and JSON.stringify null: the
 		// receiver could not get the number sent, so it is refused, as
-		// json.Marshal refuses an infinite float64. (An underflow to 0
-		// is what JavaScript does too.)
+		// json.Marshal refuses an infinite float64. (An underflow to 0,
+		// the other ErrRange, is what JavaScript does too.)
 		return c.errorf("number %.20s beyond the range of a double", lit)
-	}
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
 		return c.errorf("invalid number")
 	}
 	c.out = appendNumberJS(c.out, f)

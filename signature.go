@@ -250,9 +250,10 @@ func NewVerifier(secrets []string, opts VerifyOptions) (*Verifier, error) {
 // the timestamp tolerance (a webhook-id or webhook-timestamp without a
 // webhook-signature is ErrMalformedHeader); otherwise the guide's
 // X-Webhook-Signature is verified only if AllowLegacy is set. Entries of
-// webhook-signature other than "v1,<base64>" are skipped. Every signature entry is tried
-// against every secret, in constant time per comparison. A Verifier
-// without a secret (not made by NewVerifier) fails with ErrNoSecrets.
+// webhook-signature other than "v1,<base64>" are skipped; every other
+// entry is tried against every secret, in constant time per comparison. A
+// Verifier without a secret (not made by NewVerifier) fails with
+// ErrNoSecrets.
 func (v *Verifier) Verify(body []byte, h http.Header) error {
 	if v == nil || len(v.keys) == 0 {
 		return ErrNoSecrets

@@ -130,15 +130,15 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	defer s.hooks.drop()
 	var out *store.Webhook
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		old, err := getWebhook(tx, id)
+		w, err := getWebhook(tx, id) // decoded afresh: change may modify it
 		if err != nil {
 			return err
 		}
-		w := old.Clone()
+		tenant, created := w.Tenant, w.CreatedAt
 		if err := change(w); err != nil {
 			return err
 		}
-		w.ID, w.Tenant, w.CreatedAt = old.ID, old.Tenant, old.CreatedAt
+		w.ID, w.Tenant, w.CreatedAt = id, tenant, created
 		if w.UpdatedAt.IsZero() {
 			w.UpdatedAt = s.clock()
 		}
