@@ -146,9 +146,17 @@ func TestDeliveryDetailAndRetry(t *testing.T) {
 			t.Errorf("a failed delivery shows nextAttemptAt: %v", d)
 		}
 
-		// Retry by hand: the endpoint is fixed, the new attempt succeeds.
+		// The route takes no fields (the OpenAPI document says so): one
+		// is refused before anything is sent.
+		r := h.do("POST", "/v1/webhooks/"+id+"/deliveries/"+del+"/retry", tokenA, `{"force":true}`).must(t, http.StatusBadRequest)
+		if code, _ := r.errCode(t); code != "unknown_field" {
+			t.Errorf("retry with a field: %s", r.raw)
+		}
+
+		// Retry by hand (with the empty object the document allows): the
+		// endpoint is fixed, the new attempt succeeds.
 		h.recv.status.Store(http.StatusOK)
-		r := h.do("POST", "/v1/webhooks/"+id+"/deliveries/"+del+"/retry", tokenA, "").must(t, http.StatusOK)
+		r = h.do("POST", "/v1/webhooks/"+id+"/deliveries/"+del+"/retry", tokenA, `{}`).must(t, http.StatusOK)
 		again := h.recv.next()
 		if string(again.body) != string(sent.body) {
 			t.Errorf("the retry sent other bytes:\n%s\n%s", sent.body, again.body)
