@@ -173,7 +173,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario")
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
-	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts (default a tenth of -duration, at most 1s)")
+	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
 	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency)")
 	fs.IntVar(&o.Backlog, "backlog", 100_000, "pending deliveries the backlog scenario drains")
@@ -267,7 +267,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.Window == 0 {
 		o.Window = 4 * o.Concurrency
 	}
-	if o.Warmup == 0 {
+	warmupSet := false
+	fs.Visit(func(f *flag.Flag) { warmupSet = warmupSet || f.Name == "warmup" })
+	if !warmupSet {
 		o.Warmup = min(o.Duration/10, time.Second)
 	}
 	return o, nil

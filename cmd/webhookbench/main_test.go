@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -216,6 +217,35 @@ func TestBadFlags(t *testing.T) {
 		code, _, stderr := runBench(t, args...)
 		if code != 2 || !strings.Contains(stderr, "webhookbench") && !strings.Contains(stderr, "invalid") {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, stderr)
+		}
+	}
+}
+
+// TestWarmupFlag: -warmup 0 asks for no warm-up; only a -warmup left out
+// takes the default, and the child is given the parent's figure.
+func TestWarmupFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"-duration", "3s"}, 300 * time.Millisecond},
+		{[]string{"-duration", "30s"}, time.Second},
+		{[]string{"-duration", "3s", "-warmup", "0"}, 0},
+		{[]string{"-duration", "3s", "-warmup", "2s"}, 2 * time.Second},
+	} {
+		o, err := parseFlags(c.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if o.Warmup != c.want {
+			t.Errorf("%q: warmup %v, want %v", c.args, o.Warmup, c.want)
+		}
+		child, err := parseFlags(o.childArgs("raw"), io.Discard)
+		if err != nil {
+			t.Fatalf("%q: child: %v", c.args, err)
+		}
+		if child.Warmup != c.want {
+			t.Errorf("%q: the child's warmup is %v, want %v", c.args, child.Warmup, c.want)
 		}
 	}
 }
