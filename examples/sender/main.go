@@ -11,7 +11,9 @@
 //
 //	-addr            listen address (default 127.0.0.1:8080)
 //	-db              bbolt file (default webhooks.db)
-//	-tokens          comma-separated token:tenant pairs; required
+//	-tokens          comma-separated token:tenant pairs; required unless
+//	                 SENDER_TOKENS holds them (which keeps the tokens out
+//	                 of ps and of the shell's history)
 //	-allow-insecure  accept http:// webhook URLs, deliver to loopback
 //	                 addresses, and to any port (of any address the guard
 //	                 allows); for local development only
@@ -43,6 +45,9 @@ import (
 	"github.com/noa-server/webhook/store/boltstore"
 )
 
+// tokensEnv is the environment variable read when -tokens is not given.
+const tokensEnv = "SENDER_TOKENS"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -66,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	dbPath := fs.String("db", "webhooks.db", "bbolt database file")
-	tokenList := fs.String("tokens", "", "comma-separated token:tenant pairs, e.g. tok1:acme,tok2:globex (required)")
+	tokenList := fs.String("tokens", "", "comma-separated token:tenant pairs, e.g. tok1:acme,tok2:globex (required unless $"+tokensEnv+" holds them)")
 	allowInsecure := fs.Bool("allow-insecure", false, "accept http:// URLs, deliver to loopback addresses, and to any port of any allowed address (local development only)")
 	retryInitial := fs.Duration("retry-initial", webhook.DefaultInitialInterval, "delay before the first retry of a failed delivery")
 	eventsAPI := fs.Bool("events-api", false, "serve POST /v1/events")
@@ -76,7 +81,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	tokens, err := parseTokens(*tokenList)
+	list, source := *tokenList, "-tokens"
+	if list == "" {
+		list, source = os.Getenv(tokensEnv), "$"+tokensEnv
+	}
+	tokens, err := parseTokens(list, source)
 	if err != nil {
 		return err
 	}
@@ -177,7 +186,9 @@ type tokenTable map[[sha256.Size]byte]string
 
 var errUnauthorized = errors.New("missing or unknown bearer token")
 
-func parseTokens(s string) (tokenTable, error) {
+// parseTokens reads the token:tenant pairs of s; source (the flag or the
+// variable that held s) names it in errors, which never show a token.
+func parseTokens(s, source string) (tokenTable, error) {
 	t := make(tokenTable)
 	for pair := range strings.SplitSeq(s, ",") {
 		pair = strings.TrimSpace(pair)
@@ -186,16 +197,16 @@ func parseTokens(s string) (tokenTable, error) {
 		}
 		token, tenant, ok := strings.Cut(pair, ":")
 		if !ok || token == "" || tenant == "" || strings.ContainsAny(pair, " \t") {
-			return nil, errors.New("-tokens: a pair is not token:tenant (comma-separated, no spaces); its text is not shown, as it may hold a token")
+			return nil, errors.New(source + ": a pair is not token:tenant (comma-separated, no spaces); its text is not shown, as it may hold a token")
 		}
 		key := sha256.Sum256([]byte(token))
 		if prev, dup := t[key]; dup {
-			return nil, fmt.Errorf("-tokens: a token is given twice (for %q and %q)", prev, tenant)
+			return nil, fmt.Errorf("%s: a token is given twice (for %q and %q)", source, prev, tenant)
 		}
 		t[key] = tenant
 	}
 	if len(t) == 0 {
-		return nil, errors.New("-tokens is required: comma-separated token:tenant pairs")
+		return nil, errors.New("-tokens (or $" + tokensEnv + ") is required: comma-separated token:tenant pairs")
 	}
 	return t, nil
 }

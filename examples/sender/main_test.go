@@ -625,6 +625,7 @@ func TestPersistsAcrossRestart(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
+	t.Setenv(tokensEnv, "")
 	db := filepath.Join(t.TempDir(), "webhooks.db")
 	for _, args := range [][]string{
 		{},
@@ -649,8 +650,27 @@ func TestFlags(t *testing.T) {
 	}
 }
 
+// SENDER_TOKENS stands in for -tokens, which keeps the tokens out of ps;
+// -tokens, when given, wins.
+func TestTokensFromEnvironment(t *testing.T) {
+	t.Setenv(tokensEnv, tokenAcme+":acme")
+	s := startSender(t, filepath.Join(t.TempDir(), "webhooks.db"))
+	status, raw := viaHTTP(t, guide{base: s.base, token: tokenAcme}.cmd(guideList))
+	decode(t, status, http.StatusOK, raw, nil)
+
+	s = startSender(t, filepath.Join(t.TempDir(), "webhooks.db"), "-tokens", tokenOther+":globex")
+	status, raw = viaHTTP(t, guide{base: s.base, token: tokenAcme}.cmd(guideList))
+	decode(t, status, http.StatusUnauthorized, raw, nil)
+
+	t.Setenv(tokensEnv, "justatoken")
+	err := run(context.Background(), []string{"-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "webhooks.db")}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "$"+tokensEnv) || strings.Contains(err.Error(), "justatoken") {
+		t.Errorf("a bad %s: %v", tokensEnv, err)
+	}
+}
+
 func TestTokenTable(t *testing.T) {
-	tt, err := parseTokens(" a1:acme , b2:globex,")
+	tt, err := parseTokens(" a1:acme , b2:globex,", "-tokens")
 	if err != nil {
 		t.Fatal(err)
 	}
