@@ -302,6 +302,32 @@ func TestIdempotencyFailureReleases(t *testing.T) {
 	}
 }
 
+// TestIdempotencyInformationalThenSuccess: a handler that sends a 1xx
+// (103 Early Hints) before its 200 succeeded; the key is kept and Health
+// counts it processed.
+func TestIdempotencyInformationalThenSuccess(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	health := NewHealth(nil)
+	srv := httptest.NewServer(health.Middleware(idemChain(t, NewMemoryStore(MemoryStoreOptions{}), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusOK)
+	}))))
+	defer srv.Close()
+	for range 2 {
+		if code := postTo(t, srv, signedRequest(t, guideBody, guideID, guideTime, secret1)); code != http.StatusOK {
+			t.Fatalf("status %d, want 200", code)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+	if s := health.Stats(); s.Processed != 1 || s.Duplicates != 1 || s.Failed != 0 {
+		t.Errorf("stats %+v, want 1 processed, 1 duplicate", s)
+	}
+}
+
 func TestIdempotencyScopedPerEndpoint(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32

@@ -39,8 +39,11 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader records the first final code; informational 1xx codes (but
+// 101, which ends the exchange) precede the answer, as in net/http.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	informational := code >= 100 && code < 200 && code != http.StatusSwitchingProtocols
+	if w.status == 0 && !informational {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
