@@ -328,6 +328,30 @@ func TestIdempotencyInformationalThenSuccess(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyIsWebhookIDWithEmptySignatureLine: a delivery whose
+// webhook-id differs from its payload id is deduplicated by webhook-id even
+// when a copy carries an extra, empty webhook-signature line before the
+// real one (the Standard headers still verify).
+func TestIdempotencyKeyIsWebhookIDWithEmptySignatureLine(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	h := idemChain(t, NewMemoryStore(MemoryStoreOptions{}), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	body := eventBody("evt_payload", "order.created", `{}`)
+	first := signedRequest(t, body, "msg_1", guideTime, secret1)
+	replay := signedRequest(t, body, "msg_1", guideTime, secret1)
+	replay.Header["Webhook-Signature"] = append([]string{""}, replay.Header.Values("webhook-signature")...)
+	for _, r := range []*http.Request{first, replay} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d, want 200", rec.Code)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
 func TestIdempotencyScopedPerEndpoint(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32

@@ -115,7 +115,7 @@ func (v *Verifier) Verify(body []byte, h http.Header) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.Get(webhook.HeaderStandardSignature) != "" { // webhook-id was signed
+	if len(h.Values(webhook.HeaderStandardSignature)) > 0 { // webhook-id was signed
 		ev.MessageID = h.Get(webhook.HeaderStandardID)
 	}
 	return ev, nil
