@@ -141,6 +141,43 @@ func TestMemoryStoreBounded(t *testing.T) {
 	}
 }
 
+// TestMemoryStoreEvictsExpiredFirst: at MaxKeys, an expired key makes room
+// before a finished one that is still remembered, wherever it is in the
+// store (keys of a shorter TTL, as from another endpoint sharing the store,
+// expire before older keys of a longer one).
+func TestMemoryStoreEvictsExpiredFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := &fakeClock{t: guideTime}
+	s := NewMemoryStore(MemoryStoreOptions{MaxKeys: 40, Now: clk.Now})
+	add := func(k string, ttl time.Duration) {
+		t.Helper()
+		if _, err := s.Reserve(ctx, ReserveParams{Key: k, Token: "t", Lease: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Complete(ctx, CompleteParams{Key: k, Token: "t", TTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		add("long"+strconv.Itoa(i), DefaultIdempotencyTTL)
+	}
+	for i := range 10 {
+		add("short"+strconv.Itoa(i), time.Hour)
+	}
+	clk.Add(2 * time.Hour) // the short keys expire
+	for i := range 10 {
+		if res, err := s.Reserve(ctx, ReserveParams{Key: "new" + strconv.Itoa(i), Token: "t", Lease: time.Minute}); err != nil || res.State != Reserved {
+			t.Fatalf("Reserve new%d = %+v, %v", i, res, err)
+		}
+	}
+	for i := range 30 {
+		if res, _ := s.Reserve(ctx, ReserveParams{Key: "long" + strconv.Itoa(i), Token: "x", Lease: time.Minute}); res.State != Done {
+			t.Fatalf("long%d was evicted while expired keys were held", i)
+		}
+	}
+}
+
 func TestBoltStoreSurvivesRestartAndSweeps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

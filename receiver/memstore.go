@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"container/heap"
 	"container/list"
 	"context"
 	"sync"
@@ -33,6 +34,7 @@ type MemoryStore struct {
 	now   func() time.Time
 	keys  map[string]*list.Element
 	order *list.List // of *memEntry, least recently changed first
+	byExp expiryHeap // the same entries, soonest expiry first
 }
 
 type memEntry struct {
@@ -40,6 +42,29 @@ type memEntry struct {
 	token   string
 	done    bool
 	expires time.Time
+	index   int // in byExp
+}
+
+// expiryHeap is a container/heap of entries by expiry.
+type expiryHeap []*memEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
 }
 
 var _ IdempotencyStore = (*MemoryStore)(nil)
@@ -85,7 +110,9 @@ func (s *MemoryStore) Reserve(_ context.Context, p ReserveParams) (Reservation, 
 	if len(s.keys) >= s.max && !s.evict(now) {
 		return Reservation{}, ErrStoreFull
 	}
-	s.keys[p.Key] = s.order.PushBack(&memEntry{key: p.Key, token: p.Token, expires: now.Add(p.Lease)})
+	e := &memEntry{key: p.Key, token: p.Token, expires: now.Add(p.Lease)}
+	s.keys[p.Key] = s.order.PushBack(e)
+	heap.Push(&s.byExp, e)
 	return Reservation{State: Reserved}, nil
 }
 
@@ -103,6 +130,7 @@ func (s *MemoryStore) Complete(_ context.Context, p CompleteParams) error {
 	}
 	e.done = true
 	e.expires = s.now().Add(p.TTL)
+	heap.Fix(&s.byExp, e.index)
 	s.order.MoveToBack(el)
 	return nil
 }
@@ -124,26 +152,33 @@ func (s *MemoryStore) Release(_ context.Context, p ReleaseParams) error {
 }
 
 func (s *MemoryStore) remove(el *list.Element) {
-	delete(s.keys, el.Value.(*memEntry).key)
+	e := el.Value.(*memEntry)
+	delete(s.keys, e.key)
 	s.order.Remove(el)
+	heap.Remove(&s.byExp, e.index)
 }
 
-// sweep drops up to n expired keys from the front of the order.
+// expired reports whether the key soonest to expire has expired.
+func (s *MemoryStore) expired(now time.Time) bool {
+	return len(s.byExp) > 0 && !now.Before(s.byExp[0].expires)
+}
+
+// sweep drops up to n expired keys, soonest expired first.
 func (s *MemoryStore) sweep(now time.Time, n int) {
-	for el := s.order.Front(); el != nil && n > 0; n-- {
-		nextEl := el.Next()
-		if e := el.Value.(*memEntry); !now.Before(e.expires) {
-			s.remove(el)
-		}
-		el = nextEl
+	for ; n > 0 && s.expired(now); n-- {
+		s.remove(s.keys[s.byExp[0].key])
 	}
 }
 
-// evict makes room for one key: the first key, least recently changed
-// first, that is expired or finished. In-flight keys are skipped.
+// evict makes room for one key: an expired key, else the least recently
+// changed finished one. In-flight keys are skipped.
 func (s *MemoryStore) evict(now time.Time) bool {
+	if s.expired(now) {
+		s.remove(s.keys[s.byExp[0].key])
+		return true
+	}
 	for el := s.order.Front(); el != nil; el = el.Next() {
-		if e := el.Value.(*memEntry); e.done || !now.Before(e.expires) {
+		if el.Value.(*memEntry).done {
 			s.remove(el)
 			return true
 		}
