@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,15 @@ func decodeBoltRecord(b []byte) (boltRecord, error) {
 	return boltRecord{done: b[0] == 1, expires: int64(binary.BigEndian.Uint64(b[1:9])), token: string(b[9:])}, nil
 }
 
+// expiresAt is now plus d, in Unix nanoseconds, held at the largest
+// instant instead of overflowing into the past.
+func expiresAt(now int64, d time.Duration) int64 {
+	if d > 0 && now > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return now + int64(d)
+}
+
 func expiryKey(expires int64, key string) []byte {
 	b := make([]byte, 8+len(key))
 	binary.BigEndian.PutUint64(b, uint64(expires))
@@ -155,7 +165,7 @@ func (s *BoltStore) Reserve(ctx context.Context, p ReserveParams) (Reservation, 
 			old = &rec
 		}
 		res = Reservation{State: Reserved}
-		return put(keys, exp, p.Key, old, boltRecord{token: p.Token, expires: now + int64(p.Lease)})
+		return put(keys, exp, p.Key, old, boltRecord{token: p.Token, expires: expiresAt(now, p.Lease)})
 	})
 	if err != nil {
 		return Reservation{}, fmt.Errorf("receiver: reserve: %w", err)
@@ -212,7 +222,7 @@ func (s *BoltStore) finish(ctx context.Context, key, token string, ttl time.Dura
 		if release {
 			return del(keys, exp, key, rec)
 		}
-		return put(keys, exp, key, &rec, boltRecord{done: true, expires: s.now().Add(ttl).UnixNano()})
+		return put(keys, exp, key, &rec, boltRecord{done: true, expires: expiresAt(s.now().UnixNano(), ttl)})
 	})
 }
 

@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -96,6 +97,34 @@ func TestIdempotencyStoreContract(t *testing.T) {
 			}
 			if err := s.Complete(ctx, CompleteParams{Key: "k", Token: "e", TTL: time.Hour}); !errors.Is(err, ErrNotReserved) {
 				t.Fatalf("Complete after lost lease = %v", err)
+			}
+		})
+	}
+}
+
+// TestIdempotencyStoreHugeDurations: a TTL or lease as long as a Duration
+// goes (a "forever") holds the key; it must not overflow into the past.
+func TestIdempotencyStoreHugeDurations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, ctor := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := ctor(t, time.Now)
+			if _, err := s.Reserve(ctx, ReserveParams{Key: "done", Token: "a", Lease: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Complete(ctx, CompleteParams{Key: "done", Token: "a", TTL: math.MaxInt64}); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := s.Reserve(ctx, ReserveParams{Key: "done", Token: "b", Lease: time.Minute}); err != nil || res.State != Done {
+				t.Errorf("Reserve after Complete with TTL MaxInt64 = %+v, %v; want Done", res, err)
+			}
+			if _, err := s.Reserve(ctx, ReserveParams{Key: "held", Token: "a", Lease: math.MaxInt64}); err != nil {
+				t.Fatal(err)
+			}
+			if res, err := s.Reserve(ctx, ReserveParams{Key: "held", Token: "b", Lease: time.Minute}); err != nil || res.State != InFlight {
+				t.Errorf("Reserve during a lease of MaxInt64 = %+v, %v; want InFlight", res, err)
 			}
 		})
 	}
