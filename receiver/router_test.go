@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,6 +106,32 @@ func TestRouterTypedAndErrors(t *testing.T) {
 	r.ServeHTTP(rec, httptest.NewRequest("POST", "/", nil))
 	if rec.Code != 500 {
 		t.Fatalf("unverified: %d", rec.Code)
+	}
+}
+
+// TestRouterHandlerPanic: a synchronous handler that panics is answered 500
+// like a handler error (the sender gets an answer, not a dropped
+// connection), and the key is released so the retry is processed.
+func TestRouterHandlerPanic(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	var calls atomic.Int32
+	r.On("order.created", func(context.Context, *Event) error {
+		if calls.Add(1) == 1 {
+			panic("handler bug")
+		}
+		return nil
+	})
+	health := NewHealth(nil)
+	srv := httptest.NewServer(health.Middleware(idemChain(t, NewMemoryStore(MemoryStoreOptions{}), r)))
+	defer srv.Close()
+	for i, want := range []int{http.StatusInternalServerError, http.StatusOK} {
+		if code := postTo(t, srv, signedRequest(t, guideBody, guideID, guideTime, secret1)); code != want {
+			t.Fatalf("delivery %d: status %d, want %d", i+1, code, want)
+		}
+	}
+	if s := health.Stats(); s.Failed != 1 || s.Processed != 1 {
+		t.Errorf("stats %+v, want 1 failed, 1 processed", s)
 	}
 }
 
