@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,6 +107,20 @@ func expiresAt(now int64, d time.Duration) int64 {
 	return now + int64(d)
 }
 
+// maxLiteralKey is the longest key stored as is: the expiry index prefixes
+// 8 bytes, and bbolt refuses keys longer than MaxKeySize.
+const maxLiteralKey = bolt.MaxKeySize - 8
+
+// fileKey is the key stored for key: key itself, or, when it is too long for
+// bbolt, its SHA-256 digest.
+func fileKey(key string) string {
+	if len(key) <= maxLiteralKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256\x00" + string(sum[:])
+}
+
 func expiryKey(expires int64, key string) []byte {
 	b := make([]byte, 8+len(key))
 	binary.BigEndian.PutUint64(b, uint64(expires))
@@ -141,6 +156,7 @@ func (s *BoltStore) Reserve(ctx context.Context, p ReserveParams) (Reservation, 
 	if p.Key == "" {
 		return Reservation{}, errors.New("receiver: empty idempotency key")
 	}
+	key := fileKey(p.Key)
 	var res Reservation
 	now := s.now().UnixNano()
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -149,7 +165,7 @@ func (s *BoltStore) Reserve(ctx context.Context, p ReserveParams) (Reservation, 
 			return err
 		}
 		var old *boltRecord
-		if v := keys.Get([]byte(p.Key)); v != nil {
+		if v := keys.Get([]byte(key)); v != nil {
 			rec, err := decodeBoltRecord(v)
 			if err != nil {
 				return err
@@ -165,7 +181,7 @@ func (s *BoltStore) Reserve(ctx context.Context, p ReserveParams) (Reservation, 
 			old = &rec
 		}
 		res = Reservation{State: Reserved}
-		return put(keys, exp, p.Key, old, boltRecord{token: p.Token, expires: expiresAt(now, p.Lease)})
+		return put(keys, exp, key, old, boltRecord{token: p.Token, expires: expiresAt(now, p.Lease)})
 	})
 	if err != nil {
 		return Reservation{}, fmt.Errorf("receiver: reserve: %w", err)
@@ -206,6 +222,7 @@ func (s *BoltStore) finish(ctx context.Context, key, token string, ttl time.Dura
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	key = fileKey(key)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		keys, exp := tx.Bucket(boltKeys), tx.Bucket(boltExpiry)
 		v := keys.Get([]byte(key))

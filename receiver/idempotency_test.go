@@ -418,6 +418,31 @@ func TestIdempotencyKeyIsWebhookIDWithEmptySignatureLine(t *testing.T) {
 	}
 }
 
+// TestIdempotencyLongEventID: a signed event id longer than bbolt's key
+// limit (32 KiB) is deduplicated like any other, by every store.
+func TestIdempotencyLongEventID(t *testing.T) {
+	t.Parallel()
+	for name, ctor := range stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			h := idemChain(t, ctor(t, time.Now), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+			for _, id := range []string{strings.Repeat("a", 40000), strings.Repeat("a", 40000) + "b"} {
+				for range 2 {
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, signedRequest(t, eventBody("evt_1", "order.created", `{}`), id, guideTime, secret1))
+					if rec.Code != http.StatusOK {
+						t.Fatalf("status %d, want 200", rec.Code)
+					}
+				}
+			}
+			if n := calls.Load(); n != 2 {
+				t.Errorf("handler ran %d times, want 2 (once per id)", n)
+			}
+		})
+	}
+}
+
 func TestIdempotencyScopedPerEndpoint(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
