@@ -236,10 +236,11 @@ func (r *Router) Dispatch(ctx context.Context, e *Event) error {
 
 // ServeHTTP dispatches the verified event of the request's context. It
 // answers 200 after the handler succeeds (or when no handler matches), 400
-// for a *DataError, 500 for any other handler error or a handler panic,
-// and, in background mode, 202 once queued or 503 with Retry-After when the
-// queue is full or the router is not running. Without a verified event
-// (Router not mounted inside Verify) it answers 500.
+// for a *DataError, 500 for any other handler error or a handler panic
+// (but http.ErrAbortHandler, which aborts the answer), and, in background
+// mode, 202 once queued or 503 with Retry-After when the queue is full or
+// the router is not running. Without a verified event (Router not mounted
+// inside Verify) it answers 500.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
 	e, ok := EventFromContext(ctx)
@@ -443,10 +444,14 @@ func (r *Router) fail(ctx context.Context, j job, err error, attempts int) {
 }
 
 // safeDispatch turns a handler panic into an error, so one bad event cannot
-// kill a worker or drop the sender's connection.
+// kill a worker or drop the sender's connection. A synchronous Router lets
+// http.ErrAbortHandler through: it is net/http's way to abort an answer.
 func (r *Router) safeDispatch(ctx context.Context, e *Event) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler && r.bg == nil {
+				panic(p)
+			}
 			err = fmt.Errorf("receiver: handler panic: %v", p)
 		}
 	}()

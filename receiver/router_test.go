@@ -135,6 +135,35 @@ func TestRouterHandlerPanic(t *testing.T) {
 	}
 }
 
+// A synchronous handler may still abort its answer the net/http way; the
+// idempotency key is released, so the retry runs the handler again.
+func TestRouterHandlerAborts(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	var calls atomic.Int32
+	r.On("order.created", func(context.Context, *Event) error {
+		if calls.Add(1) == 1 {
+			panic(http.ErrAbortHandler)
+		}
+		return nil
+	})
+	srv := httptest.NewServer(idemChain(t, NewMemoryStore(MemoryStoreOptions{}), r))
+	defer srv.Close()
+	req := signedRequest(t, guideBody, guideID, guideTime, secret1)
+	req.RequestURI = ""
+	req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+	if resp, err := srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("an aborted answer arrived: status %d", resp.StatusCode)
+	}
+	if code := postTo(t, srv, signedRequest(t, guideBody, guideID, guideTime, secret1)); code != http.StatusOK {
+		t.Fatalf("retry: status %d", code)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2", n)
+	}
+}
+
 func TestRouterRegistrationPanics(t *testing.T) {
 	t.Parallel()
 	nop := func(context.Context, *Event) error { return nil }
