@@ -102,7 +102,9 @@ type IdempotencyOptions struct {
 	// Defaults to the request's URL path.
 	Scope string
 	// TTL is how long a processed event is remembered. Defaults to
-	// DefaultIdempotencyTTL (7 days).
+	// DefaultIdempotencyTTL (7 days). Keep it longer than Verify's
+	// tolerance (5 minutes by default): a key forgotten while its delivery
+	// is still inside the replay window lets a replay of it run again.
 	TTL time.Duration
 	// Lease is how long an in-flight reservation holds if the process dies
 	// before answering. Defaults to DefaultIdempotencyLease (2 minutes);

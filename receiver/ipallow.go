@@ -21,7 +21,10 @@ type IPAllowlistOptions struct {
 	// header is ignored.
 	TrustedProxies []string
 	// ForwardedHeader is the header the trusted proxies append the client
-	// address to. Defaults to "X-Forwarded-For".
+	// address to, as a comma-separated list of addresses (X-Forwarded-For's
+	// form; X-Real-IP's single address is one). Defaults to
+	// "X-Forwarded-For". RFC 7239's Forwarded header, whose entries are
+	// for=/by= pairs, is not read: naming it is an error.
 	ForwardedHeader string
 	// Logger receives one record per refused request. Defaults to
 	// discarding.
@@ -60,6 +63,11 @@ func IPAllowlistWithOptions(opts IPAllowlistOptions) (func(http.Handler) http.Ha
 	hdr := opts.ForwardedHeader
 	if hdr == "" {
 		hdr = "X-Forwarded-For"
+	}
+	if http.CanonicalHeaderKey(hdr) == "Forwarded" {
+		// Every request would be refused: no for= entry parses as an
+		// address.
+		return nil, errors.New("receiver: ForwardedHeader \"Forwarded\" (RFC 7239) is not supported; name a header holding a list of addresses, such as X-Forwarded-For")
 	}
 	log := loggerOr(opts.Logger)
 	return func(next http.Handler) http.Handler {

@@ -106,6 +106,7 @@ func TestIPAllowlistConstruction(t *testing.T) {
 		{Allow: []string{"300.0.0.0/8"}},
 		{Allow: []string{"10.0.0.0/33"}},
 		{Allow: []string{"10.0.0.0/8"}, TrustedProxies: []string{"proxy.internal"}},
+		{Allow: []string{"10.0.0.0/8"}, TrustedProxies: []string{"127.0.0.1"}, ForwardedHeader: "forwarded"},
 	} {
 		if _, err := IPAllowlistWithOptions(o); err == nil {
 			t.Errorf("%+v: no error", o)
