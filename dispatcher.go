@@ -126,9 +126,10 @@ const (
 //
 // A 2xx answer succeeds. Anything else fails the attempt and is retried on
 // the RetryPolicy's schedule: other statuses (3xx included: redirects are
-// never followed), timeouts, connection and TLS errors, and destinations the
-// SSRF guard refuses. 410 Gone fails the delivery at once and disables the
-// webhook, failing its other pending deliveries.
+// never followed), timeouts (a response whose body stalls past
+// Config.Timeout included, whatever its status), connection and TLS errors,
+// and destinations the SSRF guard refuses. 410 Gone fails the delivery at
+// once and disables the webhook, failing its other pending deliveries.
 //
 // Delivery is at least once: a delivery whose attempt was in flight when its
 // process died is attempted again once its lease expires.
@@ -1632,15 +1633,23 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		att.ErrorClass, att.Error = class, msg
 		return att, AttemptResult{ErrorClass: class}
 	}
-	att.ResponseBody = readCapped(resp.Body, d.cfg.MaxResponseBytes)
-	if len(att.ResponseBody) == d.cfg.MaxResponseBytes {
+	att.ResponseBody, err = readCapped(resp.Body, d.cfg.MaxResponseBytes)
+	if err == nil && len(att.ResponseBody) == d.cfg.MaxResponseBytes {
 		// Drain a little more so the connection can be reused.
-		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		_, err = io.CopyN(io.Discard, resp.Body, 64<<10)
 	}
 	resp.Body.Close()
 	att.Duration = time.Since(t0)
 	att.ResponseStatus = resp.StatusCode
 	att.ResponseHeaders = capHeader(resp.Header, maxLoggedHeaderBytes)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The body did not end within the timeout: the attempt held its
+		// worker as long as one never answered, and is a timeout like it,
+		// whatever its status.
+		att.ErrorClass = store.ErrorTimeout
+		att.Error = "response body not finished within " + d.cfg.Timeout.String()
+		return att, AttemptResult{StatusCode: resp.StatusCode, ErrorClass: store.ErrorTimeout}
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return att, AttemptResult{StatusCode: resp.StatusCode}
 	}
@@ -1708,19 +1717,20 @@ var (
 // system call and packet per attempt).
 func newBody(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
-// readCapped reads up to limit bytes of r; nil when there are none.
-func readCapped(r io.Reader, limit int) []byte {
+// readCapped reads up to limit bytes of r (nil when there are none) and
+// returns the error that ended the read before limit, if any.
+func readCapped(r io.Reader, limit int) ([]byte, error) {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	if cap(*bp) < limit {
 		*bp = make([]byte, limit)
 	}
 	buf := (*bp)[:limit]
-	n, _ := io.ReadFull(r, buf)
+	n, err := io.ReadFull(r, buf)
 	if n == 0 {
-		return nil
+		return nil, err
 	}
-	return bytes.Clone(buf[:n])
+	return bytes.Clone(buf[:n]), err
 }
 
 // target is a webhook prepared for sending: its URL parsed and checked, its

@@ -1300,6 +1300,67 @@ func TestTimeoutsShrinkWebhookConcurrency(t *testing.T) {
 	})
 }
 
+// TestStalledResponseBodyIsATimeout: an endpoint that sends its status
+// line and headers at once, then stalls the body, holds a worker for the
+// whole Timeout like one that never answers. Its attempts are timeouts,
+// whatever the status, and shrink its concurrency the same way.
+func TestStalledResponseBodyIsATimeout(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusInternalServerError} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			st := newMemStore(t)
+			var mu sync.Mutex
+			active, stalled, crowded := 0, 0, 0
+			rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				mu.Lock()
+				active++
+				if stalled >= 4 && active > 2 {
+					crowded++
+				}
+				mu.Unlock()
+				w.Header().Set("Content-Length", "100")
+				w.WriteHeader(status)
+				io.WriteString(w, "partial")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done() // the rest never comes
+				mu.Lock()
+				active--
+				stalled++
+				mu.Unlock()
+			})
+			addWebhook(t, st, "a", rc.URL)
+			cfg := testConfig()
+			cfg.Workers = 8
+			cfg.PerWebhookConcurrency = 4
+			cfg.Timeout = 150 * time.Millisecond
+			cfg.Lease = time.Minute
+			cfg.Retry = RetryPolicy{MaxAttempts: 1}
+			d := startDispatcher(t, st, cfg)
+			const events = 10
+			var ids []string
+			for range events {
+				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, res.DeliveryIDs...)
+			}
+			waitFor(t, "every attempt to be recorded", func() bool { return d.Stats().Attempts == events })
+			for _, id := range ids {
+				a := attempts(t, st, id)[0]
+				if a.ErrorClass != store.ErrorTimeout || a.ResponseStatus != status || a.Duration < cfg.Timeout {
+					t.Errorf("attempt: class %q status %d error %q after %v; want class timeout, status %d, after the %v timeout",
+						a.ErrorClass, a.ResponseStatus, a.Error, a.Duration, status, cfg.Timeout)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if crowded > 0 {
+				t.Errorf("%d requests reached the stalling endpoint with 2 others in flight, after its first timeouts", crowded)
+			}
+		})
+	}
+}
+
 // TestWorkersBoundConcurrentAttempts: the dispatcher claims ahead of its
 // workers, but never sends more than Workers attempts at once.
 func TestWorkersBoundConcurrentAttempts(t *testing.T) {
