@@ -219,13 +219,13 @@ func (c *Config) validate() error {
 	if c.PurgeInterval < 0 {
 		bad("PurgeInterval is %v, want positive", c.PurgeInterval)
 	}
-	if c.Retry.Multiplier < 1 {
+	if !(c.Retry.Multiplier >= 1) { // NaN too
 		bad("Retry.Multiplier is %v, want at least 1", c.Retry.Multiplier)
 	}
 	if c.Retry.MaxRetryAfter < c.Retry.MinRetryAfter {
 		bad("Retry.MaxRetryAfter %v is below Retry.MinRetryAfter %v", c.Retry.MaxRetryAfter, c.Retry.MinRetryAfter)
 	}
-	if c.Retry.Jitter >= 1 {
+	if !(c.Retry.Jitter < 1) { // NaN too
 		bad("Retry.Jitter is %v, want below 1", c.Retry.Jitter)
 	}
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ func TestConfigValidate(t *testing.T) {
 		{Timeout: time.Minute, Lease: 30 * time.Second},
 		{ClaimBatch: 5000},
 		{Retry: RetryPolicy{Multiplier: 0.5}},
+		{Retry: RetryPolicy{Multiplier: math.NaN()}},
+		{Retry: RetryPolicy{Jitter: math.NaN()}},
 		{AllowedPorts: []int{70000}},
 	} {
 		if _, err := New(st, c); err == nil {
