@@ -1630,6 +1630,11 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	if err != nil {
 		att.Duration = time.Since(t0)
 		class, msg := classify(err, ctx.Err() != nil, d.cfg.Timeout)
+		if class == store.ErrorTimeout && actx.Err() == nil {
+			// A limit of the transport's own (dial, TLS handshake) ended
+			// the attempt before Timeout: name it.
+			msg = "timeout: " + trimOp(err)
+		}
 		att.ErrorClass, att.Error = class, msg
 		return att, AttemptResult{ErrorClass: class}
 	}

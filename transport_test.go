@@ -207,3 +207,50 @@ func TestTLSFailureIsClassified(t *testing.T) {
 		t.Error("the request reached the handler over an untrusted certificate")
 	}
 }
+
+// TestTransportTimeoutIsNamed: a TLS handshake that stalls ends at the
+// transport's own limit, before Config.Timeout; the attempt says which
+// limit it was, not that Timeout passed.
+func TestTransportTimeoutIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(conns)
+				return
+			}
+			conns <- c // held open, silent
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	tr, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.TLSHandshakeTimeout = 100 * time.Millisecond
+	st := newMemStore(t)
+	addWebhook(t, st, "a", "https://"+ln.Addr().String()+"/")
+	cfg := testConfig()
+	cfg.Transport = tr
+	cfg.Timeout = 5 * time.Second
+	d := startDispatcher(t, st, cfg)
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	if a.ErrorClass != store.ErrorTimeout || !strings.Contains(a.Error, "TLS handshake timeout") {
+		t.Errorf("attempt after %v: class %q error %q; want class timeout naming the TLS handshake", a.Duration, a.ErrorClass, a.Error)
+	}
+}
