@@ -193,6 +193,12 @@ type Dispatcher struct {
 	// startWork); pool counts those goroutines.
 	jobs chan *store.Delivery
 	pool sync.WaitGroup
+
+	// recordCtx is the context of the attempts' records: it outlives
+	// workCtx by recordGrace, so an attempt made when Stop gives up
+	// waiting is still recorded (see Stop).
+	recordCtx   context.Context
+	abortRecord context.CancelFunc
 }
 
 // hookState is the dispatcher's per-webhook bookkeeping, guarded by mu.
@@ -630,6 +636,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	base := context.WithoutCancel(ctx)
 	loopCtx, stopLoop := context.WithCancel(base)
 	workCtx, abortWork := context.WithCancel(base)
+	d.recordCtx, d.abortRecord = context.WithCancel(base)
 	d.stopLoop, d.abortWork = stopLoop, abortWork
 	d.loopDone = make(chan struct{})
 	d.workCtx = workCtx
@@ -699,9 +706,18 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		d.abortWork()
-		<-finished
+		// The attempts end at once; their records get a few seconds more.
+		grace := time.NewTimer(recordGrace)
+		select {
+		case <-finished:
+		case <-grace.C:
+			d.abortRecord()
+			<-finished
+		}
+		grace.Stop()
 	}
 	d.abortWork()
+	d.abortRecord()
 	// Every attempt started has been recorded, and none can start now.
 	close(d.jobs)
 	d.pool.Wait()
@@ -992,6 +1008,10 @@ func (d *Dispatcher) noteDue() {
 func rateInterval(rate float64) time.Duration {
 	return time.Duration(float64(time.Second) / max(rate, MinRateLimit))
 }
+
+// recordGrace is how long Stop, once its context has ended, still waits
+// for the records of the attempts it cancelled.
+const recordGrace = 5 * time.Second
 
 // maxClaims is the most claims running at once.
 const maxClaims = 4
@@ -1487,13 +1507,11 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		}
 	}
 
-	cctx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-	}
-	if err := d.st.Complete(cctx, p); err != nil {
+	// Not ctx: Stop cancels it when it gives up waiting, maybe while the
+	// record waits for the store, and an attempt made must still be
+	// recorded and its lease released, or another process sends it again
+	// once the lease expires.
+	if err := d.st.Complete(d.recordCtx, p); err != nil {
 		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: record attempt",
 			slog.String("delivery_id", del.ID), slog.Int("attempt", number), slog.String("error", err.Error()))
 		return attemptDone{a: att, err: fmt.Errorf("webhook: record attempt: %w", err)}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	webhook "github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/storetest"
@@ -439,5 +441,102 @@ func TestPGReplicaWakeUp(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no delivery within a minute: the sleeping replica was not woken")
 		}
+	}
+}
+
+// TestPGStopRecordsAnsweredAttempt stops a replica, with a context that
+// ends at once, while it records an answered attempt (the record waits for
+// a row lock the test holds). Stop promises to wait a few seconds for the
+// record even then: the delivery must end up a success after one attempt,
+// its lease released, not left leased with the 2xx forgotten (another
+// replica would send it again once the lease expired).
+func TestPGStopRecordsAnsweredAttempt(t *testing.T) {
+	schema := freshSchema(t)
+	pool := testPool(t)
+	const tenant = "tenant_stop_record"
+	locked := make(chan pgx.Tx, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Lock the delivery's row before answering, so the record waits.
+		tx, err := pool.Begin(context.Background())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := tx.Exec(context.Background(), "SELECT 1 FROM "+pgx.Identifier{schema}.Sanitize()+
+			".deliveries WHERE id = $1 FOR UPDATE", r.Header.Get("X-Webhook-Delivery")); err != nil {
+			t.Error(err)
+		}
+		locked <- tx
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	st := newStoreIn(t, schema)
+	w := storetest.NewWebhook(tenant)
+	w.URL, w.Events, w.MaxAttempts, w.RateLimit = srv.URL+"/hook", []string{"*"}, 0, 0
+	if err := st.CreateWebhook(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	d, err := webhook.New(st, &webhook.Config{Owner: "stopping", AllowedRanges: loopback, AllowAnyPort: true, Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}})
+	if err != nil || len(res.DeliveryIDs) != 1 {
+		t.Fatalf("Emit: %v, %v", res, err)
+	}
+	var tx pgx.Tx
+	select {
+	case tx = <-locked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no attempt within 30 s")
+	}
+	defer tx.Rollback(context.Background())
+	// Wait for the record to wait for the lock.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, schema).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt's record never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	stopped := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	go func() { stopped <- d.Stop(ctx) }()
+	// Stop gives up waiting at once and cancels what is in flight; the
+	// lock goes a moment later, well within "a few seconds".
+	time.Sleep(500 * time.Millisecond)
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Stop = %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	got, err := st.GetDelivery(t.Context(), res.DeliveryIDs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.StatusSuccess || got.Attempts != 1 || got.LeaseOwner != "" {
+		t.Errorf("after Stop: status %s, %d attempts, lease owner %q; want success, 1 attempt, no lease",
+			got.Status, got.Attempts, got.LeaseOwner)
 	}
 }
