@@ -229,6 +229,9 @@ type attemptDone struct {
 	d   *store.Delivery
 	a   *store.Attempt
 	err error
+	// released reports a delivery given back without an attempt (see
+	// deliver): its waiters wait on for the attempt made after.
+	released bool
 }
 
 // New returns a Dispatcher over st. cfg may be nil for the defaults; it is
@@ -1265,8 +1268,11 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 			delete(d.hooks, del.WebhookID)
 		}
 	}
-	ws := d.waiters[del.ID]
-	delete(d.waiters, del.ID)
+	var ws []chan attemptDone
+	if !r.released {
+		ws = d.waiters[del.ID]
+		delete(d.waiters, del.ID)
+	}
 	again := d.freed(del.WebhookID)
 	d.mu.Unlock()
 	if len(ws) > 0 && r.a != nil {
@@ -1444,11 +1450,21 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 	return t, nil
 }
 
-// deliver makes one attempt and records it with the delivery's next state.
+// deliver makes one attempt and records it with the delivery's next state
+// (or gives the delivery back when its lease is too short for one).
 // It calls answered with the attempt's error class once the attempt has its
 // outcome, before recording it (not at all when it makes no attempt, nor
 // for a 410 Gone, which must be recorded before the webhook's next attempt).
 func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered func(store.ErrorClass)) attemptDone {
+	// A delivery that waited for a worker (or parked) may have less lease
+	// left than an attempt can take: another process could claim it and
+	// send it too while this attempt runs, whose record would then be
+	// refused. Give it back, to be claimed again with a fresh lease.
+	if !del.LeaseExpiresAt.IsZero() && d.cfg.Now().Add(d.cfg.Timeout).After(del.LeaseExpiresAt) {
+		d.release(ctx, []string{del.ID})
+		d.markDue()
+		return attemptDone{released: true}
+	}
 	t, err := d.webhook(ctx, del.WebhookID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {

@@ -540,3 +540,99 @@ func TestPGStopRecordsAnsweredAttempt(t *testing.T) {
 			got.Status, got.Attempts, got.LeaseOwner)
 	}
 }
+
+// TestPGLeaseOutlivesQueuedAttempt runs a replica with one worker and a
+// lease just above its timeout: an Emit to two hung webhooks hands both
+// deliveries to its workers, and the second waits a whole timeout for the
+// worker. Its lease must not run out while it is sent (another replica
+// would claim it and send it too, and the first attempt's record would be
+// refused): every request an endpoint receives is a recorded attempt.
+func TestPGLeaseOutlivesQueuedAttempt(t *testing.T) {
+	schema := freshSchema(t)
+	const tenant = "tenant_lease_queue"
+	var (
+		mu       sync.Mutex
+		requests = make(map[string]int) // delivery id -> requests received
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.Header.Get("X-Webhook-Delivery")]++
+		mu.Unlock()
+		io.Copy(io.Discard, r.Body) // so the server sees the client leave
+		<-r.Context().Done()        // hung until the attempt times out
+	}))
+	defer srv.Close()
+
+	st := newStoreIn(t, schema)
+	for i := range 2 {
+		w := storetest.NewWebhook(tenant)
+		w.URL, w.Events, w.MaxAttempts, w.RateLimit = fmt.Sprintf("%s/w%d", srv.URL, i), []string{"*"}, 1, 0
+		if err := st.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	cfg := func(owner string, workers int) *webhook.Config {
+		return &webhook.Config{Owner: owner, Workers: workers, Timeout: time.Second, Lease: 1500 * time.Millisecond,
+			PollInterval: 50 * time.Millisecond, AllowedRanges: loopback, AllowAnyPort: true, Retention: -1}
+	}
+	var ds []*webhook.Dispatcher
+	for _, c := range []*webhook.Config{cfg("one-worker", 1), cfg("other", 4)} {
+		d, err := webhook.New(newStoreIn(t, schema), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	defer func() {
+		for _, d := range ds {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := d.Stop(ctx); err != nil {
+				t.Errorf("Stop: %v", err)
+			}
+			cancel()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the first claims find nothing
+	res, err := ds[0].Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}})
+	if err != nil || len(res.DeliveryIDs) != 2 {
+		t.Fatalf("Emit: %v, %v", res, err)
+	}
+	for _, id := range res.DeliveryIDs {
+		waitFinished(t, st, id)
+	}
+	time.Sleep(500 * time.Millisecond) // any late request arrives
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range res.DeliveryIDs {
+		as, err := st.ListAttempts(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if requests[id] != len(as) {
+			t.Errorf("delivery %s: the endpoint received %d requests, %d attempts are recorded", id, requests[id], len(as))
+		}
+	}
+}
+
+// waitFinished waits for delivery id to succeed or fail.
+func waitFinished(t *testing.T, st store.Store, id string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := st.GetDelivery(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status.Finished() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s still %s after 30 s", id, d.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
