@@ -66,6 +66,7 @@ type Config struct {
 	// at least 1). A webhook whose attempts time out gets fewer: each
 	// timeout halves its limit (down to 1), each success raises it by one
 	// (up to PerWebhookConcurrency), so a hung endpoint holds few workers.
+	// The limit is this process's: replicas sharing a store each apply it.
 	PerWebhookConcurrency int
 	// ClaimBatch is the most deliveries claimed from the store at once.
 	// Defaults to Workers, at most store.MaxPageLimit.
@@ -99,8 +100,11 @@ type Config struct {
 	// UserAgent is sent with every attempt. Defaults to DefaultUserAgent.
 	UserAgent string
 	// WebhookCacheTTL is how long the delivery loop reuses a webhook it read
-	// from the store (URL, secrets, headers). Defaults to
-	// DefaultWebhookCacheTTL; negative disables the cache.
+	// from the store (URL, secrets, headers, active). Defaults to
+	// DefaultWebhookCacheTTL; negative disables the cache. A change to a
+	// webhook (a new URL, a revoked secret, a deactivation) therefore
+	// reaches attempts up to this long after it is stored, in this process
+	// and in replicas sharing the store.
 	WebhookCacheTTL time.Duration
 
 	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{

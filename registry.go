@@ -151,7 +151,8 @@ type WebhookInput struct {
 	// at most MaxWebhookAttempts.
 	MaxAttempts int
 	// RateLimit caps deliveries per second when positive, from MinRateLimit
-	// to MaxRateLimit; 0 means no cap.
+	// to MaxRateLimit; 0 means no cap. Each dispatcher applies it alone:
+	// replicas sharing a store each send up to this rate.
 	RateLimit float64
 }
 

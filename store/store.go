@@ -95,7 +95,8 @@ type Webhook struct {
 	Headers map[string]string
 	// MaxAttempts overrides the dispatcher's retry budget when positive.
 	MaxAttempts int
-	// RateLimit caps deliveries per second to this webhook when positive.
+	// RateLimit caps deliveries per second to this webhook when positive,
+	// in each dispatcher that sends them.
 	RateLimit float64
 	// CreatedAt and UpdatedAt are set by the Store.
 	CreatedAt time.Time
