@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/noa-server/webhook"
@@ -60,7 +61,12 @@ func TestEveryScenario(t *testing.T) {
 		"-concurrency", "8", "-backlog", "2000", "-attempt-timeout", "500ms", "-nosync", "-json", "-quiet"}
 	pgURL := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
 	if pgURL != "" {
-		args = append(args, "-pg", pgURL, "-pg-schema", "webhookbench_test")
+		// A schema of this run's own: two runs sharing one would each
+		// match the other's webhooks (same tenant) and deliver to the
+		// other's receiver.
+		schema := fmt.Sprintf("webhookbench_test_%d", os.Getpid())
+		args = append(args, "-pg", pgURL, "-pg-schema", schema)
+		t.Cleanup(func() { dropSchema(t, pgURL, schema) })
 	}
 	code, stdout, stderr := runBench(t, args...)
 	if code != 0 {
@@ -413,5 +419,20 @@ func TestRawSendsTheLibrarysHeaders(t *testing.T) {
 		if len(raw[k]) != len(v) || len(raw[k]) == 1 && len(raw[k][0]) != len(v[0]) {
 			t.Errorf("header %s: raw sends %q, the library %q", k, raw[k], v)
 		}
+	}
+}
+
+// dropSchema drops a schema a test run of the bench made in PostgreSQL.
+func dropSchema(t *testing.T, url, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Errorf("drop schema %s: %v", schema, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		t.Errorf("drop schema %s: %v", schema, err)
 	}
 }
