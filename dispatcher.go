@@ -1048,6 +1048,10 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 			case h.rate > 0 && h.nextSlot.After(now):
 				skip = append(skip, id)
 				wait = min(wait, h.nextSlot.Sub(now))
+			case h.inflight <= 0:
+				// A rate-limited webhook kept only for a slot that has
+				// now passed (see work).
+				delete(d.hooks, id)
 			}
 		}
 		d.reserved += limit

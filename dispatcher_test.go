@@ -1495,3 +1495,43 @@ func TestEmitWhileAWebhookIsDeleted(t *testing.T) {
 		}
 	})
 }
+
+// TestRateLimitedWebhookStateIsDropped: the state the dispatcher keeps for
+// a rate-limited webhook (its next slot) goes once that slot has passed,
+// rather than staying for every such webhook ever attempted.
+func TestRateLimitedWebhookStateIsDropped(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	d := startDispatcher(t, st, testConfig())
+	var ids []string
+	for range 50 {
+		w := addWebhook(t, st, "a", rc.URL)
+		w.RateLimit = 5 // the next slot 200ms after each attempt
+		saveWebhook(t, st, w)
+		ids = append(ids, w.ID)
+	}
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range res.DeliveryIDs {
+		waitStatus(t, st, id, store.StatusSuccess, 1)
+	}
+	for _, id := range ids {
+		if err := st.DeleteWebhook(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hooks := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.hooks)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for hooks() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hooks(); n != 0 {
+		t.Errorf("the dispatcher still holds the state of %d webhooks whose slots have passed, want none", n)
+	}
+}
