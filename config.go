@@ -124,7 +124,9 @@ type Config struct {
 	// kept before they are purged in the background. Defaults to
 	// DefaultRetention; negative disables purging.
 	Retention time.Duration
-	// PurgeInterval is how often the purge runs. Defaults to
+	// PurgeInterval is how often the purge runs, and how often the
+	// dispatcher forgets what it keeps per webhook (counters, lowered
+	// concurrency limits) of webhooks deleted since. Defaults to
 	// DefaultPurgeInterval.
 	PurgeInterval time.Duration
 }

@@ -936,13 +936,11 @@ func (d *Dispatcher) removeWaiter(id string, ch chan attemptDone) {
 func (d *Dispatcher) loop(ctx, workCtx context.Context) {
 	defer close(d.loopDone)
 	var purgeWG sync.WaitGroup
-	if d.cfg.Retention > 0 {
-		purgeWG.Add(1)
-		go func() {
-			defer purgeWG.Done()
-			d.purgeLoop(ctx)
-		}()
-	}
+	purgeWG.Add(1)
+	go func() {
+		defer purgeWG.Done()
+		d.purgeLoop(ctx)
+	}()
 	defer purgeWG.Wait()
 
 	// Claims run in goroutines of their own, a few at once: a claim can
@@ -1966,17 +1964,21 @@ func trimOp(err error) string {
 	return err.Error()
 }
 
-// purgeLoop removes finished deliveries older than the retention, at start
-// and every PurgeInterval, until ctx ends.
+// purgeLoop removes finished deliveries older than the retention (unless
+// purging is disabled) and forgets deleted webhooks, at start and every
+// PurgeInterval, until ctx ends.
 func (d *Dispatcher) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.PurgeInterval)
 	defer t.Stop()
 	for {
-		if n, err := d.purge(ctx); err != nil && ctx.Err() == nil {
-			d.log.LogAttrs(ctx, slog.LevelError, "webhook: purge deliveries", slog.String("error", err.Error()))
-		} else if n > 0 {
-			d.log.LogAttrs(ctx, slog.LevelInfo, "webhook: purged deliveries", slog.Int("count", n))
+		if d.cfg.Retention > 0 {
+			if n, err := d.purge(ctx); err != nil && ctx.Err() == nil {
+				d.log.LogAttrs(ctx, slog.LevelError, "webhook: purge deliveries", slog.String("error", err.Error()))
+			} else if n > 0 {
+				d.log.LogAttrs(ctx, slog.LevelInfo, "webhook: purged deliveries", slog.Int("count", n))
+			}
 		}
+		d.forgetDeleted(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -2000,5 +2002,37 @@ func (d *Dispatcher) purge(ctx context.Context) (int, error) {
 		if n < batch {
 			return total, nil
 		}
+	}
+}
+
+// forgetDeleted drops what the dispatcher keeps of webhooks that no longer
+// exist and have nothing in flight: their lowered concurrency limits, their
+// counters and their cached records.
+func (d *Dispatcher) forgetDeleted(ctx context.Context) {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.stats.per)+len(d.limits))
+	for id := range d.stats.per {
+		ids = append(ids, id)
+	}
+	for id := range d.limits {
+		if d.stats.per[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		if _, err := d.st.GetWebhook(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		d.mu.Lock()
+		if d.hooks[id] == nil {
+			delete(d.stats.per, id)
+			delete(d.limits, id)
+			d.forgetLocked(id)
+		}
+		d.mu.Unlock()
 	}
 }

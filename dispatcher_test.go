@@ -1535,3 +1535,57 @@ func TestRateLimitedWebhookStateIsDropped(t *testing.T) {
 		t.Errorf("the dispatcher still holds the state of %d webhooks whose slots have passed, want none", n)
 	}
 }
+
+// TestDeletedWebhooksAreForgotten: what the dispatcher keeps per webhook
+// (a lowered concurrency limit, Stats' counters) goes within PurgeInterval
+// once the webhook is deleted, rather than staying for every webhook ever
+// attempted; the totals stay.
+func TestDeletedWebhooksAreForgotten(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newHangingReceiver(t)
+		cfg := testConfig()
+		cfg.Timeout = 50 * time.Millisecond
+		cfg.Retry.MaxAttempts = 1
+		cfg.PurgeInterval = 20 * time.Millisecond
+		cfg.Retention = -1 // with purging disabled too
+		d := startDispatcher(t, st, cfg)
+		const n = 20
+		var ids []string
+		for range n {
+			ids = append(ids, addWebhook(t, st, "a", rc.URL).ID)
+		}
+		kept := addWebhook(t, st, "b", rc.URL)
+		for _, tenant := range []string{"a", "b"} {
+			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: tenant})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range res.DeliveryIDs {
+				waitStatus(t, st, id, store.StatusFailed, 1)
+			}
+		}
+		for _, id := range ids {
+			if err := st.DeleteWebhook(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sizes := func() (limits, per int) {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return len(d.limits), len(d.stats.per)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for l, p := sizes(); (l > 1 || p > 1) && time.Now().Before(deadline); l, p = sizes() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if l, p := sizes(); l != 1 || p != 1 {
+			t.Errorf("the dispatcher keeps the limits of %d webhooks and the counters of %d, want 1 each (the one not deleted)", l, p)
+		}
+		s := d.Stats()
+		if s.Attempts != n+1 || s.Failed != n+1 || len(s.Webhooks) != 1 || s.Webhooks[0].WebhookID != kept.ID {
+			t.Errorf("Stats: %d attempts, %d failed, counters of %d webhooks; want %d, %d and those of %s only",
+				s.Attempts, s.Failed, len(s.Webhooks), n+1, n+1, kept.ID)
+		}
+	})
+}

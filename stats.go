@@ -25,7 +25,9 @@ type Stats struct {
 	Failed    int64
 	Retried   int64
 	// Webhooks holds the same counters per webhook id, for the webhooks
-	// this dispatcher has attempted, sorted by id.
+	// this dispatcher has attempted, sorted by id. A deleted webhook's
+	// counters are dropped within Config.PurgeInterval (the totals above
+	// keep them).
 	Webhooks []WebhookStats
 }
 
