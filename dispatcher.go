@@ -270,7 +270,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		cfg:         c,
 		rt:          rt,
 		log:         c.Logger,
-		hooksI:      c.Hooks,
+		hooksI:      guardHooks(c.Hooks, c.Logger),
 		userAgent:   []string{c.UserAgent},
 		wake:        make(chan struct{}, 1),
 		slots:       make(chan struct{}, c.Workers),

@@ -1589,3 +1589,79 @@ func TestDeletedWebhooksAreForgotten(t *testing.T) {
 		}
 	})
 }
+
+// panickingHooks panics in every hook, after counting the call.
+type panickingHooks struct{ recordingHooks }
+
+func (h *panickingHooks) AttemptStarted(ctx context.Context, i AttemptInfo) {
+	h.recordingHooks.AttemptStarted(ctx, i)
+	panic("started")
+}
+
+func (h *panickingHooks) AttemptFinished(ctx context.Context, i AttemptInfo) {
+	h.recordingHooks.AttemptFinished(ctx, i)
+	panic("finished")
+}
+
+func (h *panickingHooks) DeliverySucceeded(ctx context.Context, d *Delivery) {
+	h.recordingHooks.DeliverySucceeded(ctx, d)
+	panic("succeeded")
+}
+
+func (h *panickingHooks) DeliveryFailed(ctx context.Context, d *Delivery, err error) {
+	h.recordingHooks.DeliveryFailed(ctx, d, err)
+	panic("failed")
+}
+
+func (h *panickingHooks) WebhookDisabled(ctx context.Context, id, reason string) {
+	h.recordingHooks.WebhookDisabled(ctx, id, reason)
+	panic("disabled")
+}
+
+// TestPanickingHooks: a hook that panics is logged, and neither crashes
+// the process nor changes what is delivered and recorded.
+func TestPanickingHooks(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		switch r.Header.Get("X-Webhook-Event") {
+		case EventUserLogout:
+			w.WriteHeader(500)
+		case EventUserDeleted:
+			w.WriteHeader(http.StatusGone)
+		}
+	})
+	addWebhook(t, st, "a", rc.URL)
+	hooks := &panickingHooks{}
+	var logs syncBuffer
+	cfg := testConfig()
+	cfg.Hooks = hooks
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	cfg.Retry.MaxAttempts = 1
+	d := startDispatcher(t, st, cfg)
+	for _, c := range []struct {
+		event  string
+		status store.Status
+	}{
+		{EventUserLogin, store.StatusSuccess},
+		{EventUserLogout, store.StatusFailed},
+		{EventUserDeleted, store.StatusFailed},
+	} {
+		res, err := d.Emit(context.Background(), Event{Type: c.event, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], c.status, 1)
+	}
+	waitFor(t, "hooks", func() bool { return hooks.count("disabled") == 1 })
+	for k, want := range map[string]int{"started": 3, "finished": 3, "succeeded": 1, "failed": 2} {
+		if got := hooks.count(k); got != want {
+			t.Errorf("hook %s called %d times, want %d", k, got, want)
+		}
+	}
+	if s := d.Stats(); s.Attempts != 3 || s.Succeeded != 1 || s.Failed != 2 || s.InFlight != 0 {
+		t.Errorf("Stats = %+v", s)
+	}
+	if !strings.Contains(logs.String(), "panic") {
+		t.Errorf("no panic logged:\n%s", logs.String())
+	}
+}

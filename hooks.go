@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/noa-server/webhook/store"
@@ -11,7 +13,8 @@ import (
 // metrics (Prometheus, OpenTelemetry) or notify webhook owners. Methods are
 // called synchronously from delivery goroutines: they must be quick, safe
 // for concurrent use, and must not call back into the Dispatcher's Stop.
-// Embed NopHooks to implement only some of them.
+// A method that panics is logged (at Error) and the delivery goes on as if
+// it had returned. Embed NopHooks to implement only some of them.
 type Hooks interface {
 	// AttemptStarted is called just before an attempt's request is sent.
 	AttemptStarted(ctx context.Context, info AttemptInfo)
@@ -76,3 +79,51 @@ func (NopHooks) DeliveryFailed(context.Context, *Delivery, error) {}
 func (NopHooks) WebhookDisabled(context.Context, string, string) {}
 
 var _ Hooks = NopHooks{}
+
+// guardedHooks calls a host's Hooks and logs a panic of theirs instead of
+// letting it end the delivery goroutine, and with it the process.
+type guardedHooks struct {
+	h   Hooks
+	log *slog.Logger
+}
+
+// guardHooks returns h guarded, or h itself when it cannot panic.
+func guardHooks(h Hooks, log *slog.Logger) Hooks {
+	if _, ok := h.(NopHooks); ok {
+		return h
+	}
+	return guardedHooks{h: h, log: log}
+}
+
+// recover, deferred by each method, logs the hook's panic, if any.
+func (g guardedHooks) recover(ctx context.Context, hook string) {
+	if r := recover(); r != nil {
+		g.log.LogAttrs(ctx, slog.LevelError, "webhook: hook panicked",
+			slog.String("hook", hook), slog.String("panic", fmt.Sprint(r)))
+	}
+}
+
+func (g guardedHooks) AttemptStarted(ctx context.Context, info AttemptInfo) {
+	defer g.recover(ctx, "AttemptStarted")
+	g.h.AttemptStarted(ctx, info)
+}
+
+func (g guardedHooks) AttemptFinished(ctx context.Context, info AttemptInfo) {
+	defer g.recover(ctx, "AttemptFinished")
+	g.h.AttemptFinished(ctx, info)
+}
+
+func (g guardedHooks) DeliverySucceeded(ctx context.Context, d *Delivery) {
+	defer g.recover(ctx, "DeliverySucceeded")
+	g.h.DeliverySucceeded(ctx, d)
+}
+
+func (g guardedHooks) DeliveryFailed(ctx context.Context, d *Delivery, err error) {
+	defer g.recover(ctx, "DeliveryFailed")
+	g.h.DeliveryFailed(ctx, d, err)
+}
+
+func (g guardedHooks) WebhookDisabled(ctx context.Context, webhookID, reason string) {
+	defer g.recover(ctx, "WebhookDisabled")
+	g.h.WebhookDisabled(ctx, webhookID, reason)
+}
