@@ -1527,7 +1527,7 @@ func TestRateLimitedWebhookStateIsDropped(t *testing.T) {
 		defer d.mu.Unlock()
 		return len(d.hooks)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for hooks() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
