@@ -108,8 +108,8 @@ type Config struct {
 	WebhookCacheTTL time.Duration
 
 	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{
-	// AllowedRanges, AllowedPorts, AllowAnyPort}): the SSRF-guarded
-	// transport. A Transport set here replaces the guard: only use one
+	// AllowedRanges, AllowedPorts, AllowAnyPort, MaxIdleConnsPerHost:
+	// Workers}): the SSRF-guarded transport. A Transport set here replaces the guard: only use one
 	// built with NewTransport, or one you trust equally. Redirects are never
 	// followed whatever the transport.
 	Transport http.RoundTripper

@@ -27,8 +27,8 @@ import (
 // Errors of the Dispatcher. Callers match them with errors.Is.
 var (
 	// ErrInvalidEvent reports an Emit whose event cannot be sent: no tenant,
-	// a malformed id, or data that does not marshal to JSON. Nothing is
-	// stored.
+	// a malformed id, a request id over 256 bytes, or data that does not
+	// marshal to JSON. Nothing is stored.
 	ErrInvalidEvent = errors.New("webhook: invalid event")
 	// ErrPayloadTooLarge reports event data above Config.MaxPayloadBytes.
 	// The error is a *PayloadTooLargeError.
@@ -338,9 +338,11 @@ func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 // Dispatcher in this process starts delivering them at once.
 //
 // Emitting an event whose ID was emitted before stores no second delivery
-// to a webhook (the first payload is kept): Emit is safe to retry. An unknown type (ErrUnknownEventType),
-// a missing tenant or malformed id or data (ErrInvalidEvent), or data above
-// the size cap (*PayloadTooLargeError) is refused and nothing is stored.
+// to a webhook (the first payload is kept): Emit is safe to retry. An
+// unknown type (ErrUnknownEventType), a missing tenant, a malformed id, a
+// request id over 256 bytes or data that does not marshal
+// (ErrInvalidEvent), or data above the size cap (*PayloadTooLargeError) is
+// refused and nothing is stored.
 // A matching webhook deleted while Emit runs is left out; the others get
 // their deliveries.
 func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
@@ -815,7 +817,9 @@ func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan at
 
 // SendTest delivers a webhook.test event to one webhook, whatever events it
 // subscribes to, and returns the delivery and its first attempt (the
-// management API's test endpoint). data may be nil. The payload's
+// management API's test endpoint). data may be nil. A delivery to an
+// inactive webhook is not sent: it fails at once, with an attempt of class
+// canceled. The payload's
 // metadata.requestId is a fresh "req_test_…" id, so a receiver can tell test
 // deliveries apart in its logs. As with SendNow, the attempt may be made by
 // another Dispatcher sharing the store. The Dispatcher must be running.

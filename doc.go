@@ -64,8 +64,10 @@
 //
 // # Retries
 //
-// Any 2xx is a success; every other status (redirects are not followed), a
-// timeout ([Config.Timeout]) or a network error is a failed attempt, retried
+// A 2xx whose body ends within [Config.Timeout] is a success; every other
+// status (redirects are not followed), a timeout (a body that stalls past
+// [Config.Timeout] included, whatever its status), a network or TLS error, or
+// a destination the SSRF guard refuses is a failed attempt, retried
 // with exponential backoff and jitter per [RetryPolicy] until the webhook's
 // or the dispatcher's attempt budget is spent, when the delivery becomes
 // failed. By default a delivery is attempted five times over about 43

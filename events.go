@@ -97,7 +97,9 @@ var guideEvents = []EventType{
 }
 
 // Register adds an event type of the host's own. Names are dot-separated
-// lowercase words (letters, digits, '_' and '-'), at most 128 bytes.
+// lowercase words (letters, digits, '_' and '-'), at most 128 bytes; an
+// invalid name returns an error matching ErrUnknownEventType. Registering a
+// name again replaces its description.
 func (c *Catalog) Register(name, description string) error {
 	if err := validEventName(name); err != nil {
 		return err

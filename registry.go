@@ -129,18 +129,20 @@ type WebhookInput struct {
 	// a host, a port from 1 to 65535 if any, no user info, no fragment, at
 	// most MaxURLLength bytes.
 	URL string
-	// Events are event types or patterns ("agent.*", "*"); at least one.
-	// Duplicates are dropped, keeping the first.
+	// Events are event types or patterns ("agent.*", "*"); at least one,
+	// at most RegistryOptions.MaxEvents. Duplicates are dropped, keeping the
+	// first.
 	Events []string
-	// Description is free text, at most MaxDescription bytes of UTF-8
-	// without NUL characters.
+	// Description is free text, at most RegistryOptions.MaxDescription
+	// bytes of UTF-8 without NUL characters.
 	Description string
 	// Active defaults to true when nil.
 	Active *bool
 	// Secret is the signing secret. Empty means generate one: "whsec_" +
 	// base64 of 32 random bytes. A supplied secret is either "whsec_" + std
 	// base64 of 24 to 64 bytes, or a free-form string of MinSecretLength to
-	// MaxSecretLength bytes without spaces or control characters.
+	// MaxSecretLength bytes of UTF-8 without spaces or control characters
+	// that does not start with "v1," (a pasted signature).
 	Secret string
 	// Headers are custom headers sent with every delivery; at most
 	// MaxHeaders. Names must be valid tokens and not headers the library
@@ -245,8 +247,8 @@ func (r *Registry) Get(ctx context.Context, tenant, id string) (*store.Webhook, 
 }
 
 // List returns a page of tenant's webhooks, newest first, and the cursor of
-// the next page ("" at the end). limit is clamped to 1..store.MaxPageLimit;
-// 0 means 100.
+// the next page ("" at the end). A limit above store.MaxPageLimit is
+// lowered to it; 0 or less means 100.
 func (r *Registry) List(ctx context.Context, tenant, cursor string, limit int) ([]*store.Webhook, string, error) {
 	if err := checkTenant(tenant); err != nil {
 		return nil, "", err
@@ -385,7 +387,8 @@ func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace ti
 }
 
 // ActiveSecrets returns the secrets that sign w's deliveries at now: the
-// current one first, then the previous ones whose ExpiresAt is after now.
+// current one first, then the previous ones whose ExpiresAt is zero (no
+// expiry) or after now. Empty values are left out.
 func ActiveSecrets(w *store.Webhook, now time.Time) []string {
 	out := make([]string, 0, len(w.Secrets))
 	for i, s := range w.Secrets {

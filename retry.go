@@ -37,7 +37,8 @@ const (
 
 // RetryPolicy decides whether a failed attempt is retried, and when. Its zero
 // value is the default schedule written out at DefaultMaxAttempts. It is
-// computed with github.com/cenkalti/backoff/v4's exponential backoff.
+// computed with github.com/cenkalti/backoff/v4's exponential backoff. A
+// MaxAttempts or a duration that is zero or negative means its default.
 type RetryPolicy struct {
 	// MaxAttempts is the retry budget: the most attempts of one delivery per
 	// round (a Redeliver starts a new round). Defaults to DefaultMaxAttempts.
@@ -53,7 +54,7 @@ type RetryPolicy struct {
 	MaxInterval time.Duration
 	// Jitter is the fraction by which each delay is randomised, both ways
 	// (0.2 gives ±20%). Defaults to DefaultJitter; a negative value means
-	// no jitter (exact delays, as tests want).
+	// no jitter (exact delays, as tests want); 1 or more is refused by New.
 	Jitter float64
 	// MinRetryAfter and MaxRetryAfter bound the delay a receiver asks for
 	// with Retry-After. Default to DefaultMinRetryAfter and

@@ -105,7 +105,9 @@ func SignLegacy(secret string, body []byte) string {
 }
 
 // SignStandard returns one Standard Webhooks signature entry, "v1," + base64
-// HMAC-SHA256 of msgID + "." + timestamp + "." + body.
+// HMAC-SHA256 of msgID + "." + timestamp + "." + body, keyed with the base64
+// decoding of what follows "whsec_" (the secret's raw bytes when that is not
+// valid base64).
 func SignStandard(secret, msgID string, timestamp int64, body []byte) string {
 	return "v1," + base64.StdEncoding.EncodeToString(standardMAC(standardKey(secret), msgID, timestamp, body))
 }
@@ -123,7 +125,7 @@ func standardMAC(key []byte, msgID string, timestamp int64, body []byte) []byte 
 
 // Signer signs request bodies with a webhook's active secrets. Make one with
 // [NewSigner]; a Signer without a secret (the zero value, or nil) signs
-// nothing.
+// nothing. It is safe for concurrent use.
 type Signer struct {
 	secrets []string
 	keys    []signingKey
@@ -132,7 +134,7 @@ type Signer struct {
 // NewSigner returns a Signer for secrets, the current one first. The guide's
 // header uses only the current secret; the Standard header carries one entry
 // per secret, so receivers still on a previous secret verify during a
-// rotation.
+// rotation. It fails with ErrNoSecrets when there is none or one is empty.
 func NewSigner(secrets ...string) (*Signer, error) {
 	if len(secrets) == 0 {
 		return nil, ErrNoSecrets

@@ -96,7 +96,9 @@ func (d *Dispatcher) Stats() Stats {
 
 // WebhookStats returns one webhook's delivery tallies from the store
 // (pending, succeeded, failed: all processes, all time until purged) with
-// this dispatcher's in-flight and attempt counters.
+// this dispatcher's in-flight, attempt and retry counters. It returns
+// store.ErrNotFound when the webhook does not exist. It does not check
+// the webhook's tenant.
 func (d *Dispatcher) WebhookStats(ctx context.Context, webhookID string) (WebhookStats, error) {
 	c, err := d.st.CountDeliveries(ctx, webhookID)
 	if err != nil {

@@ -20,18 +20,21 @@ type Attempt = store.Attempt
 type Event struct {
 	// ID is the payload "id". Emitting the same ID twice does not deliver it
 	// twice to a webhook (an idempotency key for hosts that retry Emit).
-	// Defaults to "evt_" + a new UUIDv7.
+	// Defaults to "evt_" + a new UUIDv7. A given ID is 1 to 128 bytes of
+	// letters, digits, '_', '-' and ':'.
 	ID string
 	// Type is the event type, one of the catalog's ("workflow.completed").
 	Type string
 	// Tenant is the owner of the webhooks the event may reach. Required
 	// (use one constant tenant for a single-tenant host).
 	Tenant string
-	// Data is the event-specific payload, marshalled with encoding/json
-	// (a json.RawMessage is taken as is, after validation). Nil is sent as {}.
+	// Data is the event-specific payload, marshalled with encoding/json and
+	// rewritten as CanonicalJSON (a json.RawMessage is validated and
+	// canonicalised, not sent as is). Nil is sent as {}.
 	Data any
-	// RequestID is sent as metadata.requestId. Optional.
+	// RequestID is sent as metadata.requestId. Optional; at most 256 bytes.
 	RequestID string
-	// Time is the payload "timestamp". Defaults to now.
+	// Time is the payload "timestamp", sent in UTC to the second. Defaults
+	// to Config.Now().
 	Time time.Time
 }
