@@ -65,8 +65,9 @@
 //
 // A [Router] calls the handler registered for the event type (exact,
 // "prefix.*" or "*"); [Handle] decodes the event's data into the handler's
-// type. A handler error answers 500 so the sender retries; events without a
-// handler answer 200 and are logged.
+// type. Data that does not decode answers 400; any other handler error
+// answers 500 so the sender retries; events without a handler answer 200 and
+// are logged.
 //
 // With [RouterOptions].Background the router answers 202 as soon as the
 // event is queued and processes it on its own workers, retrying with

@@ -128,7 +128,9 @@ func Idempotency(store IdempotencyStore) func(http.Handler) http.Handler {
 // IdempotencyWithOptions returns middleware that deduplicates deliveries by
 // event id (the signed webhook-id, else the payload id), scoped per
 // endpoint. It must be mounted inside Verify: a request without a verified
-// event is answered 500 and never touches the store.
+// event is answered 500 and never touches the store, and a verified event
+// without an id is answered 400. It fails on a nil Store and on a negative
+// TTL or Lease.
 //
 //   - The first delivery reserves the key atomically and runs next; a 2xx
 //     answer marks the key done for TTL, any other answer or a panic

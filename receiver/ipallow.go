@@ -33,7 +33,7 @@ type IPAllowlistOptions struct {
 
 // IPAllowlist returns middleware that lets through only clients in cidrs
 // (see [IPAllowlistWithOptions]), trusting no proxy. It panics on an invalid
-// range: a programmer error caught at construction.
+// range or on none: a programmer error caught at construction.
 func IPAllowlist(cidrs ...string) func(http.Handler) http.Handler {
 	mw, err := IPAllowlistWithOptions(IPAllowlistOptions{Allow: cidrs})
 	if err != nil {
@@ -47,7 +47,9 @@ func IPAllowlist(cidrs ...string) func(http.Handler) http.Handler {
 // peer is a trusted proxy: then the forwarded-for header (all its lines,
 // merged) is walked from right to left, skipping trusted proxies, and the
 // first other address is the client (the leftmost, when all are trusted).
-// A peer or header entry that does not parse is refused.
+// A peer or header entry that does not parse is refused. It fails on an
+// empty Allow, a range that does not parse, and a ForwardedHeader of
+// "Forwarded".
 func IPAllowlistWithOptions(opts IPAllowlistOptions) (func(http.Handler) http.Handler, error) {
 	if len(opts.Allow) == 0 {
 		return nil, errors.New("receiver: IPAllowlistOptions.Allow is empty")

@@ -14,8 +14,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// HandlerFunc processes one verified event. A non-nil error makes the
-// Router answer 500, so the sender retries.
+// HandlerFunc processes one verified event. A non-nil error makes a
+// synchronous Router answer 500 (400 for a *[DataError]), so the sender
+// retries; a background Router retries the handler itself.
 type HandlerFunc func(ctx context.Context, e *Event) error
 
 // DataError reports event data that does not decode into the type a typed
@@ -69,6 +70,7 @@ type BackgroundOptions struct {
 	// to 1024.
 	QueueSize int
 	// MaxAttempts is how many times a failing handler runs. Defaults to 5.
+	// Data that does not decode (a *DataError) is not retried.
 	MaxAttempts int
 	// InitialInterval and MaxInterval shape the exponential backoff between
 	// attempts (with jitter). Default to 1 second and 1 minute.
@@ -144,8 +146,8 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	return r, nil
 }
 
-// On registers h for pattern. It panics on an invalid or already registered
-// pattern, as http.ServeMux does.
+// On registers h for pattern. It panics on a nil h and on an invalid or
+// already registered pattern, as http.ServeMux does.
 func (r *Router) On(pattern string, h HandlerFunc) {
 	if h == nil {
 		panic("receiver: nil handler for " + pattern)
@@ -293,7 +295,8 @@ type job struct {
 }
 
 // Start starts the background workers. It is a no-op for a synchronous
-// router, and when already started. Handlers run with a context derived from
+// router, when already started, and after Stop: a stopped Router stays
+// stopped and keeps answering 503. Handlers run with a context derived from
 // ctx's values that is canceled when Stop gives up.
 func (r *Router) Start(ctx context.Context) error {
 	b := r.bg
