@@ -184,8 +184,13 @@ func (r *Router) On(pattern string, h HandlerFunc) {
 
 // Handle registers for pattern a handler that receives the event's data
 // decoded into T (for instance one of the catalog's data structs). Data that
-// does not decode fails with a *[DataError] without calling fn.
+// does not decode fails with a *[DataError] without calling fn. It panics,
+// as [Router.On] does, on a nil fn and on an invalid or already registered
+// pattern.
 func Handle[T any](r *Router, pattern string, fn func(ctx context.Context, e *Event, data T) error) {
+	if fn == nil {
+		panic("receiver: nil handler for " + pattern)
+	}
 	r.On(pattern, func(ctx context.Context, e *Event) error {
 		var data T
 		if len(e.Data) > 0 {

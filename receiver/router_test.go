@@ -182,6 +182,20 @@ func TestRouterRegistrationPanics(t *testing.T) {
 	}
 }
 
+// TestHandleNilPanics: a nil typed handler is a programmer error caught
+// at registration, as On catches a nil HandlerFunc, not a 500 on every
+// delivery.
+func TestHandleNilPanics(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, RouterOptions{})
+	defer func() {
+		if recover() == nil {
+			t.Error("Handle with a nil handler did not panic")
+		}
+	}()
+	Handle[workflowData](r, "workflow.completed", nil)
+}
+
 func TestRouterBackground(t *testing.T) {
 	t.Parallel()
 	type failure struct {
