@@ -71,8 +71,9 @@ type Config struct {
 	// DefaultSendTimeout.
 	SendTimeout time.Duration
 	// RotationGrace is how long the previous secret keeps signing after a
-	// rotation. Defaults to DefaultRotationGrace; negative drops the
-	// previous secret at once.
+	// rotation. Defaults to DefaultRotationGrace; negative drops every
+	// previous secret at once, including one still in an earlier
+	// rotation's grace period (Registry.RotateSecret with grace 0).
 	RotationGrace time.Duration
 	// Now is the clock of the chart. Defaults to time.Now.
 	Now func() time.Time
