@@ -31,7 +31,8 @@ var (
 	// claimed it). Nothing was changed.
 	ErrLeaseLost = errors.New("store: lease lost")
 	// ErrInvalid reports input a Store refuses: a nil record, an empty id, a
-	// non-positive limit, a malformed cursor.
+	// listing or Claim limit outside 1..MaxPageLimit, a negative Purge
+	// limit, a malformed cursor.
 	ErrInvalid = errors.New("store: invalid input")
 	// ErrClosed reports a call on a Store after Close.
 	ErrClosed = errors.New("store: closed")
