@@ -191,7 +191,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
 // eventType, oldest first. It reads the tenant's webhooks from the file once
-// and then from memory (see hookCache) until a webhook changes.
+// and then from memory until a webhook changes (see Costs in the package
+// documentation).
 func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
 	if tenant == "" {
 		return nil, invalid("match without tenant")
