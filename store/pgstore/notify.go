@@ -26,8 +26,8 @@ func (sub *subscriber) wake() {
 }
 
 // WakeUps returns a channel that receives a value soon after any replica
-// sharing this schema commits an Enqueue that stored a delivery, a
-// Redeliver, or a Release that freed a lease, so a dispatcher can claim at
+// sharing this schema commits an Enqueue that stored a delivery not leased
+// already, a Redeliver, or a Release that freed a lease, so a dispatcher can claim at
 // once instead of waiting for its next poll. Wake-ups coalesce (the channel
 // has a buffer of one) and carry no data; one may also arrive with no work
 // to do, for instance after the listener reconnects, since notifications

@@ -16,7 +16,8 @@
 // its leases loses them when they expire; the others then claim the
 // deliveries again (at-least-once delivery).
 //
-// Enqueue, Redeliver and Release send a PostgreSQL notification in the
+// Enqueue (when it stores a delivery not leased already), Redeliver and
+// Release (when it frees a lease) send a PostgreSQL notification in the
 // same transaction; [Store.WakeUps] turns those notifications, from every
 // replica, into wake-ups a dispatcher can wait on instead of polling.
 //
