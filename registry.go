@@ -146,8 +146,8 @@ type WebhookInput struct {
 	Secret string
 	// Headers are custom headers sent with every delivery; at most
 	// MaxHeaders. Names must be valid tokens and not headers the library
-	// sets (X-Webhook-*, Webhook-*, Content-Type, Content-Length, Host,
-	// User-Agent, hop-by-hop headers).
+	// sets (X-Webhook-*, Webhook-*, Content-Type, Content-Length,
+	// Content-Encoding, Host, User-Agent, Expect, hop-by-hop headers).
 	Headers map[string]string
 	// MaxAttempts overrides the dispatcher's retry budget when positive;
 	// at most MaxWebhookAttempts.
@@ -520,9 +520,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// registryReservedHeaders are the headers a webhook may not set (canonical form).
+// registryReservedHeaders are the headers a webhook may not set (canonical
+// form): every header the dispatcher would drop (reservedHeaders), and more.
 var registryReservedHeaders = map[string]bool{
-	"Content-Type": true, "Content-Length": true, "Host": true, "User-Agent": true,
+	"Content-Type": true, "Content-Length": true, "Content-Encoding": true,
+	"Host": true, "User-Agent": true, "Expect": true,
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
 	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,

@@ -161,6 +161,10 @@ func TestRegistryValidation(t *testing.T) {
 		{"host", func(in *WebhookInput) { in.Headers = map[string]string{"Host": "x"} }, "headers.Host"},
 		{"user agent", func(in *WebhookInput) { in.Headers = map[string]string{"User-Agent": "x"} }, "headers.User-Agent"},
 		{"hop by hop", func(in *WebhookInput) { in.Headers = map[string]string{"Transfer-Encoding": "x"} }, "headers.Transfer-Encoding"},
+		// The dispatcher never sends these two; a webhook must not seem to
+		// hold them.
+		{"content encoding", func(in *WebhookInput) { in.Headers = map[string]string{"Content-Encoding": "gzip"} }, "headers.Content-Encoding"},
+		{"expect", func(in *WebhookInput) { in.Headers = map[string]string{"Expect": "100-continue"} }, "headers.Expect"},
 		{"bad header name", func(in *WebhookInput) { in.Headers = map[string]string{"X Bad": "x"} }, "headers.X Bad"},
 		{"header crlf", func(in *WebhookInput) { in.Headers = map[string]string{"X-A": "a\r\nX-B: b"} }, "headers.X-A"},
 		{"duplicate header", func(in *WebhookInput) { in.Headers = map[string]string{"x-a": "1", "X-A": "2"} }, ""},
@@ -550,5 +554,17 @@ func TestRegistryRefusesNUL(t *testing.T) {
 	}
 	if got := list[0]; got.Description != "" || got.URL != w.URL || len(got.Headers) != 0 {
 		t.Errorf("a refused update was stored: %+v", got)
+	}
+}
+
+// TestRegistryRefusesEveryDroppedHeader: a custom header the dispatcher
+// would drop is refused when the webhook is saved, so a webhook never
+// seems to send a header it does not.
+func TestRegistryRefusesEveryDroppedHeader(t *testing.T) {
+	t.Parallel()
+	for name := range reservedHeaders {
+		if !registryReservedHeaders[name] {
+			t.Errorf("the dispatcher drops %s, but the Registry accepts it", name)
+		}
 	}
 }
