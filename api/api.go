@@ -38,8 +38,9 @@ type Config struct {
 	Registry *webhook.Registry
 	// Dispatcher sends test events and retries, and emits events for
 	// POST /v1/events. Required. The test and retry routes need it
-	// started (they answer 503 otherwise); events emitted while it is
-	// stopped are stored and delivered once it runs.
+	// started (they answer 503 otherwise); events emitted while it is not
+	// running are stored, and delivered once it, or another Dispatcher on
+	// the same store, runs (a stopped Dispatcher does not start again).
 	Dispatcher *webhook.Dispatcher
 	// Store is the store the Registry and Dispatcher use; the delivery
 	// routes read it. Required.
