@@ -94,3 +94,43 @@ func ExampleRouter() {
 	// 200
 	// 200
 }
+
+// Verify, then Idempotency: the sender's retry of a delivery that was
+// processed is answered 200 without running the handler again.
+func ExampleIdempotency() {
+	store := receiver.NewMemoryStore(receiver.MemoryStoreOptions{})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, _ := receiver.EventFromContext(r.Context())
+		fmt.Println("processing", ev.ID)
+	})
+	h := receiver.Verify(exampleSecret)(receiver.Idempotency(store)(handler))
+
+	body := `{"id":"evt_1","event":"user.login","timestamp":"2024-01-15T10:30:00Z","webhookId":"wh_1","data":{},"metadata":{"apiVersion":"v1","requestId":"req_1"}}`
+	for range 2 { // the delivery, then a retry of it
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, signed(body, "evt_1", time.Now()))
+		fmt.Println(rec.Code)
+	}
+	// Output:
+	// processing evt_1
+	// 200
+	// 200
+}
+
+// IPAllowlist lets through only the sender's addresses; behind a reverse
+// proxy, IPAllowlistWithOptions names the proxies whose X-Forwarded-For it
+// reads.
+func ExampleIPAllowlist() {
+	allow := receiver.IPAllowlist("203.0.113.0/24", "2001:db8::/32")
+	h := allow(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, peer := range []string{"203.0.113.7:40000", "198.51.100.1:40000"} {
+		r := httptest.NewRequest(http.MethodPost, "/webhooks/noa-server", nil)
+		r.RemoteAddr = peer
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		fmt.Println(peer, rec.Code)
+	}
+	// Output:
+	// 203.0.113.7:40000 200
+	// 198.51.100.1:40000 403
+}
