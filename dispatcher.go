@@ -171,7 +171,13 @@ type Dispatcher struct {
 	// hookState.parked); parked counts those deliveries, at most Workers.
 	parkedHooks map[string]bool
 	parked      int
-	hooks       map[string]*hookState
+	// held holds the deliveries in flight here (counted in inflight), to
+	// whether a claim has returned one of them again meanwhile: a clock
+	// that jumped past their leases makes them look free. A claim never
+	// sends one of them twice; the lease it took is given back once the
+	// attempt in flight is done.
+	held  map[string]bool
+	hooks map[string]*hookState
 	// limits holds the lowered concurrency limits of webhooks whose
 	// attempts timed out (see Config.PerWebhookConcurrency); a webhook
 	// without an entry has PerWebhookConcurrency.
@@ -278,6 +284,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		limits:      make(map[string]int),
 		blocked:     make(map[string]bool),
 		parkedHooks: make(map[string]bool),
+		held:        make(map[string]bool),
 		dueSeq:      1, // the store may hold due deliveries when we start
 		waiters:     make(map[string][]chan attemptDone),
 		cache:       make(map[string]*target),
@@ -590,6 +597,7 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 		}
 		h.inflight++
 		d.inflight++
+		d.held[del.ID] = false
 		del.LeaseOwner, del.LeaseExpiresAt = d.cfg.Owner, now.Add(d.cfg.Lease)
 		out = append(out, a)
 	}
@@ -599,6 +607,7 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 // unadmit undoes admit for a delivery that will not be sent. d.mu is held.
 func (d *Dispatcher) unadmit(a admission) {
 	d.inflight--
+	delete(d.held, a.del.ID)
 	h := d.hooks[a.del.WebhookID]
 	h.inflight--
 	if a.parked {
@@ -1134,6 +1143,12 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 	d.reserved -= reserved
 	reserved = 0
 	for _, del := range ds {
+		if _, ok := d.held[del.ID]; ok {
+			// In flight here already, its lease run out on the clock:
+			// not sent twice at once (see held).
+			d.held[del.ID] = true
+			continue
+		}
 		h := d.hooks[del.WebhookID]
 		if h == nil {
 			h = &hookState{}
@@ -1148,6 +1163,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			d.parked++
 			h.inflight++
 			d.inflight++
+			d.held[del.ID] = false
 			continue
 		}
 		if h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
@@ -1162,6 +1178,7 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 		h.sending++
 		d.inflight++
 		d.sending++
+		d.held[del.ID] = false
 		d.workers.Add(1)
 		d.startWork(del)
 	}
@@ -1262,6 +1279,8 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	free()
 	d.mu.Lock()
 	d.inflight--
+	reclaimed := d.held[del.ID]
+	delete(d.held, del.ID)
 	if !answered {
 		d.sending--
 	}
@@ -1291,7 +1310,11 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	for _, ch := range ws {
 		ch <- r
 	}
-	if again {
+	if reclaimed {
+		// The lease a claim took meanwhile, unless the record cleared it.
+		d.release(ctx, []string{del.ID})
+		d.markDue()
+	} else if again {
 		d.signal()
 	}
 }
@@ -1365,6 +1388,9 @@ func (d *Dispatcher) dropParked(webhookID string) {
 		return
 	}
 	n := len(h.parked)
+	for _, p := range h.parked {
+		delete(d.held, p.del.ID)
+	}
 	h.parked = nil
 	delete(d.parkedHooks, webhookID)
 	d.parked -= n
@@ -1383,6 +1409,7 @@ func (d *Dispatcher) releaseParked(ctx context.Context, before time.Time) {
 		n := 0
 		for n < len(h.parked) && (before.IsZero() || h.parked[n].at.Before(before)) {
 			ids = append(ids, h.parked[n].del.ID)
+			delete(d.held, h.parked[n].del.ID)
 			n++
 		}
 		h.parked = h.parked[n:]

@@ -1665,3 +1665,41 @@ func TestPanickingHooks(t *testing.T) {
 		t.Errorf("no panic logged:\n%s", logs.String())
 	}
 }
+
+// TestClockJumpDoesNotSendTwice: a clock that jumps past the lease of an
+// attempt in flight makes the delivery look free in the store; the
+// dispatcher that holds it must not claim and send it a second time
+// meanwhile, and the delivery is recorded once, its lease cleared.
+func TestClockJumpDoesNotSendTwice(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		hang, release := newGate()
+		t.Cleanup(release)
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		})
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		d := startDispatcher(t, st, cfg)
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.next(t)
+		clock.Advance(24 * time.Hour)
+		time.Sleep(100 * time.Millisecond) // a few polls at the new time
+		if n := rc.count(); n != 1 {
+			t.Fatalf("%d requests of one delivery in flight at once after the clock jumped a day, want 1", n)
+		}
+		release()
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		if n := rc.count(); n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+	})
+}
