@@ -213,6 +213,7 @@ type hookState struct {
 	sending  int       // as Dispatcher.sending, for this webhook
 	rate     float64   // the webhook's RateLimit at the last claim, 0 for none
 	nextSlot time.Time // rate limit: earliest start of the next attempt
+	slotAt   time.Time // when nextSlot was set
 	// parked holds claimed deliveries of this webhook that wait, oldest
 	// first, for one of its concurrency slots: a claim (or an Emit) that
 	// got more of the webhook's deliveries than its limit lets through
@@ -225,6 +226,18 @@ type hookState struct {
 	// storing: they join parked once stored.
 	parking int
 }
+
+// waits reports whether the webhook's rate limit holds its next attempt
+// back at now. A slot set more than clockStep after now has come: the clock
+// went back, and the webhook waits at most clockStep more than its interval,
+// however far back it went. (Times read a little apart, before a claim and
+// after it, are not a step back.)
+func (h *hookState) waits(now time.Time) bool {
+	return h.rate > 0 && h.nextSlot.After(now) && !now.Before(h.slotAt.Add(-clockStep))
+}
+
+// clockStep is how far back a clock must go for waits to see it.
+const clockStep = time.Minute
 
 type parkedDelivery struct {
 	del *store.Delivery
@@ -570,7 +583,7 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 			continue
 		}
 		h := d.hooks[w.ID]
-		if w.RateLimit > 0 && h != nil && h.rate > 0 && h.nextSlot.After(now) {
+		if w.RateLimit > 0 && h != nil && h.waits(now) {
 			continue
 		}
 		if h == nil {
@@ -589,7 +602,7 @@ func (d *Dispatcher) admit(ws []*store.Webhook, ds []*store.Delivery, now time.T
 			d.parked++
 		default:
 			if w.RateLimit > 0 {
-				h.rate, h.nextSlot = w.RateLimit, now.Add(rateInterval(w.RateLimit))
+				h.rate, h.nextSlot, h.slotAt = w.RateLimit, now.Add(rateInterval(w.RateLimit)), now
 			}
 			h.sending++
 			d.sending++
@@ -1056,7 +1069,7 @@ func (d *Dispatcher) startClaims(ctx, workCtx context.Context, claims *sync.Wait
 			switch {
 			case h.sending >= d.limitOf(id, perCap):
 				skip = append(skip, id)
-			case h.rate > 0 && h.nextSlot.After(now):
+			case h.waits(now):
 				skip = append(skip, id)
 				wait = min(wait, h.nextSlot.Sub(now))
 			case h.inflight <= 0:
@@ -1167,12 +1180,12 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			continue
 		}
 		if h.sending >= limit || d.sending+d.reserved >= maxAdmitted(d.cfg.Workers) || d.inflight+d.reserved >= maxInflight(d.cfg.Workers) ||
-			(h.rate > 0 && h.nextSlot.After(now)) {
+			h.waits(now) {
 			excess = append(excess, del.ID)
 			continue
 		}
 		if h.rate > 0 {
-			h.nextSlot = now.Add(rateInterval(h.rate))
+			h.nextSlot, h.slotAt = now.Add(rateInterval(h.rate)), now
 		}
 		h.inflight++
 		h.sending++
@@ -1289,7 +1302,7 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 		if !answered {
 			h.sending--
 		}
-		if h.inflight <= 0 && (h.rate == 0 || !h.nextSlot.After(d.cfg.Now())) {
+		if h.inflight <= 0 && !h.waits(d.cfg.Now()) {
 			delete(d.hooks, del.WebhookID)
 		}
 	}

@@ -943,6 +943,41 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitAfterClockGoesBack: a clock that goes back a day does not
+// hold a rate-limited webhook's deliveries back for that day; the webhook
+// waits one interval at most, and its rate still holds.
+func TestRateLimitAfterClockGoesBack(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, st, "a", rc.URL)
+		w.RateLimit = 1
+		saveWebhook(t, st, w)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		d := startDispatcher(t, st, cfg)
+		emit := func() string {
+			t.Helper()
+			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.DeliveryIDs[0]
+		}
+		waitStatus(t, st, emit(), store.StatusSuccess, 1)
+		clock.Advance(-24 * time.Hour)
+		waitStatus(t, st, emit(), store.StatusSuccess, 1)
+		id := emit()
+		time.Sleep(50 * time.Millisecond) // a few polls within the interval
+		if n := rc.count(); n != 2 {
+			t.Fatalf("%d requests within a second at 1/s, want 2", n)
+		}
+		clock.Advance(time.Second)
+		waitStatus(t, st, id, store.StatusSuccess, 1)
+	})
+}
+
 // TestRateInterval checks the spacing of a rate-limited webhook's attempts,
 // in particular for rates a store may hold but the Registry refuses: slower
 // ones are spaced an hour apart, and one of 1e-12 a second used to overflow
