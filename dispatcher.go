@@ -27,8 +27,9 @@ import (
 // Errors of the Dispatcher. Callers match them with errors.Is.
 var (
 	// ErrInvalidEvent reports an Emit whose event cannot be sent: no tenant,
-	// a malformed id, a request id over 256 bytes, or data that does not
-	// marshal to JSON. Nothing is stored.
+	// a malformed id, a request id over 256 bytes, a Time whose year RFC
+	// 3339 cannot write, or data that does not marshal to JSON. Nothing is
+	// stored.
 	ErrInvalidEvent = errors.New("webhook: invalid event")
 	// ErrPayloadTooLarge reports event data above Config.MaxPayloadBytes.
 	// The error is a *PayloadTooLargeError.
@@ -360,9 +361,9 @@ func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 // Emitting an event whose ID was emitted before stores no second delivery
 // to a webhook (the first payload is kept): Emit is safe to retry. An
 // unknown type (ErrUnknownEventType), a missing tenant, a malformed id, a
-// request id over 256 bytes or data that does not marshal
-// (ErrInvalidEvent), or data above the size cap (*PayloadTooLargeError) is
-// refused and nothing is stored.
+// request id over 256 bytes, a Time whose year RFC 3339 cannot write or
+// data that does not marshal (ErrInvalidEvent), or data above the size cap
+// (*PayloadTooLargeError) is refused and nothing is stored.
 // A matching webhook deleted while Emit runs is left out; the others get
 // their deliveries.
 func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
@@ -419,6 +420,10 @@ func (d *Dispatcher) prepare(ev *Event) ([]byte, error) {
 	}
 	if ev.Time.IsZero() {
 		ev.Time = d.cfg.Now()
+	}
+	if y := ev.Time.UTC().Year(); y < 0 || y > 9999 {
+		// The payload's RFC 3339 timestamp has four digits of year.
+		return nil, fmt.Errorf("%w: time is in the year %d, outside 0 to 9999", ErrInvalidEvent, y)
 	}
 	data, err := CanonicalJSON(ev.Data)
 	if err != nil {

@@ -490,6 +490,8 @@ func TestEmitRefusesBadEvents(t *testing.T) {
 		{"id with a space", Event{ID: "evt 1", Type: EventUserLogin, Tenant: "a"}, ErrInvalidEvent},
 		{"data that does not marshal", Event{Type: EventUserLogin, Tenant: "a", Data: map[string]any{"c": make(chan int)}}, ErrInvalidEvent},
 		{"invalid raw JSON", Event{Type: EventUserLogin, Tenant: "a", Data: json.RawMessage(`{"a":`)}, ErrInvalidEvent},
+		{"time after year 9999", Event{Type: EventUserLogin, Tenant: "a", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, ErrInvalidEvent},
+		{"time before year 0 in UTC", Event{Type: EventUserLogin, Tenant: "a", Time: time.Date(0, 1, 1, 0, 30, 0, 0, time.FixedZone("CET", 3600))}, ErrInvalidEvent},
 		{"oversized data", Event{Type: EventUserLogin, Tenant: "a", Data: map[string]string{"x": string(make([]byte, 200))}}, ErrPayloadTooLarge},
 	}
 	for _, tt := range tests {

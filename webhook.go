@@ -34,7 +34,7 @@ type Event struct {
 	Data any
 	// RequestID is sent as metadata.requestId. Optional; at most 256 bytes.
 	RequestID string
-	// Time is the payload "timestamp", sent in UTC to the second. Defaults
-	// to Config.Now().
+	// Time is the payload "timestamp", sent in RFC 3339 in UTC to the
+	// second; its year must be 0 to 9999. Defaults to Config.Now().
 	Time time.Time
 }
