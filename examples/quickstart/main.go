@@ -45,6 +45,9 @@ const deliveryTimeout = 20 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A reader that goes away (… | head) makes writes fail instead of
+	// killing the program before run removes its temporary directory.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := run(ctx, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,9 +16,39 @@ import (
 )
 
 // TestMain fails the package when a goroutine outlives run: the dispatcher,
-// the receiver's server and its connections must all be stopped.
+// the receiver's server and its connections must all be stopped. With
+// QUICKSTART_MAIN=1 the test binary is the program instead, for the tests
+// that need a process of their own.
 func TestMain(m *testing.M) {
+	if os.Getenv("QUICKSTART_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// runMain runs the program in a child process with its temporary directory
+// under a fresh TMPDIR and stdout as given, and checks that nothing is left
+// there afterwards.
+func runMain(t *testing.T, stdout io.Writer) (stderr string, err error) {
+	t.Helper()
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), "QUICKSTART_MAIN=1", "TMPDIR="+tmp)
+	cmd.Stdout = stdout
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	err = cmd.Run()
+	left, rerr := os.ReadDir(tmp)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if len(left) != 0 {
+		t.Errorf("temporary directory not removed: %v", left)
+	}
+	return errOut.String(), err
 }
 
 // events are the event types the quickstart emits, in order.
@@ -99,5 +131,21 @@ func TestRunReportsFailedDelivery(t *testing.T) {
 	}
 	if strings.Contains(stdout, "all 7 deliveries succeeded") {
 		t.Errorf("success line printed despite a failure:\n%s", stdout)
+	}
+}
+
+// A reader that goes away early (go run ./examples/quickstart | head -1)
+// makes the table's writes fail: the program still removes its temporary
+// directory and exits 1, instead of being killed by SIGPIPE.
+func TestMainClosedStdout(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	stderr, err := runMain(t, w)
+	if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 {
+		t.Errorf("exit: %v, want exit status 1\nstderr:\n%s", err, stderr)
 	}
 }
