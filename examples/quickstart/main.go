@@ -66,7 +66,7 @@ func runWith(ctx context.Context, stdout, stderr io.Writer, alertFailures int) (
 	// 1. A store: a bbolt file, removed at exit.
 	dir, err := os.MkdirTemp("", "webhook-quickstart-")
 	if err != nil {
-		return err
+		return fmt.Errorf("store directory in %s (set TMPDIR to a writable directory): %w", os.TempDir(), err)
 	}
 	defer os.RemoveAll(dir)
 	st, err := boltstore.Open(filepath.Join(dir, "webhooks.db"), nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -147,5 +148,26 @@ func TestMainClosedStdout(t *testing.T) {
 	stderr, err := runMain(t, w)
 	if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 {
 		t.Errorf("exit: %v, want exit status 1\nstderr:\n%s", err, stderr)
+	}
+}
+
+// A TMPDIR that cannot hold the store's directory fails at once, with an
+// error that names the setting to change.
+func TestRunUnusableTempDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tmp := range map[string]string{
+		"missing":       filepath.Join(t.TempDir(), "missing"),
+		"not directory": file,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("TMPDIR", tmp)
+			err := run(context.Background(), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "TMPDIR") || !strings.Contains(err.Error(), tmp) {
+				t.Errorf("run: %v, want an error naming TMPDIR and %s", err, tmp)
+			}
+		})
 	}
 }
