@@ -61,8 +61,16 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (c
 		}
 		return def
 	}
+	var envErr error // a variable set to what its flag would refuse
 	envBool := func(name string) bool {
-		b, _ := strconv.ParseBool(getenv(name))
+		v := getenv(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			envErr = errors.Join(envErr, fmt.Errorf("%s: invalid boolean %q", name, v))
+		}
 		return b
 	}
 	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
@@ -83,6 +91,9 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (c
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if envErr != nil {
+		return c, envErr
 	}
 	c.secrets = strings.Fields(getenv("WEBHOOK_SECRET"))
 	if len(c.secrets) == 0 {

@@ -144,6 +144,8 @@ func TestConfigErrors(t *testing.T) {
 		{nil, map[string]string{"WEBHOOK_SECRET": " \n "}, "WEBHOOK_SECRET"},
 		{nil, map[string]string{"WEBHOOK_SECRET": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}, "invalid secret"},
 		{[]string{"extra"}, map[string]string{"WEBHOOK_SECRET": secret}, "unexpected"},
+		{nil, map[string]string{"WEBHOOK_SECRET": secret, "WEBHOOK_BACKGROUND": "yes"}, `WEBHOOK_BACKGROUND: invalid boolean "yes"`},
+		{nil, map[string]string{"WEBHOOK_SECRET": secret, "WEBHOOK_ALLOW_LEGACY": "on"}, `WEBHOOK_ALLOW_LEGACY: invalid boolean "on"`},
 	}
 	// A canceled context: a configuration wrongly accepted makes run return
 	// nil at once instead of serving forever.
