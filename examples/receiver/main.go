@@ -95,6 +95,12 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (c
 	if envErr != nil {
 		return c, envErr
 	}
+	if err := checkPath("POST", c.path); err != nil {
+		return c, fmt.Errorf("-path %w", err)
+	}
+	if err := checkPath("GET", c.metricsPath); err != nil {
+		return c, fmt.Errorf("-metrics-path %w", err)
+	}
 	c.secrets = strings.Fields(getenv("WEBHOOK_SECRET"))
 	if len(c.secrets) == 0 {
 		return c, errors.New("WEBHOOK_SECRET is not set")
@@ -107,6 +113,22 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (c
 	}
 	c.tolerance = d
 	return c, nil
+}
+
+// checkPath returns an error for a path that run's ServeMux would refuse
+// with a panic, or would read as a host name: it must start with "/" and
+// make a valid pattern after method.
+func checkPath(method, path string) (err error) {
+	if !strings.HasPrefix(path, "/") {
+		return fmt.Errorf("%q: does not start with /", path)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%q: %v", path, r)
+		}
+	}()
+	http.NewServeMux().Handle(method+" "+path, http.NotFoundHandler())
+	return nil
 }
 
 func splitList(s string) []string {

@@ -144,6 +144,9 @@ func TestConfigErrors(t *testing.T) {
 		{nil, map[string]string{"WEBHOOK_SECRET": " \n "}, "WEBHOOK_SECRET"},
 		{nil, map[string]string{"WEBHOOK_SECRET": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}, "invalid secret"},
 		{[]string{"extra"}, map[string]string{"WEBHOOK_SECRET": secret}, "unexpected"},
+		{[]string{"-path", "webhooks"}, map[string]string{"WEBHOOK_SECRET": secret}, `-path "webhooks": does not start with /`},
+		{[]string{"-path", "example.com/hooks"}, map[string]string{"WEBHOOK_SECRET": secret}, "-path"},
+		{nil, map[string]string{"WEBHOOK_SECRET": secret, "WEBHOOK_METRICS_PATH": "/metrics/{"}, `-metrics-path "/metrics/{"`},
 		{nil, map[string]string{"WEBHOOK_SECRET": secret, "WEBHOOK_BACKGROUND": "yes"}, `WEBHOOK_BACKGROUND: invalid boolean "yes"`},
 		{nil, map[string]string{"WEBHOOK_SECRET": secret, "WEBHOOK_ALLOW_LEGACY": "on"}, `WEBHOOK_ALLOW_LEGACY: invalid boolean "on"`},
 	}
