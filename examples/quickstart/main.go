@@ -43,7 +43,7 @@ const tenant = "acme"
 const deliveryTimeout = 20 * time.Second
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// A reader that goes away (… | head) makes writes fail instead of
 	// killing the program before run removes its temporary directory.

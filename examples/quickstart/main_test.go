@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,8 +31,10 @@ func TestMain(m *testing.M) {
 
 // runMain runs the program in a child process with its temporary directory
 // under a fresh TMPDIR and stdout as given, and checks that nothing is left
-// there afterwards.
-func runMain(t *testing.T, stdout io.Writer) (stderr string, err error) {
+// there afterwards. When progress is not nil it is called once, with the
+// process, at the program's first write to stderr: its progress line, while
+// the deliveries are under way.
+func runMain(t *testing.T, stdout io.Writer, progress func(*os.Process)) (stderr string, err error) {
 	t.Helper()
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -39,8 +42,12 @@ func runMain(t *testing.T, stdout io.Writer) (stderr string, err error) {
 	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), "QUICKSTART_MAIN=1", "TMPDIR="+tmp)
 	cmd.Stdout = stdout
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
+	errOut := &firstWrite{f: func() {
+		if progress != nil {
+			progress(cmd.Process)
+		}
+	}}
+	cmd.Stderr = errOut
 	err = cmd.Run()
 	left, rerr := os.ReadDir(tmp)
 	if rerr != nil {
@@ -49,7 +56,22 @@ func runMain(t *testing.T, stdout io.Writer) (stderr string, err error) {
 	if len(left) != 0 {
 		t.Errorf("temporary directory not removed: %v", left)
 	}
-	return errOut.String(), err
+	return errOut.b.String(), err
+}
+
+// firstWrite is a buffer that calls f at its first write. exec.Cmd writes
+// to it from one goroutine, and Run returns once that goroutine is done.
+type firstWrite struct {
+	b bytes.Buffer
+	f func()
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	if w.f != nil {
+		w.f()
+		w.f = nil
+	}
+	return w.b.Write(p)
 }
 
 // events are the event types the quickstart emits, in order.
@@ -145,7 +167,7 @@ func TestMainClosedStdout(t *testing.T) {
 	}
 	r.Close()
 	defer w.Close()
-	stderr, err := runMain(t, w)
+	stderr, err := runMain(t, w, nil)
 	if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 {
 		t.Errorf("exit: %v, want exit status 1\nstderr:\n%s", err, stderr)
 	}
@@ -167,6 +189,27 @@ func TestRunUnusableTempDir(t *testing.T) {
 			err := run(context.Background(), io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), "TMPDIR") || !strings.Contains(err.Error(), tmp) {
 				t.Errorf("run: %v, want an error naming TMPDIR and %s", err, tmp)
+			}
+		})
+	}
+}
+
+// A signal while the deliveries are under way (Ctrl-C, kill, or the
+// terminal closing) ends the program with exit status 1 and its temporary
+// directory removed.
+func TestMainSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			stderr, err := runMain(t, io.Discard, func(p *os.Process) {
+				if err := p.Signal(sig); err != nil {
+					t.Error(err)
+				}
+			})
+			if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 {
+				t.Errorf("exit: %v, want exit status 1\nstderr:\n%s", err, stderr)
+			}
+			if want := sig.String() + " signal received"; !strings.Contains(stderr, want) {
+				t.Errorf("stderr does not say %q:\n%s", want, stderr)
 			}
 		})
 	}
