@@ -174,10 +174,17 @@ type WebhookUpdate struct {
 	Events      *[]string
 	Description *string
 	// Active true re-activates the webhook and clears its DisabledReason.
-	Active      *bool
-	Headers     *map[string]string
-	MaxAttempts *int
-	RateLimit   *float64
+	Active *bool
+	// Headers replace the webhook's custom headers.
+	Headers *map[string]string
+	// KeepHeaderValue, when not empty, is a value of Headers that keeps
+	// the value the webhook stores for that name (compared in canonical
+	// form) when the update is applied, in the same store transaction, so
+	// an update racing another never brings back a value it replaced. A
+	// name the webhook does not store is a *ValidationError on "headers".
+	KeepHeaderValue string
+	MaxAttempts     *int
+	RateLimit       *float64
 }
 
 // Create validates in and stores a new webhook of tenant with a new id
@@ -313,7 +320,11 @@ func (r *Registry) Update(ctx context.Context, tenant, id string, u WebhookUpdat
 			}
 		}
 		if u.Headers != nil {
-			w.Headers = maps.Clone(headers)
+			kept, err := keepHeaders(headers, w.Headers, u.KeepHeaderValue)
+			if err != nil {
+				return err
+			}
+			w.Headers = kept
 		}
 		if u.MaxAttempts != nil {
 			w.MaxAttempts = *u.MaxAttempts
@@ -559,6 +570,27 @@ func checkHeaders(h map[string]string) (map[string]string, error) {
 			}
 		}
 		out[c] = value
+	}
+	return out, nil
+}
+
+// keepHeaders returns a copy of headers (in canonical form) with every
+// value equal to keep replaced by the value stored for its name. An empty
+// keep keeps nothing.
+func keepHeaders(headers, stored map[string]string, keep string) (map[string]string, error) {
+	out := maps.Clone(headers)
+	if keep == "" {
+		return out, nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(out)) {
+		if out[name] != keep {
+			continue
+		}
+		v, ok := stored[name]
+		if !ok {
+			return nil, invalid("headers", "%s is %q, which keeps the stored value, but the webhook stores no such header; send the real value", truncate(name, 64), keep)
+		}
+		out[name] = v
 	}
 	return out, nil
 }

@@ -73,8 +73,8 @@ func withSecret(w *webhook.Webhook) webhookView {
 
 // redacted replaces the value of a header the API does not show (see
 // redact.Credential). Sent back as a header's value in an update, it keeps
-// the value stored for that header (see keepRedacted); in a create it is
-// refused.
+// the value stored for that header (webhook.WebhookUpdate.KeepHeaderValue);
+// in a create it is refused.
 const redacted = redact.Placeholder
 
 // refuseRedacted refuses the placeholder as the value of a new webhook's
@@ -87,37 +87,6 @@ func refuseRedacted(headers map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// holdsRedacted reports whether a header's value is the placeholder.
-func holdsRedacted(headers map[string]string) bool {
-	for _, v := range headers {
-		if v == redacted {
-			return true
-		}
-	}
-	return false
-}
-
-// keepRedacted returns headers with every value that is the placeholder
-// replaced by the value stored for that header (names compared in
-// canonical form), so a webhook read and sent back keeps its credentials.
-// A placeholder for a header the webhook does not store is refused.
-// headers is left unchanged.
-func keepRedacted(headers, stored map[string]string) (map[string]string, error) {
-	out := make(map[string]string, len(headers))
-	for _, name := range slices.Sorted(maps.Keys(headers)) {
-		value := headers[name]
-		if value == redacted {
-			var ok bool
-			if value, ok = stored[http.CanonicalHeaderKey(name)]; !ok {
-				return nil, fieldError(http.StatusBadRequest, CodeValidation, "headers",
-					fmt.Sprintf("%s is %q, the placeholder that stands for a stored credential, but the webhook stores no such header; send the real value", quoteShort(name), redacted))
-			}
-		}
-		out[name] = value
-	}
-	return out, nil
 }
 
 // createRequest is the body of POST /v1/webhooks. MaxAttempts and
@@ -220,20 +189,12 @@ func (h *handler) updateWebhook(w http.ResponseWriter, r *http.Request, tenant s
 	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
 	}
-	if req.Headers != nil && holdsRedacted(*req.Headers) {
-		cur, err := h.tenantWebhook(r.Context(), tenant, id)
-		if err != nil {
-			return err
-		}
-		headers, err := keepRedacted(*req.Headers, cur.Headers)
-		if err != nil {
-			return err
-		}
-		req.Headers = &headers
-	}
+	// The registry keeps the stored value behind a placeholder in the
+	// transaction of the update, not from an earlier read that a racing
+	// update could have made stale.
 	wh, err := h.reg.Update(r.Context(), tenant, id, webhook.WebhookUpdate{
 		URL: req.URL, Events: req.Events, Description: req.Description, Active: req.Active, Headers: req.Headers,
-		MaxAttempts: req.MaxAttempts, RateLimit: req.RateLimit,
+		KeepHeaderValue: redacted, MaxAttempts: req.MaxAttempts, RateLimit: req.RateLimit,
 	})
 	if err != nil {
 		return h.registryError(err)
