@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,17 @@ func (s slowStore) GetWebhook(ctx context.Context, id string) (*store.Webhook, e
 	return w, err
 }
 
+// documented holds the statuses the OpenAPI document gives each route
+// these tests call.
+var documented = map[string][]int{
+	"PUT":    {200, 400, 401, 404, 405, 413, 415, 500},
+	"DELETE": {200, 401, 404, 405, 500},
+	"GET":    {200, 400, 401, 404, 405},
+	"rotate": {200, 400, 401, 404, 405, 413, 415},
+	"test":   {200, 400, 401, 404, 405, 409, 413, 415, 503, 504},
+	"retry":  {200, 400, 401, 404, 405, 409, 413, 415, 503, 504},
+}
+
 // A header sent back as "[redacted]" keeps the value stored when the PUT
 // is made, not the value of an earlier read: an update racing one that
 // sets the header never brings back the value it replaced.
@@ -97,6 +110,95 @@ func TestConcurrentRedactedHeaderKeepsLatest(t *testing.T) {
 			if got := w.Headers["Authorization"]; !strings.HasPrefix(got, fmt.Sprintf("Bearer r%d-", round)) {
 				t.Fatalf("round %d: Authorization is %q, a value replaced by an update answered 200", round, got)
 			}
+		}
+	})
+}
+
+// A DELETE racing tests and retries of its webhook: each answer is
+// documented (a test or retry after the delete is 404), and once the
+// DELETE is answered no delivery is recorded under the webhook.
+func TestConcurrentDeleteRacingSends(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		for range 5 {
+			id, _ := h.create(tokenA)
+			base := "/v1/webhooks/" + id
+			var dels []string
+			for range 3 {
+				dels = append(dels, h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string))
+			}
+			var wg sync.WaitGroup
+			for i := range 20 {
+				wg.Go(func() {
+					kind, path := "test", base+"/test"
+					if i%2 == 1 {
+						kind, path = "retry", base+"/deliveries/"+dels[i%3]+"/retry"
+					}
+					if i == 10 {
+						kind = "DELETE"
+						if r := h.do("DELETE", base, tokenA, ""); r.status != http.StatusOK {
+							t.Errorf("DELETE: status %d: %s", r.status, r.raw)
+						}
+						return
+					}
+					if r := h.do("POST", path, tokenA, ""); !slices.Contains(documented[kind], r.status) || r.status >= 500 {
+						t.Errorf("POST %s: status %d: %s", path, r.status, r.raw)
+					}
+				})
+			}
+			wg.Wait()
+			h.do("GET", base, tokenA, "").must(t, http.StatusNotFound)
+			ds, _, err := h.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: tenantA, WebhookID: id, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds) > 0 {
+				t.Errorf("%d deliveries recorded under the deleted webhook", len(ds))
+			}
+		}
+	})
+}
+
+// deleteAfterRecord opens a store that deletes a delivery's webhook right
+// after recording its attempt while armed holds: a DELETE arriving just
+// after the attempt of a test or retry.
+func deleteAfterRecord(open func(t *testing.T) store.Store, armed *atomic.Bool) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &deletingStore{Store: open(t), armed: armed} }
+}
+
+type deletingStore struct {
+	store.Store
+	armed *atomic.Bool
+}
+
+func (s *deletingStore) Complete(ctx context.Context, p store.CompleteParams) error {
+	err := s.Store.Complete(ctx, p)
+	if err == nil && s.armed.Load() {
+		if d, gerr := s.Store.GetDelivery(ctx, p.DeliveryID); gerr == nil {
+			s.Store.DeleteWebhook(ctx, d.WebhookID)
+		}
+	}
+	return err
+}
+
+// A retry whose webhook is deleted right after its attempt is recorded is
+// answered 404 (or 200, when the attempt was read back before the
+// delete), not 500.
+func TestRetryOfWebhookDeletedAfterAttempt(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var armed atomic.Bool
+		h := newHarness(t, deleteAfterRecord(open, &armed), options{})
+		id, _ := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		del := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		armed.Store(true)
+		r := h.do("POST", base+"/deliveries/"+del+"/retry", tokenA, "")
+		if r.status == http.StatusOK { // read back before the delete
+			return
+		}
+		r.must(t, http.StatusNotFound)
+		if code, _ := r.errCode(t); code != "not_found" {
+			t.Errorf("code %q, want not_found", code)
 		}
 	})
 }

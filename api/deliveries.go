@@ -348,15 +348,22 @@ func (h *handler) retryDelivery(w http.ResponseWriter, r *http.Request, tenant s
 var errInactive = errorf(http.StatusConflict, CodeWebhookInactive,
 	"the webhook is inactive; activate it with PUT {\"active\": true} first")
 
-// writeDelivery answers the detail of delivery id as stored now.
+// writeDelivery answers the detail of delivery id as stored now, or 404
+// when it is gone (its webhook deleted since the attempt was recorded).
 func (h *handler) writeDelivery(w http.ResponseWriter, r *http.Request, status int, id, webhookURL string) error {
 	// The attempt is recorded; read it back even if the client has gone.
 	ctx := context.WithoutCancel(r.Context())
 	d, err := h.st.GetDelivery(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoDelivery
+	}
 	if err != nil {
 		return fmt.Errorf("get delivery: %w", err)
 	}
 	as, err := h.st.ListAttempts(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errNoDelivery
+	}
 	if err != nil {
 		return fmt.Errorf("list attempts: %w", err)
 	}
