@@ -202,3 +202,46 @@ func TestRetryOfWebhookDeletedAfterAttempt(t *testing.T) {
 		}
 	})
 }
+
+// listGone opens a store whose ListAttempts, while armed holds, first
+// deletes the delivery's webhook: a DELETE arriving between the two reads
+// of a GET.
+func listGone(open func(t *testing.T) store.Store, armed *atomic.Bool) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &listGoneStore{Store: open(t), armed: armed} }
+}
+
+type listGoneStore struct {
+	store.Store
+	armed *atomic.Bool
+}
+
+func (s *listGoneStore) ListAttempts(ctx context.Context, id string) ([]*store.Attempt, error) {
+	if s.armed.Load() {
+		if d, err := s.Store.GetDelivery(ctx, id); err == nil {
+			s.Store.DeleteWebhook(ctx, d.WebhookID)
+		}
+	}
+	return s.Store.ListAttempts(ctx, id)
+}
+
+// A delivery read while its webhook is deleted is answered 404, not as a
+// delivery with attempts and an empty attempt log.
+func TestGetDeliveryOfWebhookDeletedMeanwhile(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var armed atomic.Bool
+		h := newHarness(t, listGone(open, &armed), options{})
+		id, _ := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		del := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		armed.Store(true)
+		r := h.do("GET", base+"/deliveries/"+del, tokenA, "")
+		if r.status == http.StatusOK {
+			d := r.data(t)
+			if log, _ := d["attemptLog"].([]any); float64(len(log)) != d["attempts"] {
+				t.Fatalf("answered %v attempts with %d in the log: %s", d["attempts"], len(log), r.raw)
+			}
+			return
+		}
+		r.must(t, http.StatusNotFound)
+	})
+}

@@ -310,7 +310,11 @@ func (h *handler) getDelivery(w http.ResponseWriter, r *http.Request, tenant str
 		return err
 	}
 	as, err := h.st.ListAttempts(r.Context(), d.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted with its webhook since it was read.
+		return errNoDelivery
+	}
+	if err != nil {
 		return fmt.Errorf("list attempts: %w", err)
 	}
 	h.ok(w, r, http.StatusOK, newDeliveryDetail(d, as, wh.URL))
