@@ -371,6 +371,7 @@ func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
 	if err != nil {
 		return EmitResult{}, err
 	}
+	matched := -1 // webhooks kept by the previous try
 	for tries := 1; ; tries++ {
 		ws, err := d.st.MatchWebhooks(ctx, ev.Tenant, ev.Type)
 		if err != nil {
@@ -386,8 +387,11 @@ func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
 		}
 		res, err := d.enqueue(ctx, &ev, data, kept)
 		// ErrNotFound: a webhook matched was deleted before the deliveries
-		// were stored (the store stored none). Match again without it.
-		if errors.Is(err, store.ErrNotFound) && tries < maxEmitTries {
+		// were stored (the store stored none). Match again without it: a
+		// few times, and for as long as each match finds fewer webhooks
+		// (the tenant is deleting several, each under another try).
+		if errors.Is(err, store.ErrNotFound) && (tries < maxEmitTries || len(kept) < matched) {
+			matched = len(kept)
 			continue
 		}
 		return res, err
@@ -395,7 +399,8 @@ func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
 }
 
 // maxEmitTries bounds how often Emit matches again after a matched webhook
-// was deleted under it.
+// was deleted under it, unless each match finds fewer webhooks than the
+// one before.
 const maxEmitTries = 3
 
 // prepare validates ev, fills its defaults and returns its canonical data.

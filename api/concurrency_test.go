@@ -245,3 +245,42 @@ func TestGetDeliveryOfWebhookDeletedMeanwhile(t *testing.T) {
 		r.must(t, http.StatusNotFound)
 	})
 }
+
+// deleteOnEnqueue opens a store whose Enqueue, while deletes is positive,
+// first deletes the webhook of the batch's first delivery: a DELETE landing
+// between an Emit's match and its enqueue, once per try.
+func deleteOnEnqueue(open func(t *testing.T) store.Store, deletes *atomic.Int32) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &enqueueGoneStore{Store: open(t), deletes: deletes} }
+}
+
+type enqueueGoneStore struct {
+	store.Store
+	deletes *atomic.Int32
+}
+
+func (s *enqueueGoneStore) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	if len(ds) > 0 && s.deletes.Add(-1) >= 0 {
+		s.Store.DeleteWebhook(ctx, ds[0].WebhookID)
+	}
+	return s.Store.Enqueue(ctx, ds)
+}
+
+// An event emitted while the tenant deletes several of its webhooks, each
+// DELETE landing between the emit's match and its enqueue, is accepted
+// for the webhooks left, not answered 500.
+func TestEmitWhileWebhooksAreDeleted(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var deletes atomic.Int32
+		h := newHarness(t, deleteOnEnqueue(open, &deletes), options{events: true})
+		var ids []string
+		for range 6 {
+			id, _ := h.create(tokenA)
+			ids = append(ids, id)
+		}
+		deletes.Store(5)
+		r := h.do("POST", "/v1/events", tokenA, `{"event":"workflow.completed","data":{"workflowId":"wf_1","status":"completed","duration":1}}`).must(t, http.StatusAccepted)
+		if got := r.data(t)["webhookIds"].([]any); len(got) != 1 || got[0] != ids[5] {
+			t.Errorf("delivered to %v, want [%s]", got, ids[5])
+		}
+	})
+}
