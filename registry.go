@@ -302,7 +302,6 @@ func (r *Registry) Update(ctx context.Context, tenant, id string, u WebhookUpdat
 			return nil, err
 		}
 	}
-	now := r.opts.Now().UTC()
 	return r.change(ctx, tenant, id, func(w *store.Webhook) error {
 		if u.URL != nil {
 			w.URL = target
@@ -335,7 +334,9 @@ func (r *Registry) Update(ctx context.Context, tenant, id string, u WebhookUpdat
 		if err := r.checkScalars(w); err != nil {
 			return err
 		}
-		w.UpdatedAt = now
+		// Read in the transaction, so the change stored last has the
+		// latest time.
+		w.UpdatedAt = r.opts.Now().UTC()
 		return nil
 	})
 }
@@ -379,8 +380,8 @@ func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace ti
 	if err != nil {
 		return nil, err
 	}
-	now := r.opts.Now()
 	return r.change(ctx, tenant, id, func(w *store.Webhook) error {
+		now := r.opts.Now() // in the transaction, as in Update
 		kept := []store.Secret{{Value: secret}}
 		for i, s := range w.Secrets {
 			switch {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -281,6 +282,57 @@ func TestEmitWhileWebhooksAreDeleted(t *testing.T) {
 		r := h.do("POST", "/v1/events", tokenA, `{"event":"workflow.completed","data":{"workflowId":"wf_1","status":"completed","duration":1}}`).must(t, http.StatusAccepted)
 		if got := r.data(t)["webhookIds"].([]any); len(got) != 1 || got[0] != ids[5] {
 			t.Errorf("delivered to %v, want [%s]", got, ids[5])
+		}
+	})
+}
+
+// slowUpdates opens a store whose UpdateWebhook, while slow holds, waits
+// 30 ms before its transaction: a request that took its time to reach
+// the database.
+func slowUpdates(open func(t *testing.T) store.Store, slow *atomic.Bool) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &slowUpdateStore{Store: open(t), slow: slow} }
+}
+
+type slowUpdateStore struct {
+	store.Store
+	slow *atomic.Bool
+}
+
+func (s *slowUpdateStore) UpdateWebhook(ctx context.Context, id string, change func(*store.Webhook) error) (*store.Webhook, error) {
+	if s.slow.Swap(false) {
+		time.Sleep(30 * time.Millisecond)
+	}
+	return s.Store.UpdateWebhook(ctx, id, change)
+}
+
+// The webhook's updatedAt is that of the change stored last: an update
+// that reached the store after another never shows an earlier time.
+func TestUpdatedAtFollowsStoreOrder(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var slow atomic.Bool
+		h := newHarness(t, slowUpdates(open, &slow), options{})
+		id, _ := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		for _, late := range []string{`{"description":"late"}`, ""} {
+			slow.Store(true)
+			var wg sync.WaitGroup
+			var early string
+			wg.Go(func() {
+				if late == "" {
+					h.do("POST", base+"/rotate-secret", tokenA, "").must(t, http.StatusOK)
+				} else {
+					h.do("PUT", base, tokenA, late).must(t, http.StatusOK)
+				}
+			})
+			wg.Go(func() {
+				time.Sleep(10 * time.Millisecond)
+				early = h.do("PUT", base, tokenA, `{"description":"early"}`).must(t, http.StatusOK).data(t)["updatedAt"].(string)
+			})
+			wg.Wait()
+			got := h.do("GET", base, tokenA, "").must(t, http.StatusOK).data(t)
+			if got["updatedAt"].(string) < early {
+				t.Errorf("after a slow %s: updatedAt %s, earlier than %s answered by the update stored before it", cmp.Or(late, "rotation"), got["updatedAt"], early)
+			}
 		}
 	})
 }
