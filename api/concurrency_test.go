@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/pgstore"
 )
@@ -79,6 +80,93 @@ var documented = map[string][]int{
 	"rotate": {200, 400, 401, 404, 405, 413, 415},
 	"test":   {200, 400, 401, 404, 405, 409, 413, 415, 503, 504},
 	"retry":  {200, 400, 401, 404, 405, 409, 413, 415, 503, 504},
+}
+
+// Twenty clients mixing updates, rotations, tests and retries on one
+// webhook get documented answers, none a 500, and the webhook ends in a
+// state some serial order of the answered requests gives.
+func TestConcurrentChangesOnOneWebhook(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		id, secret := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		first := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		h.recv.next()
+
+		var (
+			mu      sync.Mutex
+			descs   []string
+			secrets = []string{secret}
+			wg      sync.WaitGroup
+		)
+		for i := range 20 {
+			wg.Go(func() {
+				for j := range 3 {
+					var kind, method, path, body string
+					switch (i + j) % 5 {
+					case 0:
+						kind, method, path, body = "PUT", "PUT", base, fmt.Sprintf(`{"description":"d-%d-%d"}`, i, j)
+					case 1:
+						kind, method, path = "rotate", "POST", base+"/rotate-secret"
+					case 2:
+						kind, method, path = "test", "POST", base+"/test"
+					case 3:
+						kind, method, path = "retry", "POST", base+"/deliveries/"+first+"/retry"
+					case 4:
+						kind, method, path = "GET", "GET", base
+					}
+					r := h.do(method, path, tokenA, body)
+					if !slices.Contains(documented[kind], r.status) {
+						t.Errorf("%s %s: status %d: %s", method, path, r.status, r.raw)
+						continue
+					}
+					if r.status != http.StatusOK {
+						continue
+					}
+					mu.Lock()
+					switch kind {
+					case "PUT":
+						descs = append(descs, fmt.Sprintf("d-%d-%d", i, j))
+					case "rotate":
+						s := r.data(t)["secret"].(string)
+						secrets = append(secrets, s)
+						h.recv.addSecret(s)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		got := h.do("GET", base, tokenA, "").must(t, http.StatusOK).data(t)
+		if d := got["description"].(string); !slices.Contains(descs, d) {
+			t.Errorf("description %q is none of the updates answered 200", d)
+		}
+		stored, err := h.st.GetWebhook(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range stored.Secrets {
+			if !slices.Contains(secrets, s.Value) {
+				t.Errorf("the webhook signs with a secret no answer gave")
+			}
+		}
+		// Every delivery made meanwhile verifies with the secrets answered.
+		for len(h.recv.got) > 0 {
+			if rc := <-h.recv.got; rc.err != nil {
+				t.Errorf("a delivery made during the race does not verify: %v", rc.err)
+			}
+		}
+		// The last rotation's secret, alone, signs the next test.
+		s := h.do("POST", base+"/rotate-secret", tokenA, `{"gracePeriodSeconds":0}`).must(t, http.StatusOK).data(t)["secret"].(string)
+		h.recv.setSecrets(s)
+		h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK)
+		if rc := h.recv.next(); rc.err != nil {
+			t.Errorf("the test after the last rotation does not verify with its secret: %v", rc.err)
+		}
+	})
 }
 
 // A header sent back as "[redacted]" keeps the value stored when the PUT
@@ -244,6 +332,193 @@ func TestGetDeliveryOfWebhookDeletedMeanwhile(t *testing.T) {
 			return
 		}
 		r.must(t, http.StatusNotFound)
+	})
+}
+
+// emitN emits n workflow.completed events for tenantA and waits until
+// the webhook id has no pending delivery.
+func (h *harness) emitN(id string, n int) {
+	h.t.Helper()
+	for range n {
+		if _, err := h.disp.Emit(context.Background(), webhook.Event{
+			Type: webhook.EventWorkflowCompleted, Tenant: tenantA,
+			Data: webhook.WorkflowCompletedData{WorkflowID: "wf_1", Status: "completed"},
+		}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	eventually(h.t, "deliveries finished", func() bool {
+		c, err := h.st.CountDeliveries(context.Background(), id)
+		return err == nil && c.Pending == 0
+	})
+}
+
+// pageAll lists path page by page with limit, calling between after each
+// page with the page's number and cursor, and returns the ids in order.
+func (h *harness) pageAll(path string, limit int, between func(page int, cursor string)) []string {
+	h.t.Helper()
+	var ids []string
+	cursor := ""
+	for page := 0; ; page++ {
+		q := fmt.Sprintf("%s?limit=%d", path, limit)
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		r := h.do("GET", q, tokenA, "").must(h.t, http.StatusOK)
+		for _, it := range r.items(h.t) {
+			ids = append(ids, it["id"].(string))
+		}
+		p := r.body["pagination"].(map[string]any)
+		cursor, _ = p["nextCursor"].(string)
+		if cursor == "" {
+			if p["hasMore"] != false {
+				h.t.Errorf("hasMore %v without nextCursor", p["hasMore"])
+			}
+			return ids
+		}
+		between(page, cursor)
+	}
+}
+
+// Listing deliveries page by page while new ones are emitted and old ones
+// purged (the page's last item among them) returns no delivery twice and
+// skips none that existed throughout; a cursor of a deleted webhook is
+// answered 404.
+func TestPaginateDeliveriesWhileChanging(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		id, _ := h.create(tokenA)
+		path := "/v1/webhooks/" + id + "/deliveries"
+		h.emitN(id, 20) // purged while listing
+		time.Sleep(5 * time.Millisecond)
+		cut := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		h.emitN(id, 30) // kept throughout
+		var kept []string
+		for _, d := range h.items(path + "?limit=200") {
+			kept = append(kept, d)
+		}
+		kept = kept[:30]
+
+		var lastCursor string
+		got := h.pageAll(path, 7, func(page int, cursor string) {
+			lastCursor = cursor
+			h.emitN(id, 2)
+			if page == 5 { // the cursor is within the first 20
+				if _, err := h.st.Purge(context.Background(), store.PurgeParams{Before: cut}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		seen := map[string]bool{}
+		for _, d := range got {
+			if seen[d] {
+				t.Errorf("delivery %s listed twice", d)
+			}
+			seen[d] = true
+		}
+		for _, d := range kept {
+			if !seen[d] {
+				t.Errorf("delivery %s, stored throughout, was skipped", d)
+			}
+		}
+
+		h.do("DELETE", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+		r := h.do("GET", path+"?cursor="+lastCursor, tokenA, "").must(t, http.StatusNotFound)
+		if code, _ := r.errCode(t); code != "not_found" {
+			t.Errorf("cursor of a deleted webhook: code %q", code)
+		}
+	})
+}
+
+// Listing webhooks page by page while others are created and deleted
+// (the page's last one among them) returns none twice and skips none that
+// existed throughout.
+func TestPaginateWebhooksWhileChanging(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		var kept []string
+		for range 30 {
+			id, _ := h.create(tokenA)
+			kept = append(kept, id)
+		}
+		var gone []string
+		got := h.pageAll("/v1/webhooks", 4, func(page int, cursor string) {
+			id, _ := h.create(tokenA)
+			gone = append(gone, id)
+			// Delete the page's last webhook, whose id the cursor holds.
+			last := kept[len(kept)-1-(page*4+3)]
+			h.do("DELETE", "/v1/webhooks/"+last, tokenA, "").must(t, http.StatusOK)
+			gone = append(gone, last)
+		})
+		seen := map[string]bool{}
+		for _, id := range got {
+			if seen[id] {
+				t.Errorf("webhook %s listed twice", id)
+			}
+			seen[id] = true
+		}
+		for _, id := range kept {
+			if !seen[id] && !slices.Contains(gone, id) {
+				t.Errorf("webhook %s, stored throughout, was skipped", id)
+			}
+		}
+	})
+}
+
+// items lists path in one page and returns the ids.
+func (h *harness) items(path string) []string {
+	h.t.Helper()
+	var ids []string
+	for _, it := range h.do("GET", path, tokenA, "").must(h.t, http.StatusOK).items(h.t) {
+		ids = append(ids, it["id"].(string))
+	}
+	return ids
+}
+
+// Two hundred clients reading and listing while a few write get no 500
+// (and, under -race, no data race; TestMain checks no goroutine outlives
+// the server).
+func TestManyReadersFewWriters(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		id, _ := h.create(tokenA, "*")
+		base := "/v1/webhooks/" + id
+		h.emitN(id, 5)
+		del := h.items(base + "/deliveries")[0]
+		reads := []string{"/v1/webhooks", "/v1/webhooks?limit=1", base, base + "/deliveries?limit=2", base + "/deliveries/" + del, "/v1/webhooks/openapi.json"}
+
+		var wg sync.WaitGroup
+		for i := range 200 {
+			wg.Go(func() {
+				path := reads[i%len(reads)]
+				if r := h.do("GET", path, tokenA, ""); r.status != http.StatusOK {
+					t.Errorf("GET %s: status %d: %s", path, r.status, r.raw)
+				}
+			})
+		}
+		for i := range 4 {
+			wg.Go(func() {
+				for j := range 5 {
+					var r *response
+					switch i {
+					case 0:
+						r = h.do("PUT", base, tokenA, fmt.Sprintf(`{"description":"w%d"}`, j))
+					case 1:
+						r = h.do("POST", base+"/rotate-secret", tokenA, "")
+					case 2:
+						other, _ := h.create(tokenA)
+						r = h.do("DELETE", "/v1/webhooks/"+other, tokenA, "")
+					case 3:
+						r = h.do("POST", base+"/test", tokenA, "")
+					}
+					if r.status != http.StatusOK {
+						t.Errorf("writer %d: status %d: %s", i, r.status, r.raw)
+					}
+				}
+			})
+		}
+		wg.Wait()
 	})
 }
 
