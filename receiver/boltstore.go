@@ -52,7 +52,7 @@ func OpenBoltStore(path string, opts BoltStoreOptions) (*BoltStore, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("receiver: open idempotency store: %w", err)
+		return nil, fmt.Errorf("receiver: open idempotency store: %w", boltfile.Locked(err, opts.OpenTimeout))
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(boltKeys); err != nil {

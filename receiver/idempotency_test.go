@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // fakeClock is a settable clock safe for concurrent use.
@@ -501,9 +502,13 @@ func TestBoltStoreFileLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s2, err := OpenBoltStore(path, BoltStoreOptions{OpenTimeout: 50 * time.Millisecond}); err == nil {
+	s2, err := OpenBoltStore(path, BoltStoreOptions{OpenTimeout: 50 * time.Millisecond})
+	if err == nil {
 		s2.Close()
 		t.Fatal("second open of a locked file succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use by another process") || !errors.Is(err, berrors.ErrTimeout) {
+		t.Errorf("error %q does not say the file is in use", err)
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // bbolt's file header, as far as CheckSize reads it: each of the first two
@@ -94,4 +97,14 @@ func readMeta(r io.ReaderAt, off int64) (meta, bool) {
 		return meta{}, false
 	}
 	return m, true
+}
+
+// Locked rewords the error bolt.Open gives after waiting for the file lock
+// (a bare "timeout") so that it says what held it; errors.Is still finds
+// bbolt's ErrTimeout. Other errors are returned as they are.
+func Locked(err error, waited time.Duration) error {
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("the file is in use by another process (bbolt lets one open it at a time; waited %v): %w", waited, err)
+	}
+	return err
 }

@@ -180,7 +180,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		FreelistType:    bolt.FreelistMapType,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, boltfile.Locked(err, o.Timeout))
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
@@ -153,6 +154,9 @@ func TestLockedFile(t *testing.T) {
 	_, err := boltstore.Open(path, &boltstore.Options{Timeout: 50 * time.Millisecond})
 	if err == nil {
 		t.Fatal("second Open of a locked file succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use by another process") || !errors.Is(err, berrors.ErrTimeout) {
+		t.Errorf("error %q does not say the file is in use", err)
 	}
 }
 
