@@ -40,9 +40,18 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
-		fmt.Fprintln(os.Stderr, "receiver:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
+}
+
+// errorLine is err as the program reports it: prefixed with "receiver:",
+// once (the receiver package's own errors already are).
+func errorLine(err error) string {
+	if msg := err.Error(); strings.HasPrefix(msg, "receiver: ") {
+		return msg
+	}
+	return "receiver: " + err.Error()
 }
 
 type config struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
-	webhook "github.com/noa-server/webhook"
 	"go.uber.org/goleak"
+
+	webhook "github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/receiver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -129,6 +132,20 @@ func TestReceiverEndToEnd(t *testing.T) {
 				t.Fatal("a secret reached the log")
 			}
 		})
+	}
+}
+
+// The program's error line names it once, whether the error is its own
+// or the receiver package's.
+func TestErrorLine(t *testing.T) {
+	_, err := receiver.NewVerifier(receiver.VerifyOptions{})
+	if err == nil {
+		t.Fatal("a verifier without secrets")
+	}
+	for _, err := range []error{err, errors.New("WEBHOOK_SECRET is not set")} {
+		if line := errorLine(err); !strings.HasPrefix(line, "receiver: ") || strings.Count(line, "receiver:") != 1 {
+			t.Errorf("error line %q", line)
+		}
 	}
 }
 
