@@ -109,9 +109,9 @@ type Config struct {
 
 	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{
 	// AllowedRanges, AllowedPorts, AllowAnyPort, MaxIdleConnsPerHost:
-	// Workers}): the SSRF-guarded transport. A Transport set here replaces the guard: only use one
-	// built with NewTransport, or one you trust equally. Redirects are never
-	// followed whatever the transport.
+	// Workers}): the SSRF-guarded transport. A Transport set here replaces
+	// the guard: only use one built with NewTransport, or one you trust
+	// equally. Redirects are never followed whatever the transport.
 	Transport http.RoundTripper
 	// AllowedRanges, AllowedPorts and AllowAnyPort relax the SSRF guard of
 	// the default transport (see TransportOptions). By default only public

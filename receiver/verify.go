@@ -136,9 +136,10 @@ func decodeEvent(body []byte) (*Event, error) {
 // Middleware returns next wrapped in verification: the body is read once (up
 // to MaxBodyBytes, else 413), verified (401 for a missing or wrong signature,
 // a stale or future timestamp and a refused legacy-only request; 400 for a
-// malformed header or payload, or a body that cannot be read), then restored (Body, ContentLength, GetBody)
-// so next reads the identical bytes, which are also in the context
-// ([RawBodyFromContext]) with the decoded event ([EventFromContext]).
+// malformed header or payload, or a body that cannot be read), then
+// restored (Body, ContentLength, GetBody) so next reads the identical
+// bytes, which are also in the context ([RawBodyFromContext]) with the
+// decoded event ([EventFromContext]).
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
