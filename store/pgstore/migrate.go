@@ -58,12 +58,17 @@ func lockKey(schema string) int64 {
 // transaction holding a transaction-scoped advisory lock: concurrent
 // callers wait, then find the work done. Versions the database has but this
 // code does not know (a newer replica migrated first) are left alone.
+//
+// The transaction is READ COMMITTED whatever the connection's default, so
+// the statements after the lock see what the holder before committed: a
+// stricter level would keep the snapshot taken when the lock was asked
+// for, and a waiter would create the schema a second time and fail.
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.schema)); err != nil {
 			return err
 		}

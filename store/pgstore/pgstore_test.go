@@ -189,6 +189,46 @@ func TestPGMigrateConcurrent(t *testing.T) {
 	}
 }
 
+// TestPGMigrateConcurrentIsolation starts replicas on one new schema at
+// once through connections whose default isolation level is stricter
+// than READ COMMITTED (set by an operator on the role or database): they
+// still migrate it once, all of them successfully.
+func TestPGMigrateConcurrentIsolation(t *testing.T) {
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			cfg, err := pgxpool.ParseConfig(testURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = level
+			cfg.MaxConns = 4
+			pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			schema := freshSchema(t)
+			var wg sync.WaitGroup
+			errs := make([]error, cfg.MaxConns)
+			for i := range errs {
+				wg.Go(func() {
+					s, err := pgstore.New(t.Context(), pool, pgstore.Options{Schema: schema})
+					if err == nil {
+						s.Close()
+					}
+					errs[i] = err
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("replica %d: New: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
 // TestPGPoolOwnership checks that Close leaves a borrowed pool open and
 // closes a pool made by Open.
 func TestPGPoolOwnership(t *testing.T) {
