@@ -285,7 +285,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if p.DisableWebhook == "" {
 		return s.complete(ctx, s.pool, p, args)
 	}
-	return wrapTx(pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return wrapTx(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var webhookID string
 		err := tx.QueryRow(ctx, s.q.lockWebhookOf, p.DeliveryID).Scan(&webhookID)
 		if errors.Is(err, pgx.ErrNoRows) {

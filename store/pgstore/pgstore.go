@@ -120,6 +120,12 @@ type Store struct {
 //
 // The Store does not own pool: Close leaves it open, and the caller closes
 // it after closing the Store.
+//
+// The store's transactions run at READ COMMITTED, and so must its single
+// statements: keep pool's connections at PostgreSQL's default isolation
+// level. Where the role or database defaults to REPEATABLE READ or
+// SERIALIZABLE, concurrent claims fail with serialization errors; give the
+// store a pool of its own, or use Open, which sets the level.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("pgstore: nil pool: %w", store.ErrInvalid)
@@ -136,7 +142,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) 
 
 // Open connects to the database at url (a PostgreSQL URL or key=value
 // connection string, as pgxpool.ParseConfig reads it) and returns a Store
-// that owns the pool: Close closes it.
+// that owns the pool: Close closes it. The pool's connections use READ
+// COMMITTED whatever the role's, database's or url's default.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if _, err := schemaName(opts.Schema); err != nil {
 		return nil, err
@@ -146,6 +153,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		// The parse error may quote the URL, password included.
 		return nil, fmt.Errorf("pgstore: malformed connection string: %w", store.ErrInvalid)
 	}
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)

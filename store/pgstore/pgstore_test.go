@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -428,4 +429,109 @@ func TestPGLeastPrivilege(t *testing.T) {
 	if got, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base, Limit: 1, Lease: time.Minute, Owner: "o"}); err != nil || len(got) != 1 {
 		t.Fatalf("Claim = %d, %v", len(got), err)
 	}
+}
+
+// strictURL returns the test database's URL with connections defaulting to
+// REPEATABLE READ, as an operator may set for a role or database.
+func strictURL(tb testing.TB) string {
+	tb.Helper()
+	url := testURL(tb)
+	switch {
+	case !strings.HasPrefix(url, "postgres://") && !strings.HasPrefix(url, "postgresql://"):
+		return url + " default_transaction_isolation='repeatable read'"
+	case strings.Contains(url, "?"):
+		return url + "&default_transaction_isolation=repeatable%20read"
+	default:
+		return url + "?default_transaction_isolation=repeatable%20read"
+	}
+}
+
+// TestPGStricterIsolation runs concurrent claims and updates on connections
+// that default to REPEATABLE READ: none fails with a serialization error,
+// through a pool Open makes and, for updates, through a borrowed one.
+func TestPGStricterIsolation(t *testing.T) {
+	updates := func(t *testing.T, s *pgstore.Store) {
+		w := storetest.NewWebhook("tenant_a")
+		w.MaxAttempts = 0
+		if err := s.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 10 {
+					if _, err := s.UpdateWebhook(t.Context(), w.ID, func(c *store.Webhook) error {
+						c.MaxAttempts++
+						return nil
+					}); err != nil {
+						t.Errorf("UpdateWebhook: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	t.Run("Open", func(t *testing.T) {
+		s, err := pgstore.Open(t.Context(), strictURL(t), pgstore.Options{Schema: freshSchema(t)})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer s.Close()
+		updates(t, s)
+		w := storetest.NewWebhook("tenant_a")
+		if err := s.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		ds := make([]*store.Delivery, 200)
+		for i := range ds {
+			ds[i] = storetest.NewDelivery(w, "workflow.completed")
+		}
+		if _, err := s.Enqueue(t.Context(), ds); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg      sync.WaitGroup
+			claimed sync.Map
+		)
+		for i := range 8 {
+			wg.Go(func() {
+				for {
+					got, err := s.Claim(t.Context(), store.ClaimParams{Now: time.Now(), Limit: 5, Lease: time.Minute, Owner: fmt.Sprint("claimer-", i)})
+					if err != nil {
+						t.Errorf("Claim: %v", err)
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					for _, d := range got {
+						if _, dup := claimed.LoadOrStore(d.ID, true); dup {
+							t.Errorf("delivery %s claimed twice", d.ID)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+	})
+
+	t.Run("New", func(t *testing.T) {
+		cfg, err := pgxpool.ParseConfig(strictURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		s, err := pgstore.New(t.Context(), pool, pgstore.Options{Schema: freshSchema(t)})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		defer s.Close()
+		updates(t, s)
+	})
 }

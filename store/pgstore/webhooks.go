@@ -210,7 +210,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	}
 	var out *store.Webhook
 	var changeErr error
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		w, err := scanWebhook(tx.QueryRow(ctx, s.q.lockWebhook, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound("webhook", id)
