@@ -78,7 +78,9 @@ type Options struct {
 	// Schema is the PostgreSQL schema holding the store's tables; it is
 	// created when missing. It must be an unquoted-style identifier: a
 	// letter or underscore, then letters, digits or underscores, at most 63
-	// bytes. Defaults to DefaultSchema.
+	// bytes. It is always quoted, so case counts: "MyHooks" is not the
+	// schema an unquoted CREATE SCHEMA MyHooks makes (myhooks). Defaults to
+	// DefaultSchema.
 	Schema string
 	// Logger receives the wake-up listener's connection errors. Defaults to
 	// a logger that discards everything.
