@@ -25,26 +25,33 @@ const (
 	metaSummed     = 56 // the bytes the checksum covers
 )
 
-// CheckSize refuses a bbolt file shorter than the pages its newest valid
-// meta page says it holds. bbolt maps the file and reads those pages
-// without checking, so a truncated file (a copy cut short, a full disk)
-// crashes the process inside bolt.Open or, later, a read (etcd-io/bbolt
-// issue 105): an error is better. A missing file, or one whose header is
-// not readable, is left to bolt.Open, which creates the one and reports the
-// other.
+// CheckSize refuses a path that is not a regular file, and a bbolt file
+// shorter than the pages its newest valid meta page says it holds.
+//
+// bbolt opens whatever the path names, and takes a size of zero for a new
+// file: it writes its first pages into a device (a disk's first 16 KiB, a
+// symlink to /dev/null) and then fails, and blocks forever opening a FIFO.
+// bbolt maps the file and reads the pages its meta page counts without
+// checking, so a truncated file (a copy cut short, a full disk) crashes the
+// process inside bolt.Open or, later, a read (etcd-io/bbolt issue 105): an
+// error is better. A missing file, or one whose header is not readable, is
+// left to bolt.Open, which creates the one and reports the other.
 func CheckSize(path string) error {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return nil // bolt.Open says why
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file but %s", path, kind(fi.Mode()))
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // bolt.Open says why
+	}
+	defer f.Close()
 	m0, ok0 := readMeta(f, 0)
 	second := int64(4096)
 	if ok0 {
@@ -70,6 +77,23 @@ func CheckSize(path string) error {
 			path, fi.Size(), m.pages, m.pageSize)
 	}
 	return nil
+}
+
+// kind names the type of a file that is not a regular one.
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "of mode " + m.String()
 }
 
 // meta is what CheckSize needs of a bbolt meta page.
