@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/noa-server/webhook/internal/boltfile/boltfiletest"
 )
 
 // fakeClock is a settable clock safe for concurrent use.
@@ -575,18 +576,11 @@ func TestBoltStoreTruncatedFile(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	full, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cut := filepath.Join(t.TempDir(), "cut.db")
-	if err := os.WriteFile(cut, full[:16384], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := OpenBoltStore(cut, BoltStoreOptions{}); err == nil {
-		s.Close()
-		t.Fatalf("OpenBoltStore of a %d-byte file cut to 16 KiB succeeded", len(full))
-	} else if !strings.Contains(err.Error(), "truncated") {
-		t.Errorf("OpenBoltStore of a cut file: %v, want it called truncated", err)
-	}
+	boltfiletest.Truncated(t, path, []int{16384}, func(path string) error {
+		s, err := OpenBoltStore(path, BoltStoreOptions{})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
 }

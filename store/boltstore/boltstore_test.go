@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/noa-server/webhook/internal/boltfile/boltfiletest"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
 	"github.com/noa-server/webhook/store/storetest"
@@ -406,25 +407,20 @@ func TestOpenTruncated(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	full, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(full) < 1<<20 {
-		t.Fatalf("the file is %d bytes, want over 1 MiB", len(full))
+	if fi.Size() < 1<<20 {
+		t.Fatalf("the file is %d bytes, want over 1 MiB", fi.Size())
 	}
-	for _, n := range []int{8192, 16384, 32768, len(full) / 2} {
-		cut := filepath.Join(t.TempDir(), "cut.db")
-		if err := os.WriteFile(cut, full[:n], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if s, err := boltstore.Open(cut, nil); err == nil {
+	full := boltfiletest.Truncated(t, path, []int{8192, 16384, 32768, int(fi.Size()) / 2}, func(path string) error {
+		s, err := boltstore.Open(path, nil)
+		if err == nil {
 			s.Close()
-			t.Errorf("Open of the file cut to %d of %d bytes succeeded", n, len(full))
-		} else if !strings.Contains(err.Error(), "truncated") {
-			t.Errorf("Open of the file cut to %d bytes: %v, want it called truncated", n, err)
 		}
-	}
+		return err
+	})
 	whole := filepath.Join(t.TempDir(), "whole.db")
 	if err := os.WriteFile(whole, full, 0o600); err != nil {
 		t.Fatal(err)
