@@ -1698,8 +1698,9 @@ func TestPanickingHooks(t *testing.T) {
 	if s := d.Stats(); s.Attempts != 3 || s.Succeeded != 1 || s.Failed != 2 || s.InFlight != 0 {
 		t.Errorf("Stats = %+v", s)
 	}
-	if !strings.Contains(logs.String(), "panic") {
-		t.Errorf("no panic logged:\n%s", logs.String())
+	// Logged with the stack that panicked, to find the bug by.
+	if !strings.Contains(logs.String(), "panic") || !strings.Contains(logs.String(), "(*panickingHooks).AttemptStarted") {
+		t.Errorf("no panic logged with its stack:\n%s", logs.String())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/noa-server/webhook/store"
@@ -99,7 +100,7 @@ func guardHooks(h Hooks, log *slog.Logger) Hooks {
 func (g guardedHooks) recover(ctx context.Context, hook string) {
 	if r := recover(); r != nil {
 		g.log.LogAttrs(ctx, slog.LevelError, "webhook: hook panicked",
-			slog.String("hook", hook), slog.String("panic", fmt.Sprint(r)))
+			slog.String("hook", hook), slog.String("panic", fmt.Sprint(r)), slog.String("stack", string(debug.Stack())))
 	}
 }
 

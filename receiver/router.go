@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -80,8 +81,8 @@ type BackgroundOptions struct {
 // RouterOptions configures [NewRouter]. The zero value is a synchronous
 // router that logs nothing.
 type RouterOptions struct {
-	// Logger receives unknown event types, handler errors and background
-	// failures. Defaults to discarding.
+	// Logger receives unknown event types, handler errors, handler panics
+	// (with their stack) and background failures. Defaults to discarding.
 	Logger *slog.Logger
 	// Background, when set, acknowledges before processing; see
 	// [BackgroundOptions]. Defaults to nil: handlers run before the answer.
@@ -452,7 +453,8 @@ func (r *Router) fail(ctx context.Context, j job, err error, attempts int) {
 }
 
 // safeDispatch turns a handler panic into an error, so one bad event cannot
-// kill a worker or drop the sender's connection. A synchronous Router lets
+// kill a worker or drop the sender's connection, and logs the panic with its
+// stack, as net/http would have. A synchronous Router lets
 // http.ErrAbortHandler through: it is net/http's way to abort an answer.
 func (r *Router) safeDispatch(ctx context.Context, e *Event) (err error) {
 	defer func() {
@@ -460,6 +462,9 @@ func (r *Router) safeDispatch(ctx context.Context, e *Event) (err error) {
 			if p == http.ErrAbortHandler && r.bg == nil {
 				panic(p)
 			}
+			r.logger().LogAttrs(ctx, slog.LevelError, "receiver: handler panicked",
+				slog.String("event", e.Type), slog.String("event_id", e.ID),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			err = fmt.Errorf("receiver: handler panic: %v", p)
 		}
 	}()

@@ -3,8 +3,10 @@ package receiver
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,10 +113,12 @@ func TestRouterTypedAndErrors(t *testing.T) {
 
 // TestRouterHandlerPanic: a synchronous handler that panics is answered 500
 // like a handler error (the sender gets an answer, not a dropped
-// connection), and the key is released so the retry is processed.
+// connection), the panic is logged with its stack, and the key is released
+// so the retry is processed.
 func TestRouterHandlerPanic(t *testing.T) {
 	t.Parallel()
-	r := newRouter(t, RouterOptions{})
+	var logs syncBuffer
+	r := newRouter(t, RouterOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	var calls atomic.Int32
 	r.On("order.created", func(context.Context, *Event) error {
 		if calls.Add(1) == 1 {
@@ -132,6 +136,9 @@ func TestRouterHandlerPanic(t *testing.T) {
 	}
 	if s := health.Stats(); s.Failed != 1 || s.Processed != 1 {
 		t.Errorf("stats %+v, want 1 failed, 1 processed", s)
+	}
+	if l := logs.String(); !strings.Contains(l, "handler bug") || !strings.Contains(l, "TestRouterHandlerPanic.func1") {
+		t.Errorf("the panic is not logged with its stack:\n%s", l)
 	}
 }
 
@@ -387,4 +394,23 @@ func TestRouterZeroValue(t *testing.T) {
 	if err := r.Stop(context.Background()); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
+}
+
+// syncBuffer is a log destination that handlers on other goroutines may
+// write while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
