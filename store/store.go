@@ -128,8 +128,9 @@ type Delivery struct {
 	Status Status
 	// Attempts counts every attempt ever made; attempt numbers run from 1.
 	Attempts int
-	// RoundAttempts counts attempts since the delivery was enqueued or last
-	// redelivered; the retry budget applies to it.
+	// RoundAttempts counts the attempts since the delivery was enqueued or
+	// last redelivered, except those completed with KeepRoundAttempts
+	// (see CompleteParams); the retry budget applies to it.
 	RoundAttempts int
 	// NextAttemptAt is when a pending delivery becomes due.
 	NextAttemptAt time.Time
@@ -287,6 +288,11 @@ type CompleteParams struct {
 	// delivery is due again.
 	Status        Status
 	NextAttemptAt time.Time
+	// KeepRoundAttempts leaves RoundAttempts unchanged: the attempt is
+	// logged and Attempts grows, but it spends none of the retry budget. A
+	// dispatcher sets it for an attempt it cut short itself (it was
+	// stopping). Only with Status pending.
+	KeepRoundAttempts bool
 	// DisableWebhook, when set, deactivates the delivery's webhook with this
 	// reason and fails every other pending delivery of it, atomically with
 	// the attempt (the receiver answered 410 Gone).
@@ -297,8 +303,9 @@ type CompleteParams struct {
 
 // Validate reports, as an error wrapping ErrInvalid, CompleteParams that no
 // Store accepts: no DeliveryID, Owner, Attempt or Now, an Attempt of another
-// delivery, an unknown Status, or pending without NextAttemptAt. Every Store
-// calls it before completing.
+// delivery, an unknown Status, pending without NextAttemptAt, or
+// KeepRoundAttempts with a Status other than pending. Every Store calls it
+// before completing.
 func (p CompleteParams) Validate() error {
 	switch {
 	case p.DeliveryID == "" || p.Owner == "":
@@ -311,6 +318,8 @@ func (p CompleteParams) Validate() error {
 		return fmt.Errorf("complete with status %q: %w", p.Status, ErrInvalid)
 	case p.Status == StatusPending && p.NextAttemptAt.IsZero():
 		return fmt.Errorf("complete to pending without NextAttemptAt: %w", ErrInvalid)
+	case p.KeepRoundAttempts && p.Status != StatusPending:
+		return fmt.Errorf("complete to %s with KeepRoundAttempts: %w", p.Status, ErrInvalid)
 	case p.Now.IsZero():
 		return fmt.Errorf("complete without Now: %w", ErrInvalid)
 	}

@@ -585,7 +585,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 		w.cnt.moveRaw(r.WebhookID, r.Status, p.Status)
 		r.Attempts++
-		r.RoundAttempts++
+		if !p.KeepRoundAttempts {
+			r.RoundAttempts++
+		}
 		r.LastStatusCode, r.LastError = code, []byte(lastError)
 		r.Status = p.Status
 		if p.Status == store.StatusPending {

@@ -446,7 +446,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 
 	s.claims.remove(r)
 	r.d.Attempts++
-	r.d.RoundAttempts++
+	if !p.KeepRoundAttempts {
+		r.d.RoundAttempts++
+	}
 	r.d.LastStatusCode = p.Attempt.ResponseStatus
 	r.d.LastError = p.Attempt.Error
 	r.d.Status = p.Status

@@ -280,7 +280,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	args := []any{
 		p.DeliveryID, p.Owner, a.Number, ts(a.StartedAt), int64(a.Duration), cleanText(a.RequestURL), string(reqH),
 		a.ResponseStatus, string(respH), nonNil(a.ResponseBody), cleanText(string(a.ErrorClass)), cleanText(a.Error),
-		string(p.Status), ts(p.NextAttemptAt), ts(p.Now),
+		string(p.Status), ts(p.NextAttemptAt), ts(p.Now), p.KeepRoundAttempts,
 	}
 	if p.DisableWebhook == "" {
 		return s.complete(ctx, s.pool, p, args)

@@ -169,7 +169,8 @@ func buildQueries(quoted string) queries {
 				request_headers, response_status, response_headers, response_body, error_class, error)
 			SELECT id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM ok
 		), upd AS (
-			UPDATE {{schema}}.deliveries d SET attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+			UPDATE {{schema}}.deliveries d SET attempts = d.attempts + 1,
+				round_attempts = d.round_attempts + CASE WHEN $16::boolean THEN 0 ELSE 1 END,
 				last_status_code = $8, last_error = $12, status = $13::text,
 				next_attempt_at = CASE WHEN $13::text = 'pending' THEN $14::timestamptz ELSE d.next_attempt_at END,
 				lease_owner = '', lease_expires_at = NULL, updated_at = $15

@@ -11,6 +11,7 @@ import (
 var completeTests = []subtest{
 	{"Lifecycle", testCompleteLifecycle},
 	{"Refused", testCompleteRefused},
+	{"KeepRoundAttempts", testCompleteKeepRoundAttempts},
 	{"DisableWebhook", testCompleteDisableWebhook},
 	{"Redeliver", testRedeliver},
 }
@@ -112,6 +113,7 @@ func testCompleteRefused(t *testing.T, h *harness) {
 		{"bogus status", func(p *store.CompleteParams) { p.Status = "done" }, store.ErrInvalid},
 		{"empty status", func(p *store.CompleteParams) { p.Status = "" }, store.ErrInvalid},
 		{"pending without NextAttemptAt", func(p *store.CompleteParams) { p.Status = store.StatusPending }, store.ErrInvalid},
+		{"KeepRoundAttempts when finished", func(p *store.CompleteParams) { p.KeepRoundAttempts = true }, store.ErrInvalid},
 		{"zero Now", func(p *store.CompleteParams) { p.Now = time.Time{} }, store.ErrInvalid},
 	} {
 		p := ok()
@@ -136,6 +138,47 @@ func testCompleteRefused(t *testing.T, h *harness) {
 	p := ok()
 	p.Attempt.Number = 2
 	wantErr(t, "second Complete", h.s.Complete(h.ctx, p), store.ErrLeaseLost)
+}
+
+// testCompleteKeepRoundAttempts: an attempt completed with
+// KeepRoundAttempts is logged and numbered but leaves RoundAttempts alone.
+func testCompleteKeepRoundAttempts(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	d := h.delivery(t, w, Base)
+	want := h.getDelivery(t, d.ID)
+
+	h.claim(t, Base, 1, "w1")
+	t1 := Base.Add(time.Second)
+	canceled := NewAttempt(d.ID, 1, 0)
+	canceled.ErrorClass, canceled.Error = store.ErrorCanceled, "the dispatcher stopped during the attempt"
+	err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "w1", Attempt: canceled, Status: store.StatusPending,
+		NextAttemptAt: t1, KeepRoundAttempts: true, Now: t1,
+	})
+	if err != nil {
+		t.Fatalf("Complete with KeepRoundAttempts: %v", err)
+	}
+	want.Attempts, want.RoundAttempts = 1, 0
+	want.LastStatusCode, want.LastError = 0, canceled.Error
+	want.NextAttemptAt, want.UpdatedAt = t1, t1
+	if dd := diff(want, h.getDelivery(t, d.ID)); dd != "" {
+		t.Errorf("after an attempt that keeps the round (-want +got):\n%s", dd)
+	}
+
+	// The next attempt counts as usual, and the log holds both.
+	h.claim(t, t1, 1, "w2")
+	h.complete(t, d.ID, "w2", 2, store.StatusPending, t1.Add(time.Second))
+	got := h.getDelivery(t, d.ID)
+	if got.Attempts != 2 || got.RoundAttempts != 1 {
+		t.Errorf("after a counted attempt: Attempts %d, RoundAttempts %d; want 2, 1", got.Attempts, got.RoundAttempts)
+	}
+	as, err := h.s.ListAttempts(h.ctx, d.ID)
+	if err != nil {
+		t.Fatalf("ListAttempts: %v", err)
+	}
+	if dd := diff([]*store.Attempt{canceled, NewAttempt(d.ID, 2, 500)}, as); dd != "" {
+		t.Errorf("ListAttempts (-want +got):\n%s", dd)
+	}
 }
 
 func testCompleteDisableWebhook(t *testing.T, h *harness) {

@@ -132,6 +132,7 @@ func runModel(t *testing.T, h *harness, seed uint64) {
 			case 0, 1:
 				p.Status, p.NextAttemptAt = store.StatusPending, now.Add(dur(40))
 				p.Attempt = NewAttempt(m.id, m.attempts+1, 500)
+				p.KeepRoundAttempts = rng.IntN(3) == 0
 			case 2:
 				p.Status, p.Attempt = store.StatusSuccess, NewAttempt(m.id, m.attempts+1, 200)
 			default:
@@ -151,7 +152,9 @@ func runModel(t *testing.T, h *harness, seed uint64) {
 				t.Fatalf("step %d: Complete: %v", step, err)
 			}
 			m.attempts++
-			m.roundAttempts++
+			if !p.KeepRoundAttempts {
+				m.roundAttempts++
+			}
 			m.status, m.owner, m.leaseExpiresAt = p.Status, "", time.Time{}
 			if p.Status == store.StatusPending {
 				m.due = p.NextAttemptAt

@@ -80,12 +80,14 @@
 //     lease expired may still complete while nobody else has claimed it);
 //     ErrConflict when Attempt.Number is not Attempts + 1; ErrInvalid when
 //     Attempt is nil, Status is invalid, Status is pending with a zero
-//     NextAttemptAt, or Attempt.DeliveryID names another delivery (an empty
-//     one is filled in). On success: the attempt is appended; Attempts and
-//     RoundAttempts grow by one; LastStatusCode = Attempt.ResponseStatus;
-//     LastError = Attempt.Error; Status = p.Status; NextAttemptAt =
-//     p.NextAttemptAt when pending, unchanged otherwise; the lease is
-//     cleared; UpdatedAt = Now. Any error changes nothing.
+//     NextAttemptAt, KeepRoundAttempts is set with a Status other than
+//     pending, or Attempt.DeliveryID names another delivery (an empty one
+//     is filled in). On success: the attempt is appended; Attempts grows by
+//     one, and RoundAttempts too unless KeepRoundAttempts is set;
+//     LastStatusCode = Attempt.ResponseStatus; LastError = Attempt.Error;
+//     Status = p.Status; NextAttemptAt = p.NextAttemptAt when pending,
+//     unchanged otherwise; the lease is cleared; UpdatedAt = Now. Any error
+//     changes nothing.
 //   - Complete with DisableWebhook: the webhook gets Active = false,
 //     DisabledReason = DisableWebhook, UpdatedAt = Now; every other pending
 //     delivery of it becomes failed with LastError = DisableWebhook, its
