@@ -701,12 +701,12 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // finish and be recorded, and returns once no goroutine of the Dispatcher is
 // left. If ctx ends first, the attempts in flight are cancelled (recorded
 // as canceled and due again at once, so another process takes them without
-// waiting for a lease to expire) and Stop returns ctx.Err() after they are
-// recorded (each bounded by a few seconds). Stop also waits for the Emit
-// calls that are storing deliveries to hand to its workers; those end with
-// their own ctx. Stop before Start, and a second Stop, are safe; a Start
-// after Stop, or one that was still checking the store when Stop came,
-// returns ErrStopped.
+// waiting for a lease to expire; they spend none of the retry budget) and
+// Stop returns ctx.Err() after they are recorded (each bounded by a few
+// seconds). Stop also waits for the Emit calls that are storing deliveries
+// to hand to its workers; those end with their own ctx. Stop before Start,
+// and a second Stop, are safe; a Start after Stop, or one that was still
+// checking the store when Stop came, returns ErrStopped.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	switch d.state {
@@ -1563,9 +1563,11 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		p.Status = store.StatusFailed
 		p.DisableWebhook = "the endpoint answered 410 Gone"
 	case att.ErrorClass == store.ErrorCanceled:
-		// The dispatcher is stopping: due again at once, for whoever runs.
+		// The dispatcher is stopping: due again at once, for whoever runs,
+		// without spending the retry budget the endpoint did not use.
 		p.Status = store.StatusPending
 		p.NextAttemptAt = now
+		p.KeepRoundAttempts = true
 	default:
 		policy := d.cfg.Retry
 		if w.MaxAttempts > 0 {
@@ -1592,7 +1594,9 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	out := *del
 	out.Status = p.Status
 	out.Attempts = number
-	out.RoundAttempts++
+	if !p.KeepRoundAttempts {
+		out.RoundAttempts++
+	}
 	if p.Status == store.StatusPending {
 		out.NextAttemptAt = p.NextAttemptAt
 	}

@@ -1200,6 +1200,87 @@ func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
 	waitStatus(t, st, res.DeliveryIDs[0], store.StatusFailed, 2)
 }
 
+// TestStopMidAttemptKeepsRetryBudget: attempts cut short by Stop are
+// logged but spend none of the retry budget, so a host restarting while
+// an endpoint is slow does not fail its deliveries.
+func TestStopMidAttemptKeepsRetryBudget(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		const stops = 3 // more than the budget
+		st := newStore(t)
+		clock := newFakeClock()
+		hang, release := newGate()
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if n > stops {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		})
+		t.Cleanup(release)
+		w := addWebhook(t, st, "a", rc.URL)
+		w.MaxAttempts = 2
+		saveWebhook(t, st, w)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retry = RetryPolicy{Jitter: -1, InitialInterval: time.Minute}
+
+		var id string
+		for i := 1; i <= stops; i++ {
+			d := newStarted(t, st, cfg)
+			if i == 1 {
+				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id = res.DeliveryIDs[0]
+			}
+			rc.next(t) // the attempt is in flight
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // Stop gives up waiting at once
+			if err := d.Stop(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Stop #%d = %v, want Canceled", i, err)
+			}
+			del, err := st.GetDelivery(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if del.Status != store.StatusPending || del.Attempts != i || del.RoundAttempts != 0 {
+				t.Fatalf("after stop #%d: %s, Attempts %d, RoundAttempts %d; want pending, %d, 0",
+					i, del.Status, del.Attempts, del.RoundAttempts, i)
+			}
+			if as := attempts(t, st, id); len(as) != i || as[i-1].ErrorClass != store.ErrorCanceled {
+				t.Fatalf("after stop #%d: %d attempts logged, want %d, the last canceled", i, len(as), i)
+			}
+		}
+
+		// The endpoint now answers 500: the first counted attempt backs off
+		// by InitialInterval, and the budget allows one more.
+		startDispatcher(t, st, cfg)
+		var del *store.Delivery
+		waitFor(t, "the first answered attempt to be recorded", func() bool {
+			var err error
+			if del, err = st.GetDelivery(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			return del.Attempts == stops+1 && del.LeaseOwner == ""
+		})
+		if del.Status != store.StatusPending || del.RoundAttempts != 1 {
+			t.Fatalf("after the first answered attempt: %s, RoundAttempts %d; want pending, 1", del.Status, del.RoundAttempts)
+		}
+		if want := clock.Now().Add(time.Minute); !del.NextAttemptAt.Equal(want) {
+			t.Errorf("next attempt at %v, want %v (the first backoff step)", del.NextAttemptAt, want)
+		}
+		clock.Advance(time.Minute)
+		del = waitStatus(t, st, id, store.StatusFailed, stops+2)
+		if del.RoundAttempts != 2 {
+			t.Errorf("failed with RoundAttempts %d, want 2 (the budget)", del.RoundAttempts)
+		}
+	})
+}
+
 // TestLogsCarryNoSecrets runs failing and succeeding deliveries with debug
 // logging on and checks no secret, credential or URL password is logged.
 func TestLogsCarryNoSecrets(t *testing.T) {

@@ -73,8 +73,9 @@
 // failed. By default a delivery is attempted five times over about 43
 // minutes ([DefaultMaxAttempts] lists the schedule). A Retry-After header on a 429, 502,
 // 503 or 504 answer sets the next attempt, within bounds. A 410 Gone disables the
-// webhook. [Dispatcher.Redeliver] sends a finished delivery again with a
-// fresh budget.
+// webhook. An attempt cancelled by [Dispatcher.Stop] is logged but spends
+// none of the budget. [Dispatcher.Redeliver] sends a finished delivery
+// again with a fresh budget.
 //
 // # Security
 //
@@ -102,7 +103,7 @@
 // [Dispatcher.Stop] stops claiming work, waits for the attempts in flight to
 // be recorded and returns when no goroutine is left; if its context ends
 // first, the attempts in flight are cancelled and left due at once for
-// another process. Deliveries are stored before Emit returns, so nothing
-// emitted is lost by a stop or a crash: an unfinished delivery is attempted
-// again after its lease expires.
+// another process, with their retry budget intact. Deliveries are stored
+// before Emit returns, so nothing emitted is lost by a stop or a crash: an
+// unfinished delivery is attempted again after its lease expires.
 package webhook

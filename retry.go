@@ -41,8 +41,9 @@ const (
 // MaxAttempts or a duration that is zero or negative means its default.
 type RetryPolicy struct {
 	// MaxAttempts is the retry budget: the most attempts of one delivery per
-	// round (a Redeliver starts a new round). Defaults to DefaultMaxAttempts.
-	// A webhook's own positive MaxAttempts overrides it.
+	// round (a Redeliver starts a new round). Attempts cancelled by
+	// [Dispatcher.Stop] are logged but not counted. Defaults to
+	// DefaultMaxAttempts. A webhook's own positive MaxAttempts overrides it.
 	MaxAttempts int
 	// InitialInterval is the delay after the first failed attempt.
 	// Defaults to DefaultInitialInterval.
