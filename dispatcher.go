@@ -1535,6 +1535,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	info := AttemptInfo{DeliveryID: del.ID, WebhookID: w.ID, EventID: del.EventID, EventType: del.EventType, Tenant: del.Tenant, Attempt: number}
 	var att *store.Attempt
 	var res AttemptResult
+	d.hooksI.AttemptStarted(ctx, info)
 	if !w.Active {
 		att = &store.Attempt{
 			DeliveryID: del.ID, Number: number, StartedAt: d.cfg.Now(),
@@ -1542,7 +1543,6 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 			Error: "webhook is inactive; the delivery was not sent",
 		}
 	} else {
-		d.hooksI.AttemptStarted(ctx, info)
 		att, res = d.send(ctx, t, del, number)
 	}
 	// A 410 disables the webhook when it is recorded; until then the

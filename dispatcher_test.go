@@ -1066,6 +1066,36 @@ func TestHooksAndStats(t *testing.T) {
 	}
 }
 
+// TestHooksPairForInactiveWebhook: the attempt recorded for a delivery
+// to an inactive webhook is reported by AttemptStarted and AttemptFinished
+// alike, so a host's in-flight gauge (started minus finished) stays at 0.
+func TestHooksPairForInactiveWebhook(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, st, "a", rc.URL)
+	w.Active = false
+	saveWebhook(t, st, w)
+	hooks := &recordingHooks{}
+	cfg := testConfig()
+	cfg.Hooks = hooks
+	d := startDispatcher(t, st, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	del, a, err := d.SendTest(ctx, w.ID, nil)
+	if err != nil {
+		t.Fatalf("SendTest: %v", err)
+	}
+	if del.Status != store.StatusFailed || a.ErrorClass != store.ErrorCanceled {
+		t.Fatalf("SendTest to an inactive webhook = %+v, %+v; want failed with a canceled attempt", del, a)
+	}
+	if started, finished := hooks.count("started"), hooks.count("finished"); started != 1 || finished != 1 {
+		t.Errorf("AttemptStarted called %d times, AttemptFinished %d; want 1 each", started, finished)
+	}
+	if n := rc.count(); n != 0 {
+		t.Errorf("receiver got %d requests, want none", n)
+	}
+}
+
 type recordingHooks struct {
 	NopHooks
 	mu    sync.Mutex

@@ -17,7 +17,11 @@ import (
 // A method that panics is logged (at Error) and the delivery goes on as if
 // it had returned. Embed NopHooks to implement only some of them.
 type Hooks interface {
-	// AttemptStarted is called just before an attempt's request is sent.
+	// AttemptStarted is called when an attempt begins: just before its
+	// request is sent, or, for an attempt that sends none (its webhook is
+	// inactive, its URL cannot be sent to), before it is recorded. Every
+	// AttemptStarted is followed by one AttemptFinished for the same
+	// attempt, unless its record fails (logged at Warn).
 	AttemptStarted(ctx context.Context, info AttemptInfo)
 	// AttemptFinished is called after an attempt is recorded, with its
 	// outcome and duration.
