@@ -39,6 +39,11 @@ var (
 	ErrNotRunning = errors.New("webhook: dispatcher not running")
 	// ErrStopped reports a Start after Stop: a Dispatcher runs once.
 	ErrStopped = errors.New("webhook: dispatcher stopped")
+	// ErrNoAttempt reports a SendNow or SendTest whose delivery was
+	// finished without the attempt it waited for: the store failed it
+	// together with its webhook, disabled when another of the webhook's
+	// deliveries met 410 Gone.
+	ErrNoAttempt = errors.New("webhook: delivery finished without an attempt")
 )
 
 // PayloadTooLargeError reports event data larger than the configured cap.
@@ -786,8 +791,9 @@ func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Deliver
 // made by another Dispatcher sharing the store (a replica on pgstore):
 // SendNow then reads it from the store, within PollInterval. The
 // Dispatcher must be running (ErrNotRunning). A failed attempt is not an
-// error: read the returned attempt. If ctx ends first, SendNow returns
-// ctx.Err() and the attempt still happens.
+// error: read the returned attempt. A delivery finished meanwhile without
+// that attempt (failed with its webhook) returns ErrNoAttempt. If ctx ends
+// first, SendNow returns ctx.Err() and the attempt still happens.
 func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery, *Attempt, error) {
 	ch, err := d.addWaiter(deliveryID)
 	if err != nil {
@@ -811,7 +817,8 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 // await returns the attempt of delivery id numbered after+1, with the
 // delivery as recorded after it: from ch when a worker of this Dispatcher
 // makes it, or from the store, read every PollInterval, when another
-// Dispatcher sharing the store claimed the delivery first.
+// Dispatcher sharing the store claimed the delivery first. ErrNoAttempt
+// when the store finished the delivery without it.
 func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan attemptDone) (*Delivery, *Attempt, error) {
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
@@ -833,6 +840,9 @@ func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan at
 			continue // the worker's answer or the next read may still come
 		}
 		if del.Attempts <= after {
+			if del.Status.Finished() {
+				return nil, nil, fmt.Errorf("%w: %s is %s", ErrNoAttempt, id, del.Status)
+			}
 			continue
 		}
 		atts, err := d.st.ListAttempts(ctx, id)
@@ -854,7 +864,9 @@ func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan at
 // canceled. The payload's
 // metadata.requestId is a fresh "req_test_…" id, so a receiver can tell test
 // deliveries apart in its logs. As with SendNow, the attempt may be made by
-// another Dispatcher sharing the store. The Dispatcher must be running.
+// another Dispatcher sharing the store, and ErrNoAttempt reports a delivery
+// failed with its webhook before its attempt. The Dispatcher must be
+// running.
 func (d *Dispatcher) SendTest(ctx context.Context, webhookID string, data any) (*Delivery, *Attempt, error) {
 	w, err := d.st.GetWebhook(ctx, webhookID)
 	if err != nil {

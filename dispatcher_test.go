@@ -885,6 +885,93 @@ func TestSendNowAndSendTest(t *testing.T) {
 	})
 }
 
+// readSignal is a store that tells when GetDelivery has read delivery id.
+type readSignal struct {
+	store.Store
+	id   string
+	read chan struct{} // capacity 1
+}
+
+func (s *readSignal) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	del, err := s.Store.GetDelivery(ctx, id)
+	if id == s.id {
+		select {
+		case s.read <- struct{}{}:
+		default:
+		}
+	}
+	return del, err
+}
+
+// TestSendNowAndSendTestWhenFailedWithTheWebhook: a delivery that the
+// store fails with its webhook (another delivery met 410 Gone) while
+// SendNow or SendTest waits for its attempt ends the wait at once with
+// ErrNoAttempt, instead of holding the caller until its context ends.
+func TestSendNowAndSendTestWhenFailedWithTheWebhook(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		for _, call := range []string{"SendNow", "SendTest"} {
+			t.Run(call, func(t *testing.T) {
+				gone := make(chan struct{})
+				rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+					select {
+					case <-gone:
+					case <-r.Context().Done():
+					}
+					w.WriteHeader(http.StatusGone)
+				})
+				st := &readSignal{Store: newStore(t), read: make(chan struct{}, 1)}
+				w := addWebhook(t, st, "a", rc.URL)
+				cfg := testConfig()
+				cfg.PerWebhookConcurrency = 1
+				d := startDispatcher(t, st, cfg)
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+
+				// The first delivery holds the webhook's only slot until it
+				// meets 410 Gone.
+				if _, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+					t.Fatal(err)
+				}
+				rc.next(t)
+				type result struct {
+					a   *store.Attempt
+					err error
+				}
+				done := make(chan result, 1)
+				if call == "SendNow" {
+					res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					st.id = res.DeliveryIDs[0]
+					go func() {
+						_, a, err := d.SendNow(ctx, st.id)
+						done <- result{a, err}
+					}()
+					<-st.read // SendNow has read it pending
+				} else {
+					go func() {
+						_, a, err := d.SendTest(ctx, w.ID, nil)
+						done <- result{a, err}
+					}()
+					waitFor(t, "the test delivery to be stored", func() bool {
+						ds, _, err := st.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: "a", WebhookID: w.ID, EventType: EventWebhookTest, Limit: 10})
+						return err == nil && len(ds) == 1
+					})
+				}
+				close(gone)
+				r := <-done
+				if !errors.Is(r.err, ErrNoAttempt) || r.a != nil {
+					t.Errorf("%s = %+v, %v; want ErrNoAttempt", call, r.a, r.err)
+				}
+				if n := rc.count(); n != 1 {
+					t.Errorf("receiver got %d requests, want 1", n)
+				}
+			})
+		}
+	})
+}
+
 // noClaims is a store through which a Dispatcher never claims: another
 // Dispatcher on the same store makes every attempt.
 type noClaims struct{ store.Store }

@@ -385,6 +385,9 @@ func (h *handler) sendError(err error) error {
 			"the attempt did not finish in time; it is still queued and will be logged in the webhook's deliveries")
 	case errors.Is(err, context.Canceled):
 		return errorf(499, "canceled", "the client went away")
+	case errors.Is(err, webhook.ErrNoAttempt):
+		return errorf(http.StatusConflict, CodeWebhookInactive,
+			"the webhook was disabled meanwhile and the delivery failed with it, unsent; see the webhook's disabledReason")
 	case errors.Is(err, store.ErrNotFound):
 		return errNoWebhook
 	case errors.Is(err, store.ErrConflict):

@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,6 +229,68 @@ func TestDeliveryDetailAndRetry(t *testing.T) {
 		r = h2.do("POST", "/v1/webhooks/"+id2+"/deliveries/"+del2+"/retry", tokenA, "").must(t, http.StatusConflict)
 		if code, _ := r.errCode(t); code != "conflict" {
 			t.Errorf("retry of a pending delivery: %s", r.raw)
+		}
+	})
+}
+
+// A retry by hand whose delivery is failed with its webhook before its
+// attempt (another delivery met 410 Gone meanwhile) is answered at once
+// with 409 webhook_inactive, not held until the send timeout.
+func TestRetryWhenTheWebhookIsDisabledMeanwhile(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{maxAttempts: 1, perWebhook: 1, sendTimeout: 15 * time.Second})
+		var n atomic.Int32
+		inFlight, gone := make(chan struct{}), make(chan struct{})
+		release := sync.OnceFunc(func() { close(gone) })
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if n.Add(1) == 1 {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+			close(inFlight)
+			select {
+			case <-gone:
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusGone)
+		}))
+		defer srv.Close()
+		defer release()
+		id := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+srv.URL+`","events":["workflow.completed"]}`).must(t, http.StatusCreated).data(t)["id"].(string)
+		ctx := context.Background()
+		emit := func() string {
+			res, err := h.disp.Emit(ctx, webhook.Event{Type: "workflow.completed", Tenant: tenantA})
+			if err != nil || len(res.DeliveryIDs) != 1 {
+				t.Fatalf("Emit = %+v, %v", res, err)
+			}
+			return res.DeliveryIDs[0]
+		}
+		del := emit()
+		h.waitStatus(id, del, "failed")
+		// Another delivery holds the webhook's only slot until it meets
+		// 410 Gone, once the retry has put the first back in the queue.
+		emit()
+		<-inFlight
+		go func() {
+			defer release()
+			for {
+				d, err := h.st.GetDelivery(ctx, del)
+				if err != nil || d.Status == store.StatusPending {
+					return
+				}
+				select {
+				case <-t.Context().Done():
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+		r := h.do("POST", "/v1/webhooks/"+id+"/deliveries/"+del+"/retry", tokenA, "").must(t, http.StatusConflict)
+		if code, _ := r.errCode(t); code != "webhook_inactive" {
+			t.Errorf("retry of a delivery failed with its webhook: %s", r.raw)
+		}
+		if n := n.Load(); n != 2 {
+			t.Errorf("receiver got %d requests, want 2", n)
 		}
 	})
 }

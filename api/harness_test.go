@@ -61,6 +61,7 @@ type options struct {
 	maxBody     int64
 	sendTimeout time.Duration
 	noStart     bool
+	perWebhook  int // Config.PerWebhookConcurrency
 }
 
 // harness is the API served over real HTTP on a real store, with a
@@ -81,6 +82,7 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 	disp, err := webhook.New(st, &webhook.Config{
 		AllowedRanges: loopback, AllowAnyPort: true,
 		PollInterval: 10 * time.Millisecond, Retry: retry, Timeout: 5 * time.Second,
+		PerWebhookConcurrency: o.perWebhook,
 	})
 	if err != nil {
 		t.Fatal(err)
