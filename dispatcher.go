@@ -1769,9 +1769,12 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	if text := http.StatusText(resp.StatusCode); text != "" {
 		att.Error += " " + text
 	}
+	// Not from now, the attempt's start: deliver adds the delay to the
+	// time the attempt ended, so a Retry-After date is kept however slow
+	// the response was.
 	return att, AttemptResult{
 		StatusCode: resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), d.cfg.Now()),
 		ErrorClass: store.ErrorHTTPStatus,
 	}
 }

@@ -604,6 +604,34 @@ func TestRetryAfterSetsNextAttempt(t *testing.T) {
 	})
 }
 
+// TestRetryAfterDateOfASlowResponse: a Retry-After date is the time of the
+// next attempt however long the response took to arrive.
+func TestRetryAfterDateOfASlowResponse(t *testing.T) {
+	st := newMemStore(t)
+	clock := newFakeClock()
+	dates := make(chan time.Time, 1)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		clock.Advance(20 * time.Second) // the receiver takes its time
+		at := clock.Now().Add(2 * time.Minute)
+		dates <- at
+		w.Header().Set("Retry-After", at.Format(http.TimeFormat))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	addWebhook(t, st, "a", rc.URL)
+	cfg := testConfig()
+	cfg.Now = clock.Now
+	cfg.Retry = RetryPolicy{Jitter: -1}
+	d := startDispatcher(t, st, cfg)
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	if want := <-dates; !del.NextAttemptAt.Equal(want) {
+		t.Errorf("next attempt at %v, want the Retry-After date %v", del.NextAttemptAt, want)
+	}
+}
+
 func TestGoneDisablesWebhook(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
