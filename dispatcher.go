@@ -135,7 +135,9 @@ const (
 // never followed), timeouts (a response whose body stalls past
 // Config.Timeout included, whatever its status), connection and TLS errors,
 // and destinations the SSRF guard refuses. 410 Gone fails the delivery at
-// once and disables the webhook, failing its other pending deliveries.
+// once and disables the webhook, failing its other pending deliveries;
+// attempts of them already in flight are recorded when they end, and a
+// delivery they would retry fails instead.
 //
 // Delivery is at least once: a delivery whose attempt was in flight when its
 // process died is attempted again once its lease expires.
@@ -1415,24 +1417,6 @@ func (d *Dispatcher) unpark() {
 	}
 }
 
-// dropParked forgets the webhook's parked deliveries, which the store
-// has just failed with the webhook. d.mu is held.
-func (d *Dispatcher) dropParked(webhookID string) {
-	h := d.hooks[webhookID]
-	if h == nil || len(h.parked) == 0 {
-		return
-	}
-	n := len(h.parked)
-	for _, p := range h.parked {
-		delete(d.held, p.del.ID)
-	}
-	h.parked = nil
-	delete(d.parkedHooks, webhookID)
-	d.parked -= n
-	h.inflight -= n
-	d.inflight -= n
-}
-
 // releaseParked gives back the leases of the deliveries parked before
 // (all of them when before is zero), so that they are claimed again rather
 // than wait on while their leases run out.
@@ -1593,6 +1577,17 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		}
 	}
 
+	// Another delivery of the webhook may have disabled it while this
+	// attempt was in flight (410 Gone): the store then fails this one
+	// rather than retry it (see store.CompleteParams). Asked for it, so
+	// that what is reported is what is stored; the cache is fresh for a
+	// disable made here.
+	if p.Status == store.StatusPending {
+		if t, err := d.webhook(ctx, w.ID); err == nil && !t.w.Active {
+			p.Status, p.NextAttemptAt, p.KeepRoundAttempts = store.StatusFailed, time.Time{}, false
+		}
+	}
+
 	// Not ctx: Stop cancels it when it gives up waiting, maybe while the
 	// record waits for the store, and an attempt made must still be
 	// recorded and its lease released, or another process sends it again
@@ -1634,8 +1629,9 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		ws.Retried++
 	}
 	if p.DisableWebhook != "" {
+		// Its parked deliveries, which the store left leased to us, fail
+		// unsent when they start: the webhook is read afresh.
 		d.forgetLocked(w.ID)
-		d.dropParked(w.ID)
 	}
 	d.mu.Unlock()
 

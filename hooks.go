@@ -37,7 +37,8 @@ type Hooks interface {
 	DeliveryFailed(ctx context.Context, d *Delivery, err error)
 	// WebhookDisabled is called when the dispatcher deactivated a webhook
 	// (after 410 Gone), with the reason it stored; the webhook's pending
-	// deliveries failed with it.
+	// deliveries failed with it, but for those with an attempt in flight,
+	// reported by their attempts as they end.
 	WebhookDisabled(ctx context.Context, webhookID, reason string)
 }
 

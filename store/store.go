@@ -285,7 +285,8 @@ type CompleteParams struct {
 	// Number must be the delivery's Attempts + 1.
 	Attempt *Attempt
 	// Status is the next state. When pending, NextAttemptAt is when the
-	// delivery is due again.
+	// delivery is due again; but a delivery whose webhook is inactive is
+	// not retried: it becomes failed instead, its NextAttemptAt unchanged.
 	Status        Status
 	NextAttemptAt time.Time
 	// KeepRoundAttempts leaves RoundAttempts unchanged: the attempt is
@@ -294,8 +295,12 @@ type CompleteParams struct {
 	// stopping). Only with Status pending.
 	KeepRoundAttempts bool
 	// DisableWebhook, when set, deactivates the delivery's webhook with this
-	// reason and fails every other pending delivery of it, atomically with
-	// the attempt (the receiver answered 410 Gone).
+	// reason, atomically with the attempt (the receiver answered 410 Gone).
+	// Every other pending delivery of the webhook fails with it, but for
+	// those under a live lease (LeaseExpiresAt after Now): their attempts
+	// are in flight, and their owners' Completes record them as usual, the
+	// deliveries ending as the attempts say (a retry fails, the webhook
+	// being inactive).
 	DisableWebhook string
 	// Now is the time written to UpdatedAt.
 	Now time.Time

@@ -546,8 +546,10 @@ func pickHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now t
 var errHeldIndex = fmt.Errorf("boltstore: due_held index: %w", errCorrupt)
 
 // Complete appends p.Attempt to the delivery's log and moves it to
-// p.Status, releasing the lease, in one transaction. With DisableWebhook it
-// also deactivates the webhook and fails its other pending deliveries.
+// p.Status (failed instead of pending when its webhook is inactive),
+// releasing the lease, in one transaction. With DisableWebhook it also
+// deactivates the webhook and fails its other pending deliveries that are
+// not leased.
 func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("boltstore: %w", err)
@@ -580,17 +582,27 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if number != r.Attempts+1 {
 			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
 		}
+		status := p.Status
+		if status == store.StatusPending {
+			off, err := inactive(tx, r.WebhookID)
+			if err != nil {
+				return err
+			}
+			if off || p.DisableWebhook != "" {
+				status = store.StatusFailed // its webhook takes no more attempts
+			}
+		}
 		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.WebhookID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
 			return err
 		}
-		w.cnt.moveRaw(r.WebhookID, r.Status, p.Status)
+		w.cnt.moveRaw(r.WebhookID, r.Status, status)
 		r.Attempts++
-		if !p.KeepRoundAttempts {
+		if !p.KeepRoundAttempts || status != store.StatusPending {
 			r.RoundAttempts++
 		}
 		r.LastStatusCode, r.LastError = code, []byte(lastError)
-		r.Status = p.Status
-		if p.Status == store.StatusPending {
+		r.Status = status
+		if status == store.StatusPending {
 			r.NextAttemptAt = p.NextAttemptAt
 		}
 		r.LeaseOwner, r.LeaseExpiresAt = nil, time.Time{}
@@ -642,8 +654,22 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	})
 }
 
+// inactive reports whether the webhook id is stored inactive.
+func inactive(tx *bolt.Tx, id []byte) (bool, error) {
+	v := tx.Bucket(bWebhooks).Get(id)
+	if v == nil {
+		return false, nil
+	}
+	w, err := decodeWebhook(v)
+	if err != nil {
+		return false, fmt.Errorf("boltstore: webhook %q: %w", id, err)
+	}
+	return !w.Active, nil
+}
+
 // disableWebhook deactivates a webhook and fails its pending deliveries
-// other than except.
+// other than except, but for those under a live lease: an attempt in
+// flight, which its owner records.
 func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time, cnt counts) error {
 	w, err := getWebhook(tx, webhookID)
 	if err != nil {
@@ -674,6 +700,9 @@ func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time
 		d, err := getDelivery(tx, id)
 		if err != nil {
 			return err
+		}
+		if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
+			continue
 		}
 		if err := unindexPending(tx, d); err != nil {
 			return err

@@ -431,11 +431,13 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		return fmt.Errorf("memstore: attempt %d of delivery %q, want %d: %w",
 			p.Attempt.Number, p.DeliveryID, r.d.Attempts+1, store.ErrConflict)
 	}
-	var w *store.Webhook
-	if p.DisableWebhook != "" {
-		if w = s.webhooks[r.d.WebhookID]; w == nil {
-			return notFound("webhook", r.d.WebhookID)
-		}
+	w := s.webhooks[r.d.WebhookID]
+	if w == nil && p.DisableWebhook != "" {
+		return notFound("webhook", r.d.WebhookID)
+	}
+	status := p.Status
+	if status == store.StatusPending && (p.DisableWebhook != "" || w != nil && !w.Active) {
+		status = store.StatusFailed // its webhook takes no more attempts
 	}
 
 	if r.attempts == nil {
@@ -446,27 +448,27 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 
 	s.claims.remove(r)
 	r.d.Attempts++
-	if !p.KeepRoundAttempts {
+	if !p.KeepRoundAttempts || status != store.StatusPending {
 		r.d.RoundAttempts++
 	}
 	r.d.LastStatusCode = p.Attempt.ResponseStatus
 	r.d.LastError = p.Attempt.Error
-	r.d.Status = p.Status
+	r.d.Status = status
 	r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
 	r.d.UpdatedAt = p.Now
-	if p.Status == store.StatusPending {
+	if status == store.StatusPending {
 		r.d.NextAttemptAt = p.NextAttemptAt
 		s.claims.addReady(r)
 	}
 
-	if w != nil {
+	if p.DisableWebhook != "" {
 		w.Active = false
 		w.DisabledReason = p.DisableWebhook
 		w.UpdatedAt = p.Now
 		for _, did := range s.webhookDeliveries[w.ID] {
 			o := s.deliveries[did]
-			if o == r || o.d.Status != store.StatusPending {
-				continue
+			if o == r || o.d.Status != store.StatusPending || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(p.Now) {
+				continue // an attempt in flight is recorded by its owner
 			}
 			s.claims.remove(o)
 			o.d.Status = store.StatusFailed

@@ -256,11 +256,12 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	return ds, nil
 }
 
-// Complete records p.Attempt and moves the delivery to p.Status, releasing
-// the lease, in one transaction. ErrLeaseLost when the delivery is not
-// pending or p.Owner does not hold its lease; ErrConflict when the attempt
-// number is not the next one. With p.DisableWebhook it also deactivates the
-// webhook and fails its other pending deliveries, atomically.
+// Complete records p.Attempt and moves the delivery to p.Status (failed
+// instead of pending when its webhook is inactive), releasing the lease, in
+// one transaction. ErrLeaseLost when the delivery is not pending or p.Owner
+// does not hold its lease; ErrConflict when the attempt number is not the
+// next one. With p.DisableWebhook it also deactivates the webhook and fails
+// its other pending deliveries that are not leased, atomically.
 func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err := s.check(ctx); err != nil {
 		return err
@@ -277,10 +278,14 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err != nil {
 		return invalid("attempt response headers: %v", err)
 	}
+	status := p.Status
+	if p.DisableWebhook != "" && status == store.StatusPending {
+		status = store.StatusFailed // the webhook is inactive once this commits
+	}
 	args := []any{
 		p.DeliveryID, p.Owner, a.Number, ts(a.StartedAt), int64(a.Duration), cleanText(a.RequestURL), string(reqH),
 		a.ResponseStatus, string(respH), nonNil(a.ResponseBody), cleanText(string(a.ErrorClass)), cleanText(a.Error),
-		string(p.Status), ts(p.NextAttemptAt), ts(p.Now), p.KeepRoundAttempts,
+		string(status), ts(p.NextAttemptAt), ts(p.Now), p.KeepRoundAttempts,
 	}
 	if p.DisableWebhook == "" {
 		return s.complete(ctx, s.pool, p, args)

@@ -159,20 +159,29 @@ func buildQueries(quoted string) queries {
 
 	// Complete in one statement: lock the delivery, and only when the owner
 	// holds it and the attempt number is the next one, log the attempt and
-	// move the delivery on. The caller reads cur to tell why not.
-	q.complete = f(`WITH cur AS (
-			SELECT id, status, lease_owner, attempts FROM {{schema}}.deliveries WHERE id = $1 FOR UPDATE
+	// move the delivery on. The caller reads cur to tell why not. A retry
+	// (pending) first takes a share lock on the delivery's webhook, before
+	// the delivery (the InitPlan in cur runs first), in the order of the
+	// disable path: a disable committed meanwhile is seen, and one that
+	// comes after sees this delivery released, so it is failed either way.
+	q.complete = f(`WITH hook AS (
+			SELECT w.active FROM {{schema}}.webhooks w JOIN {{schema}}.deliveries d ON d.webhook_id = w.id
+			WHERE d.id = $1 AND $13::text = 'pending' FOR SHARE OF w
+		), cur AS (
+			SELECT id, status, lease_owner, attempts FROM {{schema}}.deliveries
+			WHERE id = $1 AND (SELECT count(*) FROM hook) >= 0 FOR UPDATE
 		), ok AS (
-			SELECT id FROM cur WHERE status = 'pending' AND lease_owner = $2 AND attempts + 1 = $3
+			SELECT id, CASE WHEN EXISTS (SELECT 1 FROM hook WHERE NOT active) THEN 'failed' ELSE $13::text END AS status
+			FROM cur WHERE status = 'pending' AND lease_owner = $2 AND attempts + 1 = $3
 		), att AS (
 			INSERT INTO {{schema}}.attempts (delivery_id, number, started_at, duration_ns, request_url,
 				request_headers, response_status, response_headers, response_body, error_class, error)
 			SELECT id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM ok
 		), upd AS (
 			UPDATE {{schema}}.deliveries d SET attempts = d.attempts + 1,
-				round_attempts = d.round_attempts + CASE WHEN $16::boolean THEN 0 ELSE 1 END,
-				last_status_code = $8, last_error = $12, status = $13::text,
-				next_attempt_at = CASE WHEN $13::text = 'pending' THEN $14::timestamptz ELSE d.next_attempt_at END,
+				round_attempts = d.round_attempts + CASE WHEN $16::boolean AND ok.status = 'pending' THEN 0 ELSE 1 END,
+				last_status_code = $8, last_error = $12, status = ok.status,
+				next_attempt_at = CASE WHEN ok.status = 'pending' THEN $14::timestamptz ELSE d.next_attempt_at END,
 				lease_owner = '', lease_expires_at = NULL, updated_at = $15
 			FROM ok WHERE d.id = ok.id
 			RETURNING d.id
@@ -183,9 +192,12 @@ func buildQueries(quoted string) queries {
 	q.lockWebhookOf = f(`SELECT w.id FROM {{schema}}.webhooks w
 		JOIN {{schema}}.deliveries d ON d.webhook_id = w.id WHERE d.id = $1 FOR NO KEY UPDATE OF w`)
 	q.disableWebhook = f(`UPDATE {{schema}}.webhooks SET active = false, disabled_reason = $2, updated_at = $3 WHERE id = $1`)
+	// A delivery under a live lease is left to its owner, whose attempt is
+	// in flight: its Complete records it.
 	q.failOthers = f(`UPDATE {{schema}}.deliveries SET status = 'failed', last_error = $3, lease_owner = '',
 		lease_expires_at = NULL, held = false, updated_at = $4
-		WHERE webhook_id = $1 AND status = 'pending' AND id <> $2`)
+		WHERE webhook_id = $1 AND status = 'pending' AND id <> $2
+			AND (lease_owner = '' OR lease_expires_at IS NULL OR lease_expires_at <= $4)`)
 
 	q.release = f(`WITH r AS (
 			UPDATE {{schema}}.deliveries SET lease_owner = '', lease_expires_at = NULL

@@ -13,6 +13,7 @@ var completeTests = []subtest{
 	{"Refused", testCompleteRefused},
 	{"KeepRoundAttempts", testCompleteKeepRoundAttempts},
 	{"DisableWebhook", testCompleteDisableWebhook},
+	{"InactiveWebhook", testCompleteInactiveWebhook},
 	{"Redeliver", testRedeliver},
 }
 
@@ -185,24 +186,29 @@ func testCompleteDisableWebhook(t *testing.T, h *harness) {
 	tn := h.tenant()
 	w := h.webhook(t, tn, nil)
 	bystander := h.webhook(t, tn, nil)
-	gone := h.delivery(t, w, Base)
-	leased := h.delivery(t, w, Base.Add(time.Second))
-	waiting := h.delivery(t, w, Base.Add(time.Hour))
 	succeeded := h.delivery(t, w, Base.Add(-time.Hour))
 	h.finish(t, succeeded, store.StatusSuccess, Base.Add(-time.Minute))
+	gone := h.delivery(t, w, Base)
+	inFlightOK := h.delivery(t, w, Base.Add(time.Second))
+	inFlightRetry := h.delivery(t, w, Base.Add(time.Second))
+	if got := h.claim(t, Base.Add(time.Second), 1, "a", bystander.ID); len(got) != 1 || got[0].ID != gone.ID {
+		t.Fatalf("Claim = %q, want %s", ids(got), gone.ID)
+	}
+	if got := h.claim(t, Base.Add(time.Second), 2, "b", bystander.ID); len(got) != 2 {
+		t.Fatalf("Claim = %q, want %s and %s", ids(got), inFlightOK.ID, inFlightRetry.ID)
+	}
+	waiting := h.delivery(t, w, Base.Add(time.Hour))
 	other := h.delivery(t, bystander, Base)
+	// Leased by c until Base - 30 s: expired when the 410 is recorded.
+	expired := h.delivery(t, w, Base.Add(-time.Hour))
+	if got := h.claim(t, Base.Add(-time.Minute), 10, "c", bystander.ID); len(got) != 1 || got[0].ID != expired.ID {
+		t.Fatalf("Claim = %q, want %s", ids(got), expired.ID)
+	}
 	otherBefore := h.getDelivery(t, other.ID)
 	succeededBefore := h.getDelivery(t, succeeded.ID)
+	okBefore := h.getDelivery(t, inFlightOK.ID)
+	retryBefore := h.getDelivery(t, inFlightRetry.ID)
 
-	if got := h.claim(t, Base.Add(time.Second), 2, "a", bystander.ID); len(got) != 2 {
-		t.Fatalf("Claim = %q, want 2", ids(got))
-	}
-	if err := h.s.Release(h.ctx, store.ReleaseParams{Owner: "a", IDs: []string{leased.ID}}); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.claim(t, Base.Add(time.Second), 1, "b", bystander.ID); len(got) != 1 || got[0].ID != leased.ID {
-		t.Fatalf("Claim = %q, want %s", ids(got), leased.ID)
-	}
 	now := Base.Add(2 * time.Second)
 	reason := "endpoint answered 410 Gone"
 	err := h.s.Complete(h.ctx, store.CompleteParams{
@@ -225,11 +231,16 @@ func testCompleteDisableWebhook(t *testing.T, h *harness) {
 	if g.Status != store.StatusFailed || g.LastStatusCode != 410 || g.Attempts != 1 {
 		t.Errorf("completed delivery: %s, status %d, %d attempts; want failed, 410, 1", g.Status, g.LastStatusCode, g.Attempts)
 	}
-	for _, d := range []*store.Delivery{leased, waiting} {
+	for _, d := range []*store.Delivery{waiting, expired} {
 		want := *d
 		want.Status, want.LastError, want.UpdatedAt = store.StatusFailed, reason, now
 		if dd := diff(&want, h.getDelivery(t, d.ID)); dd != "" {
-			t.Errorf("other pending delivery of the disabled webhook (-want +got):\n%s", dd)
+			t.Errorf("other pending delivery of the disabled webhook, not under a live lease (-want +got):\n%s", dd)
+		}
+	}
+	for _, before := range []*store.Delivery{okBefore, retryBefore} {
+		if dd := diff(before, h.getDelivery(t, before.ID)); dd != "" {
+			t.Errorf("a delivery under a live lease changed on disable (-want +got):\n%s", dd)
 		}
 	}
 	if dd := diff(succeededBefore, h.getDelivery(t, succeeded.ID)); dd != "" {
@@ -239,15 +250,109 @@ func testCompleteDisableWebhook(t *testing.T, h *harness) {
 		t.Errorf("another webhook's delivery changed on disable (-want +got):\n%s", dd)
 	}
 	err = h.s.Complete(h.ctx, store.CompleteParams{
-		DeliveryID: leased.ID, Owner: "b", Attempt: NewAttempt(leased.ID, 1, 200), Status: store.StatusSuccess, Now: now,
+		DeliveryID: expired.ID, Owner: "c", Attempt: NewAttempt(expired.ID, 1, 200), Status: store.StatusSuccess, Now: now,
 	})
 	wantErr(t, "Complete of a delivery failed by a disable", err, store.ErrLeaseLost)
-	if got := h.claim(t, Base.Add(24*time.Hour), 10, "c"); len(got) != 1 || got[0].ID != other.ID {
+
+	// The attempts in flight are recorded: a success succeeds, a retry
+	// fails, the webhook being inactive.
+	done := now.Add(time.Second)
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: inFlightOK.ID, Owner: "b", Attempt: NewAttempt(inFlightOK.ID, 1, 200), Status: store.StatusSuccess, Now: done,
+	}); err != nil {
+		t.Fatalf("Complete of a success in flight during the disable: %v", err)
+	}
+	retry := NewAttempt(inFlightRetry.ID, 1, 503)
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: inFlightRetry.ID, Owner: "b", Attempt: retry, Status: store.StatusPending,
+		NextAttemptAt: done.Add(time.Minute), Now: done,
+	}); err != nil {
+		t.Fatalf("Complete of a retry in flight during the disable: %v", err)
+	}
+	wantOK := *okBefore
+	wantOK.Status, wantOK.Attempts, wantOK.RoundAttempts, wantOK.LastStatusCode = store.StatusSuccess, 1, 1, 200
+	wantOK.LeaseOwner, wantOK.LeaseExpiresAt, wantOK.UpdatedAt = "", time.Time{}, done
+	if dd := diff(&wantOK, h.getDelivery(t, inFlightOK.ID)); dd != "" {
+		t.Errorf("success in flight during the disable (-want +got):\n%s", dd)
+	}
+	wantRetry := *retryBefore
+	wantRetry.Status, wantRetry.Attempts, wantRetry.RoundAttempts = store.StatusFailed, 1, 1
+	wantRetry.LastStatusCode, wantRetry.LastError = 503, retry.Error
+	wantRetry.LeaseOwner, wantRetry.LeaseExpiresAt, wantRetry.UpdatedAt = "", time.Time{}, done
+	if dd := diff(&wantRetry, h.getDelivery(t, inFlightRetry.ID)); dd != "" {
+		t.Errorf("retry in flight during the disable (-want +got):\n%s", dd)
+	}
+	for _, id := range []string{inFlightOK.ID, inFlightRetry.ID} {
+		if as, err := h.s.ListAttempts(h.ctx, id); err != nil || len(as) != 1 {
+			t.Errorf("ListAttempts(%s) = %d attempts, %v; want the one in flight", id, len(as), err)
+		}
+	}
+
+	if got := h.claim(t, Base.Add(24*time.Hour), 10, "d"); len(got) != 1 || got[0].ID != other.ID {
 		t.Errorf("Claim after disable = %q, want only %s", ids(got), other.ID)
 	}
 	c, err := h.s.CountDeliveries(h.ctx, w.ID)
-	if err != nil || c != (store.Counts{Success: 1, Failed: 3}) {
-		t.Errorf("CountDeliveries = %+v, %v; want 1 success, 3 failed", c, err)
+	if err != nil || c != (store.Counts{Success: 2, Failed: 4}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 2 success, 4 failed", c, err)
+	}
+}
+
+// testCompleteInactiveWebhook: an inactive webhook's delivery is not
+// retried, whoever deactivated the webhook; other outcomes stand.
+func testCompleteInactiveWebhook(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	retried := h.delivery(t, w, Base)
+	ok := h.delivery(t, w, Base)
+	cut := h.delivery(t, w, Base)
+	untouched := h.delivery(t, w, Base.Add(time.Hour))
+	if got := h.claim(t, Base, 3, "a"); len(got) != 3 {
+		t.Fatalf("Claim = %q, want 3", ids(got))
+	}
+	w.Active = false
+	w.UpdatedAt = Base.Add(time.Second)
+	h.replaceWebhook(t, w)
+	untouchedBefore := h.getDelivery(t, untouched.ID)
+	retriedBefore := h.getDelivery(t, retried.ID)
+
+	now := Base.Add(2 * time.Second)
+	att := NewAttempt(retried.ID, 1, 500)
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: retried.ID, Owner: "a", Attempt: att, Status: store.StatusPending,
+		NextAttemptAt: now.Add(time.Minute), Now: now,
+	}); err != nil {
+		t.Fatalf("Complete to pending: %v", err)
+	}
+	want := *retriedBefore
+	want.Status, want.Attempts, want.RoundAttempts = store.StatusFailed, 1, 1
+	want.LastStatusCode, want.LastError = 500, att.Error
+	want.LeaseOwner, want.LeaseExpiresAt, want.UpdatedAt = "", time.Time{}, now
+	if dd := diff(&want, h.getDelivery(t, retried.ID)); dd != "" {
+		t.Errorf("a retry of an inactive webhook's delivery (-want +got):\n%s", dd)
+	}
+	h.complete(t, ok.ID, "a", 1, store.StatusSuccess, now)
+	if got := h.getDelivery(t, ok.ID); got.Status != store.StatusSuccess {
+		t.Errorf("a success of an inactive webhook's delivery: %s, want success", got.Status)
+	}
+	// An attempt cut short fails the delivery too, and, ending it, counts.
+	if err := h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: cut.ID, Owner: "a", Attempt: NewAttempt(cut.ID, 1, 0), Status: store.StatusPending,
+		NextAttemptAt: now, KeepRoundAttempts: true, Now: now,
+	}); err != nil {
+		t.Fatalf("Complete to pending with KeepRoundAttempts: %v", err)
+	}
+	if got := h.getDelivery(t, cut.ID); got.Status != store.StatusFailed || got.RoundAttempts != 1 {
+		t.Errorf("an attempt cut short of an inactive webhook's delivery: %s, RoundAttempts %d; want failed, 1",
+			got.Status, got.RoundAttempts)
+	}
+	if dd := diff(untouchedBefore, h.getDelivery(t, untouched.ID)); dd != "" {
+		t.Errorf("a pending delivery nobody completed changed (-want +got):\n%s", dd)
+	}
+	if dd := diff(w, h.getWebhook(t, w.ID)); dd != "" {
+		t.Errorf("the webhook changed (-want +got):\n%s", dd)
+	}
+	c, err := h.s.CountDeliveries(h.ctx, w.ID)
+	if err != nil || c != (store.Counts{Pending: 1, Success: 1, Failed: 2}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 1 pending, 1 success, 2 failed", c, err)
 	}
 }
 

@@ -41,6 +41,8 @@ func runModel(t *testing.T, h *harness, seed uint64) {
 	owners := []string{"alpha", "beta", "gamma"}
 	model := make(map[string]*modelDelivery)
 	var order []string // ids in enqueue order, for reproducible picks
+	// inactive holds the webhooks a Complete disabled.
+	inactive := make(map[string]bool)
 	now := Base
 	dur := func(maxSeconds int) time.Duration {
 		return time.Duration(rng.IntN(maxSeconds*1000)) * time.Millisecond
@@ -152,16 +154,21 @@ func runModel(t *testing.T, h *harness, seed uint64) {
 				t.Fatalf("step %d: Complete: %v", step, err)
 			}
 			m.attempts++
-			if !p.KeepRoundAttempts {
-				m.roundAttempts++
-			}
 			m.status, m.owner, m.leaseExpiresAt = p.Status, "", time.Time{}
 			if p.Status == store.StatusPending {
 				m.due = p.NextAttemptAt
+				if inactive[m.webhookID] {
+					m.status = store.StatusFailed
+				}
+			}
+			if !p.KeepRoundAttempts || m.status != store.StatusPending {
+				m.roundAttempts++ // an attempt that ends the delivery counts
 			}
 			if p.DisableWebhook != "" {
+				inactive[m.webhookID] = true
 				for _, o := range model {
-					if o.webhookID == m.webhookID && o.status == store.StatusPending {
+					if o.webhookID == m.webhookID && o.status == store.StatusPending &&
+						(o.owner == "" || !o.leaseExpiresAt.After(now)) {
 						o.status, o.owner, o.leaseExpiresAt = store.StatusFailed, "", time.Time{}
 					}
 				}

@@ -83,16 +83,22 @@
 //     NextAttemptAt, KeepRoundAttempts is set with a Status other than
 //     pending, or Attempt.DeliveryID names another delivery (an empty one
 //     is filled in). On success: the attempt is appended; Attempts grows by
-//     one, and RoundAttempts too unless KeepRoundAttempts is set;
-//     LastStatusCode = Attempt.ResponseStatus; LastError = Attempt.Error;
-//     Status = p.Status; NextAttemptAt = p.NextAttemptAt when pending,
-//     unchanged otherwise; the lease is cleared; UpdatedAt = Now. Any error
-//     changes nothing.
+//     one, and RoundAttempts too unless KeepRoundAttempts is set and the
+//     delivery stays pending; LastStatusCode = Attempt.ResponseStatus;
+//     LastError = Attempt.Error; Status = p.Status; NextAttemptAt =
+//     p.NextAttemptAt when pending, unchanged otherwise; the lease is
+//     cleared; UpdatedAt = Now. Any error changes nothing. A Status of
+//     pending stores failed instead when the delivery's webhook is
+//     inactive (or DisableWebhook is set), NextAttemptAt unchanged: an
+//     inactive webhook's delivery is not retried.
 //   - Complete with DisableWebhook: the webhook gets Active = false,
 //     DisabledReason = DisableWebhook, UpdatedAt = Now; every other pending
-//     delivery of it becomes failed with LastError = DisableWebhook, its
-//     lease cleared (its holder's Complete then gets ErrLeaseLost) and
-//     UpdatedAt = Now; Attempts are unchanged.
+//     delivery of it that is not under a live lease at Now becomes failed
+//     with LastError = DisableWebhook, its lease cleared and UpdatedAt =
+//     Now; Attempts are unchanged. One under a live lease is left as it is:
+//     its owner's attempt is in flight, and its Complete records it (a
+//     success succeeds, a retry fails, as above); an owner whose lease had
+//     expired gets ErrLeaseLost.
 //   - Release clears the owner's leases; the deliveries keep their
 //     NextAttemptAt, so a due one is claimable at once.
 //   - Redeliver sets Status pending, NextAttemptAt = Now, RoundAttempts 0,

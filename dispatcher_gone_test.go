@@ -1,0 +1,188 @@
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/pgstore"
+)
+
+// eachStoreWithPostgres runs f against every store of eachStore, and
+// against pgstore when WEBHOOK_TEST_POSTGRES_URL names a database the
+// tests may make schemas in.
+func eachStoreWithPostgres(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
+	eachStore(t, f)
+	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
+	if url == "" {
+		return
+	}
+	t.Run("pgstore", func(t *testing.T) {
+		f(t, func(t *testing.T) store.Store {
+			pool, err := pgxpool.New(context.Background(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 8)
+			rand.Read(b)
+			schema := "webhook_test_" + hex.EncodeToString(b)
+			t.Cleanup(func() {
+				if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+					t.Errorf("drop schema %s: %v", schema, err)
+				}
+				pool.Close()
+			})
+			st, err := pgstore.New(context.Background(), pool, pgstore.Options{Schema: schema})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() }) // before the pool closes
+			return st
+		})
+	})
+}
+
+// TestGoneKeepsAttemptsInFlight: a 410 Gone disables the webhook while
+// other deliveries of it are in flight to the same endpoint. Those
+// attempts reached the endpoint and got an answer: each is recorded, and
+// its delivery ends as the answer says, except that one that would be
+// retried fails, its webhook being inactive. A pending delivery nobody
+// holds fails with the webhook, without an attempt.
+func TestGoneKeepsAttemptsInFlight(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		t.Run("one dispatcher", func(t *testing.T) { testGoneInFlight(t, newStore(t), false) })
+		// The attempts in flight are another replica's, whose cache still
+		// holds the webhook active when they end: the store fails the retry.
+		t.Run("replicas", func(t *testing.T) { testGoneInFlight(t, newStore(t), true) })
+	})
+}
+
+func testGoneInFlight(t *testing.T, st store.Store, replicas bool) {
+	arrived := make(chan string, 10)
+	okGate, releaseOK := newGate()
+	failGate, releaseFail := newGate()
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		event := r.Header.Get("X-Webhook-Event")
+		arrived <- event
+		switch event {
+		case EventUserLogin:
+			<-okGate
+		case EventUserLogout:
+			<-failGate
+			w.WriteHeader(http.StatusInternalServerError)
+		case EventUserDeleted:
+			w.WriteHeader(http.StatusGone)
+		}
+	})
+	w := addWebhook(t, st, "a", rc.URL)
+	// A delivery due in an hour, which nobody holds when the 410 comes.
+	waiting := &store.Delivery{
+		ID: "del_waiting", WebhookID: w.ID, EventID: "evt_waiting", EventType: EventUserUpdated,
+		Tenant: "a", Body: []byte(`{}`), NextAttemptAt: time.Now().Add(time.Hour),
+	}
+	if _, err := st.Enqueue(context.Background(), []*store.Delivery{waiting}); err != nil {
+		t.Fatal(err)
+	}
+	hooks := &recordingHooks{}
+	start := func(perWebhook int, cacheTTL time.Duration) *Dispatcher {
+		cfg := testConfig()
+		cfg.PerWebhookConcurrency = perWebhook
+		cfg.WebhookCacheTTL = cacheTTL
+		cfg.Hooks = hooks
+		return startDispatcher(t, st, cfg)
+	}
+	// held sends the deliveries held in flight. As a replica, it is at its
+	// limit for the webhook while they are, so the 410 goes to the other.
+	var held *Dispatcher
+	if replicas {
+		held = start(2, time.Hour)
+	} else {
+		held = start(3, 0)
+	}
+	// Before the dispatchers stop, which wait for the attempts.
+	t.Cleanup(releaseOK)
+	t.Cleanup(releaseFail)
+
+	emit := func(d *Dispatcher, event string) string {
+		t.Helper()
+		res, err := d.Emit(context.Background(), Event{Type: event, Tenant: "a"})
+		if err != nil || len(res.DeliveryIDs) != 1 {
+			t.Fatalf("Emit(%s) = %+v, %v", event, res, err)
+		}
+		return res.DeliveryIDs[0]
+	}
+	arrive := func(want string) {
+		t.Helper()
+		select {
+		case got := <-arrived:
+			if got != want {
+				t.Fatalf("request for %s reached the receiver, want %s", got, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no request for %s reached the receiver", want)
+		}
+	}
+	ok := emit(held, EventUserLogin)
+	arrive(EventUserLogin)
+	retried := emit(held, EventUserLogout)
+	arrive(EventUserLogout)
+	d := held
+	if replicas {
+		d = start(3, 0)
+	}
+	gone := emit(d, EventUserDeleted)
+	arrive(EventUserDeleted)
+	waitFor(t, "the 410 to disable the webhook", func() bool { return hooks.count("disabled") == 1 })
+	releaseOK()
+	releaseFail()
+	waitFor(t, "the attempts in flight to end", func() bool { return d.Stats().InFlight == 0 && held.Stats().InFlight == 0 })
+
+	want := []struct {
+		id       string
+		status   store.Status
+		code     int
+		attempts int
+	}{
+		{ok, store.StatusSuccess, http.StatusOK, 1},
+		{retried, store.StatusFailed, http.StatusInternalServerError, 1},
+		{gone, store.StatusFailed, http.StatusGone, 1},
+		{waiting.ID, store.StatusFailed, 0, 0},
+	}
+	for _, c := range want {
+		del, err := st.GetDelivery(context.Background(), c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if del.Status != c.status || del.LastStatusCode != c.code || del.Attempts != c.attempts || del.LeaseOwner != "" {
+			t.Errorf("delivery %s: %s, last status %d, %d attempts, leased by %q; want %s, %d, %d, not leased",
+				c.id, del.Status, del.LastStatusCode, del.Attempts, del.LeaseOwner, c.status, c.code, c.attempts)
+		}
+		atts, err := st.ListAttempts(context.Background(), c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(atts) != c.attempts {
+			t.Errorf("delivery %s: %d attempts logged, want %d", c.id, len(atts), c.attempts)
+		} else if c.attempts == 1 && atts[0].ResponseStatus != c.code {
+			t.Errorf("delivery %s: attempt logged with status %d, want %d", c.id, atts[0].ResponseStatus, c.code)
+		}
+	}
+	if n := rc.count(); n != 3 {
+		t.Errorf("receiver got %d requests, want 3", n)
+	}
+	if replicas {
+		return
+	}
+	// The dispatcher reports what the store holds.
+	if s := d.Stats(); s.Attempts != 3 || s.Succeeded != 1 || s.Failed != 2 || s.Retried != 0 {
+		t.Errorf("Stats = %+v; want 3 attempts, 1 succeeded, 2 failed, none retried", s)
+	}
+}
