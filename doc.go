@@ -71,11 +71,11 @@
 // with exponential backoff and jitter per [RetryPolicy] until the webhook's
 // or the dispatcher's attempt budget is spent, when the delivery becomes
 // failed. By default a delivery is attempted five times over about 43
-// minutes ([DefaultMaxAttempts] lists the schedule). A Retry-After header on a 429, 502,
-// 503 or 504 answer sets the next attempt, within bounds. A 410 Gone disables the
-// webhook. An attempt cancelled by [Dispatcher.Stop] is logged but spends
-// none of the budget. [Dispatcher.Redeliver] sends a finished delivery
-// again with a fresh budget.
+// minutes ([DefaultMaxAttempts] lists the schedule). A Retry-After header
+// on a 429, 502, 503 or 504 answer sets the next attempt, within bounds. A
+// 410 Gone disables the webhook. An attempt cancelled by [Dispatcher.Stop]
+// is logged but spends none of the budget. [Dispatcher.Redeliver] sends a
+// finished delivery again with a fresh budget.
 //
 // # Security
 //
