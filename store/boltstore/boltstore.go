@@ -89,11 +89,11 @@
 // fields of the delivery's record it checks or changes and copies the rest
 // (the body among them) into the new record as stored; one that schedules a
 // retry also reads the webhook, to fail the delivery instead when the
-// webhook is inactive. ListDeliveries walks
-// the tenant's (or webhook's) index newest first and reads each delivery's
-// status and event type before decoding it, so a Status or EventType filter
-// costs the deliveries it steps over. Disabling a webhook (Complete with
-// DisableWebhook) and DeleteWebhook visit each of the webhook's deliveries.
+// webhook is inactive. ListDeliveries walks the tenant's (or webhook's)
+// index newest first and reads each delivery's status and event type
+// before decoding it, so a Status or EventType filter costs the deliveries
+// it steps over. Disabling a webhook (Complete with DisableWebhook) and
+// DeleteWebhook visit each of the webhook's deliveries.
 package boltstore
 
 import (
