@@ -79,6 +79,8 @@ func (h *handler) sendError(err error) error {
 	switch {
 	case errors.Is(err, webhook.ErrNotRunning):
 		return errNotRunning
+	case errors.Is(err, webhook.ErrNoAttempt):
+		return errDisabled
 	case errors.Is(err, store.ErrNotFound):
 		return errNoWebhook
 	}

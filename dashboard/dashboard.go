@@ -290,6 +290,7 @@ var (
 	errBadStatus    = &pageError{http.StatusBadRequest, "Bad request", "The status filter must be pending, success or failed."}
 	errNotRunning   = &pageError{http.StatusServiceUnavailable, "Unavailable", "The delivery engine is not running; try again later."}
 	errInactive     = &pageError{http.StatusConflict, "Webhook disabled", "Enable the webhook before sending to it."}
+	errDisabled     = &pageError{http.StatusConflict, "Webhook disabled", "The webhook was disabled meanwhile and the delivery failed with it, unsent; its page says why."}
 	errPending      = &pageError{http.StatusConflict, "Already queued", "This delivery is pending: its next attempt is already scheduled."}
 	errInternal     = &pageError{http.StatusInternalServerError, "Server error", "Something went wrong on the server; it has been logged."}
 )

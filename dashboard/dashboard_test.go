@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,6 +374,79 @@ func TestSendTestAndRetryAFailedDelivery(t *testing.T) {
 	pending, _, _ := e.st.ListDeliveries(context.Background(), store.ListDeliveriesParams{Tenant: alice, WebhookID: wh.ID, Status: store.StatusPending, Limit: 1})
 	if code, _ := c.post("/dashboard/webhooks/" + wh.ID + "/deliveries/" + pending[0].ID + "/retry"); code != http.StatusConflict {
 		t.Errorf("retry of a pending delivery = %d, want 409", code)
+	}
+}
+
+// A retry whose delivery is failed with its webhook before its attempt
+// (another delivery met 410 Gone meanwhile) is a conflict the user is told
+// about, as in the management API, not a server fault.
+func TestRetryWhenTheWebhookIsDisabledMeanwhile(t *testing.T) {
+	var logs bytes.Buffer
+	e := newEnv(t, envOptions{perWebhook: 1, logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var n atomic.Int32
+	inFlight, gone := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(gone) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		close(inFlight)
+		select {
+		case <-gone:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusGone)
+	}))
+	defer srv.Close()
+	defer release()
+	wh := e.addWebhook(t, alice, srv.URL+"/hook", newSecret())
+	ctx := context.Background()
+	emit := func() string {
+		res, err := e.disp.Emit(ctx, webhook.Event{Type: "workflow.completed", Tenant: alice})
+		if err != nil || len(res.DeliveryIDs) != 1 {
+			t.Fatalf("Emit = %+v, %v", res, err)
+		}
+		return res.DeliveryIDs[0]
+	}
+	del := emit()
+	for {
+		d, err := e.st.GetDelivery(ctx, del)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status == store.StatusFailed {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Another delivery holds the webhook's only slot until it meets 410
+	// Gone, once the retry has put the first back in the queue.
+	emit()
+	<-inFlight
+	go func() {
+		defer release()
+		for {
+			d, err := e.st.GetDelivery(ctx, del)
+			if err != nil || d.Status == store.StatusPending {
+				return
+			}
+			select {
+			case <-t.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	code, _, body := e.client(t, "alice-token").do(http.MethodPost, "/dashboard/webhooks/"+wh.ID+"/deliveries/"+del+"/retry", nil)
+	if code != http.StatusConflict || !strings.Contains(body, "disabled") {
+		t.Errorf("retry of a delivery failed with its webhook = %d, want 409 saying the webhook was disabled:\n%s", code, body)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a conflict was logged as a server fault:\n%s", logs.String())
+	}
+	if n := n.Load(); n != 2 {
+		t.Errorf("receiver got %d requests, want 2", n)
 	}
 }
 

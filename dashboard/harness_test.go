@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -140,6 +141,10 @@ type envOptions struct {
 	// noStart leaves the dispatcher stopped.
 	noStart  bool
 	pageSize int
+	// logger is the dashboard's Config.Logger.
+	logger *slog.Logger
+	// perWebhook is the dispatcher's PerWebhookConcurrency.
+	perWebhook int
 	// store replaces the default memstore; it is closed at the end.
 	store store.Store
 }
@@ -159,7 +164,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Timeout:       10 * time.Second,
 		// One attempt per round: a failure is final at once, so the
 		// dashboard can retry it.
-		Retry: webhook.RetryPolicy{MaxAttempts: 1},
+		Retry:                 webhook.RetryPolicy{MaxAttempts: 1},
+		PerWebhookConcurrency: o.perWebhook,
 	})
 	if err != nil {
 		t.Fatalf("webhook.New: %v", err)
@@ -187,6 +193,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Tenant:     bearerTenant,
 		Prefix:     "/dashboard",
 		PageSize:   o.pageSize,
+		Logger:     o.logger,
 	})
 	if err != nil {
 		t.Fatalf("dashboard.New: %v", err)
