@@ -581,6 +581,58 @@ func TestDeliveryPageRedactsCredentialHeaders(t *testing.T) {
 	}
 }
 
+// A password in a webhook's URL is a credential like the Authorization
+// header the dispatcher makes of it: no page shows it, even when a store
+// written by another writer (an older version, a migration) holds such a
+// URL and attempts logged with it.
+func TestPagesHideURLCredentials(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	rc := newReceiver(t, "")
+	wh := e.addWebhook(t, alice, rc.srv.URL+"/hook", newSecret())
+	ctx := context.Background()
+	const password = "URLPASSWORD"
+	withUser := strings.Replace(rc.srv.URL, "http://", "http://ops:"+password+"@", 1) + "/hook"
+	if _, err := e.st.UpdateWebhook(ctx, wh.ID, func(w *store.Webhook) error {
+		w.URL = withUser
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(t, "alice-token")
+	code, sent := c.post("/dashboard/webhooks/" + wh.ID + "/test")
+	if code != http.StatusSeeOther {
+		t.Fatalf("POST test = %d %q, want 303 to the delivery", code, sent)
+	}
+	seedDeliveries(t, e.st, wh, 1, 0)
+	claimed, err := e.st.Claim(ctx, store.ClaimParams{Now: time.Now().Add(2 * time.Hour), Limit: 1, Lease: time.Hour, Owner: "seed"})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("Claim: %v (%d claimed)", err, len(claimed))
+	}
+	logged := claimed[0]
+	err = e.st.Complete(ctx, store.CompleteParams{
+		DeliveryID: logged.ID, Owner: "seed", Status: store.StatusSuccess, Now: time.Now(),
+		Attempt: &store.Attempt{DeliveryID: logged.ID, Number: 1, StartedAt: time.Now(), RequestURL: withUser, ResponseStatus: 200},
+	})
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	self := "/dashboard/webhooks/" + wh.ID
+	pages := map[string]string{}
+	for _, path := range []string{"/dashboard/", self, sent, self + "/deliveries/" + logged.ID} {
+		_, pages["GET "+path] = c.get(path)
+	}
+	_, _, pages["POST rotate-secret"] = c.do(http.MethodPost, self+"/rotate-secret", nil)
+	for name, body := range pages {
+		shown := html.UnescapeString(body)
+		if strings.Contains(shown, password) {
+			t.Errorf("%s shows the URL's password", name)
+		}
+		if !strings.Contains(shown, strings.TrimPrefix(rc.srv.URL, "http://")+"/hook") {
+			t.Errorf("%s does not show the webhook's URL", name)
+		}
+	}
+}
+
 // bareDashboard is the dashboard over st with the config edit made, and
 // its Registry; its Dispatcher is not started. A page is read with get.
 func bareDashboard(tb testing.TB, st store.Store, edit func(*dashboard.Config)) (http.Handler, *webhook.Registry) {

@@ -27,7 +27,8 @@
 // cannot make a signed-in browser act. Config.Tenant scopes every request
 // exactly as the management API does: another tenant's webhook or delivery is
 // answered 404, like one that does not exist. A signing secret appears only in
-// the answer of a rotation, which is never cached.
+// the answer of a rotation, which is never cached; credential-like header
+// values and the user information (a password) of a URL are never shown.
 //
 // # Scale
 //

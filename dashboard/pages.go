@@ -319,12 +319,13 @@ func showBody(b []byte, indent bool) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// hostOf returns the host of a webhook URL for titles, or the URL itself.
+// hostOf returns the host of a webhook URL for titles, or the URL itself
+// without credentials.
 func hostOf(raw string) string {
 	if u, err := url.Parse(raw); err == nil && u.Host != "" {
 		return u.Host
 	}
-	return raw
+	return redact.URL(raw)
 }
 
 // tenantWebhook returns the tenant's webhook id, or a 404 that does not
@@ -366,6 +367,8 @@ var funcs = map[string]any{
 	"statusText": func(code int) string {
 		return http.StatusText(code)
 	},
+	// redactURL drops the credentials of a URL shown on a page.
+	"redactURL": redact.URL,
 }
 
 // ago says how long before now t was, coarsely.

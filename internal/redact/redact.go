@@ -1,9 +1,13 @@
 // Package redact holds the rule by which the dispatcher's attempt logs, the
 // management API and the dashboard hide header values that likely carry
-// credentials, so every view of a delivery hides the same headers.
+// credentials, so every view of a delivery hides the same headers, and the
+// rule by which the dashboard hides the credentials of a URL.
 package redact
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+)
 
 // Placeholder replaces the value of a header that is not shown.
 const Placeholder = "[redacted]"
@@ -25,4 +29,16 @@ func Credential(name string) bool {
 		}
 	}
 	return false
+}
+
+// URL returns raw without its user information (a password the dispatcher
+// sends as HTTP basic auth), or "[invalid URL]" when raw does not parse, so
+// it can be shown wherever the header it becomes is hidden.
+func URL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[invalid URL]"
+	}
+	u.User = nil
+	return u.String()
 }

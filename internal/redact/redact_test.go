@@ -32,3 +32,19 @@ func TestCredential(t *testing.T) {
 		}
 	}
 }
+
+func TestURL(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://example.com/hook?a=1":       "https://example.com/hook?a=1",
+		"https://ops:p4ss@example.com/hook":  "https://example.com/hook",
+		"https://ops@example.com:8443/hook":  "https://example.com:8443/hook",
+		"http://ops:p4ss@127.0.0.1:1/hook#x": "http://127.0.0.1:1/hook#x",
+		"https://ops:p4ss@exa mple.com/%zz":  "[invalid URL]",
+		"":                                   "",
+	} {
+		if got := redact.URL(raw); got != want {
+			t.Errorf("URL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
