@@ -1864,7 +1864,7 @@ type target struct {
 }
 
 func newTarget(w *store.Webhook, now time.Time) *target {
-	t := &target{w: w, redacted: redactURL(w.URL), idHeader: []string{w.ID}}
+	t := &target{w: w, redacted: redact.URL(w.URL), idHeader: []string{w.ID}}
 	u, err := url.Parse(w.URL)
 	switch {
 	case err != nil || u.Host == "" || u.Opaque != "":
@@ -1972,17 +1972,6 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
-}
-
-// redactURL returns u without user info (and "[invalid URL]" when it does
-// not parse), for attempt logs and messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[invalid URL]"
-	}
-	u.User = nil
-	return u.String()
 }
 
 // classify maps a transport error to an error class and a message without

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -150,7 +149,7 @@ func newDeliveryDetail(d *store.Delivery, attempts []*store.Attempt, webhookURL 
 	dd := deliveryDetail{
 		ID: d.ID, WebhookID: d.WebhookID, EventID: d.EventID, Event: d.EventType,
 		Status: string(d.Status), Attempts: d.Attempts,
-		Request:   requestView{URL: redactURL(webhookURL), Method: http.MethodPost, Headers: map[string]string{}},
+		Request:   requestView{URL: redact.URL(webhookURL), Method: http.MethodPost, Headers: map[string]string{}},
 		Timestamp: toStamp(d.CreatedAt),
 		CreatedAt: toStamp(d.CreatedAt), UpdatedAt: toStamp(d.UpdatedAt),
 		AttemptLog: make([]attemptView, 0, len(attempts)),
@@ -394,15 +393,4 @@ func (h *handler) sendError(err error) error {
 		return errorf(http.StatusConflict, CodeConflict, "the delivery is already queued")
 	}
 	return err
-}
-
-// redactURL drops the user information (a password) from a URL shown in a
-// delivery log, as the dispatcher does in the attempts it records.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[invalid URL]"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -33,11 +33,15 @@ func Credential(name string) bool {
 
 // URL returns raw without its user information (a password the dispatcher
 // sends as HTTP basic auth), or "[invalid URL]" when raw does not parse, so
-// it can be shown wherever the header it becomes is hidden.
+// it can be shown wherever the header it becomes is hidden. A URL without
+// user information is returned as it is.
 func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "[invalid URL]"
+	}
+	if u.User == nil {
+		return raw
 	}
 	u.User = nil
 	return u.String()

@@ -37,6 +37,7 @@ func TestURL(t *testing.T) {
 	t.Parallel()
 	for raw, want := range map[string]string{
 		"https://example.com/hook?a=1":       "https://example.com/hook?a=1",
+		"HTTPS://example.com/a%2fb":          "HTTPS://example.com/a%2fb", // as it is, not re-encoded
 		"https://ops:p4ss@example.com/hook":  "https://example.com/hook",
 		"https://ops@example.com:8443/hook":  "https://example.com:8443/hook",
 		"http://ops:p4ss@127.0.0.1:1/hook#x": "http://127.0.0.1:1/hook#x",
