@@ -35,10 +35,12 @@ type webhookView struct {
 	UpdatedAt               string            `json:"updatedAt"`
 }
 
-// newWebhookView shows w without its secrets.
+// newWebhookView shows w without its secrets: its signing secrets, the
+// values of its credential headers and a password in its URL (which the
+// Registry refuses, but an older store may hold).
 func newWebhookView(w *webhook.Webhook) webhookView {
 	v := webhookView{
-		ID: w.ID, URL: w.URL, Events: w.Events, Description: w.Description,
+		ID: w.ID, URL: redact.URL(w.URL), Events: w.Events, Description: w.Description,
 		Active: w.Active, DisabledReason: w.DisabledReason,
 		MaxAttempts: w.MaxAttempts, RateLimit: w.RateLimit,
 		CreatedAt: toStamp(w.CreatedAt), UpdatedAt: toStamp(w.UpdatedAt),

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -396,6 +397,27 @@ func TestHeadersRedacted(t *testing.T) {
 		t.Errorf("response headers: %v", rh)
 	}
 	noSecret(t, "delivery log", tr.raw, "c00kie-value")
+}
+
+// A password in a stored webhook URL (the Registry refuses one; an older
+// store may hold it) is not shown by a read or a list, as the delivery log
+// does not show it.
+func TestURLPasswordNotShown(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	id := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+h.recv.url()+`","events":["*"]}`).must(t, http.StatusCreated).data(t)["id"].(string)
+	withUser := strings.Replace(h.recv.url(), "://", "://ops:URLPASSWORD@", 1)
+	if _, err := h.st.UpdateWebhook(context.Background(), id, func(w *store.Webhook) error {
+		w.URL = withUser
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+	if u := got.data(t)["url"]; u != h.recv.url() {
+		t.Errorf("url = %v, want %s", u, h.recv.url())
+	}
+	noSecret(t, "read", got.raw, "URLPASSWORD")
+	noSecret(t, "list", h.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusOK).raw, "URLPASSWORD")
 }
 
 // A webhook read and sent back keeps its credentials: a header whose value
