@@ -6,6 +6,11 @@
 // conformance suite in store/storetest. Claim walks a due-ordered index, so
 // its cost grows with the number of due deliveries, not with the size of the
 // queue.
+//
+// Times are kept without their monotonic clock readings (see package time),
+// as a durable store reads them back: due times, leases and secret expiries
+// are compared by the wall clock, like the other stores do, also after the
+// wall clock steps or the machine resumes from suspend.
 package memstore
 
 import (
@@ -71,6 +76,19 @@ func New() *Store {
 // now is the time the store stamps on records whose caller left it zero:
 // UTC, truncated to microseconds like the other stores.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// wall returns t without its monotonic clock reading. Every time the store
+// keeps goes through it (see the package documentation).
+func wall(t time.Time) time.Time { return t.Round(0) }
+
+// wallWebhook strips the monotonic clock readings from the times of w,
+// which must not share its Secrets with anyone (a Clone).
+func wallWebhook(w *store.Webhook) {
+	w.CreatedAt, w.UpdatedAt = wall(w.CreatedAt), wall(w.UpdatedAt)
+	for i := range w.Secrets {
+		w.Secrets[i].ExpiresAt = wall(w.Secrets[i].ExpiresAt)
+	}
+}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("memstore: "+format+": %w", append(args, store.ErrInvalid)...)
@@ -148,7 +166,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	if w.UpdatedAt.IsZero() {
 		w.UpdatedAt = w.CreatedAt
 	}
-	s.webhooks[w.ID] = w.Clone()
+	c := w.Clone()
+	wallWebhook(c)
+	s.webhooks[w.ID] = c
 	s.tenantWebhooks[w.Tenant] = insertSorted(s.tenantWebhooks[w.Tenant], w.ID)
 	return nil
 }
@@ -236,8 +256,10 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	if w.UpdatedAt.IsZero() {
 		w.UpdatedAt = now()
 	}
-	s.webhooks[id] = w.Clone()
-	return w, nil
+	w = w.Clone() // change may have put in slices that others hold
+	wallWebhook(w)
+	s.webhooks[id] = w
+	return w.Clone(), nil
 }
 
 // DeleteWebhook removes the webhook, its deliveries and their attempts.
@@ -390,7 +412,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	out := make([]store.Delivery, len(rs))
 	for i, r := range rs {
 		r.d.LeaseOwner = p.Owner
-		r.d.LeaseExpiresAt = p.Now.Add(p.Lease)
+		r.d.LeaseExpiresAt = wall(p.Now.Add(p.Lease))
 		s.claims.addLeased(r)
 		out[i] = r.d
 	}
@@ -415,6 +437,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	// every Enqueue, Claim and Complete needs.
 	att := encodeAttempt(p.Attempt)
 	first := [][]byte{att}
+	at := wall(p.Now)
 	unlock, err := s.begin(ctx, true)
 	if err != nil {
 		return err
@@ -455,26 +478,26 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	r.d.LastError = p.Attempt.Error
 	r.d.Status = status
 	r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
-	r.d.UpdatedAt = p.Now
+	r.d.UpdatedAt = at
 	if status == store.StatusPending {
-		r.d.NextAttemptAt = p.NextAttemptAt
+		r.d.NextAttemptAt = wall(p.NextAttemptAt)
 		s.claims.addReady(r)
 	}
 
 	if p.DisableWebhook != "" {
 		w.Active = false
 		w.DisabledReason = p.DisableWebhook
-		w.UpdatedAt = p.Now
+		w.UpdatedAt = at
 		for _, did := range s.webhookDeliveries[w.ID] {
 			o := s.deliveries[did]
-			if o == r || o.d.Status != store.StatusPending || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(p.Now) {
+			if o == r || o.d.Status != store.StatusPending || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(at) {
 				continue // an attempt in flight is recorded by its owner
 			}
 			s.claims.remove(o)
 			o.d.Status = store.StatusFailed
 			o.d.LastError = p.DisableWebhook
 			o.d.LeaseOwner, o.d.LeaseExpiresAt = "", time.Time{}
-			o.d.UpdatedAt = p.Now
+			o.d.UpdatedAt = at
 		}
 	}
 	return nil
@@ -614,9 +637,9 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 	}
 	r.d.Status = store.StatusPending
 	r.d.RoundAttempts = 0
-	r.d.NextAttemptAt = p.Now
+	r.d.NextAttemptAt = wall(p.Now)
 	r.d.LeaseOwner, r.d.LeaseExpiresAt = "", time.Time{}
-	r.d.UpdatedAt = p.Now
+	r.d.UpdatedAt = r.d.NextAttemptAt
 	s.claims.addReady(r)
 	d := cloneDelivery(&r.d)
 	return &d, nil
@@ -758,6 +781,8 @@ func removeSorted(ids []string, id string) []string {
 // state, its times defaulted from t.
 func newDelRec(d *store.Delivery, t time.Time) *delRec {
 	r := &delRec{d: cloneDelivery(d), qi: -1, li: -1}
+	r.d.NextAttemptAt, r.d.LeaseExpiresAt = wall(r.d.NextAttemptAt), wall(r.d.LeaseExpiresAt)
+	r.d.CreatedAt, r.d.UpdatedAt = wall(r.d.CreatedAt), wall(r.d.UpdatedAt)
 	r.d.Status = store.StatusPending
 	r.d.Attempts, r.d.RoundAttempts = 0, 0
 	r.d.LastStatusCode, r.d.LastError = 0, ""

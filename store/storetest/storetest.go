@@ -25,7 +25,10 @@
 //     in any location; the suite builds its data at microsecond precision in
 //     UTC and compares with time.Time.Equal. A zero time is returned as the
 //     zero time. Times a store sets itself (CreatedAt, UpdatedAt when zero)
-//     come from its own clock.
+//     come from its own clock. A time read back carries no monotonic clock
+//     reading, whatever the caller's carried (one from time.Now does): the
+//     store compares the times it keeps by the wall clock, as a time read
+//     from disk or a database is compared.
 //   - Ordering. Ids are compared as byte strings (in PostgreSQL, a text
 //     column needs COLLATE "C"). "Newest first" means
 //     descending id; MatchWebhooks' "oldest first" means ascending id.
@@ -177,6 +180,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) store.Store, opts 
 		{"Claim", claimTests},
 		{"Complete", completeTests},
 		{"Deliveries", deliveryTests},
+		{"Times", timeTests},
 		{"Robustness", robustnessTests},
 	}
 	for _, g := range groups {

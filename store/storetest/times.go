@@ -1,0 +1,153 @@
+package storetest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+var timeTests = []subtest{
+	{"WallClock", testTimesWallClock},
+}
+
+// hasMonotonic reports whether t carries a monotonic clock reading: its
+// String then ends in "m=±<value>" (see time.Time.String).
+func hasMonotonic(t time.Time) bool { return strings.Contains(t.String(), " m=") }
+
+// testTimesWallClock feeds every method that stores a time values from
+// time.Now, which carry a monotonic clock reading, and checks that no time
+// read back carries one. A time with a reading is compared by it
+// (time.Time.Before, After, Equal) with another that has one; a time read
+// from disk or a database has none, and is compared by the wall clock. A
+// store that kept the readings would decide which deliveries are due,
+// which leases have expired and which secrets still sign by elapsed process
+// time once the wall clock steps (an NTP correction, a suspended machine or
+// VM resuming: the monotonic clock stops while suspended), unlike a durable
+// store, and its order of due deliveries would mix the two clocks.
+func testTimesWallClock(t *testing.T, h *harness) {
+	base := time.Now()
+	if !hasMonotonic(base) {
+		t.Skip("time.Now gives no monotonic clock reading on this platform")
+	}
+	at := func(d time.Duration) time.Time { return base.Add(d) } // keeps the reading
+	check := func(what string, ts map[string]time.Time) {
+		t.Helper()
+		for field, v := range ts {
+			if hasMonotonic(v) {
+				t.Errorf("%s: %s = %v carries a monotonic clock reading", what, field, v)
+			}
+		}
+	}
+	checkWebhook := func(what string, w *store.Webhook) {
+		t.Helper()
+		ts := map[string]time.Time{"CreatedAt": w.CreatedAt, "UpdatedAt": w.UpdatedAt}
+		for i, s := range w.Secrets {
+			ts[fmt.Sprintf("Secrets[%d].ExpiresAt", i)] = s.ExpiresAt
+		}
+		check(what, ts)
+	}
+	checkDelivery := func(what string, d *store.Delivery) {
+		t.Helper()
+		check(what+" "+d.ID, map[string]time.Time{
+			"NextAttemptAt": d.NextAttemptAt, "LeaseExpiresAt": d.LeaseExpiresAt,
+			"CreatedAt": d.CreatedAt, "UpdatedAt": d.UpdatedAt,
+		})
+	}
+	checkStored := func(what string, w *store.Webhook, ds ...*store.Delivery) {
+		t.Helper()
+		checkWebhook(what+": GetWebhook", h.getWebhook(t, w.ID))
+		ws, _, err := h.s.ListWebhooks(h.ctx, store.ListWebhooksParams{Tenant: w.Tenant, Limit: 10})
+		if err != nil {
+			t.Fatalf("ListWebhooks: %v", err)
+		}
+		for _, got := range ws {
+			checkWebhook(what+": ListWebhooks", got)
+		}
+		ws, err = h.s.MatchWebhooks(h.ctx, w.Tenant, "workflow.completed")
+		if err != nil {
+			t.Fatalf("MatchWebhooks: %v", err)
+		}
+		for _, got := range ws {
+			checkWebhook(what+": MatchWebhooks", got)
+		}
+		for _, d := range ds {
+			checkDelivery(what+": GetDelivery", h.getDelivery(t, d.ID))
+			as, err := h.s.ListAttempts(h.ctx, d.ID)
+			if err != nil {
+				t.Fatalf("ListAttempts: %v", err)
+			}
+			for _, a := range as {
+				check(what+": ListAttempts", map[string]time.Time{"StartedAt": a.StartedAt})
+			}
+		}
+		page, _, err := h.s.ListDeliveries(h.ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 10})
+		if err != nil {
+			t.Fatalf("ListDeliveries: %v", err)
+		}
+		for _, d := range page {
+			checkDelivery(what+": ListDeliveries", d)
+		}
+	}
+
+	w := h.webhook(t, h.tenant(), func(w *store.Webhook) {
+		w.CreatedAt, w.UpdatedAt = at(0), at(time.Second)
+		w.Secrets[1].ExpiresAt = at(24 * time.Hour)
+	})
+	checkStored("after CreateWebhook", w)
+
+	_, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.UpdatedAt = at(2 * time.Second)
+		c.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: c.Secrets[0].Value, ExpiresAt: at(48 * time.Hour)}}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	checkStored("after UpdateWebhook", w)
+
+	free := NewDelivery(w, "workflow.completed")
+	free.CreatedAt, free.UpdatedAt, free.NextAttemptAt = at(0), at(0), at(0)
+	leased := NewDelivery(w, "workflow.completed")
+	leased.CreatedAt, leased.UpdatedAt, leased.NextAttemptAt = at(0), at(0), at(0)
+	leased.LeaseOwner, leased.LeaseExpiresAt = "sender", at(Lease)
+	h.enqueue(t, free, leased)
+	checkStored("after Enqueue", w, free, leased)
+
+	claimed := h.claim(t, at(time.Minute), 10, "claimer") // both: the enqueued lease has expired
+	if len(claimed) != 2 {
+		t.Fatalf("Claim = %q, want both deliveries", ids(claimed))
+	}
+	checkStored("after Claim", w, free, leased)
+
+	a := NewAttempt(free.ID, 1, 503)
+	a.StartedAt = at(time.Minute)
+	err = h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: free.ID, Owner: "claimer", Attempt: a,
+		Status: store.StatusPending, NextAttemptAt: at(5 * time.Minute), Now: at(2 * time.Minute),
+	})
+	if err != nil {
+		t.Fatalf("Complete to pending: %v", err)
+	}
+	checkStored("after Complete to pending", w, free, leased)
+
+	// A 410: the webhook and its other pending delivery take Now.
+	a = NewAttempt(leased.ID, 1, 410)
+	a.StartedAt = at(time.Minute)
+	err = h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: leased.ID, Owner: "claimer", Attempt: a,
+		Status: store.StatusFailed, DisableWebhook: "gone", Now: at(3 * time.Minute),
+	})
+	if err != nil {
+		t.Fatalf("Complete disabling the webhook: %v", err)
+	}
+	checkStored("after Complete with DisableWebhook", w, free, leased)
+
+	_, err = h.s.Redeliver(h.ctx, store.RedeliverParams{ID: leased.ID, Now: at(4 * time.Minute)})
+	if err != nil {
+		t.Fatalf("Redeliver: %v", err)
+	}
+	checkStored("after Redeliver", w, free, leased)
+}
