@@ -333,7 +333,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 		}
 	}
 	nowKey := appendTime(nil, p.Now)
-	expires := p.Now.Add(p.Lease)
+	expires := p.Now.Add(p.Lease).Round(0) // returned as stored: no monotonic reading
 	var out []*store.Delivery
 	// Claim joins the group commit: under load its writes share a commit
 	// (one fsync) with the Completes and Enqueues that arrived meanwhile.
@@ -897,9 +897,10 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 		}
 		cnt := make(counts, 1)
 		cnt.move(d.WebhookID, d.Status, store.StatusPending)
-		d.Status, d.NextAttemptAt, d.RoundAttempts = store.StatusPending, p.Now, 0
+		now := p.Now.Round(0) // returned as stored: no monotonic reading
+		d.Status, d.NextAttemptAt, d.RoundAttempts = store.StatusPending, now, 0
 		d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
-		d.UpdatedAt = p.Now
+		d.UpdatedAt = now
 		if err := putDelivery(tx, d); err != nil {
 			return err
 		}

@@ -142,8 +142,12 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 		if w.UpdatedAt.IsZero() {
 			w.UpdatedAt = s.clock()
 		}
-		out = w
-		return tx.Bucket(bWebhooks).Put([]byte(id), encodeWebhook(w))
+		v := encodeWebhook(w)
+		// What is stored is returned: times without monotonic readings.
+		if out, err = decodeWebhook(v); err != nil {
+			return err
+		}
+		return tx.Bucket(bWebhooks).Put([]byte(id), v)
 	})
 	if err != nil {
 		return nil, err

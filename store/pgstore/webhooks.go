@@ -238,6 +238,12 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 		if _, err := tx.Exec(ctx, s.q.updateWebhook, args...); err != nil {
 			return err
 		}
+		// What is stored is returned: expiries truncated (which also
+		// drops their monotonic readings), in a slice change never saw.
+		w.Secrets = slices.Clone(w.Secrets)
+		for i := range w.Secrets {
+			w.Secrets[i].ExpiresAt = fromNull(nullTime(w.Secrets[i].ExpiresAt))
+		}
 		out = w
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 
 var timeTests = []subtest{
 	{"WallClock", testTimesWallClock},
+	{"Results", testTimesResults},
 }
 
 // hasMonotonic reports whether t carries a monotonic clock reading: its
@@ -150,4 +151,72 @@ func testTimesWallClock(t *testing.T, h *harness) {
 		t.Fatalf("Redeliver: %v", err)
 	}
 	checkStored("after Redeliver", w, free, leased)
+}
+
+// testTimesResults checks that the records UpdateWebhook, Claim and
+// Redeliver return hold their times as stored, given times from time.Now
+// (nanoseconds, a monotonic clock reading): equal to what a read finds
+// afterwards, and without a monotonic reading. A caller compares them with
+// its own clock (the dispatcher gives back a claimed delivery whose lease
+// has not enough time left for an attempt): with a reading it would
+// measure the lease by elapsed process time, while the store, and every
+// other replica, measure it by the wall clock.
+func testTimesResults(t *testing.T, h *harness) {
+	base := time.Now()
+	if !hasMonotonic(base) {
+		t.Skip("time.Now gives no monotonic clock reading on this platform")
+	}
+	at := func(d time.Duration) time.Time { return base.Add(d) } // keeps the reading
+	noReading := func(what string, ts ...time.Time) {
+		t.Helper()
+		for _, v := range ts {
+			if hasMonotonic(v) {
+				t.Errorf("%s holds %v, with a monotonic clock reading", what, v)
+			}
+		}
+	}
+
+	w := h.webhook(t, h.tenant(), nil)
+	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.UpdatedAt = at(time.Second)
+		c.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: c.Secrets[0].Value, ExpiresAt: at(24 * time.Hour)}}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+	noReading("UpdateWebhook's result", got.CreatedAt, got.UpdatedAt, got.Secrets[1].ExpiresAt)
+	if d := diff(h.getWebhook(t, w.ID), got); d != "" {
+		t.Errorf("UpdateWebhook returned other than it stored (-stored +returned):\n%s", d)
+	}
+
+	d := NewDelivery(w, "workflow.completed")
+	d.CreatedAt, d.UpdatedAt, d.NextAttemptAt = at(0), at(0), at(0)
+	h.enqueue(t, d)
+	claimed := h.claim(t, at(time.Minute), 1, "claimer")
+	if len(claimed) != 1 {
+		t.Fatalf("Claim = %q, want [%s]", ids(claimed), d.ID)
+	}
+	c := claimed[0]
+	noReading("Claim's result", c.NextAttemptAt, c.LeaseExpiresAt, c.CreatedAt, c.UpdatedAt)
+	if diff := diff(h.getDelivery(t, d.ID), c); diff != "" {
+		t.Errorf("Claim returned other than it stored (-stored +returned):\n%s", diff)
+	}
+
+	a := NewAttempt(d.ID, 1, 200)
+	a.StartedAt = at(time.Minute)
+	err = h.s.Complete(h.ctx, store.CompleteParams{
+		DeliveryID: d.ID, Owner: "claimer", Attempt: a, Status: store.StatusSuccess, Now: at(2 * time.Minute),
+	})
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	red, err := h.s.Redeliver(h.ctx, store.RedeliverParams{ID: d.ID, Now: at(3 * time.Minute)})
+	if err != nil {
+		t.Fatalf("Redeliver: %v", err)
+	}
+	noReading("Redeliver's result", red.NextAttemptAt, red.CreatedAt, red.UpdatedAt)
+	if diff := diff(h.getDelivery(t, d.ID), red); diff != "" {
+		t.Errorf("Redeliver returned other than it stored (-stored +returned):\n%s", diff)
+	}
 }
