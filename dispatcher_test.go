@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/noa-server/webhook/internal/testlog"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
 	"github.com/noa-server/webhook/store/memstore"
@@ -1445,7 +1446,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	w.Secrets = []store.Secret{{Value: secret}}
 	w.Headers = map[string]string{"X-Api-Key": "key-abc-123"}
 	saveWebhook(t, st, w)
-	var buf syncBuffer
+	var buf testlog.Buffer
 	cfg := testConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Retry = RetryPolicy{MaxAttempts: 1}
@@ -1486,23 +1487,6 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 func basicAuth(h http.Header) (string, string, bool) {
 	r := http.Request{Header: h}
 	return r.BasicAuth()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestTimeoutsShrinkWebhookConcurrency checks that an endpoint whose
@@ -1900,7 +1884,7 @@ func TestPanickingHooks(t *testing.T) {
 	})
 	addWebhook(t, st, "a", rc.URL)
 	hooks := &panickingHooks{}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	cfg := testConfig()
 	cfg.Hooks = hooks
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))

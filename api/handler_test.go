@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,12 +8,12 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/api"
+	"github.com/noa-server/webhook/internal/testlog"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/memstore"
 )
@@ -45,24 +44,6 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A server fault is answered 500 in the envelope without its cause, which
 // goes to the log; a panic of the host's tenant function too.
 func TestServerFaultsAreLoggedNotShown(t *testing.T) {
@@ -71,7 +52,7 @@ func TestServerFaultsAreLoggedNotShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	h, err := api.New(api.Config{
 		Registry: webhook.NewRegistry(st, webhook.RegistryOptions{}), Dispatcher: disp, Store: st,
 		Tenant: func(r *http.Request) (string, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	webhook "github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/testlog"
 )
 
 // routed sends a verified event of type typ with data through Verify → r.
@@ -117,7 +118,7 @@ func TestRouterTypedAndErrors(t *testing.T) {
 // so the retry is processed.
 func TestRouterHandlerPanic(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	r := newRouter(t, RouterOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	var calls atomic.Int32
 	r.On("order.created", func(context.Context, *Event) error {
@@ -394,23 +395,4 @@ func TestRouterZeroValue(t *testing.T) {
 	if err := r.Stop(context.Background()); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
-}
-
-// syncBuffer is a log destination that handlers on other goroutines may
-// write while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
