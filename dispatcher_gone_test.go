@@ -23,6 +23,7 @@ func eachStoreWithPostgres(t *testing.T, f func(t *testing.T, newStore func(t *t
 	eachStore(t, f)
 	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
 	if url == "" {
+		t.Run("pgstore", func(t *testing.T) { t.Skip("WEBHOOK_TEST_POSTGRES_URL not set: skipping PostgreSQL tests") })
 		return
 	}
 	t.Run("pgstore", func(t *testing.T) {
