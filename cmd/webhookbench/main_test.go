@@ -433,6 +433,56 @@ func TestRawSendsTheLibrarysHeaders(t *testing.T) {
 	}
 }
 
+// raw's bodies are the library's: for the same data size, a raw body is as
+// long as the body a delivery of an emitted event puts on the wire (the
+// ids, timestamps and emit times differ, not their lengths).
+func TestRawBodiesMatchTheLibrarys(t *testing.T) {
+	got := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case got <- body:
+		default:
+		}
+	}))
+	defer srv.Close()
+	st := memstore.New()
+	defer st.Close()
+	ws, err := createWebhooks(t.Context(), st, &receiver{srv: srv}, []string{"/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: &options{Concurrency: 4, AttemptTimeout: 5 * time.Second, DataBytes: 256}, clk: &clock{base: time.Now()}}
+	d, err := webhook.New(st, b.config(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	const at, seq = 123456789, 42
+	// As library() emits its events.
+	data := eventData(nil, at, seq, b.o.DataBytes)
+	if _, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(data)}); err != nil {
+		t.Fatal(err)
+	}
+	var lib []byte
+	select {
+	case lib = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery")
+	}
+	raw := b.body(nil, newID("evt_"), ws[0].ID, at, seq)
+	if len(raw) != len(lib) {
+		t.Errorf("raw body is %d bytes, the library's %d:\nraw %s\nlib %s", len(raw), len(lib), raw, lib)
+	}
+	// The data is the same however much the buffer already holds.
+	if prefixed := eventData([]byte("prefix"), at, seq, 256); string(prefixed[len("prefix"):]) != string(data) {
+		t.Errorf("eventData after a prefix = %s, want %s", prefixed[len("prefix"):], data)
+	}
+}
+
 // dropSchema drops a schema a test run of the bench made in PostgreSQL.
 func dropSchema(t *testing.T, url, schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

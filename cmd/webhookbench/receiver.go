@@ -156,16 +156,19 @@ func emitTime(body []byte) (int64, bool) {
 	return v, digits > 0 && digits < 19
 }
 
-// eventData returns the data of one event: about size bytes of JSON that
-// carry the emit time at, in the shape of the guide's workflow.completed.
+// eventData appends the data of one event to dst: about size bytes of JSON
+// that carry the emit time at, in the shape of the guide's workflow.completed.
+// The size is the data's own, whatever dst already holds (raw appends the
+// data to its envelope).
 func eventData(dst []byte, at int64, seq int64, size int) []byte {
+	start := len(dst)
 	dst = append(dst, `{"workflowId":"wf_bench","executionId":"exec_`...)
 	dst = appendInt(dst, seq)
 	dst = append(dst, `","status":"completed","duration":1234,`...)
 	dst = append(dst, emitField...)
 	dst = appendInt(dst, at)
 	dst = append(dst, `","output":"`...)
-	if pad := size - len(dst) - 2; pad > 0 {
+	if pad := size - (len(dst) - start) - 2; pad > 0 {
 		dst = append(dst, strings.Repeat("x", pad)...)
 	}
 	dst = append(dst, `"}`...)
