@@ -186,6 +186,43 @@ func TestInProcessTable(t *testing.T) {
 	}
 }
 
+// TestInProcessRSSScope: in one process, the backlog's peak RSS is its
+// drain phase's (it resets VmHWM after the fill), and the scope says so
+// rather than "every scenario so far"; the scenarios after it report a peak
+// from that reset on.
+func TestInProcessRSSScope(t *testing.T) {
+	code, stdout, stderr := runBench(t, "-scenarios", "backlog", "-backlog", "200", "-nosync", "-inprocess", "-json", "-quiet")
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	var rep report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout)
+	}
+	r := rep.find("backlog")
+	if r == nil || r.Error != "" {
+		t.Fatalf("backlog result = %+v", r)
+	}
+	// Where VmHWM cannot be reset, the peak is the process's, as labelled.
+	if resetPeakRSS() && (!strings.Contains(r.RSSScope, "drain") || strings.Contains(r.RSSScope, "every scenario so far")) {
+		t.Errorf("backlog RSS scope = %q; want its drain phase", r.RSSScope)
+	}
+	for _, c := range []struct {
+		r     *result
+		reset bool
+		want  string
+	}{
+		{&result{}, false, "every scenario so far"},
+		{&result{}, true, "since"},
+		{&result{hwmReset: true}, false, "drain"},
+		{&result{hwmReset: true}, true, "drain"},
+	} {
+		if got := inProcessScope(c.r, c.reset); !strings.Contains(got, c.want) || strings.HasPrefix(got, "child") {
+			t.Errorf("inProcessScope(reset by the result %v, earlier %v) = %q; want %q in it", c.r.hwmReset, c.reset, got, c.want)
+		}
+	}
+}
+
 // TestHungNeedsFanout checks that hung brings its all-healthy baseline.
 func TestHungNeedsFanout(t *testing.T) {
 	o, err := parseFlags([]string{"-scenarios", "hung"}, &bytes.Buffer{})

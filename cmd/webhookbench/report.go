@@ -53,6 +53,9 @@ type result struct {
 	// pairedRaw and pairedFanout are the medians over several rounds of
 	// the per-round ratios to raw and (hung) to fanout; 0 with one round.
 	pairedRaw, pairedFanout float64
+	// hwmReset reports that the scenario reset the process's VmHWM (the
+	// backlog, after its fill).
+	hwmReset bool
 }
 
 // noRatio are the scenarios whose figure is not comparable with raw's:

@@ -31,6 +31,7 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 		o.Dir = dir
 	}
 	runs := make(map[string][]*result, len(names))
+	hwmReset := false // a backlog run in this process reset VmHWM
 	for round := 0; round < o.Rounds; round++ {
 		for _, name := range names {
 			if ctx.Err() != nil {
@@ -45,7 +46,8 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 			var r *result
 			if o.InProcess {
 				r = runScenario(ctx, o, name, stderr)
-				r.RSSScope = "process (every scenario so far: -inprocess)"
+				r.RSSScope = inProcessScope(r, hwmReset)
+				hwmReset = hwmReset || r.hwmReset
 			} else {
 				r = runChildProcess(ctx, o, name, stderr)
 			}
@@ -71,6 +73,19 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 	}
 	rep.judge()
 	return rep, nil
+}
+
+// inProcessScope says what the peak RSS of r, run in this process
+// (-inprocess), covers: every scenario run so far, unless a backlog run reset
+// VmHWM after its fill (r itself, or an earlier one when reset).
+func inProcessScope(r *result, reset bool) string {
+	switch {
+	case r.hwmReset:
+		return "process (-inprocess), drain phase (VmHWM reset after the fill; what earlier scenarios left resident included)"
+	case reset:
+		return "process (-inprocess), every scenario since the last backlog drain began (VmHWM reset then)"
+	}
+	return "process (every scenario so far: -inprocess)"
 }
 
 // selected returns the scenarios to run, in run order: those asked for,

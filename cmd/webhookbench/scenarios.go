@@ -627,6 +627,7 @@ func (b *bench) backlog(ctx context.Context) *result {
 	r.Extra["endRssAnonMiB"] = float64(procStatus("RssAnon:")) / (1 << 20)
 	r.Extra["endRssFileMiB"] = float64(procStatus("RssFile:")) / (1 << 20)
 	if reset {
+		r.hwmReset = true
 		r.RSSScope = "child process, drain phase (VmHWM reset after the fill)"
 	} else {
 		r.PeakRSS = max(r.PeakRSS, fillPeak)
