@@ -16,8 +16,9 @@
 // workers and emitting goroutines for the library):
 //
 //	raw      the ceiling: plain net/http POSTs of the same requests as the
-//	         library's (the same bodies with the same headers: X-Webhook-*,
-//	         both signature schemes), built once and sent as they are
+//	         library's: bodies of the same shape and size, each built for its
+//	         request, with the same headers (X-Webhook-*, both signature
+//	         schemes), built once and sent as they are
 //	bare     for reference: the same bodies with Content-Type alone
 //	mem      end to end (Emit, store, claim, sign, POST, record) with memstore
 //	bolt     the same with boltstore (fsync on every commit unless -nosync)
@@ -27,7 +28,11 @@
 //	hung     as fanout, but one of the 10 endpoints never answers (each attempt
 //	         ends at -attempt-timeout, 2 s by default); its figure counts the
 //	         9 healthy endpoints' deliveries and is compared with fanout's
-//	         (selecting hung runs fanout too, as its all-healthy baseline)
+//	         (selecting hung runs fanout too, as its all-healthy baseline).
+//	         Each timeout halves the hung webhook's concurrency limit, so
+//	         after the first ones it holds one worker and its deliveries wait
+//	         in the store: the 9 then get the processor time the 10th took,
+//	         and hung's figure is close to fanout's, and may exceed it
 //	backlog  -backlog pending deliveries (100,000) are stored in boltstore with
 //	         delivery off, then a dispatcher drains them; its latency is
 //	         measured from the dispatcher's Start
@@ -51,7 +56,8 @@
 // For each scenario: deliveries (or events) per second in the measured
 // window; p50 and p99 of the time from Emit (raw: from building the request)
 // to receipt by the receiver, from a log-linear histogram (3% buckets); the
-// peak resident set (VmHWM) of the process that ran the scenario; the
+// peak resident set (VmHWM) of the process that ran the scenario (backlog:
+// of its drain, VmHWM being reset after the fill); the
 // processor time (user and system, receiver included) that process used per
 // delivery or event while measuring; and the ratio of the figure to the raw
 // ceiling of the same run. Where both are bound by the processor, raw's CPU
