@@ -81,9 +81,12 @@
 //
 // Generated secrets are 32 random bytes from crypto/rand; no secret appears
 // in errors, logs or attempt records. During a rotation
-// ([Registry.RotateSecret]) every delivery is signed with the new secret and
-// each previous one still in its grace period ([ActiveSecrets]), so
-// receivers can switch at their own pace.
+// ([Registry.RotateSecret]) the webhook-signature header of every delivery
+// carries a signature for the new secret and one for each previous secret
+// still in its grace period ([ActiveSecrets]), so receivers that verify it
+// can switch at their own pace; X-Webhook-Signature carries only the
+// current secret's, so a receiver verifying only that header needs the new
+// secret at once.
 // The default transport ([NewTransport]) checks every resolved address at
 // dial time and refuses loopback, private, link-local and other special
 // ranges, ignores proxy settings and follows no redirect; only ports 80 and

@@ -364,8 +364,10 @@ func (r *Registry) Delete(ctx context.Context, tenant, id string) error {
 }
 
 // RotateSecret gives tenant's webhook id a new generated secret. The
-// previous current secret keeps signing until now+grace (a negative grace
-// means DefaultRotationGrace); previous secrets already expired are dropped.
+// previous current secret keeps signing webhook-signature until now+grace
+// (a negative grace means DefaultRotationGrace); X-Webhook-Signature is
+// signed with the new secret only, at once. Previous secrets already
+// expired are dropped.
 // A zero grace is a revocation: every previous secret is dropped at once,
 // including those still in the grace period of an earlier rotation. The
 // returned webhook's Secrets[0] is the new secret.

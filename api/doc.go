@@ -12,7 +12,7 @@
 //	PUT    /v1/webhooks/{id}                               update url, events, description, active, headers, maxAttempts, rateLimit
 //	DELETE /v1/webhooks/{id}                               delete, with its deliveries
 //	POST   /v1/webhooks/{id}/test                          send a webhook.test event now
-//	POST   /v1/webhooks/{id}/rotate-secret                 new secret; the old one signs during a grace period
+//	POST   /v1/webhooks/{id}/rotate-secret                 new secret; the old one signs webhook-signature during a grace period
 //	GET    /v1/webhooks/{id}/deliveries                    list deliveries (?status=&event=&cursor=&limit=)
 //	GET    /v1/webhooks/{id}/deliveries/{deliveryId}       delivery detail with every attempt
 //	POST   /v1/webhooks/{id}/deliveries/{deliveryId}/retry attempt a finished delivery again, now
