@@ -1957,3 +1957,61 @@ func TestClockJumpDoesNotSendTwice(t *testing.T) {
 		}
 	})
 }
+
+// TestRotationSigningFollowsTheClock rotates a secret through the Registry
+// and checks what a receiver sees, on the dispatcher's clock: during the
+// grace period webhook-signature verifies with the new and the previous
+// secret and X-Webhook-Signature with the new one only; from the previous
+// secret's ExpiresAt on, only the new one signs, even for a webhook the
+// dispatcher has cached since before the expiry.
+func TestRotationSigningFollowsTheClock(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		ctx := context.Background()
+		st := newStore(t)
+		clock := newFakeClock()
+		clock.Advance(123456789 * time.Nanosecond) // below the stores' precision
+		rc := newReceiver(t, nil)
+		reg := NewRegistry(st, RegistryOptions{Now: clock.Now, AllowHTTP: true})
+		w, err := reg.Create(ctx, "acme", WebhookInput{URL: rc.URL + "/hook", Events: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := w.Secrets[0].Value
+		if w, err = reg.RotateSecret(ctx, "acme", w.ID, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		fresh, expires := w.Secrets[0].Value, w.Secrets[1].ExpiresAt
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.WebhookCacheTTL = time.Hour // one read of the webhook serves every attempt
+		d := startDispatcher(t, st, cfg)
+
+		check := func(when string, wantOld bool) {
+			t.Helper()
+			if _, err := d.Emit(ctx, Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]any{}}); err != nil {
+				t.Fatal(err)
+			}
+			got := rc.next(t)
+			if g := got.header.Get(HeaderSignature); g != SignLegacy(fresh, got.body) {
+				t.Errorf("%s: X-Webhook-Signature is not the new secret's", when)
+			}
+			for _, c := range []struct {
+				secret string
+				want   bool
+			}{{fresh, true}, {old, wantOld}} {
+				v, err := NewVerifier([]string{c.secret}, VerifyOptions{Now: clock.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := v.Verify(got.body, got.header); (err == nil) != c.want {
+					t.Errorf("%s: verify with the %s secret: %v, want verified %v", when, map[bool]string{true: "new", false: "previous"}[c.secret == fresh], err, c.want)
+				}
+			}
+		}
+		check("during the grace period", true)
+		clock.Advance(expires.Sub(clock.Now()) - time.Nanosecond)
+		check("1 ns before ExpiresAt", true)
+		clock.Advance(time.Nanosecond)
+		check("at ExpiresAt", false)
+	})
+}
