@@ -1975,7 +1975,7 @@ func validHeaderValue(v string) bool {
 }
 
 // classify maps a transport error to an error class and a message without
-// the URL (which may carry credentials).
+// the URL (which may carry credentials) or the DNS server's address.
 func classify(err error, stopping bool, timeout time.Duration) (store.ErrorClass, string) {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -1999,7 +1999,9 @@ func classify(err error, stopping bool, timeout time.Duration) (store.ErrorClass
 	case errors.Is(err, context.DeadlineExceeded):
 		return store.ErrorTimeout, "no response within " + timeout.String()
 	case errors.As(err, &dnsErr):
-		return store.ErrorDNS, dnsErr.Error()
+		// Not dnsErr.Error(): it names the DNS server, an address of the
+		// host's network the tenant reading the attempt has no use for.
+		return store.ErrorDNS, "lookup " + dnsErr.Name + ": " + dnsErr.Err
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return store.ErrorRefused, "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

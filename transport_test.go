@@ -254,3 +254,22 @@ func TestTransportTimeoutIsNamed(t *testing.T) {
 		t.Errorf("attempt after %v: class %q error %q; want class timeout naming the TLS handshake", a.Duration, a.ErrorClass, a.Error)
 	}
 }
+
+// TestClassifyDNSHidesResolver: a failed lookup is shown to the tenant in
+// the attempt log; it names the host and the failure, not the address of
+// the host's DNS server (an internal address a tenant has no use for).
+func TestClassifyDNSHidesResolver(t *testing.T) {
+	err := &url.Error{Op: "Post", URL: "https://db.internal/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{
+		Err: "no such host", Name: "db.internal", Server: "10.255.255.53:53", IsNotFound: true,
+	}}}
+	class, msg := classify(err, false, time.Second)
+	if class != store.ErrorDNS {
+		t.Errorf("class %q, want dns", class)
+	}
+	if strings.Contains(msg, "10.255.255.53") {
+		t.Errorf("message %q names the DNS server", msg)
+	}
+	if !strings.Contains(msg, "db.internal") || !strings.Contains(msg, "no such host") {
+		t.Errorf("message %q does not say which host failed and why", msg)
+	}
+}
