@@ -91,14 +91,16 @@ func (g *guard) check(ap netip.AddrPort) error {
 			return nil
 		}
 	}
-	if !ip.IsValid() || ip.IsUnspecified() {
-		return fmt.Errorf("%w: %v is a special-purpose address", ErrBlockedDestination, ip)
-	}
-	if err := g.denylist.SafeAddr(ip); err != nil {
-		return fmt.Errorf("%w: %v is a special-purpose address", ErrBlockedDestination, ip)
+	// The message does not name ip: it is shown to the tenant, and for a
+	// host name it is what the host's resolver answered, perhaps the
+	// address of an internal machine.
+	if !ip.IsValid() || ip.IsUnspecified() || g.denylist.SafeAddr(ip) != nil {
+		return errSpecialPurpose
 	}
 	return nil
 }
+
+var errSpecialPurpose = fmt.Errorf("%w: the address is loopback, private, link-local or otherwise special-purpose", ErrBlockedDestination)
 
 // control is the net.Dialer.Control hook: it runs after DNS resolution,
 // before every connect.

@@ -273,3 +273,35 @@ func TestClassifyDNSHidesResolver(t *testing.T) {
 		t.Errorf("message %q does not say which host failed and why", msg)
 	}
 }
+
+// TestBlockedNameHidesResolvedAddress: a tenant who registers an internal
+// host name learns from the attempt log that it was refused, not the
+// internal address the host's resolver gave for it.
+func TestBlockedNameHidesResolvedAddress(t *testing.T) {
+	addrs, err := net.LookupHost("localhost")
+	if err != nil || len(addrs) == 0 {
+		t.Skipf("localhost does not resolve: %v", err)
+	}
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	_, port, _ := net.SplitHostPort(rc.Listener.Addr().String())
+	addWebhook(t, st, "a", "http://localhost:"+port+"/")
+	d := startDispatcher(t, st, &Config{AllowAnyPort: true, PollInterval: 10 * time.Millisecond})
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	if a.ErrorClass != store.ErrorBlocked {
+		t.Fatalf("attempt class %q (%s), want blocked_destination", a.ErrorClass, a.Error)
+	}
+	for _, addr := range addrs {
+		if strings.Contains(a.Error, addr) {
+			t.Errorf("attempt error %q names the resolved address %s", a.Error, addr)
+		}
+	}
+	if n := rc.count(); n != 0 {
+		t.Errorf("the loopback receiver got %d requests", n)
+	}
+}
