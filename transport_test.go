@@ -305,3 +305,35 @@ func TestBlockedNameHidesResolvedAddress(t *testing.T) {
 		t.Errorf("the loopback receiver got %d requests", n)
 	}
 }
+
+// TestLoopbackSpellingsNeverConnect delivers to a loopback receiver through
+// every spelling of a loopback or unspecified address a tenant might try,
+// with any port allowed but no range: none may reach it. Spellings the
+// resolver does not take as addresses (127.1, 2130706433, …) fail as
+// lookups; the others are refused by the guard at dial time.
+func TestLoopbackSpellingsNeverConnect(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	_, port, _ := net.SplitHostPort(rc.Listener.Addr().String())
+	hosts := []string{
+		"127.0.0.1", "127.1", "0x7f.1", "2130706433", "0177.0.0.1", "0.0.0.0",
+		"[::]", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]",
+		"[64:ff9b::7f00:1]", "[fe80::1%25lo]", "localhost", "LOCALHOST",
+	}
+	d := startDispatcher(t, st, &Config{AllowAnyPort: true, PollInterval: 10 * time.Millisecond})
+	for i, h := range hosts {
+		tenant := fmt.Sprint("spelling", i)
+		addWebhook(t, st, tenant, "http://"+h+":"+port+"/")
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+		if a := attempts(t, st, res.DeliveryIDs[0])[0]; a.ErrorClass != store.ErrorBlocked && a.ErrorClass != store.ErrorDNS {
+			t.Errorf("%s: attempt class %q (%s), want blocked_destination or dns", h, a.ErrorClass, a.Error)
+		}
+	}
+	if n := rc.count(); n != 0 {
+		t.Errorf("the loopback receiver got %d requests", n)
+	}
+}
