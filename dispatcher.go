@@ -1710,6 +1710,9 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		att.RequestHeaders = h
 	}
 
+	// Timed from before the deadline is set, so an attempt that runs into
+	// it lasts at least Timeout.
+	t0 := time.Now()
 	actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
 	req := (&http.Request{
@@ -1725,7 +1728,6 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		Host:          t.u.Host,
 	}).WithContext(actx)
 
-	t0 := time.Now()
 	// The transport directly: no redirect is ever followed, and a 3xx is
 	// the attempt's answer.
 	resp, err := d.rt.RoundTrip(req)
