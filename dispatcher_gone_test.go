@@ -2,52 +2,23 @@ package webhook
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/noa-server/webhook/store"
-	"github.com/noa-server/webhook/store/pgstore"
+	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
 
 // eachStoreWithPostgres runs f against every store of eachStore, and
-// against pgstore when WEBHOOK_TEST_POSTGRES_URL names a database the
-// tests may make schemas in.
+// against pgstore (skipped without its database).
 func eachStoreWithPostgres(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
 	eachStore(t, f)
-	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
-	if url == "" {
-		t.Run("pgstore", func(t *testing.T) { t.Skip("WEBHOOK_TEST_POSTGRES_URL not set: skipping PostgreSQL tests") })
-		return
-	}
 	t.Run("pgstore", func(t *testing.T) {
-		f(t, func(t *testing.T) store.Store {
-			pool, err := pgxpool.New(context.Background(), url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := make([]byte, 8)
-			rand.Read(b)
-			schema := "webhook_test_" + hex.EncodeToString(b)
-			t.Cleanup(func() {
-				if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-					t.Errorf("drop schema %s: %v", schema, err)
-				}
-				pool.Close()
-			})
-			st, err := pgstore.New(context.Background(), pool, pgstore.Options{Schema: schema})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() }) // before the pool closes
-			return st
-		})
+		if pgstoretest.URL() == "" {
+			t.Skip(pgstoretest.SkipMessage)
+		}
+		f(t, func(t *testing.T) store.Store { return pgstoretest.Open(t, "webhook_test_") })
 	})
 }
 

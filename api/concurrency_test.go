@@ -3,11 +3,8 @@ package api_test
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,45 +12,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
-	"github.com/noa-server/webhook/store/pgstore"
+	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
 
-// concurrencyStores are the stores of eachStore, with pgstore when
-// WEBHOOK_TEST_POSTGRES_URL names a database the tests may make schemas in.
+// concurrencyStores are the stores of eachStore, with pgstore (skipped
+// without its database).
 func concurrencyStores(t *testing.T, f func(t *testing.T, open func(t *testing.T) store.Store)) {
 	eachStore(t, f)
-	url := os.Getenv("WEBHOOK_TEST_POSTGRES_URL")
-	if url == "" {
-		t.Run("pgstore", func(t *testing.T) { t.Skip("WEBHOOK_TEST_POSTGRES_URL not set: skipping PostgreSQL tests") })
-		return
-	}
 	t.Run("pgstore", func(t *testing.T) {
+		if pgstoretest.URL() == "" {
+			t.Skip(pgstoretest.SkipMessage)
+		}
 		t.Parallel()
-		f(t, func(t *testing.T) store.Store {
-			pool, err := pgxpool.New(context.Background(), url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := make([]byte, 8)
-			rand.Read(b)
-			schema := "api_test_" + hex.EncodeToString(b)
-			t.Cleanup(func() {
-				if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-					t.Errorf("drop schema %s: %v", schema, err)
-				}
-				pool.Close()
-			})
-			st, err := pgstore.New(context.Background(), pool, pgstore.Options{Schema: schema})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		})
+		f(t, func(t *testing.T) store.Store { return pgstoretest.Open(t, "api_test_") })
 	})
 }
 
