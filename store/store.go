@@ -292,7 +292,8 @@ type CompleteParams struct {
 	// KeepRoundAttempts leaves RoundAttempts unchanged: the attempt is
 	// logged and Attempts grows, but it spends none of the retry budget. A
 	// dispatcher sets it for an attempt it cut short itself (it was
-	// stopping). Only with Status pending.
+	// stopping). Only with Status pending; should the delivery fail instead
+	// (its webhook is inactive), the attempt counts.
 	KeepRoundAttempts bool
 	// DisableWebhook, when set, deactivates the delivery's webhook with this
 	// reason, atomically with the attempt (the receiver answered 410 Gone).
