@@ -366,7 +366,9 @@ func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 // Dispatcher in this process starts delivering them at once.
 //
 // Emitting an event whose ID was emitted before stores no second delivery
-// to a webhook (the first payload is kept): Emit is safe to retry. An
+// to a webhook (the first payload is kept): Emit is safe to retry. This
+// holds while the first delivery is stored: one purged (Config.Retention
+// after it finished) no longer counts, and the ID is delivered again. An
 // unknown type (ErrUnknownEventType), a missing tenant, a malformed id, a
 // request id over 256 bytes, a Time whose year RFC 3339 cannot write or
 // data that does not marshal (ErrInvalidEvent), or data above the size cap

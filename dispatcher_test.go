@@ -1150,6 +1150,49 @@ func TestPurgeRemovesOldFinishedDeliveries(t *testing.T) {
 	})
 }
 
+// TestEmitAgainAfterPurge: Emit's deduplication by event id lasts as long
+// as the delivery is kept. Once the purge has removed it, emitting the same
+// event id stores and sends a new delivery, as Event.ID's documentation
+// says.
+func TestEmitAgainAfterPurge(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, nil)
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retention = time.Hour
+		d := startDispatcher(t, st, cfg)
+		ev := Event{ID: "evt_purged_then_again", Type: EventUserLogin, Tenant: "a"}
+		first, err := d.Emit(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, first.DeliveryIDs[0], store.StatusSuccess, 1)
+		// Within the retention, the same id stores nothing new.
+		dup, err := d.Emit(context.Background(), ev)
+		if err != nil || dup.DeliveryIDs[0] != first.DeliveryIDs[0] {
+			t.Fatalf("Emit of a kept event = %v, %v; want the first delivery %s", dup.DeliveryIDs, err, first.DeliveryIDs[0])
+		}
+		clock.Advance(2 * time.Hour)
+		if n, err := d.purge(context.Background()); n != 1 || err != nil {
+			t.Fatalf("purge = %d, %v; want 1", n, err)
+		}
+		again, err := d.Emit(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.DeliveryIDs[0] == first.DeliveryIDs[0] {
+			t.Fatalf("Emit after the purge returned the purged delivery %s", first.DeliveryIDs[0])
+		}
+		waitStatus(t, st, again.DeliveryIDs[0], store.StatusSuccess, 1)
+		if n := rc.count(); n != 2 {
+			t.Errorf("receiver got %d requests, want 2 (the event again after the purge)", n)
+		}
+	})
+}
+
 func TestHooksAndStats(t *testing.T) {
 	st := newMemStore(t)
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {

@@ -16,8 +16,9 @@
 //
 // A [Dispatcher], built with [New], turns each [Event] given to
 // [Dispatcher.Emit] into durable deliveries (one per active matching
-// webhook, never two for the same event id), then delivers them in the
-// background once [Dispatcher.Start] runs. Every body has the guide's
+// webhook, never two for the same event id while the first is kept; see
+// [Config.Retention]), then delivers them in the background once
+// [Dispatcher.Start] runs. Every body has the guide's
 // envelope, {"id","event","timestamp","webhookId","data","metadata"}, and
 // its data is [CanonicalJSON]: the bytes JavaScript's
 // JSON.stringify(JSON.parse(body)) gives back, so receivers that re-encode the

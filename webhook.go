@@ -19,7 +19,9 @@ type Attempt = store.Attempt
 // active webhook of its tenant subscribed to its type.
 type Event struct {
 	// ID is the payload "id". Emitting the same ID twice does not deliver it
-	// twice to a webhook (an idempotency key for hosts that retry Emit).
+	// twice to a webhook (an idempotency key for hosts that retry Emit)
+	// while the first delivery is kept: once the purge has removed it
+	// (Config.Retention after it finished), the same ID is delivered again.
 	// Defaults to "evt_" + a new UUIDv7. A given ID is 1 to 128 bytes of
 	// letters, digits, '_', '-' and ':'.
 	ID string
