@@ -1193,6 +1193,45 @@ func TestEmitAgainAfterPurge(t *testing.T) {
 	})
 }
 
+// TestNegativeRetentionKeepsFinished: a negative Retention disables the
+// purge. The purge loop still runs (it forgets deleted webhooks), and once
+// it has run after a delivery finished, that delivery is still there
+// however far the clock moved.
+func TestNegativeRetentionKeepsFinished(t *testing.T) {
+	st := newMemStore(t)
+	clock := newFakeClock()
+	rc := newReceiver(t, nil)
+	kept := addWebhook(t, st, "a", rc.URL)
+	gone := addWebhook(t, st, "b", rc.URL)
+	cfg := testConfig()
+	cfg.Now = clock.Now
+	cfg.Retention = -1
+	cfg.PurgeInterval = 10 * time.Millisecond
+	d := startDispatcher(t, st, cfg)
+	var ids []string
+	for _, tenant := range []string{"a", "b"} {
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		ids = append(ids, res.DeliveryIDs[0])
+	}
+	clock.Advance(100 * 365 * 24 * time.Hour)
+	if err := st.DeleteWebhook(context.Background(), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The loop purges (when enabled) before it forgets deleted webhooks:
+	// once b's counters are gone, a purge step has run since.
+	waitFor(t, "the purge loop to forget the deleted webhook", func() bool {
+		s := d.Stats()
+		return len(s.Webhooks) == 1
+	})
+	if _, err := st.GetDelivery(context.Background(), ids[0]); err != nil {
+		t.Errorf("finished delivery of %s with purging disabled: %v, want it kept", kept.ID, err)
+	}
+}
+
 func TestHooksAndStats(t *testing.T) {
 	st := newMemStore(t)
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
