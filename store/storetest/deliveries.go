@@ -263,6 +263,40 @@ func testPurge(t *testing.T, h *harness) {
 	if err != nil || c != (store.Counts{Pending: 2, Success: 2}) {
 		t.Errorf("CountDeliveries after Purge = %+v, %v; want 2 pending, 2 success", c, err)
 	}
+	// The listings agree with the counts: by tenant, by webhook, by status,
+	// walked one item a page so every cursor steps past the purged ones.
+	kept := []string{atCut.ID, newOK.ID, oldPending.ID, retrying.ID}
+	for _, c := range []struct {
+		p    store.ListDeliveriesParams
+		want []string
+	}{
+		{store.ListDeliveriesParams{Tenant: tn}, kept},
+		{store.ListDeliveriesParams{Tenant: tn, WebhookID: w.ID}, kept},
+		{store.ListDeliveriesParams{Tenant: tn, Status: store.StatusSuccess}, []string{atCut.ID, newOK.ID}},
+		{store.ListDeliveriesParams{Tenant: tn, Status: store.StatusFailed}, nil},
+	} {
+		var got []string
+		p := c.p
+		p.Limit = 1
+		for {
+			page, next, err := h.s.ListDeliveries(h.ctx, p)
+			if err != nil {
+				t.Fatalf("ListDeliveries(%+v) after Purge: %v", p, err)
+			}
+			for _, d := range page {
+				got = append(got, d.ID)
+			}
+			if next == "" {
+				break
+			}
+			p.Cursor = next
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(c.want))
+		if !slices.Equal(got, want) {
+			t.Errorf("ListDeliveries(webhook %q, status %q) after Purge = %v, want %v", c.p.WebhookID, c.p.Status, got, want)
+		}
+	}
 	// Pending deliveries are never purged, however old.
 	n, err = h.s.Purge(h.ctx, store.PurgeParams{Before: cut.Add(1000 * time.Hour)})
 	if err != nil || n != 2 {
