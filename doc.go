@@ -18,9 +18,9 @@
 // [Dispatcher.Emit] into durable deliveries (one per active matching
 // webhook, never two for the same event id while the first is kept; see
 // [Config.Retention]), then delivers them in the background once
-// [Dispatcher.Start] runs. Every body has the guide's
-// envelope, {"id","event","timestamp","webhookId","data","metadata"}, and
-// its data is [CanonicalJSON]: the bytes JavaScript's
+// [Dispatcher.Start] runs. Every body has the guide's envelope,
+// {"id","event","timestamp","webhookId","data","metadata"}, and its data
+// is [CanonicalJSON]: the bytes JavaScript's
 // JSON.stringify(JSON.parse(body)) gives back, so receivers that re-encode the
 // parsed body (as the guide's sample does) still compute the same signature.
 // Integers above 2^53 lose precision in that form, as in JavaScript: send
