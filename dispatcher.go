@@ -1579,13 +1579,16 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		}
 	}
 
-	// Another delivery of the webhook may have disabled it while this
-	// attempt was in flight (410 Gone): the store then fails this one
-	// rather than retry it (see store.CompleteParams). Asked for it, so
-	// that what is reported is what is stored; the cache is fresh for a
-	// disable made here.
+	// The webhook may have been disabled while this attempt was in flight
+	// (a 410 Gone to another of its deliveries, here or in a replica, or
+	// the registry): the store then fails this one rather than retry it
+	// (see store.CompleteParams). Asked for it, so that what is reported
+	// is what is stored: from the store, not the cache, which may hold a
+	// deactivation made elsewhere as active, and with recordCtx, as ctx
+	// has ended for an attempt cancelled by Stop. A disable committed
+	// between this read and the record is still missed.
 	if p.Status == store.StatusPending {
-		if t, err := d.webhook(ctx, w.ID); err == nil && !t.w.Active {
+		if cur, err := d.st.GetWebhook(d.recordCtx, w.ID); err == nil && !cur.Active {
 			p.Status, p.NextAttemptAt, p.KeepRoundAttempts = store.StatusFailed, time.Time{}, false
 		}
 	}

@@ -158,3 +158,116 @@ func testGoneInFlight(t *testing.T, st store.Store, replicas bool) {
 		t.Errorf("Stats = %+v; want 3 attempts, 1 succeeded, 2 failed, none retried", s)
 	}
 }
+
+// TestRetryOfDeactivatedWebhookReported: the webhook is deactivated while
+// an attempt of it is in flight, elsewhere than by this dispatcher's 410
+// (the registry, a replica), and the attempt would be retried. The store
+// fails the delivery; what the dispatcher returns, reports to its hooks
+// and counts says so too, whether its webhook cache still holds the
+// webhook active or the attempt was cut short by a Stop whose context had
+// ended.
+func TestRetryOfDeactivatedWebhookReported(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		t.Run("cached active", func(t *testing.T) {
+			st := newStore(t)
+			arrived := make(chan struct{}, 1)
+			gate, release := newGate()
+			rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				arrived <- struct{}{}
+				<-gate
+				w.WriteHeader(http.StatusInternalServerError)
+			})
+			wh := addWebhook(t, st, "a", rc.URL)
+			hooks := &recordingHooks{}
+			cfg := testConfig()
+			cfg.WebhookCacheTTL = time.Hour
+			cfg.Hooks = hooks
+			d := startDispatcher(t, st, cfg)
+			t.Cleanup(release)
+
+			type result struct {
+				del *Delivery
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				del, _, err := d.SendTest(context.Background(), wh.ID, nil)
+				done <- result{del, err}
+			}()
+			<-arrived
+			deactivate(t, st, wh.ID)
+			release()
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("SendTest: %v", r.err)
+			}
+			stored, err := st.GetDelivery(context.Background(), r.del.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkReportedFailed(t, d, hooks, stored, r.del)
+		})
+		t.Run("stopping", func(t *testing.T) {
+			st := newStore(t)
+			arrived := make(chan struct{}, 1)
+			rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				arrived <- struct{}{}
+				<-r.Context().Done()
+			})
+			wh := addWebhook(t, st, "a", rc.URL)
+			hooks := &recordingHooks{}
+			cfg := testConfig()
+			cfg.WebhookCacheTTL = -1 // every read of the webhook asks the store
+			cfg.Hooks = hooks
+			d := newStarted(t, st, cfg)
+			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+			if err != nil || len(res.DeliveryIDs) != 1 {
+				t.Fatalf("Emit = %+v, %v", res, err)
+			}
+			<-arrived
+			deactivate(t, st, wh.ID)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := d.Stop(ctx); err == nil {
+				t.Fatal("Stop with an ended context = nil, want its error")
+			}
+			stored, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkReportedFailed(t, d, hooks, stored, nil)
+		})
+	})
+}
+
+// deactivate turns the webhook off in the store, as the registry does.
+func deactivate(t *testing.T, st store.Store, id string) {
+	t.Helper()
+	if _, err := st.UpdateWebhook(context.Background(), id, func(w *store.Webhook) error {
+		w.Active = false
+		return nil
+	}); err != nil {
+		t.Fatalf("UpdateWebhook: %v", err)
+	}
+}
+
+// checkReportedFailed checks that the stored delivery failed after one
+// attempt, and that the dispatcher's report (its returned copy when got is
+// not nil, its hooks and Stats) agrees.
+func checkReportedFailed(t *testing.T, d *Dispatcher, hooks *recordingHooks, stored, got *Delivery) {
+	t.Helper()
+	if stored.Status != store.StatusFailed || stored.Attempts != 1 || stored.RoundAttempts != 1 {
+		t.Errorf("stored delivery: %s, %d attempts, %d in the round; want failed, 1, 1",
+			stored.Status, stored.Attempts, stored.RoundAttempts)
+	}
+	if got != nil && (got.Status != stored.Status || got.RoundAttempts != stored.RoundAttempts) {
+		t.Errorf("returned delivery: %s, %d in the round; stored: %s, %d",
+			got.Status, got.RoundAttempts, stored.Status, stored.RoundAttempts)
+	}
+	if n := hooks.count("failed"); n != 1 {
+		t.Errorf("DeliveryFailed called %d times, want 1", n)
+	}
+	if s := d.Stats(); s.Attempts != 1 || s.Failed != 1 || s.Retried != 0 {
+		t.Errorf("Stats = %+v; want 1 attempt, 1 failed, none retried", s)
+	}
+}
