@@ -167,13 +167,13 @@ func newDeliveryDetail(d *store.Delivery, attempts []*store.Attempt, webhookURL 
 		dd.AttemptLog = append(dd.AttemptLog, attemptView{
 			Number:    a.Number,
 			StartedAt: toStamp(a.StartedAt),
-			Request:   attemptReq{URL: a.RequestURL, Method: http.MethodPost, Headers: flatten(a.RequestHeaders)},
+			Request:   attemptReq{URL: redact.URL(a.RequestURL), Method: http.MethodPost, Headers: flatten(a.RequestHeaders)},
 			Response:  newResponseView(a),
 		})
 	}
 	if n := len(attempts); n > 0 {
 		last := attempts[n-1]
-		dd.Request.URL = last.RequestURL
+		dd.Request.URL = redact.URL(last.RequestURL)
 		dd.Request.Headers = flatten(last.RequestHeaders)
 		rv := newResponseView(last)
 		dd.Response = &rv

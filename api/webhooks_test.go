@@ -550,3 +550,34 @@ func TestWebhookRetriesAndRateLimit(t *testing.T) {
 		}
 	})
 }
+
+// A password in the request URL of an attempt logged by another writer
+// (an older version, a migration) is not shown by the delivery log, as
+// the dashboard's delivery page does not show it.
+func TestAttemptURLPasswordNotShown(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	id := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+h.recv.url()+`","events":["*"]}`).must(t, http.StatusCreated).data(t)["id"].(string)
+	ctx := context.Background()
+	wh, err := h.st.GetWebhook(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d := &store.Delivery{
+		ID: "del_urlpassword", WebhookID: id, EventID: "evt_urlpassword", EventType: "workflow.completed",
+		Tenant: wh.Tenant, Body: []byte(`{}`), NextAttemptAt: now,
+	}
+	if _, err := h.st.Enqueue(ctx, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "older"}); err != nil {
+		t.Fatal(err)
+	}
+	withUser := strings.Replace(h.recv.url(), "://", "://ops:URLPASSWORD@", 1)
+	if err := h.st.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "older", Status: store.StatusSuccess, Now: now,
+		Attempt: &store.Attempt{DeliveryID: d.ID, Number: 1, StartedAt: now, RequestURL: withUser, ResponseStatus: 200}}); err != nil {
+		t.Fatal(err)
+	}
+	got := h.do("GET", "/v1/webhooks/"+id+"/deliveries/"+d.ID, tokenA, "").must(t, http.StatusOK)
+	noSecret(t, "delivery log", got.raw, "URLPASSWORD")
+}
