@@ -1582,14 +1582,17 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	// The webhook may have been disabled while this attempt was in flight
 	// (a 410 Gone to another of its deliveries, here or in a replica, or
 	// the registry): the store then fails this one rather than retry it
-	// (see store.CompleteParams). Asked for it, so that what is reported
-	// is what is stored: from the store, not the cache, which may hold a
-	// deactivation made elsewhere as active, and with recordCtx, as ctx
-	// has ended for an attempt cancelled by Stop. A disable committed
-	// between this read and the record is still missed.
-	if p.Status == store.StatusPending {
+	// (see store.CompleteParams), and a 410 of this one does not disable
+	// it a second time. Asked for it, so that what is reported is what is
+	// stored: from the store, not the cache, which may hold a deactivation
+	// made elsewhere as active, and with recordCtx, as ctx has ended for
+	// an attempt cancelled by Stop. A disable committed between this read
+	// and the record is still missed.
+	gone := p.DisableWebhook != ""
+	if p.Status == store.StatusPending || gone {
 		if cur, err := d.st.GetWebhook(d.recordCtx, w.ID); err == nil && !cur.Active {
 			p.Status, p.NextAttemptAt, p.KeepRoundAttempts = store.StatusFailed, time.Time{}, false
+			p.DisableWebhook = ""
 		}
 	}
 
@@ -1633,7 +1636,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		d.stats.retried++
 		ws.Retried++
 	}
-	if p.DisableWebhook != "" {
+	if gone {
 		// Its parked deliveries, which the store left leased to us, fail
 		// unsent when they start: the webhook is read afresh.
 		d.forgetLocked(w.ID)

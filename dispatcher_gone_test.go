@@ -271,3 +271,77 @@ func checkReportedFailed(t *testing.T, d *Dispatcher, hooks *recordingHooks, sto
 		t.Errorf("Stats = %+v; want 1 attempt, 1 failed, none retried", s)
 	}
 }
+
+// TestGoneTwiceDisablesOnce: two attempts in flight to the same endpoint
+// both meet 410 Gone. The first disables the webhook; the second's
+// delivery fails, but the webhook, already inactive, is not disabled
+// again: WebhookDisabled is called once, and the reason and time stored
+// are the first's.
+func TestGoneTwiceDisablesOnce(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		arrived := make(chan string, 10)
+		firstGate, releaseFirst := newGate()
+		secondGate, releaseSecond := newGate()
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			event := r.Header.Get("X-Webhook-Event")
+			arrived <- event
+			if event == EventUserLogin {
+				<-firstGate
+			} else {
+				<-secondGate
+			}
+			w.WriteHeader(http.StatusGone)
+		})
+		wh := addWebhook(t, st, "a", rc.URL)
+		hooks := &recordingHooks{}
+		cfg := testConfig()
+		cfg.PerWebhookConcurrency = 2
+		cfg.Hooks = hooks
+		d := startDispatcher(t, st, cfg)
+		t.Cleanup(releaseFirst)
+		t.Cleanup(releaseSecond)
+
+		var ids []string
+		for _, event := range []string{EventUserLogin, EventUserLogout} {
+			res, err := d.Emit(context.Background(), Event{Type: event, Tenant: "a"})
+			if err != nil || len(res.DeliveryIDs) != 1 {
+				t.Fatalf("Emit(%s) = %+v, %v", event, res, err)
+			}
+			ids = append(ids, res.DeliveryIDs[0])
+			if got := <-arrived; got != event {
+				t.Fatalf("request for %s reached the receiver, want %s", got, event)
+			}
+		}
+		releaseFirst()
+		waitFor(t, "the first 410 to disable the webhook", func() bool { return hooks.count("disabled") == 1 })
+		first := getWebhook(t, st, wh.ID)
+		releaseSecond()
+		waitFor(t, "the attempts in flight to end", func() bool { return d.Stats().InFlight == 0 })
+
+		if n := hooks.count("disabled"); n != 1 {
+			t.Errorf("WebhookDisabled called %d times, want 1", n)
+		}
+		if got := getWebhook(t, st, wh.ID); got.Active || got.DisabledReason != first.DisabledReason || !got.UpdatedAt.Equal(first.UpdatedAt) {
+			t.Errorf("webhook after the second 410: active %v, reason %q, updated %v; want as the first left it: %q, %v",
+				got.Active, got.DisabledReason, got.UpdatedAt, first.DisabledReason, first.UpdatedAt)
+		}
+		for _, id := range ids {
+			if del := waitStatus(t, st, id, store.StatusFailed, 1); del.LastStatusCode != http.StatusGone {
+				t.Errorf("delivery %s: last status %d, want 410", id, del.LastStatusCode)
+			}
+		}
+		if s := d.Stats(); s.Attempts != 2 || s.Failed != 2 {
+			t.Errorf("Stats = %+v; want 2 attempts, 2 failed", s)
+		}
+	})
+}
+
+func getWebhook(t *testing.T, st store.Store, id string) *store.Webhook {
+	t.Helper()
+	w, err := st.GetWebhook(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
