@@ -307,6 +307,19 @@ type CompleteParams struct {
 	Now time.Time
 }
 
+// Outcome returns what a Store records for p, given whether the
+// delivery's webhook is active: the delivery's next status (failed instead
+// of pending when the webhook is inactive or p disables it) and whether the
+// attempt counts toward RoundAttempts (every attempt, but one completed
+// with KeepRoundAttempts that leaves the delivery pending).
+func (p CompleteParams) Outcome(webhookActive bool) (status Status, countsRound bool) {
+	status = p.Status
+	if status == StatusPending && (!webhookActive || p.DisableWebhook != "") {
+		status = StatusFailed
+	}
+	return status, !p.KeepRoundAttempts || status != StatusPending
+}
+
 // Validate reports, as an error wrapping ErrInvalid, CompleteParams that no
 // Store accepts: no DeliveryID, Owner, Attempt or Now, an Attempt of another
 // delivery, an unknown Status, pending without NextAttemptAt, or

@@ -582,22 +582,21 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if number != r.Attempts+1 {
 			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
 		}
-		status := p.Status
-		if status == store.StatusPending {
+		active := true // read only when it matters: for a retry
+		if p.Status == store.StatusPending {
 			off, err := inactive(tx, r.WebhookID)
 			if err != nil {
 				return err
 			}
-			if off || p.DisableWebhook != "" {
-				status = store.StatusFailed // its webhook takes no more attempts
-			}
+			active = !off
 		}
+		status, countsRound := p.Outcome(active)
 		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.WebhookID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
 			return err
 		}
 		w.cnt.moveRaw(r.WebhookID, r.Status, status)
 		r.Attempts++
-		if !p.KeepRoundAttempts || status != store.StatusPending {
+		if countsRound {
 			r.RoundAttempts++
 		}
 		r.LastStatusCode, r.LastError = code, []byte(lastError)

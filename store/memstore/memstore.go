@@ -458,10 +458,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if w == nil && p.DisableWebhook != "" {
 		return notFound("webhook", r.d.WebhookID)
 	}
-	status := p.Status
-	if status == store.StatusPending && (p.DisableWebhook != "" || w != nil && !w.Active) {
-		status = store.StatusFailed // its webhook takes no more attempts
-	}
+	status, countsRound := p.Outcome(w == nil || w.Active)
 
 	if r.attempts == nil {
 		r.attempts = first
@@ -471,7 +468,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 
 	s.claims.remove(r)
 	r.d.Attempts++
-	if !p.KeepRoundAttempts || status != store.StatusPending {
+	if countsRound {
 		r.d.RoundAttempts++
 	}
 	r.d.LastStatusCode = p.Attempt.ResponseStatus

@@ -278,10 +278,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err != nil {
 		return invalid("attempt response headers: %v", err)
 	}
-	status := p.Status
-	if p.DisableWebhook != "" && status == store.StatusPending {
-		status = store.StatusFailed // the webhook is inactive once this commits
-	}
+	// The webhook's state is read by the query (a retry of an inactive
+	// webhook's delivery fails there, and so does its round count).
+	status, _ := p.Outcome(true)
 	args := []any{
 		p.DeliveryID, p.Owner, a.Number, ts(a.StartedAt), int64(a.Duration), cleanText(a.RequestURL), string(reqH),
 		a.ResponseStatus, string(respH), nonNil(a.ResponseBody), cleanText(string(a.ErrorClass)), cleanText(a.Error),

@@ -93,7 +93,8 @@
 //     cleared; UpdatedAt = Now. Any error changes nothing. A Status of
 //     pending stores failed instead when the delivery's webhook is
 //     inactive (or DisableWebhook is set), NextAttemptAt unchanged: an
-//     inactive webhook's delivery is not retried.
+//     inactive webhook's delivery is not retried. CompleteParams.Outcome
+//     gives both the status and whether RoundAttempts grows.
 //   - Complete with DisableWebhook: the webhook gets Active = false,
 //     DisabledReason = DisableWebhook, UpdatedAt = Now; every other pending
 //     delivery of it that is not under a live lease at Now becomes failed
