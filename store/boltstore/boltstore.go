@@ -84,16 +84,19 @@
 //
 // MatchWebhooks reads the tenant's webhooks once, then answers from memory
 // until a webhook changes (only this process writes the file, and every
-// write to a webhook empties that cache). CountDeliveries reads one
-// counter; Purge reads only what it removes. Complete decodes only the
-// fields of the delivery's record it checks or changes and copies the rest
-// (the body among them) into the new record as stored; one that schedules a
-// retry also reads the webhook, to fail the delivery instead when the
-// webhook is inactive. ListDeliveries walks the tenant's (or webhook's)
-// index newest first and reads each delivery's status and event type
-// before decoding it, so a Status or EventType filter costs the deliveries
-// it steps over. Disabling a webhook (Complete with DisableWebhook) and
-// DeleteWebhook visit each of the webhook's deliveries.
+// write to a webhook empties that cache). CountDeliveries reads one counter;
+// Purge reads only what it removes. Complete decodes only the fields of the
+// delivery's record it checks or changes and copies the rest (the body among
+// them) into the new record as stored; one that schedules a retry also reads
+// the webhook, to fail the delivery instead when the webhook is inactive. An
+// attempt's record codes in a byte each the header names and values every
+// attempt repeats, its delivery's ids and event type among them: the
+// dispatcher's attempt that a 200 answers takes about 260 bytes, nearly half
+// of it the signatures. ListDeliveries walks the tenant's (or webhook's)
+// index newest first and reads each delivery's status and event type before
+// decoding it, so a Status or EventType filter costs the deliveries it steps
+// over. Disabling a webhook (Complete with DisableWebhook) and DeleteWebhook
+// visit each of the webhook's deliveries.
 package boltstore
 
 import (

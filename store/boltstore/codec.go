@@ -29,6 +29,7 @@ const (
 	deliveryV1 = 1
 	attemptV1  = 1
 	attemptV2  = 2 // headers with the common names and values coded
+	attemptV3  = 3 // and the delivery's values (attemptRefs), without the delivery id
 )
 
 // errCorrupt reports a stored record the decoder cannot read.
@@ -436,7 +437,9 @@ func appendDelivery(b []byte, x *store.Delivery) []byte {
 // and is valid only while the record is (in bbolt, during the transaction).
 type deliveryRecord struct {
 	Status         store.Status
+	EventType      []byte
 	ID, WebhookID  []byte
+	EventID        []byte
 	Attempts       int
 	RoundAttempts  int
 	NextAttemptAt  time.Time
@@ -463,10 +466,10 @@ func readDeliveryRecord(b []byte) (deliveryRecord, error) {
 	}
 	r.Status = st
 	rest := d.b
-	d.raw() // EventType
+	r.EventType = d.raw()
 	r.ID = d.raw()
 	r.WebhookID = d.raw()
-	d.raw() // EventID
+	r.EventID = d.raw()
 	d.raw() // Tenant
 	r.names = rest[:len(rest)-len(d.b)]
 	r.Attempts = d.int()
@@ -563,12 +566,14 @@ func decodeDeliveryBody(b []byte, body bool) (*store.Delivery, error) {
 	return x, nil
 }
 
-// Attempt headers (format 2) code the header names and values every
-// attempt repeats as small numbers: a name is a uvarint 0 followed by the
-// string, or i >= 1 for commonHeaderNames[i-1]; a value is 0 followed by the
-// string, 1 for the attempt's delivery id (X-Webhook-Delivery), or i >= 2
-// for commonHeaderValues[i-2]. Stored records depend on these tables: they
-// may only grow at the end.
+// Attempt headers (formats 2 and 3) code the header names and values every
+// attempt repeats as small numbers. A name is a uvarint 0 followed by the
+// string, or i >= 1 for commonHeaderNames[i-1]. A value is 0 followed by the
+// string, i in 1..len(refs) for refs[i-1], the delivery's own values the
+// headers repeat, or i > len(refs) for commonHeaderValues[i-1-len(refs)].
+// Format 2 has one ref, the delivery id (X-Webhook-Delivery); format 3 has
+// all of attemptRefs. Stored records depend on these tables: they may only
+// grow at the end.
 var (
 	commonHeaderNames = []string{
 		"Content-Type", "User-Agent", "X-Webhook-Id", "X-Webhook-Event",
@@ -578,10 +583,11 @@ var (
 		"Retry-After", "Content-Encoding", "Vary",
 	}
 	commonHeaderValues = []string{"application/json", "application/json; charset=utf-8",
-		"text/plain; charset=utf-8", "0", "1", "2", "3", "close", "keep-alive"}
+		"text/plain; charset=utf-8", "0", "1", "2", "3", "close", "keep-alive",
+		"noa-webhook/1"}
 
 	commonNameCode  = tableCodes(commonHeaderNames, 1)
-	commonValueCode = tableCodes(commonHeaderValues, 2)
+	commonValueCode = tableCodes(commonHeaderValues, 1)
 )
 
 func tableCodes(t []string, first int) map[string]uint64 {
@@ -592,8 +598,57 @@ func tableCodes(t []string, first int) map[string]uint64 {
 	return m
 }
 
-// codedHeaderLen is the length of enc.codedHeader(h, deliveryID).
-func codedHeaderLen(h http.Header, deliveryID string) int {
+// attemptRefs are the values of its delivery that an attempt's request
+// headers repeat: the delivery id (X-Webhook-Delivery), the event id
+// (Webhook-Id), the event type (X-Webhook-Event) and the webhook id
+// (X-Webhook-Id). A record of format 3 codes a header value equal to one of
+// them in a byte and leaves the delivery id to the record's key, so reading
+// it takes the delivery's record too. An empty ref codes nothing.
+type attemptRefs [4]string
+
+// guessAttemptRefs returns the refs an attempt's request headers carry when
+// the dispatcher sent it, so that Complete can encode the attempt before its
+// transaction reads the delivery; refs.matches tells whether the guess holds.
+func guessAttemptRefs(deliveryID string, h http.Header) attemptRefs {
+	first := func(name string) string {
+		if vs := h[name]; len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	return attemptRefs{deliveryID, first("Webhook-Id"), first("X-Webhook-Event"), first("X-Webhook-Id")}
+}
+
+// refs returns copies of the refs of r's delivery.
+func (r *deliveryRecord) refs() attemptRefs {
+	return attemptRefs{string(r.ID), string(r.EventID), string(r.EventType), string(r.WebhookID)}
+}
+
+// matches reports whether every ref that refs codes is r's: then an attempt
+// encoded with refs reads back as written with r's refs.
+func (refs *attemptRefs) matches(r *deliveryRecord) bool {
+	return (refs[0] == "" || refs[0] == string(r.ID)) &&
+		(refs[1] == "" || refs[1] == string(r.EventID)) &&
+		(refs[2] == "" || refs[2] == string(r.EventType)) &&
+		(refs[3] == "" || refs[3] == string(r.WebhookID))
+}
+
+// valueCode returns v's code in a header coded with refs, 0 when v is
+// written out.
+func valueCode(v string, refs []string) uint64 {
+	if c, ok := commonValueCode[v]; ok {
+		return c + uint64(len(refs))
+	}
+	for i, r := range refs {
+		if v == r && r != "" {
+			return uint64(i + 1)
+		}
+	}
+	return 0
+}
+
+// codedHeaderLen is the length of enc.codedHeader(h, refs).
+func codedHeaderLen(h http.Header, refs []string) int {
 	n := uvarintLen(uint64(len(h)))
 	for k, vs := range h {
 		if c, ok := commonNameCode[k]; ok {
@@ -603,10 +658,8 @@ func codedHeaderLen(h http.Header, deliveryID string) int {
 		}
 		n += uvarintLen(uint64(len(vs)))
 		for _, v := range vs {
-			if c, ok := commonValueCode[v]; ok {
+			if c := valueCode(v, refs); c != 0 {
 				n += uvarintLen(c)
-			} else if v == deliveryID && v != "" {
-				n++
 			} else {
 				n += 1 + strLen(len(v))
 			}
@@ -615,8 +668,8 @@ func codedHeaderLen(h http.Header, deliveryID string) int {
 	return n
 }
 
-// codedHeader appends h in the coded form of format 2.
-func (e *enc) codedHeader(h http.Header, deliveryID string) {
+// codedHeader appends h coded with refs.
+func (e *enc) codedHeader(h http.Header, refs []string) {
 	e.uvarint(uint64(len(h)))
 	var buf [16]string
 	for _, k := range sortedKeys(h, buf[:0]) {
@@ -629,20 +682,17 @@ func (e *enc) codedHeader(h http.Header, deliveryID string) {
 		vs := h[k]
 		e.uvarint(uint64(len(vs)))
 		for _, v := range vs {
-			if c, ok := commonValueCode[v]; ok {
-				e.uvarint(c)
-			} else if v == deliveryID && v != "" {
-				e.uvarint(1)
-			} else {
-				e.uvarint(0)
+			c := valueCode(v, refs)
+			e.uvarint(c)
+			if c == 0 {
 				e.str(v)
 			}
 		}
 	}
 }
 
-// codedHeader reads a header written by enc.codedHeader.
-func (d *dec) codedHeader(deliveryID string) http.Header {
+// codedHeader reads a header written by enc.codedHeader with refs.
+func (d *dec) codedHeader(refs []string) http.Header {
 	n := d.count(2)
 	if n == 0 {
 		return nil
@@ -667,10 +717,10 @@ func (d *dec) codedHeader(deliveryID string) http.Header {
 			switch c := d.uvarint(); {
 			case c == 0:
 				vs = append(vs, d.str())
-			case c == 1:
-				vs = append(vs, deliveryID)
-			case c-2 < uint64(len(commonHeaderValues)):
-				vs = append(vs, commonHeaderValues[c-2])
+			case c <= uint64(len(refs)):
+				vs = append(vs, refs[c-1])
+			case c-1-uint64(len(refs)) < uint64(len(commonHeaderValues)):
+				vs = append(vs, commonHeaderValues[c-1-uint64(len(refs))])
 			default:
 				d.fail()
 			}
@@ -683,52 +733,64 @@ func (d *dec) codedHeader(deliveryID string) http.Header {
 	return h
 }
 
-// attemptLen is the length of a's record.
-func attemptLen(a *store.Attempt) int {
-	return 1 + strLen(len(a.DeliveryID)) + varintLen(int64(a.Number)) + timeLen(a.StartedAt) +
+// attemptLen is the length of a's record coded with refs.
+func attemptLen(a *store.Attempt, refs *attemptRefs) int {
+	return 1 + varintLen(int64(a.Number)) + timeLen(a.StartedAt) +
 		varintLen(int64(a.Duration)) + strLen(len(a.RequestURL)) +
-		codedHeaderLen(a.RequestHeaders, a.DeliveryID) + varintLen(int64(a.ResponseStatus)) +
-		codedHeaderLen(a.ResponseHeaders, a.DeliveryID) + strLen(len(a.ResponseBody)) +
+		codedHeaderLen(a.RequestHeaders, refs[:]) + varintLen(int64(a.ResponseStatus)) +
+		codedHeaderLen(a.ResponseHeaders, refs[:]) + strLen(len(a.ResponseBody)) +
 		strLen(len(a.ErrorClass)) + strLen(len(a.Error))
 }
 
-func encodeAttempt(a *store.Attempt) []byte {
-	e := enc{b: make([]byte, 0, attemptLen(a))}
-	e.byte(attemptV2)
-	e.str(a.DeliveryID)
+// encodeAttempt returns a's record of format 3, its headers coded with refs,
+// whose first is the id of a's delivery. The record leaves out a.DeliveryID:
+// decodeAttempt takes it from refs.
+func encodeAttempt(a *store.Attempt, refs *attemptRefs) []byte {
+	e := enc{b: make([]byte, 0, attemptLen(a, refs))}
+	e.byte(attemptV3)
 	e.varint(int64(a.Number))
 	e.time(a.StartedAt)
 	e.varint(int64(a.Duration))
 	e.str(a.RequestURL)
-	e.codedHeader(a.RequestHeaders, a.DeliveryID)
+	e.codedHeader(a.RequestHeaders, refs[:])
 	e.varint(int64(a.ResponseStatus))
-	e.codedHeader(a.ResponseHeaders, a.DeliveryID)
+	e.codedHeader(a.ResponseHeaders, refs[:])
 	e.bytes(a.ResponseBody)
 	e.str(string(a.ErrorClass))
 	e.str(a.Error)
 	return e.b
 }
 
-// decodeAttempt reads an attempt of format 1 or 2.
-func decodeAttempt(b []byte) (*store.Attempt, error) {
+// decodeAttempt reads an attempt of format 1, 2 or 3; refs are those of its
+// delivery (formats 1 and 2 hold the delivery id themselves and need none).
+func decodeAttempt(b []byte, refs *attemptRefs) (*store.Attempt, error) {
 	d := dec{b: b}
 	v := d.byte()
-	if v != attemptV1 && v != attemptV2 && d.err == nil {
-		return nil, fmt.Errorf("%w: format version %d, want %d or %d", errCorrupt, v, attemptV1, attemptV2)
+	if (v < attemptV1 || v > attemptV3) && d.err == nil {
+		return nil, fmt.Errorf("%w: format version %d, want %d to %d", errCorrupt, v, attemptV1, attemptV3)
 	}
-	a := &store.Attempt{DeliveryID: d.str(), Number: d.int(), StartedAt: d.time()}
+	a := &store.Attempt{}
+	var hrefs []string
+	if v == attemptV3 {
+		a.DeliveryID, hrefs = refs[0], refs[:]
+	} else {
+		a.DeliveryID = d.str()
+		hrefs = []string{a.DeliveryID}
+	}
+	a.Number = d.int()
+	a.StartedAt = d.time()
 	a.Duration = time.Duration(d.varint())
 	a.RequestURL = d.str()
 	if v == attemptV1 {
 		a.RequestHeaders = d.header()
 	} else {
-		a.RequestHeaders = d.codedHeader(a.DeliveryID)
+		a.RequestHeaders = d.codedHeader(hrefs)
 	}
 	a.ResponseStatus = d.int()
 	if v == attemptV1 {
 		a.ResponseHeaders = d.header()
 	} else {
-		a.ResponseHeaders = d.codedHeader(a.DeliveryID)
+		a.ResponseHeaders = d.codedHeader(hrefs)
 	}
 	a.ResponseBody = d.bytes()
 	a.ErrorClass = store.ErrorClass(d.str())

@@ -38,6 +38,8 @@ var (
 		ResponseHeaders: http.Header{"C": {"3"}}, ResponseBody: []byte("gone"),
 		ErrorClass: store.ErrorHTTPStatus, Error: "gone",
 	}
+	// sampleRefs are sampleDelivery's values for sampleAttempt's headers.
+	sampleRefs = attemptRefs{"del_1", "evt_1", "a.b", "wh_1"}
 )
 
 func TestCodecRoundTrip(t *testing.T) {
@@ -55,7 +57,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(sampleDelivery, d); diff != "" {
 		t.Errorf("delivery (-want +got):\n%s", diff)
 	}
-	a, err := decodeAttempt(encodeAttempt(sampleAttempt))
+	a, err := decodeAttempt(encodeAttempt(sampleAttempt, &sampleRefs), &sampleRefs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +65,11 @@ func TestCodecRoundTrip(t *testing.T) {
 		t.Errorf("attempt (-want +got):\n%s", diff)
 	}
 	// Every strict prefix of a record is corrupt, never a panic.
-	for _, b := range [][]byte{encodeWebhook(sampleWebhook), encodeDelivery(sampleDelivery), encodeAttempt(sampleAttempt)} {
+	for _, b := range [][]byte{encodeWebhook(sampleWebhook), encodeDelivery(sampleDelivery), encodeAttempt(sampleAttempt, &sampleRefs)} {
 		for n := range len(b) {
 			_, e1 := decodeWebhook(b[:n])
 			_, e2 := decodeDelivery(b[:n])
-			_, e3 := decodeAttempt(b[:n])
+			_, e3 := decodeAttempt(b[:n], &sampleRefs)
 			if e1 == nil && e2 == nil && e3 == nil {
 				t.Errorf("a %d-byte prefix decoded without error", n)
 			}
@@ -94,7 +96,8 @@ func TestTimeKeyOrder(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeWebhook(sampleWebhook))
 	f.Add(encodeDelivery(sampleDelivery))
-	f.Add(encodeAttempt(sampleAttempt))
+	f.Add(encodeAttempt(sampleAttempt, &sampleRefs))
+	f.Add(encodeAttempt(codedAttempt(), &codedRefs))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if w, err := decodeWebhook(b); err == nil {
@@ -118,9 +121,11 @@ func FuzzDecode(f *testing.F) {
 				t.Errorf("delivery read in place re-encodes to %+v, %v; want %+v", d2, err, d)
 			}
 		}
-		if a, err := decodeAttempt(b); err == nil {
-			if _, err := decodeAttempt(encodeAttempt(a)); err != nil {
-				t.Errorf("re-encoded attempt: %v", err)
+		if a, err := decodeAttempt(b, &codedRefs); err == nil {
+			refs := codedRefs
+			refs[0] = a.DeliveryID // a record of format 1 or 2 holds its own
+			if a2, err := decodeAttempt(encodeAttempt(a, &refs), &refs); err != nil || !cmp.Equal(a, a2, cmpopts.EquateEmpty()) {
+				t.Errorf("attempt re-encodes to %+v, %v; want %+v", a2, err, a)
 			}
 		}
 		peekDelivery(b)
@@ -135,15 +140,23 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// codedRefs are the delivery values codedAttempt's headers repeat.
+var codedRefs = attemptRefs{
+	"0190a5e2-7b9c-7def-8abc-0123456789ab", "0190a5e2-7b9c-7def-8abc-0123456789ad",
+	"workflow.completed", "0190a5e2-7b9c-7def-8abc-0123456789ac",
+}
+
 // codedAttempt is an attempt whose common header names and values, and
-// delivery id, the encoding codes.
+// delivery's values (codedRefs), the encoding codes.
 func codedAttempt() *store.Attempt {
-	id := "0190a5e2-7b9c-7def-8abc-0123456789ab"
+	id := codedRefs[0]
 	return &store.Attempt{
 		DeliveryID: id, Number: 1, StartedAt: t0, RequestURL: "https://x.example/",
 		RequestHeaders: http.Header{
 			"Content-Type": {"application/json"}, "X-Webhook-Delivery": {id},
 			"X-Webhook-Attempt": {"1"}, "X-Custom": {id + "x", ""}, "Webhook-Signature": {"v1,abc"},
+			"Webhook-Id": {codedRefs[1]}, "X-Webhook-Event": {codedRefs[2]}, "X-Webhook-Id": {codedRefs[3]},
+			"User-Agent": {"noa-webhook/1"},
 		},
 		ResponseStatus:  200,
 		ResponseHeaders: http.Header{"Date": {"Mon, 02 Jan 2006 15:04:05 GMT"}, "Content-Length": {"0"}},
@@ -151,12 +164,13 @@ func codedAttempt() *store.Attempt {
 }
 
 // TestAttemptCodedHeaders checks that the common header names and values,
-// and the delivery id, are coded (the record is smaller than the names
-// alone) and read back as written, and that records of format 1 still read.
+// and the delivery's values, are coded (the record is smaller than the
+// names and values alone) and read back as written, and that records of
+// formats 1 and 2 still read.
 func TestAttemptCodedHeaders(t *testing.T) {
 	a := codedAttempt()
-	b := encodeAttempt(a)
-	got, err := decodeAttempt(b)
+	b := encodeAttempt(a, &codedRefs)
+	got, err := decodeAttempt(b, &codedRefs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,33 +178,55 @@ func TestAttemptCodedHeaders(t *testing.T) {
 		t.Errorf("attempt (-want +got):\n%s", diff)
 	}
 
-	// Format 1, as the previous version wrote it.
-	e := enc{}
-	e.byte(attemptV1)
-	e.str(a.DeliveryID)
-	e.varint(int64(a.Number))
-	e.time(a.StartedAt)
-	e.varint(int64(a.Duration))
-	e.str(a.RequestURL)
-	e.header(a.RequestHeaders)
-	e.varint(int64(a.ResponseStatus))
-	e.header(a.ResponseHeaders)
-	e.bytes(a.ResponseBody)
-	e.str(string(a.ErrorClass))
-	e.str(a.Error)
-	// The coded names (82 bytes) and values (application/json and the id,
-	// 52 bytes) take a byte each.
-	if len(b) > len(e.b)-120 {
-		t.Errorf("coded attempt is %d bytes, format 1 %d: want at least 120 fewer", len(b), len(e.b))
+	// Formats 1 and 2, as earlier versions wrote them.
+	older := func(version byte) []byte {
+		e := enc{}
+		e.byte(version)
+		e.str(a.DeliveryID)
+		e.varint(int64(a.Number))
+		e.time(a.StartedAt)
+		e.varint(int64(a.Duration))
+		e.str(a.RequestURL)
+		if version == attemptV1 {
+			e.header(a.RequestHeaders)
+		} else {
+			e.codedHeader(a.RequestHeaders, []string{a.DeliveryID})
+		}
+		e.varint(int64(a.ResponseStatus))
+		if version == attemptV1 {
+			e.header(a.ResponseHeaders)
+		} else {
+			e.codedHeader(a.ResponseHeaders, []string{a.DeliveryID})
+		}
+		e.bytes(a.ResponseBody)
+		e.str(string(a.ErrorClass))
+		e.str(a.Error)
+		return e.b
 	}
-	got, err = decodeAttempt(e.b)
-	if err != nil {
-		t.Fatal(err)
+	v1, v2 := older(attemptV1), older(attemptV2)
+	// Format 2 codes the names (132 bytes), and the delivery id and the
+	// common values (application/json, 1, 0) in a byte each.
+	if len(v2) > len(v1)-150 {
+		t.Errorf("format 2 attempt is %d bytes, format 1 %d: want at least 150 fewer", len(v2), len(v1))
 	}
-	if diff := cmp.Diff(a, got); diff != "" {
-		t.Errorf("format 1 attempt (-want +got):\n%s", diff)
+	// Format 3 also codes the other delivery values (the event id, event
+	// type and webhook id, 90 bytes) and the user agent, and leaves out the
+	// delivery id (37 bytes).
+	if len(b) > len(v2)-130 {
+		t.Errorf("format 3 attempt is %d bytes, format 2 %d: want at least 130 fewer", len(b), len(v2))
 	}
-	if _, err := decodeAttempt(append([]byte{9}, b[1:]...)); err == nil {
+	for _, old := range [][]byte{v1, v2} {
+		// A record of an earlier format holds its delivery id; refs of
+		// another delivery change nothing.
+		got, err = decodeAttempt(old, &sampleRefs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(a, got); diff != "" {
+			t.Errorf("format %d attempt (-want +got):\n%s", old[0], diff)
+		}
+	}
+	if _, err := decodeAttempt(append([]byte{9}, b[1:]...), &codedRefs); err == nil {
 		t.Error("unknown format version decoded without error")
 	}
 }
@@ -213,8 +249,9 @@ func TestDecodeClaimedCounts(t *testing.T) {
 		b      []byte
 		decode func([]byte) error
 	}{
-		{"attempt v2 request headers", record(attemptV2, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b); return err }},
-		{"attempt v1 request headers", record(attemptV1, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b); return err }},
+		{"attempt v3 request headers", record(attemptV3, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
+		{"attempt v2 request headers", record(attemptV2, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
+		{"attempt v1 request headers", record(attemptV1, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
 		{"webhook events", record(webhookV1, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
 		{"webhook secrets", record(webhookV1, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
 		{"webhook headers", record(webhookV1, 0, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
@@ -234,9 +271,9 @@ func TestDecodeClaimedCounts(t *testing.T) {
 }
 
 // TestCodecGolden checks that records are encoded byte for byte as the
-// files already written hold them: these are the bytes of earlier versions.
+// files already written hold them, and that the records of earlier formats
+// still decode to what they were written from.
 func TestCodecGolden(t *testing.T) {
-	coded := codedAttempt()
 	for _, c := range []struct {
 		name string
 		got  []byte
@@ -244,11 +281,38 @@ func TestCodecGolden(t *testing.T) {
 	}{
 		{"webhook", encodeWebhook(sampleWebhook), "010477685f3101741268747470733a2f2f782e6578616d706c652f0203612e2a0162056420e29c93010172020777687365635f61000777687365635f6201cc9aa2fd0ca3c8c4ff010103582d41013105400400000000000001ffdb8ff9ce03010180c097ffdf0e00"},
 		{"delivery", encodeDelivery(sampleDelivery), "010303612e620564656c5f310477685f31056576745f310174060201cc9aa2fd0ca3c8c4ff01016f01ce9aa2fd0ca3c8c4ff01ee07016501cc9aa2fd0ca3c8c4ff0101cc9aa2fd0ca3c8c4ff01047b7d00ff"},
-		{"attempt", encodeAttempt(sampleAttempt), "020564656c5f310401cc9aa2fd0ca3c8c4ff01ffa7d6b90701750200014102060700014200b40601000143010804676f6e650b687474705f73746174757304676f6e65"},
-		{"coded attempt", encodeAttempt(coded), "022430313930613565322d376239632d376465662d386162632d3031323334353637383961620201cc9aa2fd0ca3c8c4ff01001268747470733a2f2f782e6578616d706c652f050101020a01000676312c6162630008582d437573746f6d02002530313930613565322d376239632d376465662d386162632d3031323334353637383961627800000601060501019003020c01050b01001d4d6f6e2c203032204a616e20323030362031353a30343a303520474d54000000"},
+		{"attempt", encodeAttempt(sampleAttempt, &sampleRefs), "030401cc9aa2fd0ca3c8c4ff01ffa7d6b90701750200014102090a00014200b40601000143010b04676f6e650b687474705f73746174757304676f6e65"},
+		{"coded attempt", encodeAttempt(codedAttempt(), &codedRefs), "030201cc9aa2fd0ca3c8c4ff01001268747470733a2f2f782e6578616d706c652f0901010502010e0801020a01000676312c6162630008582d437573746f6d02002530313930613565322d376239632d376465662d386162632d3031323334353637383961627800000601090501010401030301049003020c01080b01001d4d6f6e2c203032204a616e20323030362031353a30343a303520474d54000000"},
 	} {
 		if got := hex.EncodeToString(c.got); got != c.want {
 			t.Errorf("%s record:\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+
+	// Attempts of format 2, as the previous version wrote them: codedAttempt
+	// without the headers that version did not code.
+	coded := codedAttempt()
+	for _, k := range []string{"Webhook-Id", "X-Webhook-Event", "X-Webhook-Id", "User-Agent"} {
+		delete(coded.RequestHeaders, k)
+	}
+	for _, c := range []struct {
+		name   string
+		record string
+		want   *store.Attempt
+	}{
+		{"attempt", "020564656c5f310401cc9aa2fd0ca3c8c4ff01ffa7d6b90701750200014102060700014200b40601000143010804676f6e650b687474705f73746174757304676f6e65", sampleAttempt},
+		{"coded attempt", "022430313930613565322d376239632d376465662d386162632d3031323334353637383961620201cc9aa2fd0ca3c8c4ff01001268747470733a2f2f782e6578616d706c652f050101020a01000676312c6162630008582d437573746f6d02002530313930613565322d376239632d376465662d386162632d3031323334353637383961627800000601060501019003020c01050b01001d4d6f6e2c203032204a616e20323030362031353a30343a303520474d54000000", coded},
+	} {
+		b, err := hex.DecodeString(c.record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeAttempt(b, &sampleRefs)
+		if err != nil {
+			t.Fatalf("format 2 %s: %v", c.name, err)
+		}
+		if diff := cmp.Diff(c.want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("format 2 %s (-want +got):\n%s", c.name, diff)
 		}
 	}
 }
@@ -297,7 +361,7 @@ func TestEncodeExactSize(t *testing.T) {
 			ErrorClass: store.ErrorTimeout, Error: long,
 		},
 	} {
-		if b := encodeAttempt(a); len(b) != cap(b) {
+		if b := encodeAttempt(a, &codedRefs); len(b) != cap(b) {
 			t.Errorf("attempt %d: %d bytes in a buffer of %d", i, len(b), cap(b))
 		}
 	}
@@ -432,9 +496,10 @@ func BenchmarkCodec(b *testing.B) {
 		}
 	})
 	b.Run("attempt", func(b *testing.B) {
+		refs := attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}
 		b.ReportAllocs()
 		for b.Loop() {
-			encodeAttempt(a)
+			encodeAttempt(a, &refs)
 		}
 	})
 	b.Run("complete", func(b *testing.B) {

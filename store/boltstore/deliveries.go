@@ -554,11 +554,12 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("boltstore: %w", err)
 	}
-	a := *p.Attempt
-	a.DeliveryID = p.DeliveryID
-	attempt := encodeAttempt(&a)
-	// The function reads these, not a, so that a stays on the stack.
-	number, code, lastError := a.Number, a.ResponseStatus, a.Error
+	// The attempt is encoded before the transaction, with the delivery's
+	// values its headers carry when the dispatcher sent it, and again inside
+	// only when the record holds others.
+	refs := guessAttemptRefs(p.DeliveryID, p.Attempt.RequestHeaders)
+	attempt := encodeAttempt(p.Attempt, &refs)
+	number, code, lastError := p.Attempt.Number, p.Attempt.ResponseStatus, p.Attempt.Error
 	if p.DisableWebhook != "" {
 		defer s.hooks.drop() // the webhook is written too
 	}
@@ -581,6 +582,10 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		}
 		if number != r.Attempts+1 {
 			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
+		}
+		if !refs.matches(&r) {
+			refs = r.refs()
+			attempt = encodeAttempt(p.Attempt, &refs)
 		}
 		active := true // read only when it matters: for a retry
 		if p.Status == store.StatusPending {
@@ -856,13 +861,19 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 	var out []*store.Attempt
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = nil
-		if tx.Bucket(bDeliveries).Get([]byte(deliveryID)) == nil {
+		v := tx.Bucket(bDeliveries).Get([]byte(deliveryID))
+		if v == nil {
 			return notFound("delivery", deliveryID)
 		}
+		r, err := readDeliveryRecord(v)
+		if err != nil {
+			return fmt.Errorf("boltstore: delivery %q: %w", deliveryID, err)
+		}
+		refs := r.refs()
 		pfx := prefix(deliveryID)
 		c := tx.Bucket(bAttempts).Cursor()
 		for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
-			a, err := decodeAttempt(v)
+			a, err := decodeAttempt(v, &refs)
 			if err != nil {
 				return fmt.Errorf("boltstore: attempt of %q: %w", deliveryID, err)
 			}

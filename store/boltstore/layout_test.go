@@ -46,6 +46,12 @@ func TestLayout(t *testing.T) {
 	now := storetest.Base.Add(time.Second)
 	okAttempt := storetest.NewAttempt(done.ID, 1, 200)
 	retryAttempt := storetest.NewAttempt(retried.ID, 1, 503)
+	// The headers the dispatcher sends, which repeat the delivery's values;
+	// the retried attempt's name another webhook.
+	okAttempt.RequestHeaders["Webhook-Id"] = []string{done.EventID}
+	okAttempt.RequestHeaders["X-Webhook-Event"] = []string{done.EventType}
+	okAttempt.RequestHeaders["X-Webhook-Id"] = []string{done.WebhookID}
+	retryAttempt.RequestHeaders["X-Webhook-Id"] = []string{"wh_another"}
 	if err := s.Complete(ctx, store.CompleteParams{DeliveryID: done.ID, Owner: "owner", Status: store.StatusSuccess, Now: now, Attempt: okAttempt}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +83,11 @@ func TestLayout(t *testing.T) {
 	want[string(bDue)][string(timeKey(next, retried.ID))] = w.ID
 	want[string(bLeased)][string(timeKey(lease, held.ID))] = string(leasedValue(held))
 	want[string(bFinished)][string(timeKey(now, done.ID))] = ""
-	want[string(bAttempts)][string(attemptKey(done.ID, 1))] = string(encodeAttempt(okAttempt))
-	want[string(bAttempts)][string(attemptKey(retried.ID, 1))] = string(encodeAttempt(retryAttempt))
+	refs := func(d *store.Delivery) *attemptRefs {
+		return &attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}
+	}
+	want[string(bAttempts)][string(attemptKey(done.ID, 1))] = string(encodeAttempt(okAttempt, refs(done)))
+	want[string(bAttempts)][string(attemptKey(retried.ID, 1))] = string(encodeAttempt(retryAttempt, refs(retried)))
 	wantCounts := string(encodeCounts(store.Counts{Pending: 3, Success: 1}))
 
 	err = s.db.View(func(tx *bolt.Tx) error {

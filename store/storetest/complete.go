@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 var completeTests = []subtest{
 	{"Lifecycle", testCompleteLifecycle},
 	{"Refused", testCompleteRefused},
+	{"AttemptHeaders", testCompleteAttemptHeaders},
 	{"KeepRoundAttempts", testCompleteKeepRoundAttempts},
 	{"DisableWebhook", testCompleteDisableWebhook},
 	{"InactiveWebhook", testCompleteInactiveWebhook},
@@ -84,6 +86,50 @@ func testCompleteLifecycle(t *testing.T, h *harness) {
 	c, err := h.s.CountDeliveries(h.ctx, w.ID)
 	if err != nil || c != (store.Counts{Success: 1}) {
 		t.Errorf("CountDeliveries = %+v, %v; want 1 success", c, err)
+	}
+}
+
+// testCompleteAttemptHeaders checks that an attempt's headers read back as
+// written: the ones that repeat the delivery's ids and event type, as the
+// dispatcher sends them, and the ones that name another delivery's.
+func testCompleteAttemptHeaders(t *testing.T, h *harness) {
+	tenant := h.tenant()
+	w1, w2 := h.webhook(t, tenant, nil), h.webhook(t, tenant, nil)
+	d1, d2 := h.delivery(t, w1, Base), NewDelivery(w2, "agent.status.changed")
+	h.enqueue(t, d2)
+	if got := h.claim(t, Base, 2, "w"); len(got) != 2 {
+		t.Fatalf("claimed %d deliveries, want 2", len(got))
+	}
+	sent := func(d *store.Delivery) http.Header {
+		return http.Header{
+			"Content-Type": {"application/json"}, "User-Agent": {"noa-webhook/1"},
+			"Webhook-Id": {d.EventID}, "X-Webhook-Event": {d.EventType}, "X-Webhook-Id": {d.WebhookID},
+			"X-Webhook-Delivery": {d.ID}, "X-Echo": {d.ID, d.EventID, d.EventType, d.WebhookID, ""},
+		}
+	}
+	for _, c := range []struct {
+		d *store.Delivery
+		h http.Header
+	}{
+		{d1, sent(d1)},
+		{d2, sent(d1)}, // not its own values
+	} {
+		a := NewAttempt(c.d.ID, 1, 200)
+		a.RequestHeaders = c.h
+		a.ResponseHeaders = http.Header{"X-Webhook-Id": {c.d.WebhookID}, "X-Other": {c.d.EventID}}
+		err := h.s.Complete(h.ctx, store.CompleteParams{
+			DeliveryID: c.d.ID, Owner: "w", Attempt: a, Status: store.StatusSuccess, Now: Base,
+		})
+		if err != nil {
+			t.Fatalf("Complete: %v", err)
+		}
+		as, err := h.s.ListAttempts(h.ctx, c.d.ID)
+		if err != nil {
+			t.Fatalf("ListAttempts: %v", err)
+		}
+		if dd := diff([]*store.Attempt{a}, as); dd != "" {
+			t.Errorf("ListAttempts (-want +got):\n%s", dd)
+		}
 	}
 }
 
