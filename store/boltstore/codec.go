@@ -626,7 +626,7 @@ func (r *deliveryRecord) refs() attemptRefs {
 
 // matches reports whether every ref that refs codes is r's: then an attempt
 // encoded with refs reads back as written with r's refs.
-func (refs *attemptRefs) matches(r *deliveryRecord) bool {
+func (refs attemptRefs) matches(r *deliveryRecord) bool {
 	return (refs[0] == "" || refs[0] == string(r.ID)) &&
 		(refs[1] == "" || refs[1] == string(r.EventID)) &&
 		(refs[2] == "" || refs[2] == string(r.EventType)) &&
@@ -745,8 +745,8 @@ func attemptLen(a *store.Attempt, refs *attemptRefs) int {
 // encodeAttempt returns a's record of format 3, its headers coded with refs,
 // whose first is the id of a's delivery. The record leaves out a.DeliveryID:
 // decodeAttempt takes it from refs.
-func encodeAttempt(a *store.Attempt, refs *attemptRefs) []byte {
-	e := enc{b: make([]byte, 0, attemptLen(a, refs))}
+func encodeAttempt(a *store.Attempt, refs attemptRefs) []byte {
+	e := enc{b: make([]byte, 0, attemptLen(a, &refs))}
 	e.byte(attemptV3)
 	e.varint(int64(a.Number))
 	e.time(a.StartedAt)
@@ -763,7 +763,7 @@ func encodeAttempt(a *store.Attempt, refs *attemptRefs) []byte {
 
 // decodeAttempt reads an attempt of format 1, 2 or 3; refs are those of its
 // delivery (formats 1 and 2 hold the delivery id themselves and need none).
-func decodeAttempt(b []byte, refs *attemptRefs) (*store.Attempt, error) {
+func decodeAttempt(b []byte, refs attemptRefs) (*store.Attempt, error) {
 	d := dec{b: b}
 	v := d.byte()
 	if (v < attemptV1 || v > attemptV3) && d.err == nil {

@@ -57,7 +57,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(sampleDelivery, d); diff != "" {
 		t.Errorf("delivery (-want +got):\n%s", diff)
 	}
-	a, err := decodeAttempt(encodeAttempt(sampleAttempt, &sampleRefs), &sampleRefs)
+	a, err := decodeAttempt(encodeAttempt(sampleAttempt, sampleRefs), sampleRefs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func TestCodecRoundTrip(t *testing.T) {
 		t.Errorf("attempt (-want +got):\n%s", diff)
 	}
 	// Every strict prefix of a record is corrupt, never a panic.
-	for _, b := range [][]byte{encodeWebhook(sampleWebhook), encodeDelivery(sampleDelivery), encodeAttempt(sampleAttempt, &sampleRefs)} {
+	for _, b := range [][]byte{encodeWebhook(sampleWebhook), encodeDelivery(sampleDelivery), encodeAttempt(sampleAttempt, sampleRefs)} {
 		for n := range len(b) {
 			_, e1 := decodeWebhook(b[:n])
 			_, e2 := decodeDelivery(b[:n])
-			_, e3 := decodeAttempt(b[:n], &sampleRefs)
+			_, e3 := decodeAttempt(b[:n], sampleRefs)
 			if e1 == nil && e2 == nil && e3 == nil {
 				t.Errorf("a %d-byte prefix decoded without error", n)
 			}
@@ -96,8 +96,8 @@ func TestTimeKeyOrder(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeWebhook(sampleWebhook))
 	f.Add(encodeDelivery(sampleDelivery))
-	f.Add(encodeAttempt(sampleAttempt, &sampleRefs))
-	f.Add(encodeAttempt(codedAttempt(), &codedRefs))
+	f.Add(encodeAttempt(sampleAttempt, sampleRefs))
+	f.Add(encodeAttempt(codedAttempt(), codedRefs))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if w, err := decodeWebhook(b); err == nil {
@@ -121,10 +121,10 @@ func FuzzDecode(f *testing.F) {
 				t.Errorf("delivery read in place re-encodes to %+v, %v; want %+v", d2, err, d)
 			}
 		}
-		if a, err := decodeAttempt(b, &codedRefs); err == nil {
+		if a, err := decodeAttempt(b, codedRefs); err == nil {
 			refs := codedRefs
 			refs[0] = a.DeliveryID // a record of format 1 or 2 holds its own
-			if a2, err := decodeAttempt(encodeAttempt(a, &refs), &refs); err != nil || !cmp.Equal(a, a2, cmpopts.EquateEmpty()) {
+			if a2, err := decodeAttempt(encodeAttempt(a, refs), refs); err != nil || !cmp.Equal(a, a2, cmpopts.EquateEmpty()) {
 				t.Errorf("attempt re-encodes to %+v, %v; want %+v", a2, err, a)
 			}
 		}
@@ -169,8 +169,8 @@ func codedAttempt() *store.Attempt {
 // formats 1 and 2 still read.
 func TestAttemptCodedHeaders(t *testing.T) {
 	a := codedAttempt()
-	b := encodeAttempt(a, &codedRefs)
-	got, err := decodeAttempt(b, &codedRefs)
+	b := encodeAttempt(a, codedRefs)
+	got, err := decodeAttempt(b, codedRefs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestAttemptCodedHeaders(t *testing.T) {
 	for _, old := range [][]byte{v1, v2} {
 		// A record of an earlier format holds its delivery id; refs of
 		// another delivery change nothing.
-		got, err = decodeAttempt(old, &sampleRefs)
+		got, err = decodeAttempt(old, sampleRefs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +226,7 @@ func TestAttemptCodedHeaders(t *testing.T) {
 			t.Errorf("format %d attempt (-want +got):\n%s", old[0], diff)
 		}
 	}
-	if _, err := decodeAttempt(append([]byte{9}, b[1:]...), &codedRefs); err == nil {
+	if _, err := decodeAttempt(append([]byte{9}, b[1:]...), codedRefs); err == nil {
 		t.Error("unknown format version decoded without error")
 	}
 }
@@ -249,9 +249,9 @@ func TestDecodeClaimedCounts(t *testing.T) {
 		b      []byte
 		decode func([]byte) error
 	}{
-		{"attempt v3 request headers", record(attemptV3, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
-		{"attempt v2 request headers", record(attemptV2, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
-		{"attempt v1 request headers", record(attemptV1, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, &codedRefs); return err }},
+		{"attempt v3 request headers", record(attemptV3, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, codedRefs); return err }},
+		{"attempt v2 request headers", record(attemptV2, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, codedRefs); return err }},
+		{"attempt v1 request headers", record(attemptV1, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeAttempt(b, codedRefs); return err }},
 		{"webhook events", record(webhookV1, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
 		{"webhook secrets", record(webhookV1, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
 		{"webhook headers", record(webhookV1, 0, 0, 0, 0, 0, 0, 0, 0), func(b []byte) error { _, err := decodeWebhook(b); return err }},
@@ -281,8 +281,8 @@ func TestCodecGolden(t *testing.T) {
 	}{
 		{"webhook", encodeWebhook(sampleWebhook), "010477685f3101741268747470733a2f2f782e6578616d706c652f0203612e2a0162056420e29c93010172020777687365635f61000777687365635f6201cc9aa2fd0ca3c8c4ff010103582d41013105400400000000000001ffdb8ff9ce03010180c097ffdf0e00"},
 		{"delivery", encodeDelivery(sampleDelivery), "010303612e620564656c5f310477685f31056576745f310174060201cc9aa2fd0ca3c8c4ff01016f01ce9aa2fd0ca3c8c4ff01ee07016501cc9aa2fd0ca3c8c4ff0101cc9aa2fd0ca3c8c4ff01047b7d00ff"},
-		{"attempt", encodeAttempt(sampleAttempt, &sampleRefs), "030401cc9aa2fd0ca3c8c4ff01ffa7d6b90701750200014102090a00014200b40601000143010b04676f6e650b687474705f73746174757304676f6e65"},
-		{"coded attempt", encodeAttempt(codedAttempt(), &codedRefs), "030201cc9aa2fd0ca3c8c4ff01001268747470733a2f2f782e6578616d706c652f0901010502010e0801020a01000676312c6162630008582d437573746f6d02002530313930613565322d376239632d376465662d386162632d3031323334353637383961627800000601090501010401030301049003020c01080b01001d4d6f6e2c203032204a616e20323030362031353a30343a303520474d54000000"},
+		{"attempt", encodeAttempt(sampleAttempt, sampleRefs), "030401cc9aa2fd0ca3c8c4ff01ffa7d6b90701750200014102090a00014200b40601000143010b04676f6e650b687474705f73746174757304676f6e65"},
+		{"coded attempt", encodeAttempt(codedAttempt(), codedRefs), "030201cc9aa2fd0ca3c8c4ff01001268747470733a2f2f782e6578616d706c652f0901010502010e0801020a01000676312c6162630008582d437573746f6d02002530313930613565322d376239632d376465662d386162632d3031323334353637383961627800000601090501010401030301049003020c01080b01001d4d6f6e2c203032204a616e20323030362031353a30343a303520474d54000000"},
 	} {
 		if got := hex.EncodeToString(c.got); got != c.want {
 			t.Errorf("%s record:\n got %s\nwant %s", c.name, got, c.want)
@@ -307,7 +307,7 @@ func TestCodecGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeAttempt(b, &sampleRefs)
+		got, err := decodeAttempt(b, sampleRefs)
 		if err != nil {
 			t.Fatalf("format 2 %s: %v", c.name, err)
 		}
@@ -361,7 +361,7 @@ func TestEncodeExactSize(t *testing.T) {
 			ErrorClass: store.ErrorTimeout, Error: long,
 		},
 	} {
-		if b := encodeAttempt(a, &codedRefs); len(b) != cap(b) {
+		if b := encodeAttempt(a, codedRefs); len(b) != cap(b) {
 			t.Errorf("attempt %d: %d bytes in a buffer of %d", i, len(b), cap(b))
 		}
 	}
@@ -499,7 +499,7 @@ func BenchmarkCodec(b *testing.B) {
 		refs := attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}
 		b.ReportAllocs()
 		for b.Loop() {
-			encodeAttempt(a, &refs)
+			encodeAttempt(a, refs)
 		}
 	})
 	b.Run("complete", func(b *testing.B) {

@@ -558,7 +558,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	// values its headers carry when the dispatcher sent it, and again inside
 	// only when the record holds others.
 	refs := guessAttemptRefs(p.DeliveryID, p.Attempt.RequestHeaders)
-	attempt := encodeAttempt(p.Attempt, &refs)
+	attempt := encodeAttempt(p.Attempt, refs)
 	number, code, lastError := p.Attempt.Number, p.Attempt.ResponseStatus, p.Attempt.Error
 	if p.DisableWebhook != "" {
 		defer s.hooks.drop() // the webhook is written too
@@ -583,9 +583,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if number != r.Attempts+1 {
 			return fmt.Errorf("boltstore: delivery %q: attempt %d after %d: %w", p.DeliveryID, number, r.Attempts, store.ErrConflict)
 		}
+		att := attempt // encoded with the guessed refs
 		if !refs.matches(&r) {
-			refs = r.refs()
-			attempt = encodeAttempt(p.Attempt, &refs)
+			att = encodeAttempt(p.Attempt, r.refs())
 		}
 		active := true // read only when it matters: for a retry
 		if p.Status == store.StatusPending {
@@ -634,7 +634,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			b = append(b, r.WebhookID...)
 			idxVal = carve(b, m)
 		}
-		if err := tx.Bucket(bAttempts).Put(attemptKey, attempt); err != nil {
+		if err := tx.Bucket(bAttempts).Put(attemptKey, att); err != nil {
 			return err
 		}
 		// The index key ends with the id: it is the record's key too.
@@ -873,7 +873,7 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 		pfx := prefix(deliveryID)
 		c := tx.Bucket(bAttempts).Cursor()
 		for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
-			a, err := decodeAttempt(v, &refs)
+			a, err := decodeAttempt(v, refs)
 			if err != nil {
 				return fmt.Errorf("boltstore: attempt of %q: %w", deliveryID, err)
 			}

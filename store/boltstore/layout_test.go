@@ -83,8 +83,8 @@ func TestLayout(t *testing.T) {
 	want[string(bDue)][string(timeKey(next, retried.ID))] = w.ID
 	want[string(bLeased)][string(timeKey(lease, held.ID))] = string(leasedValue(held))
 	want[string(bFinished)][string(timeKey(now, done.ID))] = ""
-	refs := func(d *store.Delivery) *attemptRefs {
-		return &attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}
+	refs := func(d *store.Delivery) attemptRefs {
+		return attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}
 	}
 	want[string(bAttempts)][string(attemptKey(done.ID, 1))] = string(encodeAttempt(okAttempt, refs(done)))
 	want[string(bAttempts)][string(attemptKey(retried.ID, 1))] = string(encodeAttempt(retryAttempt, refs(retried)))
