@@ -1596,6 +1596,8 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 		}
 	}
 
+	info.StatusCode, info.ErrorClass, info.Duration = att.ResponseStatus, att.ErrorClass, att.Duration
+
 	// Not ctx: Stop cancels it when it gives up waiting, maybe while the
 	// record waits for the store, and an attempt made must still be
 	// recorded and its lease released, or another process sends it again
@@ -1603,6 +1605,14 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	if err := d.st.Complete(d.recordCtx, p); err != nil {
 		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: record attempt",
 			slog.String("delivery_id", del.ID), slog.Int("attempt", number), slog.String("error", err.Error()))
+		// The attempt was made all the same: it is counted and reported
+		// finished, with no outcome (the delivery is as the store left
+		// it), so that every AttemptStarted has its AttemptFinished.
+		d.mu.Lock()
+		d.stats.attempts++
+		d.stats.webhook(w.ID).Attempts++
+		d.mu.Unlock()
+		d.hooksI.AttemptFinished(ctx, info)
 		return attemptDone{a: att, err: fmt.Errorf("webhook: record attempt: %w", err)}
 	}
 
@@ -1619,7 +1629,6 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	out.LastStatusCode, out.LastError = att.ResponseStatus, att.Error
 	out.UpdatedAt = now
 
-	info.StatusCode, info.ErrorClass, info.Duration = att.ResponseStatus, att.ErrorClass, att.Duration
 	info.Outcome, info.NextAttemptAt = out.Status, p.NextAttemptAt
 	d.mu.Lock()
 	ws := d.stats.webhook(w.ID)

@@ -1299,11 +1299,110 @@ func TestHooksPairForInactiveWebhook(t *testing.T) {
 	}
 }
 
+// failingComplete is a store whose Complete is replaced by fail, which is
+// given the wrapped store and may call it.
+type failingComplete struct {
+	store.Store
+	fail func(ctx context.Context, st store.Store, p store.CompleteParams) error
+}
+
+func (s failingComplete) Complete(ctx context.Context, p store.CompleteParams) error {
+	return s.fail(ctx, s.Store, p)
+}
+
+// errInjected is a store failure a test injects.
+var errInjected = errors.New("injected store failure")
+
+// injectError fails a Complete with errInjected, as a store whose disk or
+// connection is gone would, recording nothing.
+func injectError(context.Context, store.Store, store.CompleteParams) error { return errInjected }
+
+// TestHooksPairWhenRecordFails: an attempt whose record fails (the store
+// is in trouble, or the lease was lost to another process) is still
+// reported by AttemptFinished, without an outcome, and counted in
+// Stats.Attempts only, so a host's in-flight gauge (started minus
+// finished) does not drift upward.
+func TestHooksPairWhenRecordFails(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		inactive bool
+		fail     func(ctx context.Context, st store.Store, p store.CompleteParams) error
+		want     error
+		class    store.ErrorClass
+	}{
+		{
+			name:  "store error",
+			fail:  injectError,
+			want:  errInjected,
+			class: store.ErrorNone,
+		},
+		{
+			name: "lease lost",
+			// The real store refuses the record: another owner holds
+			// the lease, as when this one's ran out and was reclaimed.
+			fail: func(ctx context.Context, st store.Store, p store.CompleteParams) error {
+				p.Owner = "another-process"
+				return st.Complete(ctx, p)
+			},
+			want:  store.ErrLeaseLost,
+			class: store.ErrorNone,
+		},
+		{
+			name:     "inactive webhook, store error",
+			inactive: true,
+			fail:     injectError,
+			want:     errInjected,
+			class:    store.ErrorCanceled,
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := failingComplete{Store: newMemStore(t), fail: c.fail}
+			rc := newReceiver(t, nil)
+			w := addWebhook(t, st, "a", rc.URL)
+			if c.inactive {
+				w.Active = false
+				saveWebhook(t, st, w)
+			}
+			hooks := &recordingHooks{}
+			cfg := testConfig()
+			cfg.Hooks = hooks
+			d := startDispatcher(t, st, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			// SendTest returns once the worker is done with the attempt,
+			// its hooks called.
+			if _, _, err := d.SendTest(ctx, w.ID, nil); !errors.Is(err, c.want) {
+				t.Fatalf("SendTest = %v, want %v", err, c.want)
+			}
+			if started, finished := hooks.count("started"), hooks.count("finished"); started != 1 || finished != 1 {
+				t.Fatalf("AttemptStarted called %d times, AttemptFinished %d; want 1 each", started, finished)
+			}
+			info := hooks.lastFinished()
+			wantStatus := http.StatusOK
+			if c.inactive {
+				wantStatus = 0
+			}
+			if info.Outcome != "" || !info.NextAttemptAt.IsZero() || info.StatusCode != wantStatus || info.ErrorClass != c.class {
+				t.Errorf("AttemptFinished with Outcome %q, NextAttemptAt %v, StatusCode %d, ErrorClass %q; want no outcome, %d, %q",
+					info.Outcome, info.NextAttemptAt, info.StatusCode, info.ErrorClass, wantStatus, c.class)
+			}
+			if n := hooks.count("succeeded") + hooks.count("failed"); n != 0 {
+				t.Errorf("%d DeliverySucceeded or DeliveryFailed calls for an attempt not recorded, want none", n)
+			}
+			if s := d.Stats(); s.Attempts != 1 || s.Succeeded != 0 || s.Failed != 0 || s.Retried != 0 || s.InFlight != 0 {
+				t.Errorf("Stats: %d attempts, %d succeeded, %d failed, %d retried, %d in flight; want 1 attempt only",
+					s.Attempts, s.Succeeded, s.Failed, s.Retried, s.InFlight)
+			}
+		})
+	}
+}
+
 type recordingHooks struct {
 	NopHooks
-	mu    sync.Mutex
-	calls map[string]int
-	err   error
+	mu       sync.Mutex
+	calls    map[string]int
+	err      error
+	finished AttemptInfo // the last AttemptFinished reported
 }
 
 func (h *recordingHooks) inc(k string) {
@@ -1327,8 +1426,20 @@ func (h *recordingHooks) lastErr() error {
 	return h.err
 }
 
-func (h *recordingHooks) AttemptStarted(context.Context, AttemptInfo)  { h.inc("started") }
-func (h *recordingHooks) AttemptFinished(context.Context, AttemptInfo) { h.inc("finished") }
+func (h *recordingHooks) lastFinished() AttemptInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.finished
+}
+
+func (h *recordingHooks) AttemptStarted(context.Context, AttemptInfo) { h.inc("started") }
+func (h *recordingHooks) AttemptFinished(_ context.Context, info AttemptInfo) {
+	h.mu.Lock()
+	h.finished = info
+	h.mu.Unlock()
+	h.inc("finished")
+}
+
 func (h *recordingHooks) DeliverySucceeded(context.Context, *Delivery) { h.inc("succeeded") }
 func (h *recordingHooks) DeliveryFailed(_ context.Context, _ *Delivery, err error) {
 	h.mu.Lock()

@@ -20,11 +20,18 @@ type Hooks interface {
 	// AttemptStarted is called when an attempt begins: just before its
 	// request is sent, or, for an attempt that sends none (its webhook is
 	// inactive, its URL cannot be sent to), before it is recorded. Every
-	// AttemptStarted is followed by one AttemptFinished for the same
-	// attempt, unless its record fails (logged at Warn).
+	// AttemptStarted is followed by exactly one AttemptFinished for the
+	// same attempt, even when its record fails, so that started minus
+	// finished is the number of attempts in progress.
 	AttemptStarted(ctx context.Context, info AttemptInfo)
 	// AttemptFinished is called after an attempt is recorded, with its
-	// outcome and duration.
+	// outcome and duration. It is called too for an attempt that could
+	// not be recorded, the store having failed or the delivery's lease
+	// having run out (store.ErrLeaseLost; logged at Warn either way). Its
+	// StatusCode, ErrorClass and Duration then say what the attempt met,
+	// but its Outcome is empty, the delivery's next state being unknown
+	// (it is normally attempted again once its lease runs out), and
+	// neither DeliverySucceeded nor DeliveryFailed follows.
 	AttemptFinished(ctx context.Context, info AttemptInfo)
 	// DeliverySucceeded is called when a delivery got a 2xx.
 	DeliverySucceeded(ctx context.Context, d *Delivery)
@@ -59,8 +66,9 @@ type AttemptInfo struct {
 	ErrorClass store.ErrorClass
 	// Duration is how long the HTTP exchange took.
 	Duration time.Duration
-	// Outcome is the delivery's state after the attempt; NextAttemptAt is
-	// set when it will be retried.
+	// Outcome is the delivery's state after the attempt, empty when the
+	// attempt could not be recorded; NextAttemptAt is set when it will be
+	// retried.
 	Outcome       store.Status
 	NextAttemptAt time.Time
 }

@@ -17,9 +17,10 @@ type Stats struct {
 	Emitted int64
 	// InFlight counts attempts in progress now.
 	InFlight int
-	// Attempts counts finished attempts; Succeeded and Failed count
-	// deliveries that reached those final states; Retried counts attempts
-	// after which the delivery was scheduled again.
+	// Attempts counts finished attempts, those that could not be recorded
+	// included (one for each Hooks.AttemptFinished); Succeeded and Failed
+	// count deliveries that reached those final states; Retried counts
+	// attempts after which the delivery was scheduled again.
 	Attempts  int64
 	Succeeded int64
 	Failed    int64
