@@ -1634,14 +1634,17 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	ws := d.stats.webhook(w.ID)
 	d.stats.attempts++
 	ws.Attempts++
-	switch out.Status {
-	case store.StatusSuccess:
+	switch {
+	case out.Status == store.StatusSuccess:
 		d.stats.success++
 		ws.Succeeded++
-	case store.StatusFailed:
+	case out.Status == store.StatusFailed:
 		d.stats.failed++
 		ws.Failed++
-	default:
+	case !p.KeepRoundAttempts:
+		// Scheduled again by the retry policy. An attempt cut short by
+		// Stop (KeepRoundAttempts) is no retry: it spends none of the
+		// budget and is due again at once.
 		d.stats.retried++
 		ws.Retried++
 	}

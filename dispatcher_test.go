@@ -1625,6 +1625,40 @@ func TestStopMidAttemptKeepsRetryBudget(t *testing.T) {
 	})
 }
 
+// TestStopMidAttemptIsNotARetry: an attempt cut short by Stop is counted
+// in Stats.Attempts but not in Retried, which counts the retries the
+// retry policy scheduled: a host graphing the retry rate sees no spike at
+// each restart.
+func TestStopMidAttemptIsNotARetry(t *testing.T) {
+	st := newMemStore(t)
+	rc := newHangingReceiver(t)
+	w := addWebhook(t, st, "a", rc.URL)
+	d := newStarted(t, st, testConfig())
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.next(t) // the attempt is in flight
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Stop gives up waiting at once
+	if err := d.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop = %v, want Canceled", err)
+	}
+	// Stop returns once the attempt is recorded.
+	id := res.DeliveryIDs[0]
+	if as := attempts(t, st, id); len(as) != 1 || as[0].ErrorClass != store.ErrorCanceled {
+		t.Fatalf("%d attempts recorded, want 1, canceled", len(as))
+	}
+	s := d.Stats()
+	if s.Attempts != 1 || s.Retried != 0 || s.Succeeded != 0 || s.Failed != 0 {
+		t.Errorf("Stats: %d attempts, %d retried, %d succeeded, %d failed; want 1 attempt only",
+			s.Attempts, s.Retried, s.Succeeded, s.Failed)
+	}
+	if len(s.Webhooks) != 1 || s.Webhooks[0].WebhookID != w.ID || s.Webhooks[0].Attempts != 1 || s.Webhooks[0].Retried != 0 {
+		t.Errorf("Stats.Webhooks = %+v, want %s with 1 attempt, none retried", s.Webhooks, w.ID)
+	}
+}
+
 // TestLogsCarryNoSecrets runs failing and succeeding deliveries with debug
 // logging on and checks no secret, credential or URL password is logged.
 func TestLogsCarryNoSecrets(t *testing.T) {

@@ -68,7 +68,9 @@ type AttemptInfo struct {
 	Duration time.Duration
 	// Outcome is the delivery's state after the attempt, empty when the
 	// attempt could not be recorded; NextAttemptAt is set when it will be
-	// retried.
+	// attempted again. An attempt cut short by Stop has ErrorClass
+	// store.ErrorCanceled and Outcome pending, due again at once: it
+	// spends no retry budget, and Stats.Retried does not count it.
 	Outcome       store.Status
 	NextAttemptAt time.Time
 }

@@ -20,7 +20,10 @@ type Stats struct {
 	// Attempts counts finished attempts, those that could not be recorded
 	// included (one for each Hooks.AttemptFinished); Succeeded and Failed
 	// count deliveries that reached those final states; Retried counts
-	// attempts after which the delivery was scheduled again.
+	// attempts after which the retry policy scheduled the delivery again.
+	// An attempt cut short by Stop, due again at once without spending
+	// the retry budget, is counted in Attempts only, like one that could
+	// not be recorded: Attempts can exceed the sum of the three others.
 	Attempts  int64
 	Succeeded int64
 	Failed    int64
