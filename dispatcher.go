@@ -1999,10 +1999,7 @@ func validHeaderValue(v string) bool {
 // classify maps a transport error to an error class and a message without
 // the URL (which may carry credentials) or the DNS server's address.
 func classify(err error, stopping bool, timeout time.Duration) (store.ErrorClass, string) {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
+	err = withoutURL(err)
 	var (
 		dnsErr   *net.DNSError
 		netErr   net.Error
@@ -2037,13 +2034,28 @@ func classify(err error, stopping bool, timeout time.Duration) (store.ErrorClass
 	return store.ErrorNetwork, trimOp(err)
 }
 
-// trimOp returns the innermost useful message of a net.OpError chain.
+// trimOp returns the innermost useful message of a net.OpError chain,
+// never the URL a *url.Error quotes.
 func trimOp(err error) string {
+	err = withoutURL(err)
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {
 		return op.Err.Error()
 	}
 	return err.Error()
+}
+
+// withoutURL returns the error the innermost *url.Error of err's chain
+// wraps, or err when there is none. A url.Error's message quotes the
+// request's URL, query included, which may carry a credential; the
+// default transport returns none, but a Config.Transport built on an
+// http.Client does.
+func withoutURL(err error) error {
+	var ue *url.Error
+	for errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	return err
 }
 
 // purgeLoop removes finished deliveries older than the retention (unless

@@ -1711,6 +1711,78 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	}
 }
 
+// clientTransport is a Config.Transport built on an http.Client, as a
+// host may write one: its errors are *url.Error, whose message quotes the
+// request's URL.
+type clientTransport struct{ c *http.Client }
+
+func (ct clientTransport) RoundTrip(r *http.Request) (*http.Response, error) { return ct.c.Do(r) }
+
+// TestAttemptErrorHidesURLQuery: a webhook URL may carry a credential in
+// its query (?token=…). However its attempt fails, the attempt's error,
+// which the delivery keeps as LastError, the dispatcher logs and
+// Hooks.DeliveryFailed receives, does not hold the query.
+func TestAttemptErrorHidesURLQuery(t *testing.T) {
+	const token = "tok-3f9a1c7e5b"
+	query := "?token=" + token + "&sig=a%2Fb"
+	hanging := newHangingReceiver(t)
+	guarded, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(guarded.CloseIdleConnections)
+	for _, tc := range []struct {
+		name      string
+		url       string
+		transport http.RoundTripper // nil: the default, guarded one
+		class     store.ErrorClass
+		says      string // what the error must still say
+	}{
+		{
+			name:      "a Transport's http.Client times out",
+			url:       hanging.URL + "/in" + query,
+			transport: clientTransport{&http.Client{Transport: guarded, Timeout: 100 * time.Millisecond}},
+			class:     store.ErrorTimeout,
+			says:      "timeout: context deadline exceeded (Client.Timeout exceeded",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore(t)
+			w := addWebhook(t, st, "a", tc.url)
+			var logs testlog.Buffer
+			hooks := &recordingHooks{}
+			cfg := testConfig()
+			cfg.Transport = tc.transport
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			cfg.Hooks = hooks
+			cfg.Retry = RetryPolicy{MaxAttempts: 1}
+			d := startDispatcher(t, st, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			del, a, err := d.SendTest(ctx, w.ID, nil)
+			if err != nil {
+				t.Fatalf("SendTest: %v", err)
+			}
+			if a.ErrorClass != tc.class || !strings.Contains(a.Error, tc.says) {
+				t.Errorf("attempt error %q, class %q; want class %q, saying %q", a.Error, a.ErrorClass, tc.class, tc.says)
+			}
+			if !strings.Contains(logs.String(), "webhook delivery failed") {
+				t.Fatalf("the failed delivery is not logged:\n%s", logs.String())
+			}
+			for what, text := range map[string]string{
+				"the attempt's error":         a.Error,
+				"the delivery's LastError":    del.LastError,
+				"the DeliveryFailed error":    fmt.Sprint(hooks.lastErr()),
+				"the dispatcher's log output": logs.String(),
+			} {
+				if strings.Contains(text, token) {
+					t.Errorf("%s holds the URL's query: %s", what, text)
+				}
+			}
+		})
+	}
+}
+
 func basicAuth(h http.Header) (string, string, bool) {
 	r := http.Request{Header: h}
 	return r.BasicAuth()
