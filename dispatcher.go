@@ -1759,7 +1759,10 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 			// the attempt before Timeout: name it.
 			msg = "timeout: " + trimOp(err)
 		}
-		att.ErrorClass, att.Error = class, msg
+		// The message may quote what the endpoint answered: one that
+		// echoes the request line (a service that is not HTTP) makes it
+		// quote the URL's query, where credentials are kept.
+		att.ErrorClass, att.Error = class, redact.QueryIn(msg, t.w.URL)
 		return att, AttemptResult{ErrorClass: class}
 	}
 	att.ResponseBody, err = readCapped(resp.Body, d.cfg.MaxResponseBytes)

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/internal/testlog"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
@@ -1726,6 +1728,7 @@ func TestAttemptErrorHidesURLQuery(t *testing.T) {
 	const token = "tok-3f9a1c7e5b"
 	query := "?token=" + token + "&sig=a%2Fb"
 	hanging := newHangingReceiver(t)
+	echo := newEchoServer(t)
 	guarded, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
 	if err != nil {
 		t.Fatal(err)
@@ -1744,6 +1747,14 @@ func TestAttemptErrorHidesURLQuery(t *testing.T) {
 			transport: clientTransport{&http.Client{Transport: guarded, Timeout: 100 * time.Millisecond}},
 			class:     store.ErrorTimeout,
 			says:      "timeout: context deadline exceeded (Client.Timeout exceeded",
+		},
+		{
+			// The response's first line is the request line, which
+			// net/http quotes in its parse error.
+			name:  "the endpoint echoes the request",
+			url:   "http://" + echo + "/in" + query,
+			class: store.ErrorNetwork,
+			says:  `malformed HTTP status code "/in?` + redact.Placeholder + `"`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1781,6 +1792,35 @@ func TestAttemptErrorHidesURLQuery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newEchoServer returns the address of a TCP server that answers each
+// connection's first line with that line and closes it, as a service that
+// does not speak HTTP (an echo service) does.
+func newEchoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte(line))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }
 
 func basicAuth(h http.Header) (string, string, bool) {

@@ -1,11 +1,13 @@
 // Package redact holds the rule by which the dispatcher's attempt logs, the
 // management API and the dashboard hide header values that likely carry
-// credentials, so every view of a delivery hides the same headers, and the
-// rule by which the dashboard hides the credentials of a URL.
+// credentials, so every view of a delivery hides the same headers, the
+// rule by which the dashboard hides the credentials of a URL, and the rule
+// by which the dispatcher hides a URL's query in the text of a failure.
 package redact
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -45,4 +47,27 @@ func URL(raw string) string {
 	}
 	u.User = nil
 	return u.String()
+}
+
+// QueryIn returns text with the query of the URL rawURL hidden wherever
+// text quotes it: every "?" followed by the whole query, as rawURL holds
+// it (the form of a request line and of a URL's String) or as Go's %q
+// quotes it, becomes "?" + Placeholder. A query is where webhook URLs
+// carry credentials (?token=…), and an error's text may quote it: a
+// server that echoes the request line makes net/http's parse error quote
+// it. Text is returned as it is when rawURL has no query or does not
+// parse; a value of the query that text holds on its own, without the
+// rest of the query, is not found.
+func QueryIn(text, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.RawQuery == "" {
+		return text
+	}
+	q := "?" + u.RawQuery
+	hidden := "?" + Placeholder
+	text = strings.ReplaceAll(text, q, hidden)
+	if quoted := strconv.Quote(q); quoted[1:len(quoted)-1] != q {
+		text = strings.ReplaceAll(text, quoted[1:len(quoted)-1], hidden)
+	}
+	return text
 }

@@ -49,3 +49,44 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+func TestQueryIn(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		text, url, want string
+	}{
+		{
+			// The parse error of a server that echoes the request line.
+			`malformed HTTP status code "/in?token=abc123&sig=x%2Fy"`,
+			"https://hooks.example.com/in?token=abc123&sig=x%2Fy",
+			`malformed HTTP status code "/in?[redacted]"`,
+		},
+		{
+			`Post "https://h.example/in?key=k1": EOF; again: /in?key=k1`,
+			"https://h.example/in?key=k1",
+			`Post "https://h.example/in?[redacted]": EOF; again: /in?[redacted]`,
+		},
+		{
+			// As %q quotes a query holding a quote and a backslash.
+			`malformed HTTP status code "/in?q=\"a\\b\""`,
+			`https://h.example/in?q="a\b"`,
+			`malformed HTTP status code "/in?[redacted]"`,
+		},
+		{
+			// Only where a "?" leads it: a short query is not hidden
+			// inside other words.
+			`malformed HTTP version "v1" at /in?v`,
+			"https://h.example/in?v",
+			`malformed HTTP version "v1" at /in?[redacted]`,
+		},
+		{"connection refused", "https://h.example/in?token=abc123", "connection refused"},
+		{"HTTP 500 Internal Server Error", "https://h.example/in", "HTTP 500 Internal Server Error"},
+		{"text ?x", "https://h.example/in?", "text ?x"},
+		{"text ?x", "https://exa mple.com/?x", "text ?x"},
+		{"", "https://h.example/in?token=abc123", ""},
+	} {
+		if got := redact.QueryIn(tt.text, tt.url); got != tt.want {
+			t.Errorf("QueryIn(%q, %q) = %q, want %q", tt.text, tt.url, got, tt.want)
+		}
+	}
+}
