@@ -87,7 +87,11 @@
 // still in its grace period ([ActiveSecrets]), so receivers that verify it
 // can switch at their own pace; X-Webhook-Signature carries only the
 // current secret's, so a receiver verifying only that header needs the new
-// secret at once.
+// secret at once. Every signature lengthens the headers of every attempt,
+// so a rotation with a grace period is refused ([ErrRotationLimit]) while
+// [RegistryOptions.MaxPreviousSecrets] previous secrets (5 by default) are
+// in their grace period, rather than cut one short; a revocation (grace
+// 0) is always accepted.
 // The default transport ([NewTransport]) checks every resolved address at
 // dial time and refuses loopback, private, link-local and other special
 // ranges, ignores proxy settings and follows no redirect; only ports 80 and

@@ -29,6 +29,11 @@ const (
 	// DefaultRotationGrace is how long a previous secret keeps signing after
 	// RotateSecret when the grace given is negative.
 	DefaultRotationGrace = 24 * time.Hour
+	// DefaultMaxPreviousSecrets is the default cap on a webhook's previous
+	// secrets still in their grace period (see
+	// RegistryOptions.MaxPreviousSecrets): with the current secret, six
+	// signatures at most in webhook-signature.
+	DefaultMaxPreviousSecrets = 5
 	// MaxURLLength is the longest webhook URL accepted, in bytes.
 	MaxURLLength = 2048
 	// MaxHeaders caps a webhook's custom headers.
@@ -66,6 +71,32 @@ func (e *ValidationError) Error() string {
 // Is reports whether target is ErrValidation.
 func (e *ValidationError) Is(target error) bool { return target == ErrValidation }
 
+// ErrRotationLimit is matched (errors.Is) by every *RotationLimitError.
+var ErrRotationLimit = errors.New("webhook: too many previous secrets in their grace period")
+
+// RotationLimitError reports a rotation with a grace period refused
+// because the webhook already has Limit previous secrets in their grace
+// period (RegistryOptions.MaxPreviousSecrets). Nothing was changed. A
+// rotation with no grace period (a revocation) is never refused, and one
+// with a grace period is accepted again from NextExpiry on.
+type RotationLimitError struct {
+	// Limit is the cap that was reached.
+	Limit int
+	// NextExpiry is when the first of the previous secrets stops signing,
+	// freeing a place.
+	NextExpiry time.Time
+}
+
+// Error says how many previous secrets still sign and when the first
+// stops. It holds no secret.
+func (e *RotationLimitError) Error() string {
+	return fmt.Sprintf("webhook: rotation refused: %d previous secrets are in their grace period, the most allowed; the first expires at %s",
+		e.Limit, e.NextExpiry.UTC().Format(time.RFC3339))
+}
+
+// Is reports whether target is ErrRotationLimit.
+func (e *RotationLimitError) Is(target error) bool { return target == ErrRotationLimit }
+
 func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
@@ -87,6 +118,15 @@ type RegistryOptions struct {
 	MaxDescription int
 	// MaxEvents caps a webhook's subscriptions. Defaults to DefaultMaxEvents.
 	MaxEvents int
+	// MaxPreviousSecrets caps how many previous secrets of a webhook may be
+	// in their grace period at once. Each secret that signs adds an entry
+	// of 48 bytes to the webhook-signature header of every attempt, and an
+	// HMAC of the body to its signing, so rotations in quick succession
+	// must not pile them up: RotateSecret with a grace period refuses, with
+	// a *RotationLimitError, to go beyond the cap, rather than cut short a
+	// grace period a receiver was promised. Defaults to
+	// DefaultMaxPreviousSecrets.
+	MaxPreviousSecrets int
 }
 
 // Registry manages webhooks on behalf of tenants: it validates input,
@@ -119,6 +159,9 @@ func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
 	}
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = DefaultMaxEvents
+	}
+	if opts.MaxPreviousSecrets <= 0 {
+		opts.MaxPreviousSecrets = DefaultMaxPreviousSecrets
 	}
 	return &Registry{st: st, opts: opts}
 }
@@ -368,9 +411,17 @@ func (r *Registry) Delete(ctx context.Context, tenant, id string) error {
 // (a negative grace means DefaultRotationGrace); X-Webhook-Signature is
 // signed with the new secret only, at once. Previous secrets already
 // expired are dropped.
+//
 // A zero grace is a revocation: every previous secret is dropped at once,
-// including those still in the grace period of an earlier rotation. The
-// returned webhook's Secrets[0] is the new secret.
+// including those still in the grace period of an earlier rotation, and it
+// is never refused. A rotation with a grace period is refused with a
+// *RotationLimitError (ErrRotationLimit) when the webhook already has
+// RegistryOptions.MaxPreviousSecrets previous secrets in their grace
+// period: it would add one more signature to every attempt, and dropping
+// the oldest instead would cut short the grace period its receivers were
+// given. It is accepted again when the first of them expires.
+//
+// The returned webhook's Secrets[0] is the new secret.
 func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace time.Duration) (*store.Webhook, error) {
 	if err := checkTenant(tenant); err != nil {
 		return nil, err
@@ -385,14 +436,27 @@ func (r *Registry) RotateSecret(ctx context.Context, tenant, id string, grace ti
 	return r.change(ctx, tenant, id, func(w *store.Webhook) error {
 		now := r.opts.Now() // in the transaction, as in Update
 		kept := []store.Secret{{Value: secret}}
+		if grace == 0 {
+			w.Secrets = kept
+			w.UpdatedAt = now.UTC()
+			return nil
+		}
+		var next time.Time // the first expiry of the previous secrets kept
 		for i, s := range w.Secrets {
 			switch {
-			case grace == 0:
 			case i == 0:
 				kept = append(kept, store.Secret{Value: s.Value, ExpiresAt: now.Add(grace)})
 			case !s.ExpiresAt.IsZero() && s.ExpiresAt.After(now):
 				kept = append(kept, s)
+				if next.IsZero() || s.ExpiresAt.Before(next) {
+					next = s.ExpiresAt
+				}
 			}
+		}
+		// kept holds the new secret, the one it replaces and the previous
+		// secrets still in their grace period.
+		if previous := len(kept) - 2; previous >= r.opts.MaxPreviousSecrets {
+			return &RotationLimitError{Limit: r.opts.MaxPreviousSecrets, NextExpiry: next}
 		}
 		w.Secrets = kept
 		w.UpdatedAt = now.UTC()

@@ -440,6 +440,54 @@ func TestRegistryRotateSecret(t *testing.T) {
 	}
 }
 
+// RegistryOptions.MaxPreviousSecrets bounds the previous secrets in their
+// grace period: a rotation with a grace period beyond it is refused with a
+// *RotationLimitError that changes nothing and holds no secret; the
+// default grace counts as a grace period, a revocation is never refused.
+func TestRegistryRotationLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := &regClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := newTestRegistry(t, RegistryOptions{Now: clock.Now, MaxPreviousSecrets: 1})
+	w, err := r.Create(ctx, "t", validInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err = r.RotateSecret(ctx, "t", w.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clock.t = clock.t.Add(time.Minute)
+	for _, grace := range []time.Duration{time.Hour, -1} {
+		_, err := r.RotateSecret(ctx, "t", w.ID, grace)
+		le, ok := errors.AsType[*RotationLimitError](err)
+		if !ok || !errors.Is(err, ErrRotationLimit) {
+			t.Fatalf("grace %v at the limit: %v, want a *RotationLimitError", grace, err)
+		}
+		if want := (RotationLimitError{Limit: 1, NextExpiry: w.Secrets[1].ExpiresAt}); *le != want {
+			t.Errorf("grace %v at the limit: %+v, want %+v", grace, *le, want)
+		}
+		for _, s := range w.Secrets {
+			if strings.Contains(err.Error(), s.Value) {
+				t.Errorf("the error shows a secret: %v", err)
+			}
+		}
+		stored, err := r.Get(ctx, "t", w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(w, stored); diff != "" {
+			t.Errorf("a refused rotation changed the webhook (-before +after):\n%s", diff)
+		}
+	}
+	got, err := r.RotateSecret(ctx, "t", w.ID, 0)
+	if err != nil {
+		t.Fatalf("revocation at the limit: %v", err)
+	}
+	if len(got.Secrets) != 1 {
+		t.Errorf("revocation at the limit: %d secrets, want 1", len(got.Secrets))
+	}
+}
+
 // TestRegistryConcurrentChanges rotates a webhook's secret while another
 // goroutine updates it: each change is read and written in one store
 // transaction, so no rotation is undone by an update that read the webhook
@@ -462,12 +510,14 @@ func TestRegistryConcurrentChanges(t *testing.T) {
 			defer st.Close()
 			ctx := context.Background()
 			clock := &regClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			r := NewRegistry(st, RegistryOptions{Now: clock.Now})
+			const rounds = 100
+			// Every rotation stays in its grace period: the cap is raised
+			// so that none is refused and each must be stored.
+			r := NewRegistry(st, RegistryOptions{Now: clock.Now, MaxPreviousSecrets: rounds})
 			w, err := r.Create(ctx, "t", validInput())
 			if err != nil {
 				t.Fatal(err)
 			}
-			const rounds = 100
 			var (
 				wg   sync.WaitGroup
 				last string
