@@ -70,4 +70,13 @@
 //
 // A webhook's secret appears only in the responses of create and
 // rotate-secret; never in reads, listings, delivery logs or errors.
+//
+// Every previous secret in its grace period signs every delivery, so
+// rotate-secret with a grace period is refused with 409 too_many_secrets
+// while the webhook has the Registry's most previous secrets in their grace
+// period (webhook.RegistryOptions.MaxPreviousSecrets, 5 by default); the
+// message says when the first of them expires, from which time a rotation
+// is accepted again. A grace period is never cut short to make room. A
+// rotation with gracePeriodSeconds 0 revokes every previous secret and is
+// always accepted.
 package api

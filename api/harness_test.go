@@ -62,6 +62,31 @@ type options struct {
 	sendTimeout time.Duration
 	noStart     bool
 	perWebhook  int // Config.PerWebhookConcurrency
+	// regNow is the Registry's clock (of rotations and of createdAt and
+	// updatedAt); nil is time.Now.
+	regNow func() time.Time
+}
+
+// regClock is a Registry clock a test moves by hand.
+type regClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newRegClock() *regClock {
+	return &regClock{now: time.Now().UTC().Truncate(time.Second)}
+}
+
+func (c *regClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *regClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }
 
 // harness is the API served over real HTTP on a real store, with a
@@ -93,7 +118,7 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 		}
 	}
 	h, err := api.New(api.Config{
-		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: true}),
+		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: true, Now: o.regNow}),
 		Dispatcher:   disp,
 		Store:        st,
 		Tenant:       bearerTenant,

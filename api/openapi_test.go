@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -150,5 +151,49 @@ func TestOpenAPIMatchesBodies(t *testing.T) {
 		if diff := cmp.Diff(fields, documented); diff != "" {
 			t.Errorf("%s: fields served (-) and documented (+):\n%s", name, diff)
 		}
+	}
+}
+
+// checkDocumented fails unless the served OpenAPI document lists status
+// among the answers of the operation method path (as the document writes
+// it, "{id}" included) and code among the error codes.
+func checkDocumented(t *testing.T, h *harness, method, path string, status int, code string) {
+	t.Helper()
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas struct {
+				Error struct {
+					Properties struct {
+						Error struct {
+							Properties struct {
+								Code struct {
+									Enum []string `json:"enum"`
+								} `json:"code"`
+							} `json:"properties"`
+						} `json:"error"`
+					} `json:"properties"`
+				} `json:"Error"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	r := h.do("GET", "/v1/webhooks/openapi.json", "", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET the OpenAPI document: status %d", r.status)
+	}
+	if err := json.Unmarshal(r.raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var op struct {
+		Responses map[string]json.RawMessage `json:"responses"`
+	}
+	if err := json.Unmarshal(doc.Paths[path][strings.ToLower(method)], &op); err != nil {
+		t.Fatalf("%s %s is not documented: %v", method, path, err)
+	}
+	if _, ok := op.Responses[strconv.Itoa(status)]; !ok {
+		t.Errorf("%s %s answers %d, which the OpenAPI document does not list", method, path, status)
+	}
+	if !slices.Contains(doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum, code) {
+		t.Errorf("%s %s answers code %q, which the OpenAPI document does not list", method, path, code)
 	}
 }

@@ -286,6 +286,11 @@ type rotateRequest struct {
 const maxGracePeriod = 30 * 24 * time.Hour
 
 // POST /v1/webhooks/{id}/rotate-secret
+//
+// A rotation with a grace period is refused with 409 too_many_secrets
+// while the webhook has the Registry's most previous secrets in their
+// grace period (webhook.RegistryOptions.MaxPreviousSecrets); one with
+// gracePeriodSeconds 0 is always accepted.
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant string) error {
 	var req rotateRequest
 	if err := decodeBody(w, r, h.maxBody, &req, true); err != nil {
@@ -315,6 +320,12 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant st
 func (h *handler) registryError(err error) error {
 	if ve, ok := errors.AsType[*webhook.ValidationError](err); ok {
 		return fieldError(http.StatusBadRequest, CodeValidation, ve.Field, ve.Message)
+	}
+	if le, ok := errors.AsType[*webhook.RotationLimitError](err); ok {
+		return errorf(http.StatusConflict, CodeTooManySecrets, fmt.Sprintf(
+			"the webhook has %d previous secrets in their grace period, the most allowed, and each signs every delivery: "+
+				"rotate again from %s, when the first expires, or with gracePeriodSeconds 0 to revoke them all now",
+			le.Limit, toStamp(le.NextExpiry)))
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

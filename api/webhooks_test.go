@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/api"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -357,6 +358,55 @@ func TestRotateSecret(t *testing.T) {
 				t.Errorf("%s: %s", body, r.raw)
 			}
 		}
+	})
+}
+
+// Rotations with a grace period stop at the Registry's limit of previous
+// secrets in their grace period: the next is answered 409
+// too_many_secrets, documented, saying when the first expires, and changes
+// nothing; from that expiry on a rotation is accepted again, and a
+// revocation always is.
+func TestRotateSecretLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		clock := newRegClock()
+		h := newHarness(t, open, options{regNow: clock.Now, noStart: true})
+		id, first := h.create(tokenA)
+		path := "/v1/webhooks/" + id + "/rotate-secret"
+		secrets := []string{first}
+		firstExpiry := clock.Now().Add(time.Hour)
+		for range webhook.DefaultMaxPreviousSecrets {
+			r := h.do("POST", path, tokenA, `{"gracePeriodSeconds": 3600}`).must(t, http.StatusOK)
+			secrets = append(secrets, r.data(t)["secret"].(string))
+			clock.Advance(time.Minute)
+		}
+		before, err := h.st.GetWebhook(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, body := range []string{`{"gracePeriodSeconds": 3600}`, ""} {
+			r := h.do("POST", path, tokenA, body).must(t, http.StatusConflict)
+			code, field := r.errCode(t)
+			msg := r.body["error"].(map[string]any)["message"].(string)
+			if code != api.CodeTooManySecrets || field != "" {
+				t.Errorf("%q at the limit: code %q, field %q, want %q and no field", body, code, field, api.CodeTooManySecrets)
+			}
+			if stamp := firstExpiry.UTC().Format("2006-01-02T15:04:05.000Z"); !strings.Contains(msg, stamp) || !strings.Contains(msg, "gracePeriodSeconds 0") {
+				t.Errorf("%q at the limit: message %q names neither the first expiry %s nor gracePeriodSeconds 0", body, msg, stamp)
+			}
+			noSecret(t, "the refusal", r.raw, secrets...)
+		}
+		after, err := h.st.GetWebhook(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, after); diff != "" {
+			t.Errorf("a refused rotation changed the webhook (-before +after):\n%s", diff)
+		}
+		checkDocumented(t, h, "POST", "/v1/webhooks/{id}/rotate-secret", http.StatusConflict, api.CodeTooManySecrets)
+
+		clock.Advance(firstExpiry.Sub(clock.Now()))
+		h.do("POST", path, tokenA, `{"gracePeriodSeconds": 3600}`).must(t, http.StatusOK)
+		h.do("POST", path, tokenA, `{"gracePeriodSeconds": 0}`).must(t, http.StatusOK)
 	})
 }
 
