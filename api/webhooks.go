@@ -60,16 +60,25 @@ func newWebhookView(w *webhook.Webhook) webhookView {
 	return v
 }
 
-// withSecret shows w with its current secret, and when the previous secret
-// stops signing.
+// withSecret shows w with its current secret and, in
+// PreviousSecretExpiresAt, when the last of its previous secrets stops
+// signing: the latest of their expiries. After a single rotation that is
+// the previous secret's expiry, as it always was; when rotations in their
+// grace period left several previous secrets, it is the one that tells a
+// receiver when it may forget every old secret, whichever rotation gave
+// it the longest grace. It is left out when no previous secret signs.
 func withSecret(w *webhook.Webhook) webhookView {
 	v := newWebhookView(w)
 	if len(w.Secrets) > 0 {
 		v.Secret = w.Secrets[0].Value
 	}
-	if len(w.Secrets) > 1 {
-		v.PreviousSecretExpiresAt = optTime(w.Secrets[1].ExpiresAt)
+	var last time.Time
+	for i, s := range w.Secrets {
+		if i > 0 && s.ExpiresAt.After(last) {
+			last = s.ExpiresAt
+		}
 	}
+	v.PreviousSecretExpiresAt = optTime(last)
 	return v
 }
 

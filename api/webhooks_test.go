@@ -361,6 +361,45 @@ func TestRotateSecret(t *testing.T) {
 	})
 }
 
+// previousSecretExpiresAt is when the last previous secret stops signing:
+// after one rotation its expiry, after rotations in the grace period of
+// earlier ones the latest expiry, even when a later rotation gave a
+// shorter grace; left out once a revocation leaves none.
+func TestRotateSecretPreviousExpiry(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		clock := newRegClock()
+		h := newHarness(t, open, options{regNow: clock.Now, noStart: true})
+		id, _ := h.create(tokenA)
+		path := "/v1/webhooks/" + id + "/rotate-secret"
+		stamp := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+		start := clock.Now()
+		longest := start.Add(30 * 24 * time.Hour)
+		for _, c := range []struct {
+			what, body string
+			want       string
+		}{
+			{"one rotation", `{"gracePeriodSeconds": 2592000}`, stamp(longest)},
+			{"a shorter grace in the first's", `{"gracePeriodSeconds": 3600}`, stamp(longest)},
+			{"the default grace in both", "", stamp(longest)},
+			{"a revocation", `{"gracePeriodSeconds": 0}`, ""},
+		} {
+			d := h.do("POST", path, tokenA, c.body).must(t, http.StatusOK).data(t)
+			got, _ := d["previousSecretExpiresAt"].(string)
+			if got != c.want {
+				t.Errorf("%s: previousSecretExpiresAt %q, want %q", c.what, got, c.want)
+			}
+			clock.Advance(time.Minute)
+		}
+		// Once the longest grace is the only one left, it is still shown.
+		h.do("POST", path, tokenA, `{"gracePeriodSeconds": 7200}`).must(t, http.StatusOK)
+		clock.Advance(time.Hour)
+		d := h.do("POST", path, tokenA, `{"gracePeriodSeconds": 60}`).must(t, http.StatusOK).data(t)
+		if got, want := d["previousSecretExpiresAt"], stamp(clock.Now().Add(-time.Hour).Add(7200*time.Second)); got != want {
+			t.Errorf("a shorter grace after a longer one: previousSecretExpiresAt %v, want %s", got, want)
+		}
+	})
+}
+
 // Rotations with a grace period stop at the Registry's limit of previous
 // secrets in their grace period: the next is answered 409
 // too_many_secrets, documented, saying when the first expires, and changes
