@@ -48,7 +48,7 @@ func (s slowStore) GetWebhook(ctx context.Context, id string) (*store.Webhook, e
 // documented holds the statuses the OpenAPI document gives each route
 // these tests call.
 var documented = map[string][]int{
-	"PUT":    {200, 400, 401, 404, 405, 413, 415, 500},
+	"PUT":    {200, 400, 401, 404, 405, 409, 413, 415, 500},
 	"DELETE": {200, 401, 404, 405, 500},
 	"GET":    {200, 400, 401, 404, 405},
 	"rotate": {200, 400, 401, 404, 405, 409, 413, 415},

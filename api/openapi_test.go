@@ -1,15 +1,19 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/noa-server/webhook/api"
+	"github.com/noa-server/webhook/store"
 )
 
 // The served OpenAPI document lists exactly the routes the handler serves:
@@ -195,5 +199,50 @@ func checkDocumented(t *testing.T, h *harness, method, path string, status int, 
 	}
 	if !slices.Contains(doc.Components.Schemas.Error.Properties.Error.Properties.Code.Enum, code) {
 		t.Errorf("%s %s answers code %q, which the OpenAPI document does not list", method, path, code)
+	}
+}
+
+// conflictStore is a store that refuses every webhook write with
+// store.ErrConflict once conflict is set, as a store of the host's may
+// for concurrent writes.
+type conflictStore struct {
+	store.Store
+	conflict *atomic.Bool
+}
+
+func (s *conflictStore) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	if s.conflict.Load() {
+		return fmt.Errorf("conflictStore: %w", store.ErrConflict)
+	}
+	return s.Store.CreateWebhook(ctx, w)
+}
+
+func (s *conflictStore) UpdateWebhook(ctx context.Context, id string, change func(*store.Webhook) error) (*store.Webhook, error) {
+	if s.conflict.Load() {
+		return nil, fmt.Errorf("conflictStore: %w", store.ErrConflict)
+	}
+	return s.Store.UpdateWebhook(ctx, id, change)
+}
+
+// A store's ErrConflict on a webhook write is answered 409 conflict by
+// create, update and rotate-secret, and the OpenAPI document lists that
+// answer for each.
+func TestOpenAPIDocumentsStoreConflicts(t *testing.T) {
+	var conflict atomic.Bool
+	h := newHarness(t, func(t *testing.T) store.Store {
+		return &conflictStore{Store: stores[0].open(t), conflict: &conflict}
+	}, options{noStart: true})
+	id, _ := h.create(tokenA)
+	conflict.Store(true)
+	for _, c := range []struct{ method, path, doc, body string }{
+		{"POST", "/v1/webhooks", "/v1/webhooks", `{"url":"https://example.com/hook","events":["*"]}`},
+		{"PUT", "/v1/webhooks/" + id, "/v1/webhooks/{id}", `{"description":"d"}`},
+		{"POST", "/v1/webhooks/" + id + "/rotate-secret", "/v1/webhooks/{id}/rotate-secret", ""},
+	} {
+		r := h.do(c.method, c.path, tokenA, c.body).must(t, http.StatusConflict)
+		if code, _ := r.errCode(t); code != api.CodeConflict {
+			t.Errorf("%s %s: code %q, want %q", c.method, c.doc, code, api.CodeConflict)
+		}
+		checkDocumented(t, h, c.method, c.doc, http.StatusConflict, api.CodeConflict)
 	}
 }
