@@ -131,6 +131,9 @@ type secretPage struct {
 // POST {prefix}/webhooks/{id}/rotate-secret
 //
 // The new secret is in this answer only (never cached, never shown again).
+// A rotation the Registry refuses because the webhook has the most
+// previous secrets in their grace period is answered 409 with when the
+// first of them expires.
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant string) error {
 	id := r.PathValue("id")
 	if !tenancy.ValidID(id, "wh_") {
@@ -139,6 +142,12 @@ func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant st
 	wh, err := h.reg.RotateSecret(r.Context(), tenant, id, h.grace)
 	if errors.Is(err, store.ErrNotFound) {
 		return errNoWebhook
+	}
+	if le, ok := errors.AsType[*webhook.RotationLimitError](err); ok {
+		return &pageError{http.StatusConflict, "Too many previous secrets", fmt.Sprintf(
+			"This webhook already has %d previous secrets still signing during their grace period, the most allowed. "+
+				"The first of them stops signing at %s; rotate again after that.",
+			le.Limit, le.NextExpiry.UTC().Format("2006-01-02 15:04:05 UTC"))}
 	}
 	if err != nil {
 		return fmt.Errorf("rotate secret: %w", err)

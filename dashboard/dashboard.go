@@ -73,7 +73,10 @@ type Config struct {
 	// RotationGrace is how long the previous secret keeps signing after a
 	// rotation. Defaults to DefaultRotationGrace; negative drops every
 	// previous secret at once, including one still in an earlier
-	// rotation's grace period (Registry.RotateSecret with grace 0).
+	// rotation's grace period (Registry.RotateSecret with grace 0). With
+	// a grace period, a rotation is refused with a 409 page while the
+	// webhook has the Registry's most previous secrets in their grace
+	// period (webhook.RegistryOptions.MaxPreviousSecrets).
 	RotationGrace time.Duration
 	// Now is the clock of the chart. Defaults to time.Now.
 	Now func() time.Time

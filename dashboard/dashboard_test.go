@@ -495,6 +495,38 @@ func TestRotateSecretShowsTheNewSecretOnce(t *testing.T) {
 	}
 }
 
+// A rotation beyond the Registry's limit of previous secrets in their
+// grace period is a 409 page that says when the first of them expires,
+// not a server error, and shows no secret.
+func TestRotateSecretAtTheLimit(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	c := e.client(t, "alice-token")
+	path := "/dashboard/webhooks/" + wh.ID + "/rotate-secret"
+	for range webhook.DefaultMaxPreviousSecrets {
+		if code, _, _ := c.do(http.MethodPost, path, nil); code != http.StatusOK {
+			t.Fatalf("rotate = %d", code)
+		}
+	}
+	before, err := e.st.GetWebhook(context.Background(), wh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, body := c.do(http.MethodPost, path, nil)
+	if code != http.StatusConflict {
+		t.Fatalf("rotation at the limit = %d, want 409", code)
+	}
+	first := before.Secrets[len(before.Secrets)-1].ExpiresAt.UTC().Format("2006-01-02 15:04:05 UTC")
+	if text := html.UnescapeString(body); !strings.Contains(text, "Too many previous secrets") || !strings.Contains(text, first) {
+		t.Errorf("the refusal does not say why, or when the first previous secret (%s) expires", first)
+	}
+	for _, s := range before.Secrets {
+		if strings.Contains(html.UnescapeString(body), s.Value) {
+			t.Error("the refusal shows a secret")
+		}
+	}
+}
+
 func TestBadQueriesAreClientErrors(t *testing.T) {
 	e := newEnv(t, envOptions{noStart: true})
 	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
