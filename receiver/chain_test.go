@@ -3,8 +3,12 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	webhook "github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/testlog"
 )
 
 // TestFullChain sends requests signed by the sender side over real HTTP
@@ -155,5 +160,98 @@ func TestHealthCountsBackgroundAndPanics(t *testing.T) {
 	// Nothing received: a rate of 0, never NaN.
 	if s := NewHealth(nil).Stats(); s.SuccessRate != 0 {
 		t.Fatalf("empty rate %v", s.SuccessRate)
+	}
+}
+
+// TestChainLogsAndAnswersHoldNoSecret sends refused and accepted
+// deliveries through the whole chain with every logger on at debug level,
+// and checks that neither the logs nor the answers hold the secret, its
+// key, or any signature (sent or expected): nothing that would help an
+// attacker forge or brute-force one.
+func TestChainLogsAndAnswersHoldNoSecret(t *testing.T) {
+	t.Parallel()
+	var logs testlog.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	now := guideTime
+	router := newRouter(t, RouterOptions{Logger: log})
+	router.On("workflow.failed", func(context.Context, *Event) error { return errors.New("db down") })
+	allow, err := IPAllowlistWithOptions(IPAllowlistOptions{Allow: []string{"127.0.0.1", "::1"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(now), MaxBodyBytes: 4096, Logger: log})
+	idem, err := IdempotencyWithOptions(IdempotencyOptions{Store: NewMemoryStore(MemoryStoreOptions{}), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(allow(NewHealth(log).Middleware(verify(idem(router)))))
+	defer srv.Close()
+
+	forbidden := []string{secret1, strings.TrimPrefix(secret1, webhook.SecretPrefix)}
+	deliver := func(name, body string, at time.Time, edit func(http.Header), want int) {
+		t.Helper()
+		req := signedRequest(t, body, "evt_log", at, secret1)
+		if edit != nil {
+			edit(req.Header)
+		}
+		// The expected signatures of what was sent, and what was sent.
+		forbidden = append(forbidden,
+			strings.TrimPrefix(webhook.SignStandard(secret1, "evt_log", now.Unix(), []byte(body)), "v1,"),
+			strings.TrimPrefix(webhook.SignStandard(secret1, "evt_log", at.Unix(), []byte(body)), "v1,"),
+			strings.TrimPrefix(webhook.SignLegacy(secret1, []byte(body)), "sha256="))
+		for _, k := range []string{"webhook-signature", "X-Webhook-Signature"} {
+			for _, v := range req.Header.Values(k) {
+				forbidden = append(forbidden, strings.TrimPrefix(strings.TrimPrefix(v, "v1,"), "sha256="))
+			}
+		}
+		req.RequestURI = ""
+		req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("%s: status %d, want %d", name, resp.StatusCode, want)
+		}
+		for _, f := range forbidden {
+			if f != "" && strings.Contains(string(answer)+fmt.Sprint(resp.Header), f) {
+				t.Fatalf("%s: the answer holds %q", name, f)
+			}
+		}
+	}
+	body := eventBody("evt_log", "workflow.completed", `{}`)
+	deliver("accepted", body, now, nil, 200)
+	deliver("duplicate", body, now, nil, 200)
+	deliver("handler error", eventBody("evt_log2", "workflow.failed", `{}`), now, func(h http.Header) {
+		h.Set("webhook-id", "evt_log2")
+		h.Set("webhook-signature", webhook.SignStandard(secret1, "evt_log2", now.Unix(), []byte(eventBody("evt_log2", "workflow.failed", `{}`))))
+	}, 500)
+	deliver("wrong secret", body, now, func(h http.Header) {
+		h.Set("webhook-signature", webhook.SignStandard(secret2, "evt_log", now.Unix(), []byte(body)))
+	}, 401)
+	deliver("one bit off", body, now, func(h http.Header) {
+		mac, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(h.Get("webhook-signature"), "v1,"))
+		mac[0] ^= 1
+		h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac))
+	}, 401)
+	deliver("stale", body, now.Add(-time.Hour), nil, 401)
+	deliver("legacy only", body, now, func(h http.Header) {
+		h.Del("webhook-id")
+		h.Del("webhook-timestamp")
+		h.Del("webhook-signature")
+	}, 401)
+	deliver("malformed timestamp", body, now, func(h http.Header) { h.Set("webhook-timestamp", "soon") }, 400)
+	deliver("oversized", eventBody("evt_log", "workflow.completed", `"`+strings.Repeat("a", 8192)+`"`), now, nil, 413)
+
+	l := logs.String()
+	if strings.Count(l, "webhook refused") != 6 {
+		t.Fatalf("want 6 refusals logged, got:\n%s", l)
+	}
+	for _, f := range forbidden {
+		if f != "" && strings.Contains(l, f) {
+			t.Fatalf("the logs hold %q:\n%s", f, l)
+		}
 	}
 }

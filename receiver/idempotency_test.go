@@ -584,3 +584,51 @@ func TestBoltStoreTruncatedFile(t *testing.T) {
 		return err
 	})
 }
+
+// TestIdempotencyKeyIsTheSignedWebhookID: over a real server, a processed
+// delivery replayed with an extra webhook-id line after the signed one (in
+// any case: the server merges the lines into one header) is still the same
+// event, and a replay whose first webhook-id line is not the signed one
+// does not verify. The handler runs once, with the signed id.
+func TestIdempotencyKeyIsTheSignedWebhookID(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 10)
+	srv := httptest.NewServer(idemChain(t, NewMemoryStore(MemoryStoreOptions{}), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, _ := EventFromContext(r.Context())
+		seen <- ev.MessageID
+	})))
+	defer srv.Close()
+	original := signedRequest(t, guideBody, guideID, guideTime, secret1).Header
+	with := func(edit func(h http.Header)) http.Header {
+		h := original.Clone()
+		edit(h)
+		return h
+	}
+	steps := []struct {
+		name string
+		h    http.Header
+		want int
+	}{
+		{"original", original, 200},
+		{"second webhook-id line appended", with(func(h http.Header) { h["Webhook-Id"] = append(h["Webhook-Id"], "evt_other") }), 200},
+		// The client writes header keys sorted: "webhook-id" after
+		// "Webhook-Id", "WEBHOOK-ID" before it.
+		{"webhook-id line in lower case after", with(func(h http.Header) { h["webhook-id"] = []string{"evt_other"} }), 200},
+		{"other webhook-id line first", with(func(h http.Header) { h["Webhook-Id"] = append([]string{"evt_other"}, h["Webhook-Id"]...) }), 401},
+		{"webhook-id line in upper case before", with(func(h http.Header) { h["WEBHOOK-ID"] = []string{"evt_other"} }), 401},
+		{"webhook-id replaced", with(func(h http.Header) { h["Webhook-Id"] = []string{"evt_other"} }), 401},
+	}
+	for _, s := range steps {
+		if code := sendRaw(t, srv, guideBody, s.h); code != s.want {
+			t.Fatalf("%s: status %d, want %d", s.name, code, s.want)
+		}
+	}
+	close(seen)
+	var ids []string
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	if len(ids) != 1 || ids[0] != guideID {
+		t.Fatalf("handler ran for ids %q, want once for %q", ids, guideID)
+	}
+}

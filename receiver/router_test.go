@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -394,5 +395,96 @@ func TestRouterZeroValue(t *testing.T) {
 	}
 	if err := r.Stop(context.Background()); err != nil {
 		t.Errorf("Stop: %v", err)
+	}
+}
+
+// TestRouterChainOverHTTP sends, over a real server, what a router must
+// survive: signed bodies that are too large, not JSON, or not the
+// envelope (refused before the idempotency store, which stays empty), an
+// unknown event type (200, logged, remembered), data that does not decode
+// and a handler error (400 and 500, the key released so the sender's retry
+// is processed).
+func TestRouterChainOverHTTP(t *testing.T) {
+	t.Parallel()
+	var logs testlog.Buffer
+	r := newRouter(t, RouterOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var ran atomic.Int32
+	Handle(r, "workflow.completed", func(context.Context, *Event, workflowData) error { ran.Add(1); return nil })
+	r.On("workflow.failed", func(context.Context, *Event) error { ran.Add(1); return errors.New("db down") })
+	store := NewMemoryStore(MemoryStoreOptions{})
+	idem := Idempotency(store)
+	verify := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime), MaxBodyBytes: 1024})
+	srv := httptest.NewServer(verify(idem(r)))
+	defer srv.Close()
+
+	post := func(body string, chunked bool) int {
+		t.Helper()
+		req := signedRequest(t, body, "evt_r", guideTime, secret1)
+		if chunked {
+			req.Body = io.NopCloser(strings.NewReader(body)) // no length: sent chunked
+			req.ContentLength = -1
+		}
+		return postTo(t, srv, req)
+	}
+	refused := []struct {
+		name    string
+		body    string
+		chunked bool
+		want    int
+	}{
+		{"too large, with length", eventBody("evt_r", "workflow.completed", `"`+strings.Repeat("a", 2048)+`"`), false, 413},
+		{"too large, chunked", eventBody("evt_r", "workflow.completed", `"`+strings.Repeat("a", 2048)+`"`), true, 413},
+		{"not JSON", "evt_r=1&event=workflow.completed", false, 400},
+		{"a JSON array", `[{"id":"evt_r"}]`, false, 400},
+		{"truncated JSON", eventBody("evt_r", "workflow.completed", `{}`)[:40], false, 400},
+		{"payload timestamp not a time", `{"id":"evt_r","event":"workflow.completed","timestamp":"yesterday"}`, false, 400},
+	}
+	for _, tt := range refused {
+		if code := post(tt.body, tt.chunked); code != tt.want {
+			t.Fatalf("%s: status %d, want %d", tt.name, code, tt.want)
+		}
+		if n := store.Len(); n != 0 {
+			t.Fatalf("%s: %d keys in the store, want none", tt.name, n)
+		}
+	}
+	if n := ran.Load(); n != 0 {
+		t.Fatalf("handlers ran %d times for refused bodies", n)
+	}
+
+	steps := []struct {
+		name string
+		body string
+		want int
+		keys int
+	}{
+		{"unknown type", eventBody("evt_r", "user.login", `{}`), 200, 1},
+		{"unknown type, duplicate", eventBody("evt_r", "user.login", `{}`), 200, 1},
+	}
+	for _, s := range steps {
+		if code := post(s.body, false); code != s.want || store.Len() != s.keys {
+			t.Fatalf("%s: status %d with %d keys, want %d with %d", s.name, code, store.Len(), s.want, s.keys)
+		}
+	}
+	if !strings.Contains(logs.String(), "unhandled event type") {
+		t.Errorf("unknown type not logged:\n%s", logs.String())
+	}
+	for _, s := range []struct {
+		name, id, typ, data string
+		want                int
+	}{
+		{"data does not decode", "evt_d", "workflow.completed", `{"workflowId":42}`, 400},
+		{"retry of it", "evt_d", "workflow.completed", `{"workflowId":42}`, 400},
+		{"handler error", "evt_f", "workflow.failed", `{}`, 500},
+		{"retry of it", "evt_f", "workflow.failed", `{}`, 500},
+	} {
+		if code := postTo(t, srv, signedRequest(t, eventBody(s.id, s.typ, s.data), s.id, guideTime, secret1)); code != s.want {
+			t.Fatalf("%s: status %d, want %d", s.name, code, s.want)
+		}
+	}
+	if n := store.Len(); n != 1 {
+		t.Errorf("%d keys after failed deliveries, want 1 (failures release theirs)", n)
+	}
+	if n := ran.Load(); n != 2 {
+		t.Errorf("the failing handler ran %d times, want 2 (each retry)", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -327,4 +328,228 @@ func TestVerifyConstruction(t *testing.T) {
 		}
 	}()
 	Verify()
+}
+
+// sendRaw posts body to srv with the header lines of h exactly as given
+// (keys are not canonicalized, so case variants and repeated lines reach
+// the server as written) and returns the answer's status.
+func sendRaw(t *testing.T, srv *httptest.Server, body string, h http.Header) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/noa-server", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range h {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestVerifyKnownAnswersOverHTTP sends every known answer of SIGNATURES.md
+// §2, the negative ones included, to the Verify middleware on a real
+// server, with the exact bytes and header values of the table.
+func TestVerifyKnownAnswersOverHTTP(t *testing.T) {
+	t.Parallel()
+	const (
+		v1ID   = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+		v1TS   = 1614265330
+		v1Body = `{"test": 2432232314}`
+		v1Sig  = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+		v2ID   = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"
+		v2TS   = 1649367553
+		v2Body = `{"email":"test@example.com","username":"test_user"}`
+		v2Sig  = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+		rotSig = "v1,qhSDVvxneeSi+mAGWdLqCbI0fypGxL9bZk5Q9lCwu08= v1,6W5uECM6n0IAMW+KOCGD5ZspfURuoL1CaDgvK5l51Hk="
+	)
+	std := func(id string, ts int64, sig string) http.Header {
+		return http.Header{"webhook-id": {id}, "webhook-timestamp": {itoa(ts)}, "webhook-signature": {sig}}
+	}
+	legacy := func(sig string) http.Header { return http.Header{"X-Webhook-Signature": {sig}} }
+	tests := []struct {
+		name        string
+		secrets     []string
+		allowLegacy bool
+		ts          int64
+		body        string
+		h           http.Header
+		want        int
+	}{
+		{"vector 1", []string{secret1}, false, v1TS, v1Body, std(v1ID, v1TS, v1Sig), 200},
+		{"vector 1, secret without prefix", []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, false, v1TS, v1Body, std(v1ID, v1TS, v1Sig), 200},
+		{"vector 2", []string{secret2}, false, v2TS, v2Body, std(v2ID, v2TS, v2Sig), 200},
+		{"vector 1, empty signature", []string{secret1}, false, v1TS, v1Body, std(v1ID, v1TS, "v1,"), 401},
+		{"vector 1, garbage", []string{secret1}, false, v1TS, v1Body, std(v1ID, v1TS, "v1,dawfeoifkpqwoekfpqoekf"), 401},
+		{"vector 1, last character changed", []string{secret1}, false, v1TS, v1Body, std(v1ID, v1TS, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="), 401},
+		{"vector 1, another MAC", []string{secret1}, false, v1TS, v1Body, std(v1ID, v1TS, "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="), 401},
+		{"vector 1, other secret", []string{secret2}, false, v1TS, v1Body, std(v1ID, v1TS, v1Sig), 401},
+		{"vector 1, other id", []string{secret1}, false, v1TS, v1Body, std(v2ID, v1TS, v1Sig), 401},
+		{"guide body, Standard", []string{secret1}, false, guideTS, guideBody, std(guideID, guideTS, "v1,qhSDVvxneeSi+mAGWdLqCbI0fypGxL9bZk5Q9lCwu08="), 200},
+		{"guide body, rotation, receiver on the previous secret", []string{secret2}, false, guideTS, guideBody, std(guideID, guideTS, rotSig), 200},
+		{"guide body, rotation, receiver holds both", []string{secret2, secret1}, false, guideTS, guideBody, std(guideID, guideTS, rotSig), 200},
+		{"guide body, rotation, receiver on neither", []string{"whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, false, guideTS, guideBody, std(guideID, guideTS, rotSig), 401},
+		{"guide body, free-form secret, Standard", []string{"my-webhook-secret"}, false, guideTS, guideBody, std(guideID, guideTS, "v1,zmwr7DqQfas+9DjZW1G72uQcwBFeg5Pk7FTG6HsyevI="), 200},
+		{"guide body, legacy allowed", []string{secret1}, true, guideTS, guideBody, legacy("sha256=f49b60d5910a9ec8f426bae99c0e8c4970703a6f8c1691b2b5bc1916676b68d8"), 200},
+		{"guide body, legacy uppercase hex", []string{secret1}, true, guideTS, guideBody, legacy("sha256=F49B60D5910A9EC8F426BAE99C0E8C4970703A6F8C1691B2B5BC1916676B68D8"), 200},
+		{"guide body, legacy refused by default", []string{secret1}, false, guideTS, guideBody, legacy("sha256=f49b60d5910a9ec8f426bae99c0e8c4970703a6f8c1691b2b5bc1916676b68d8"), 401},
+		{"guide body, free-form secret, legacy", []string{"my-webhook-secret"}, true, guideTS, guideBody, legacy("sha256=e6c73e73515eab7bdfca4e9cba2ee1c1adcc4d890bde912c5ff527563bef9238"), 200},
+		{"guide body, legacy of another secret", []string{"my-webhook-secret"}, true, guideTS, guideBody, legacy("sha256=f49b60d5910a9ec8f426bae99c0e8c4970703a6f8c1691b2b5bc1916676b68d8"), 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			read := make(chan []byte, 1)
+			mw := VerifyWithOptionsMust(t, VerifyOptions{Secrets: tt.secrets, AllowLegacy: tt.allowLegacy, Now: fixedClock(time.Unix(tt.ts, 0))})
+			srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				read <- b
+			})))
+			defer srv.Close()
+			if code := sendRaw(t, srv, tt.body, tt.h); code != tt.want {
+				t.Fatalf("status %d, want %d", code, tt.want)
+			}
+			if tt.want != 200 {
+				return
+			}
+			if got := <-read; string(got) != tt.body {
+				t.Fatalf("handler read %q, sender signed %q", got, tt.body)
+			}
+		})
+	}
+}
+
+// TestVerifyReplayWindowOverHTTP checks the tolerance in both directions,
+// to the second, and the spellings of webhook-timestamp an attacker could
+// try, on a real server. The clock is fixed at guideTime.
+func TestVerifyReplayWindowOverHTTP(t *testing.T) {
+	t.Parallel()
+	mw := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime)})
+	srv := httptest.NewServer(mw(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	t.Cleanup(srv.Close) // after the parallel subtests
+	mwMinute := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime), Tolerance: time.Minute})
+	srvMinute := httptest.NewServer(mwMinute(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	t.Cleanup(srvMinute.Close)
+
+	signedAt := func(offset time.Duration) http.Header {
+		return signedRequest(t, guideBody, guideID, guideTime.Add(offset), secret1).Header
+	}
+	// withTimestamp keeps the signature of guideTime and rewrites the
+	// header's spelling only.
+	withTimestamp := func(ts ...string) http.Header {
+		h := signedAt(0)
+		h["Webhook-Timestamp"] = ts
+		return h
+	}
+	tests := []struct {
+		name string
+		srv  *httptest.Server
+		h    http.Header
+		want int
+	}{
+		{"now", srv, signedAt(0), 200},
+		{"exactly the tolerance old", srv, signedAt(-5 * time.Minute), 200},
+		{"a second too old", srv, signedAt(-5*time.Minute - time.Second), 401},
+		{"exactly the tolerance ahead", srv, signedAt(5 * time.Minute), 200},
+		{"a second too far ahead", srv, signedAt(5*time.Minute + time.Second), 401},
+		{"a day old", srv, signedAt(-24 * time.Hour), 401},
+		{"a day ahead", srv, signedAt(24 * time.Hour), 401},
+		{"custom tolerance, inside", srvMinute, signedAt(-time.Minute), 200},
+		{"custom tolerance, a second out, old", srvMinute, signedAt(-time.Minute - time.Second), 401},
+		{"custom tolerance, a second out, ahead", srvMinute, signedAt(time.Minute + time.Second), 401},
+
+		// The MAC covers the number, so a leading zero names the instant
+		// the sender signed (as the Standard Webhooks libraries read it).
+		{"leading zero", srv, withTimestamp("0" + itoa(guideTS)), 200},
+		{"plus sign", srv, withTimestamp("+" + itoa(guideTS)), 400},
+		{"minus sign", srv, withTimestamp("-" + itoa(guideTS)), 400},
+		{"unicode minus", srv, withTimestamp("\u2212" + itoa(guideTS)), 400},
+		{"inner space", srv, withTimestamp("17053 14600"), 400},
+		{"fraction", srv, withTimestamp(itoa(guideTS) + ".0"), 400},
+		{"exponent", srv, withTimestamp("1.7053146e9"), 400},
+		{"hex", srv, withTimestamp("0x65a50a28"), 400},
+		{"fullwidth digits", srv, withTimestamp("\uff11\uff17\uff10\uff15\uff13\uff11\uff14\uff16\uff10\uff10"), 400},
+		{"arabic-indic digits", srv, withTimestamp("\u0661\u0667\u0660\u0665\u0663\u0661\u0664\u0666\u0660\u0660"), 400},
+		{"milliseconds", srv, withTimestamp(itoa(guideTS * 1000)), 400},
+		{"twelve nines", srv, withTimestamp("999999999999"), 401},
+		{"beyond int64", srv, withTimestamp("99999999999999999999"), 400},
+		{"zero", srv, withTimestamp("0"), 401},
+		{"empty", srv, withTimestamp(""), 400},
+
+		// A stale capture cannot be refreshed by adding a current
+		// timestamp line, before or after the signed one.
+		{"stale, current line appended", srv, func() http.Header {
+			h := signedAt(-time.Hour)
+			h["Webhook-Timestamp"] = append(h["Webhook-Timestamp"], itoa(guideTS))
+			return h
+		}(), 401},
+		{"stale, current line prepended", srv, func() http.Header {
+			h := signedAt(-time.Hour)
+			h["Webhook-Timestamp"] = append([]string{itoa(guideTS)}, h["Webhook-Timestamp"]...)
+			return h
+		}(), 401},
+		{"stale, current line in another case", srv, func() http.Header {
+			h := signedAt(-time.Hour)
+			h["WEBHOOK-TIMESTAMP"] = []string{itoa(guideTS)}
+			return h
+		}(), 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if code := sendRaw(t, tt.srv, guideBody, tt.h); code != tt.want {
+				t.Fatalf("status %d, want %d", code, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyBodyRereadOverHTTP: a plain handler behind Verify and
+// Idempotency on a real server reads the exact signed bytes from Body,
+// again from GetBody and from the context, with ContentLength set even
+// when the sender streamed the body without a length.
+func TestVerifyBodyRereadOverHTTP(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		body, again, raw []byte
+		length           int64
+		chunked          bool
+	}
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(idemChain(t, NewMemoryStore(MemoryStoreOptions{}), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var s seen
+		s.body, _ = io.ReadAll(r.Body)
+		if rest, _ := io.ReadAll(r.Body); len(rest) != 0 {
+			t.Errorf("Body read twice gave %q more", rest)
+		}
+		if rc, err := r.GetBody(); err == nil {
+			s.again, _ = io.ReadAll(rc)
+		}
+		s.raw, _ = RawBodyFromContext(r.Context())
+		s.length, s.chunked = r.ContentLength, len(r.TransferEncoding) > 0
+		got <- s
+	})))
+	defer srv.Close()
+	for _, chunked := range []bool{false, true} {
+		id := "evt_" + strconv.FormatBool(chunked)
+		body := eventBody(id, "order.created", `{"note":"caf\u00e9 \u20ac","n":1.50}`)
+		req := signedRequest(t, body, id, guideTime, secret1)
+		if chunked {
+			req.Body = io.NopCloser(strings.NewReader(body))
+			req.ContentLength = -1
+		}
+		if code := postTo(t, srv, req); code != 200 {
+			t.Fatalf("chunked %v: status %d", chunked, code)
+		}
+		s := <-got
+		if string(s.body) != body || string(s.again) != body || string(s.raw) != body {
+			t.Fatalf("chunked %v: handler read %q, %q from GetBody, %q from the context; sender signed %q", chunked, s.body, s.again, s.raw, body)
+		}
+		if s.length != int64(len(body)) || s.chunked {
+			t.Fatalf("chunked %v: ContentLength %d, chunked %v; want %d, false", chunked, s.length, s.chunked, len(body))
+		}
+	}
 }
