@@ -46,7 +46,9 @@ const (
 
 // ReserveParams are the inputs of [IdempotencyStore.Reserve].
 type ReserveParams struct {
-	// Key is the scoped event id.
+	// Key is the scoped event id. It is as long as the sender made the id
+	// (up to the server's header limit): a store that keeps keys in memory
+	// should keep a digest of long ones, as MemoryStore does.
 	Key string
 	// Token identifies the caller; Complete and Release must present it.
 	Token string

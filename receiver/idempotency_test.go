@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -630,5 +631,46 @@ func TestIdempotencyKeyIsTheSignedWebhookID(t *testing.T) {
 	}
 	if len(ids) != 1 || ids[0] != guideID {
 		t.Fatalf("handler ran for ids %q, want once for %q", ids, guideID)
+	}
+}
+
+// TestMemoryStoreMemoryBoundedWhateverTheIDs: MaxKeys bounds the memory of
+// a MemoryStore only if a key costs the same whatever its length. A sender
+// holding the secret (or anyone who stole it) signs webhook-ids as long as
+// the server's header limit (1 MiB by default); 100 000 of those must not
+// be held as 100 GB. Not parallel: it reads the heap.
+func TestMemoryStoreMemoryBoundedWhateverTheIDs(t *testing.T) {
+	store := NewMemoryStore(MemoryStoreOptions{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(idemChain(t, store, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) })))
+	defer srv.Close()
+	const n, idLen = 64, 512 << 10 // 32 MiB of ids
+	long := func(prefix string) string { return prefix + strings.Repeat("x", idLen) }
+	deliver := func(id string) {
+		t.Helper()
+		if code := postTo(t, srv, signedRequest(t, eventBody("evt_1", "order.created", `{}`), id, guideTime, secret1)); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		deliver(long(strconv.Itoa(i)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if store.Len() != n {
+		t.Fatalf("%d keys, want %d", store.Len(), n)
+	}
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Fatalf("the heap grew by %d MiB for %d keys: the store holds the ids themselves", grown>>20, n)
+	}
+	// Long ids are still told apart: a duplicate is known, an id that
+	// differs in its last byte is not.
+	deliver(long("0"))
+	deliver(long("0") + "y")
+	if c := calls.Load(); c != n+1 {
+		t.Fatalf("handler ran %d times, want %d", c, n+1)
 	}
 }

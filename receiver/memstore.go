@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"sync"
 	"time"
 )
@@ -13,18 +14,23 @@ const DefaultMemoryStoreMaxKeys = 100_000
 
 // MemoryStoreOptions configures [NewMemoryStore].
 type MemoryStoreOptions struct {
-	// MaxKeys bounds the number of remembered keys. When it is reached,
-	// expired keys go first, then the oldest finished ones (whose
-	// duplicates would then be processed again); in-flight keys are never
-	// evicted, and when they alone fill the store Reserve fails with
-	// ErrStoreFull. Defaults to DefaultMemoryStoreMaxKeys.
+	// MaxKeys bounds the number of remembered keys, and so the store's
+	// memory: each key costs the same whatever the length of the event id
+	// it holds. When it is reached, expired keys go first, then the oldest
+	// finished ones (whose duplicates would then be processed again);
+	// in-flight keys are never evicted, and when they alone fill the store
+	// Reserve fails with ErrStoreFull. Defaults to
+	// DefaultMemoryStoreMaxKeys.
 	MaxKeys int
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 }
 
 // MemoryStore is an [IdempotencyStore] in process memory, bounded by TTL and
-// by MaxKeys. Its keys are lost when the process exits; use [BoltStore] to
+// by MaxKeys. It holds a SHA-256 digest of each key, not the key, so every
+// key costs a few hundred bytes however long the signed event id is (a
+// webhook-id may be as long as the server's header limit, 1 MiB by
+// default). Its keys are lost when the process exits; use [BoltStore] to
 // keep them across restarts. It is safe for concurrent use. The zero value
 // is an empty store with the defaults of [MemoryStoreOptions], as
 // NewMemoryStore(MemoryStoreOptions{}) returns.
@@ -32,13 +38,18 @@ type MemoryStore struct {
 	mu    sync.Mutex
 	max   int
 	now   func() time.Time
-	keys  map[string]*list.Element
+	keys  map[memKey]*list.Element
 	order *list.List // of *memEntry, least recently changed first
 	byExp expiryHeap // the same entries, soonest expiry first
 }
 
+// memKey is the SHA-256 digest of a key: the same size for every key.
+type memKey [sha256.Size]byte
+
+func memKeyOf(key string) memKey { return sha256.Sum256([]byte(key)) }
+
 type memEntry struct {
-	key     string
+	key     memKey
 	token   string
 	done    bool
 	expires time.Time
@@ -77,7 +88,7 @@ func NewMemoryStore(opts MemoryStoreOptions) *MemoryStore {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &MemoryStore{max: opts.MaxKeys, now: opts.Now, keys: make(map[string]*list.Element), order: list.New()}
+	return &MemoryStore{max: opts.MaxKeys, now: opts.Now, keys: make(map[memKey]*list.Element), order: list.New()}
 }
 
 // Len returns the number of keys held, expired ones not yet swept included.
@@ -89,15 +100,16 @@ func (s *MemoryStore) Len() int {
 
 // Reserve implements [IdempotencyStore].
 func (s *MemoryStore) Reserve(_ context.Context, p ReserveParams) (Reservation, error) {
+	key := memKeyOf(p.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.keys == nil { // the zero MemoryStore
 		s.max, s.now = DefaultMemoryStoreMaxKeys, time.Now
-		s.keys, s.order = make(map[string]*list.Element), list.New()
+		s.keys, s.order = make(map[memKey]*list.Element), list.New()
 	}
 	now := s.now()
 	s.sweep(now, 16)
-	if el, ok := s.keys[p.Key]; ok {
+	if el, ok := s.keys[key]; ok {
 		e := el.Value.(*memEntry)
 		if now.Before(e.expires) {
 			if e.done {
@@ -110,17 +122,18 @@ func (s *MemoryStore) Reserve(_ context.Context, p ReserveParams) (Reservation, 
 	if len(s.keys) >= s.max && !s.evict(now) {
 		return Reservation{}, ErrStoreFull
 	}
-	e := &memEntry{key: p.Key, token: p.Token, expires: now.Add(p.Lease)}
-	s.keys[p.Key] = s.order.PushBack(e)
+	e := &memEntry{key: key, token: p.Token, expires: now.Add(p.Lease)}
+	s.keys[key] = s.order.PushBack(e)
 	heap.Push(&s.byExp, e)
 	return Reservation{State: Reserved}, nil
 }
 
 // Complete implements [IdempotencyStore].
 func (s *MemoryStore) Complete(_ context.Context, p CompleteParams) error {
+	key := memKeyOf(p.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	el, ok := s.keys[p.Key]
+	el, ok := s.keys[key]
 	if !ok {
 		return ErrNotReserved
 	}
@@ -137,9 +150,10 @@ func (s *MemoryStore) Complete(_ context.Context, p CompleteParams) error {
 
 // Release implements [IdempotencyStore].
 func (s *MemoryStore) Release(_ context.Context, p ReleaseParams) error {
+	key := memKeyOf(p.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	el, ok := s.keys[p.Key]
+	el, ok := s.keys[key]
 	if !ok {
 		return ErrNotReserved
 	}
