@@ -46,13 +46,15 @@
 // # Idempotency
 //
 // Senders deliver at least once. [Idempotency] keys each delivery by its
-// event id, scoped per endpoint, and reserves it atomically: a duplicate of
-// a processed event gets 200 without running the handler, a duplicate that
-// arrives while the first is still running gets 409 with Retry-After, and a
-// handler that fails (non-2xx or panic) releases the key so the sender's
-// retry is processed. Processed ids are kept 7 days by default. Stores:
-// [MemoryStore] (bounded by TTL and size) and [BoltStore] (a bbolt file,
-// survives restarts); implement [IdempotencyStore] for Redis or SQL.
+// event id, scoped per endpoint (the http.ServeMux pattern that routed it;
+// with another router, set [IdempotencyOptions].Scope), and reserves it
+// atomically: a duplicate of a processed event gets 200 without running
+// the handler, a duplicate that arrives while the first is still running
+// gets 409 with Retry-After, and a handler that fails (non-2xx or panic)
+// releases the key so the sender's retry is processed. Processed ids are
+// kept 7 days by default. Stores: [MemoryStore] (bounded by TTL and size)
+// and [BoltStore] (a bbolt file, survives restarts); implement
+// [IdempotencyStore] for Redis or SQL.
 //
 // # Client addresses
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,7 +102,16 @@ type IdempotencyOptions struct {
 	// Store keeps the keys. Required.
 	Store IdempotencyStore
 	// Scope namespaces the keys, so one store can serve several endpoints.
-	// Defaults to the request's URL path.
+	// Defaults to the endpoint's route: the path of the http.ServeMux
+	// pattern that routed the request ("/webhooks/noa-server" for
+	// "POST /webhooks/noa-server"), so all the paths that a subtree or
+	// wildcard pattern matches are one endpoint, as they are to the
+	// signature, which does not cover the path. Without a pattern (another
+	// router) it defaults to the URL path, which the client chooses: set
+	// Scope there, else a delivery replayed to another path that reaches
+	// the handler is processed again. Set it too when one route serves
+	// several senders, each verified with its own secrets, so that the
+	// ids of one cannot shadow those of another.
 	Scope string
 	// TTL is how long a processed event is remembered. Defaults to
 	// DefaultIdempotencyTTL (7 days). Keep it longer than Verify's
@@ -176,7 +186,7 @@ func IdempotencyWithOptions(opts IdempotencyOptions) (func(http.Handler) http.Ha
 			}
 			scope := opts.Scope
 			if scope == "" {
-				scope = r.URL.Path
+				scope = routeScope(r)
 			}
 			key := scope + "\x00" + id
 			token := uuid.NewString()
@@ -229,4 +239,15 @@ func IdempotencyWithOptions(opts IdempotencyOptions) (func(http.Handler) http.Ha
 			next.ServeHTTP(sw, r)
 		})
 	}, nil
+}
+
+// routeScope is the default scope of r: the path of the http.ServeMux
+// pattern that routed it, which is the same whatever path the client sent,
+// else (another router set no pattern) its URL path. A pattern's method
+// and host hold no '/', so its path starts at the first one.
+func routeScope(r *http.Request) string {
+	if i := strings.IndexByte(r.Pattern, '/'); i >= 0 {
+		return r.Pattern[i:]
+	}
+	return r.URL.Path
 }

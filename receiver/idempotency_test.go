@@ -674,3 +674,59 @@ func TestMemoryStoreMemoryBoundedWhateverTheIDs(t *testing.T) {
 		t.Fatalf("handler ran %d times, want %d", c, n+1)
 	}
 }
+
+// TestIdempotencyScopeIsTheRoute: the default scope is the ServeMux
+// pattern that routed the delivery, not the path the client asked for. A
+// signature does not cover the path, so with a pattern that matches
+// several paths (a subtree, as "/webhooks/" or "/webhooks/noa-server/"
+// are, or a wildcard) a delivery replayed to another of them inside the
+// tolerance must still be a duplicate; two patterns sharing a store are
+// still two endpoints.
+func TestIdempotencyScopeIsTheRoute(t *testing.T) {
+	t.Parallel()
+	store := NewMemoryStore(MemoryStoreOptions{})
+	var subtree, wildcard, exact atomic.Int32
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/", idemChain(t, store, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { subtree.Add(1) })))
+	mux.Handle("POST /hooks/{source}", idemChain(t, store, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { wildcard.Add(1) })))
+	mux.Handle("POST /exact", idemChain(t, store, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { exact.Add(1) })))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, path := range []string{
+		"/webhooks/noa-server", "/webhooks/noa-server/", "/webhooks/other", "/webhooks/a/b",
+		"/hooks/noa-server", "/hooks/other", "/hooks/x%2Fy",
+		"/exact",
+	} {
+		req := signedRequest(t, guideBody, guideID, guideTime, secret1)
+		req.RequestURI = ""
+		req.URL, _ = req.URL.Parse(srv.URL + path)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+	}
+	if s, w, e := subtree.Load(), wildcard.Load(), exact.Load(); s != 1 || w != 1 || e != 1 {
+		t.Fatalf("handlers ran %d (subtree), %d (wildcard), %d (exact) times; want once each", s, w, e)
+	}
+}
+
+func TestRouteScope(t *testing.T) {
+	t.Parallel()
+	for pattern, want := range map[string]string{
+		"POST /webhooks/noa-server":        "/webhooks/noa-server",
+		"/webhooks/":                       "/webhooks/",
+		"POST hooks.example.com/in/{src}/": "/in/{src}/",
+		"POST   /spaced":                   "/spaced",
+		"":                                 "/the/url/path",
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/the/url/path", nil)
+		r.Pattern = pattern
+		if got := routeScope(r); got != want {
+			t.Errorf("pattern %q: scope %q, want %q", pattern, got, want)
+		}
+	}
+}
