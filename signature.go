@@ -249,13 +249,13 @@ func NewVerifier(secrets []string, opts VerifyOptions) (*Verifier, error) {
 
 // Verify checks the signature headers of a request against its raw body.
 // When the Standard Webhooks headers are present they are verified, with
-// the timestamp tolerance (a webhook-id or webhook-timestamp without a
-// webhook-signature is ErrMalformedHeader); otherwise the guide's
-// X-Webhook-Signature is verified only if AllowLegacy is set. Entries of
-// webhook-signature other than "v1,<base64>" are skipped; every other
-// entry is tried against every secret, in constant time per comparison. A
-// Verifier without a secret (not made by NewVerifier) fails with
-// ErrNoSecrets.
+// the timestamp tolerance (a webhook-id or webhook-timestamp line without
+// a webhook-signature, even an empty line, is ErrMalformedHeader);
+// otherwise the guide's X-Webhook-Signature is verified only if
+// AllowLegacy is set. Entries of webhook-signature other than
+// "v1,<base64>" are skipped; every other entry is tried against every
+// secret, in constant time per comparison. A Verifier without a secret
+// (not made by NewVerifier) fails with ErrNoSecrets.
 func (v *Verifier) Verify(body []byte, h http.Header) error {
 	if v == nil || len(v.keys) == 0 {
 		return ErrNoSecrets
@@ -265,8 +265,9 @@ func (v *Verifier) Verify(body []byte, h http.Header) error {
 		// A webhook-id or webhook-timestamp without its signature is a
 		// Standard Webhooks request whose signature was stripped, perhaps
 		// to replay it on the timeless legacy header: refused, legacy
-		// allowed or not.
-		if h.Get(HeaderStandardID) != "" || h.Get(HeaderStandardTimestamp) != "" {
+		// allowed or not. Any line counts, an empty one too (Header.Get
+		// would read an empty first line as no header).
+		if len(h.Values(HeaderStandardID)) > 0 || len(h.Values(HeaderStandardTimestamp)) > 0 {
 			return ErrMalformedHeader
 		}
 		legacy := h.Values(HeaderSignature)

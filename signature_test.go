@@ -222,6 +222,12 @@ func TestVerifyLegacy(t *testing.T) {
 		if err := lax2.Verify([]byte(guideBody), h); !errors.Is(err, ErrMalformedHeader) {
 			t.Errorf("valid legacy header with %s and no webhook-signature: %v, want ErrMalformedHeader", keep, err)
 		}
+		// An empty line first, which Header.Get reads as absent, is still
+		// a line.
+		h[keep] = append([]string{""}, h[keep]...)
+		if err := lax2.Verify([]byte(guideBody), h); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("valid legacy header with an empty %s line first and no webhook-signature: %v, want ErrMalformedHeader", keep, err)
+		}
 	}
 }
 

@@ -553,3 +553,44 @@ func TestVerifyBodyRereadOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyStrippedSignatureWithEmptyLines: a request that carries a
+// webhook-id or webhook-timestamp line is a Standard Webhooks request, even
+// when that line (or the first of them) is empty: with its webhook-signature
+// stripped, it is refused although the legacy header alone would verify.
+func TestVerifyStrippedSignatureWithEmptyLines(t *testing.T) {
+	t.Parallel()
+	mw := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, AllowLegacy: true, Now: fixedClock(guideTime)})
+	srv := httptest.NewServer(mw(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	defer srv.Close()
+	stripped := func(id, ts []string) http.Header {
+		h := signedRequest(t, guideBody, guideID, guideTime, secret1).Header
+		delete(h, "Webhook-Signature")
+		delete(h, "Webhook-Id")
+		delete(h, "Webhook-Timestamp")
+		if id != nil {
+			h["Webhook-Id"] = id
+		}
+		if ts != nil {
+			h["Webhook-Timestamp"] = ts
+		}
+		return h
+	}
+	tests := []struct {
+		name   string
+		id, ts []string
+		want   int
+	}{
+		{"legacy only", nil, nil, 200},
+		{"id and timestamp kept", []string{guideID}, []string{itoa(guideTS)}, 400},
+		{"empty id line first", []string{"", guideID}, nil, 400},
+		{"empty timestamp line first", nil, []string{"", itoa(guideTS)}, 400},
+		{"empty id line", []string{""}, nil, 400},
+		{"empty timestamp line", nil, []string{""}, 400},
+	}
+	for _, tt := range tests {
+		if code := sendRaw(t, srv, guideBody, stripped(tt.id, tt.ts)); code != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.name, code, tt.want)
+		}
+	}
+}
