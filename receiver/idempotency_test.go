@@ -730,3 +730,44 @@ func TestRouteScope(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowLegacyReplayIsBoundedByIdempotency pins what AllowLegacy costs,
+// as the docs say: a captured delivery stripped of its three Standard
+// headers verifies by the legacy header, which has no timestamp, long after
+// the tolerance. Only the idempotency store, keyed then by the payload id,
+// stops the replay, and only while it keeps the id.
+func TestAllowLegacyReplayIsBoundedByIdempotency(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: guideTime}
+	var calls atomic.Int32
+	verify := VerifyWithOptionsMust(t, VerifyOptions{Secrets: []string{secret1}, AllowLegacy: true, Now: clk.Now})
+	idem, err := IdempotencyWithOptions(IdempotencyOptions{Store: NewMemoryStore(MemoryStoreOptions{Now: clk.Now}), TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(verify(idem(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))))
+	defer srv.Close()
+	captured := signedRequest(t, guideBody, guideID, guideTime, secret1).Header
+	stripped := captured.Clone()
+	for _, k := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+		delete(stripped, k)
+	}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		h       http.Header
+		want    int
+		calls   int32
+	}{
+		{"delivery", 0, captured, 200, 1},
+		{"replay an hour later", time.Hour, captured, 401, 1},
+		{"replay stripped, an hour later", 0, stripped, 200, 1},
+		{"replay stripped, after the TTL", 24 * time.Hour, stripped, 200, 2},
+	}
+	for _, s := range steps {
+		clk.Add(s.advance)
+		if code := sendRaw(t, srv, guideBody, s.h); code != s.want || calls.Load() != s.calls {
+			t.Fatalf("%s: status %d, handler ran %d times; want %d, %d", s.name, code, calls.Load(), s.want, s.calls)
+		}
+	}
+}
