@@ -103,7 +103,10 @@ func NewVerifier(opts VerifyOptions) (*Verifier, error) {
 
 // Verify checks the signature headers h against the raw body and, when they
 // verify, decodes the envelope. It is the whole verification of the
-// middleware, for stacks other than net/http. Errors match, with errors.Is,
+// middleware, for stacks other than net/http. h is read as http.Header
+// reads, by canonical key: fill it with Add or Set, not by assigning the
+// lower-case names some platforms deliver, else no header is found and
+// every request is refused. Errors match, with errors.Is,
 // the sentinels of package webhook ([webhook.ErrInvalidSignature],
 // [webhook.ErrTimestampTooOld], [webhook.ErrMalformedHeader], …) or
 // [ErrMalformedPayload]. The returned event's Data aliases body.

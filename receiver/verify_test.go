@@ -594,3 +594,29 @@ func TestVerifyStrippedSignatureWithEmptyLines(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierReadsCanonicalKeys pins what Verifier.Verify's doc says to
+// callers on other stacks: a header map with lower-case keys assigned
+// directly finds no signature (refused, never accepted); the same values
+// added with Add verify.
+func TestVerifierReadsCanonicalKeys(t *testing.T) {
+	t.Parallel()
+	v, err := NewVerifier(VerifyOptions{Secrets: []string{secret1}, AllowLegacy: true, Now: fixedClock(guideTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := signedRequest(t, guideBody, guideID, guideTime, secret1).Header
+	raw, added := http.Header{}, http.Header{}
+	for k, vs := range signed {
+		raw[strings.ToLower(k)] = vs
+		for _, val := range vs {
+			added.Add(strings.ToLower(k), val)
+		}
+	}
+	if _, err := v.Verify([]byte(guideBody), raw); !errors.Is(err, webhook.ErrMissingSignature) {
+		t.Errorf("lower-case keys: %v, want ErrMissingSignature", err)
+	}
+	if _, err := v.Verify([]byte(guideBody), added); err != nil {
+		t.Errorf("keys added with Add: %v", err)
+	}
+}
