@@ -22,6 +22,7 @@ var decodeSeeds = []string{
 	`{"url":1}`, `{"events":"x"}`, `{"headers":{"X":1}}`, `{"URL":"x"}`, `{"url":"a","url":"b"}`, `{"headers":{"X":"1","X":"2"}}`,
 	`{} {}`, `{`, `[]`, `null`, ``, "\xff", `{"a":` + strings.Repeat("[", 100),
 	`{"active":tru}`, `{"gracePeriodSeconds":1e400}`, `{"gracePeriodSeconds":-0.5}`,
+	`{"data":{"x":1e400}}`, `{"data":{"a":[-1e999]}}`, `{"data":{"x":"\ud800"}}`,
 }
 
 // FuzzDecodeJSON: whatever the bytes, the decoder of every request body
@@ -52,7 +53,10 @@ func FuzzDecodeJSON(f *testing.F) {
 }
 
 // FuzzCreateWebhook drives whole requests through the handler: any body,
-// any Content-Type, is answered 201 or a 4xx in the envelope.
+// any Content-Type, is answered 201 or a 4xx in the envelope. The test
+// route of a real webhook is driven too: its dispatcher is not running, so
+// a body it accepts is answered 503, after the event's data has been made
+// a payload.
 func FuzzCreateWebhook(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add([]byte(s), "application/json")
@@ -65,21 +69,35 @@ func FuzzCreateWebhook(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	reg := webhook.NewRegistry(st, webhook.RegistryOptions{})
 	h, err := New(Config{
-		Registry: webhook.NewRegistry(st, webhook.RegistryOptions{}), Dispatcher: disp, Store: st,
+		Registry: reg, Dispatcher: disp, Store: st,
 		Tenant:       func(*http.Request) (string, error) { return "t", nil },
 		MaxBodyBytes: 4 << 10,
 	})
 	if err != nil {
 		f.Fatal(err)
 	}
+	wh, err := reg.Create(f.Context(), "t", webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body []byte, ct string) {
-		for _, target := range []struct{ method, path string }{{"POST", "/v1/webhooks"}, {"PUT", "/v1/webhooks/wh_missing"}, {"POST", "/v1/webhooks/wh_missing/rotate-secret"}} {
+		for _, target := range []struct {
+			method, path string
+			unavailable  bool // 503 is the answer to a body the route takes
+		}{
+			{"POST", "/v1/webhooks", false},
+			{"PUT", "/v1/webhooks/wh_missing", false},
+			{"POST", "/v1/webhooks/wh_missing/rotate-secret", false},
+			{"POST", "/v1/webhooks/" + wh.ID + "/test", true},
+		} {
 			req := httptest.NewRequest(target.method, target.path, bytes.NewReader(body))
 			req.Header.Set("Content-Type", ct)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			if rec.Code >= 500 || (rec.Code != http.StatusCreated && rec.Code < 400) {
+			unavailable := target.unavailable && rec.Code == http.StatusServiceUnavailable
+			if !unavailable && (rec.Code >= 500 || (rec.Code != http.StatusCreated && rec.Code < 400)) {
 				t.Fatalf("%s %s %q (%q): %d %s", target.method, target.path, body, ct, rec.Code, rec.Body)
 			}
 			var env map[string]any

@@ -62,7 +62,7 @@ func (h *handler) emitEvent(w http.ResponseWriter, r *http.Request, tenant strin
 		}
 		return fieldError(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "data", msg)
 	case errors.Is(err, webhook.ErrInvalidJSON):
-		return fieldError(http.StatusBadRequest, CodeValidation, "data", "data cannot be sent: "+strings.TrimPrefix(err.Error(), "webhook: invalid event: data: "))
+		return unsendableData(err)
 	case errors.Is(err, webhook.ErrInvalidEvent) && req.ID != "":
 		return fieldError(http.StatusBadRequest, CodeValidation, "id", "id must be at most 128 letters, digits, '_', '-' or ':'")
 	case errors.Is(err, webhook.ErrInvalidEvent):
@@ -79,6 +79,15 @@ func (h *handler) emitEvent(w http.ResponseWriter, r *http.Request, tenant strin
 	}
 	h.ok(w, r, http.StatusAccepted, out)
 	return nil
+}
+
+// unsendableData answers data that the dispatcher refused to make a
+// payload of (err matches webhook.ErrInvalidJSON): valid JSON for the
+// request's decoder, but not for a receiver, such as a number beyond the
+// range of a double.
+func unsendableData(err error) *apiError {
+	return fieldError(http.StatusBadRequest, CodeValidation, "data",
+		"data cannot be sent: "+strings.TrimPrefix(err.Error(), "webhook: invalid event: data: "))
 }
 
 // printable reports whether s is valid UTF-8 without control characters.

@@ -79,6 +79,8 @@ func TestBadInput(t *testing.T) {
 		{"events body wrong type", "POST", "/v1/events", `{"event":["workflow.completed"]}`, nil, 400, "validation_error", "event"},
 		{"event data number out of range", "POST", "/v1/events", `{"event":"workflow.completed","data":{"x":1e400}}`, nil, 400, "validation_error", "data"},
 		{"event data number out of range, with an id", "POST", "/v1/events", `{"id":"evt_1","event":"workflow.completed","data":[-1e999]}`, nil, 400, "validation_error", "data"},
+		{"test data number out of range", "POST", "/v1/webhooks/" + id + "/test", `{"data":{"x":1e400}}`, nil, 400, "validation_error", "data"},
+		{"test data nested number out of range", "POST", "/v1/webhooks/" + id + "/test", `{"data":{"a":[{"b":-1e999}]}}`, nil, 400, "validation_error", "data"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -272,10 +272,12 @@ func (h *handler) testWebhook(w http.ResponseWriter, r *http.Request, tenant str
 	ctx, cancel := context.WithTimeout(r.Context(), h.sendTimeout)
 	defer cancel()
 	d, a, err := h.disp.SendTest(ctx, wh.ID, data)
-	if errors.Is(err, webhook.ErrPayloadTooLarge) {
+	switch {
+	case errors.Is(err, webhook.ErrPayloadTooLarge):
 		return fieldError(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "data", "data is larger than the server's event cap")
-	}
-	if err != nil {
+	case errors.Is(err, webhook.ErrInvalidJSON):
+		return unsendableData(err)
+	case err != nil:
 		return h.sendError(err)
 	}
 	var as []*store.Attempt
