@@ -65,10 +65,18 @@ func checkJSONContentType(ct string) error {
 // decodeJSON decodes data, which must hold exactly one JSON object with
 // only the fields of dst, into dst. Every error it returns is an *apiError
 // with status 400.
+//
+// Data must be UTF-8, as JSON between systems must be (RFC 8259): where
+// encoding/json would replace each invalid byte with U+FFFD, and store a
+// URL, a description or a header value other than the one sent, the body
+// is refused.
 func decodeJSON(data []byte, dst any) error {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return errorf(http.StatusBadRequest, CodeInvalidJSON, "the request body must be a JSON object")
+	}
+	if n := invalidUTF8(data); n >= 0 {
+		return errorf(http.StatusBadRequest, CodeInvalidJSON, fmt.Sprintf("the request body is not valid UTF-8 (byte %d)", n))
 	}
 	if err := checkKeys(data, reflect.TypeOf(dst)); err != nil {
 		return err
@@ -82,6 +90,22 @@ func decodeJSON(data []byte, dst any) error {
 		return errorf(http.StatusBadRequest, CodeInvalidJSON, "the request body must hold one JSON object and nothing after it")
 	}
 	return nil
+}
+
+// invalidUTF8 returns the offset of the first byte of data that is not
+// part of a valid UTF-8 sequence, or -1 when data is valid UTF-8.
+func invalidUTF8(data []byte) int {
+	if utf8.Valid(data) {
+		return -1
+	}
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 // checkKeys refuses top-level keys that are not exactly a json tag of dst

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store/memstore"
@@ -22,12 +23,13 @@ var decodeSeeds = []string{
 	`{"url":1}`, `{"events":"x"}`, `{"headers":{"X":1}}`, `{"URL":"x"}`, `{"url":"a","url":"b"}`, `{"headers":{"X":"1","X":"2"}}`,
 	`{} {}`, `{`, `[]`, `null`, ``, "\xff", `{"a":` + strings.Repeat("[", 100),
 	`{"active":tru}`, `{"gracePeriodSeconds":1e400}`, `{"gracePeriodSeconds":-0.5}`,
+	"{\"description\":\"caf\xe9\"}", "{\"url\":\"https://a.example/\xed\xa0\x80\"}",
 	`{"data":{"x":1e400}}`, `{"data":{"a":[-1e999]}}`, `{"data":{"x":"\ud800"}}`,
 }
 
 // FuzzDecodeJSON: whatever the bytes, the decoder of every request body
-// returns nil or a 4xx *apiError, never panics, and what it accepts
-// round-trips.
+// returns nil or a 4xx *apiError, never panics, and accepts only valid
+// JSON in UTF-8.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add([]byte(s))
@@ -36,7 +38,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		for _, dst := range []any{&createRequest{}, &updateRequest{}, &rotateRequest{}, &emitRequest{}, &testRequest{}} {
 			err := decodeJSON(data, dst)
 			if err == nil {
-				if !json.Valid(data) {
+				if !json.Valid(data) || !utf8.Valid(data) {
 					t.Fatalf("%T accepted invalid JSON %q", dst, data)
 				}
 				continue
