@@ -15,14 +15,22 @@ import (
 )
 
 // decodeBody reads the JSON object in r's body into dst, a pointer to a
-// struct. The body is capped at max bytes (413 above it), must be sent as
-// application/json (415 otherwise), and must be exactly one JSON object
-// whose fields all belong to dst (400 otherwise, naming the field when one
-// is at fault). When optional is set an empty body is accepted and leaves
+// struct. The body is capped at max bytes (413 above it: at once when its
+// Content-Length says so, else when the read passes the cap), must be
+// sent as application/json (415 otherwise), and must be exactly one JSON
+// object whose fields all belong to dst (400 otherwise, naming the field
+// when one is at fault). When optional is set an empty body is accepted and leaves
 // dst unchanged, whatever its Content-Type.
 //
 // Every error it returns is an *apiError.
 func decodeBody(w http.ResponseWriter, r *http.Request, max int64, dst any, optional bool) error {
+	if r.ContentLength > max {
+		// Refused before a byte is read: a client that sent Expect:
+		// 100-continue is answered at once rather than asked for a body
+		// that would be cut off.
+		return errorf(http.StatusRequestEntityTooLarge, CodePayloadTooLarge,
+			fmt.Sprintf("the request body is larger than %d bytes", max))
+	}
 	var data []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		var err error

@@ -1,9 +1,15 @@
 package api_test
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bad input gets a precise 4xx in the envelope, never a 500, and changes
@@ -154,5 +160,72 @@ func TestMethodNotAllowed(t *testing.T) {
 	r := h.do("HEAD", "/v1/webhooks/"+id, tokenA, "")
 	if r.status != http.StatusOK || len(r.raw) != 0 {
 		t.Errorf("HEAD: %d %q", r.status, r.raw)
+	}
+}
+
+// rawExchange writes req to the API's server as it is, on a connection of
+// its own that t closes, and returns the first answer that comes back
+// (which may be a 100 Continue).
+func (h *harness) rawExchange(t *testing.T, req string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.api.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	// A guard against a hung test, not a measure of anything.
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	return res
+}
+
+// The body cap holds however the body is framed: with a Content-Length
+// over the cap the request is refused before its body is asked for, and a
+// chunked body or one that outruns a small Content-Length is cut off.
+// Nothing is stored from any of them.
+func TestBodyCap(t *testing.T) {
+	h := newHarness(t, stores[1].open, options{maxBody: 1 << 10})
+	id, _ := h.create(tokenA)
+	big := `{"description":"` + strings.Repeat("d", 3000) + `"}`
+	head := "PUT /v1/webhooks/" + id + " HTTP/1.1\r\nHost: api.example\r\n" +
+		"Authorization: Bearer " + tokenA + "\r\nContent-Type: application/json\r\n"
+	for _, c := range []struct {
+		name, req string
+		status    int
+		code      string
+	}{
+		// A client that waits for 100 Continue is told 413 at once.
+		{"expect 100-continue", head + "Expect: 100-continue\r\nContent-Length: 1073741824\r\n\r\n", 413, "payload_too_large"},
+		{"content length over the cap", head + "Content-Length: 3000000\r\n\r\n" + big, 413, "payload_too_large"},
+		{"chunked", head + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(big), big), 413, "payload_too_large"},
+		{"content length under the body", head + "Content-Length: 16\r\n\r\n" + big, 400, "invalid_json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := h.rawExchange(t, c.req)
+			defer res.Body.Close()
+			raw, _ := io.ReadAll(res.Body)
+			if res.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, c.status, raw)
+			}
+			var env struct {
+				Success bool `json:"success"`
+				Error   struct{ Code string }
+			}
+			if err := json.Unmarshal(raw, &env); err != nil || env.Success || env.Error.Code != c.code {
+				t.Errorf("answer %s, want code %q", raw, c.code)
+			}
+		})
+	}
+	d := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t)
+	if d["description"] != "" {
+		t.Errorf("a refused body was stored: %v", d)
 	}
 }
