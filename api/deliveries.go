@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,7 +222,10 @@ var (
 
 // GET /v1/webhooks/{id}/deliveries?status=&event=&cursor=&limit=
 func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, tenant string) error {
-	q := r.URL.Query()
+	q, err := queryParams(r, "status", "event", "cursor", "limit")
+	if err != nil {
+		return err
+	}
 	limit, err := pageLimit(q.Get("limit"))
 	if err != nil {
 		return err
@@ -300,6 +305,38 @@ func pageLimit(s string) (int, error) {
 			fmt.Sprintf("limit must be an integer from 1 to %d", MaxPageLimit))
 	}
 	return n, nil
+}
+
+// queryParams parses the query string of a listing that reads the
+// parameters names. A pair whose name or value does not unescape, and a
+// parameter of names given more than once, are refused with 400, where
+// url.Values would drop the one and keep the first of the other: a
+// filter, page size or cursor is never silently ignored. Other names,
+// such as a host's own parameters, are taken as they come once they
+// unescape.
+func queryParams(r *http.Request, names ...string) (url.Values, error) {
+	q := url.Values{}
+	for pair := range strings.SplitSeq(r.URL.RawQuery, "&") {
+		if pair == "" {
+			continue
+		}
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, CodeInvalidParameter,
+				"the query string is malformed: the name "+quoteShort(rawName)+" is not escaped correctly")
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, fieldError(http.StatusBadRequest, CodeInvalidParameter, shorten(name),
+				"the value of "+quoteShort(name)+" is not escaped correctly")
+		}
+		if q.Has(name) && slices.Contains(names, name) {
+			return nil, fieldError(http.StatusBadRequest, CodeInvalidParameter, name, name+" is given more than once")
+		}
+		q.Add(name, value)
+	}
+	return q, nil
 }
 
 // GET /v1/webhooks/{id}/deliveries/{deliveryId}

@@ -46,6 +46,8 @@
 // Request bodies must be application/json objects in UTF-8 whose field
 // names match exactly (case included), once each; the names inside headers
 // are given once each too.
+// A listing refuses, with 400 invalid_parameter, a query string that does
+// not unescape and a parameter it reads given twice.
 // The OpenAPI document is served without authentication.
 //
 // A webhook may carry its own retry budget, maxAttempts (attempts in all,

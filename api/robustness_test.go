@@ -229,3 +229,42 @@ func TestBodyCap(t *testing.T) {
 		t.Errorf("a refused body was stored: %v", d)
 	}
 }
+
+// A listing's query string is read exactly or refused: a parameter that
+// does not unescape, or one given twice, is a 400 naming it, never a
+// filter, a page size or a cursor silently dropped. Other names, well
+// escaped, are left alone.
+func TestListQueryRefused(t *testing.T) {
+	h := newHarness(t, stores[1].open, options{events: true})
+	id, _ := h.create(tokenA)
+	h.emit(tokenA, "workflow.completed", `{}`)
+	deliveries := "/v1/webhooks/" + id + "/deliveries"
+	for _, c := range []struct{ path, field string }{
+		{deliveries + "?status=%zz", "status"},
+		{deliveries + "?status=failed;x", "status"},
+		{deliveries + "?event=workflow.failed%", "event"},
+		{deliveries + "?limit=%zz", "limit"},
+		{deliveries + "?cursor=%zz", "cursor"},
+		{deliveries + "?status=failed&status=success", "status"},
+		{deliveries + "?event=workflow.failed&event=workflow.completed", "event"},
+		{deliveries + "?limit=1&limit=x", "limit"},
+		{deliveries + "?other=%zz", "other"},
+		{"/v1/webhooks?limit=%zz", "limit"},
+		{"/v1/webhooks?limit=1;", "limit"},
+		{"/v1/webhooks?limit=1&limit=2", "limit"},
+		{"/v1/webhooks?cursor=%zz", "cursor"},
+		{"/v1/webhooks?cursor=&cursor=", "cursor"},
+	} {
+		r := h.do("GET", c.path, tokenA, "").must(t, http.StatusBadRequest)
+		if code, field := r.errCode(t); code != "invalid_parameter" || field != c.field {
+			t.Errorf("%s: code %q, field %q; want invalid_parameter, %q: %s", c.path, code, field, c.field, r.raw)
+		}
+	}
+	for _, path := range []string{
+		deliveries + "?status=success&other=1&other=2",
+		deliveries + "?event=workflow%2Ecompleted&&limit=5&",
+		"/v1/webhooks?access_token=x",
+	} {
+		h.do("GET", path, tokenA, "").must(t, http.StatusOK)
+	}
+}

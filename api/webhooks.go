@@ -149,7 +149,10 @@ func (h *handler) createWebhook(w http.ResponseWriter, r *http.Request, tenant s
 
 // GET /v1/webhooks?cursor=&limit=
 func (h *handler) listWebhooks(w http.ResponseWriter, r *http.Request, tenant string) error {
-	q := r.URL.Query()
+	q, err := queryParams(r, "cursor", "limit")
+	if err != nil {
+		return err
+	}
 	limit, err := pageLimit(q.Get("limit"))
 	if err != nil {
 		return err
