@@ -205,10 +205,12 @@ func (h *handler) notAllowed(w http.ResponseWriter, r *http.Request) {
 	h.methodNotAllowed(w, r, h.allow[path])
 }
 
+// methodNotAllowed answers 405 with allow. The message names the method,
+// shortened: a method is any token the client sends.
 func (h *handler) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
 	h.fail(w, r, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-		r.Method+" is not allowed here; allowed: "+allow))
+		shorten(r.Method)+" is not allowed here; allowed: "+allow))
 }
 
 // notFound answers a request no route matches: 405 when its path is a

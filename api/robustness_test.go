@@ -145,15 +145,21 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/v1/webhooks/openapi.json", "GET, HEAD"},
 		{"OPTIONS", "/v1/webhooks", "POST, GET, HEAD"},
 		{"TRACE", "/v1/webhooks/" + id, "GET, HEAD, PUT, DELETE"},
+		// Any token is a method; a long one is not echoed whole.
+		{strings.Repeat("M", 8000), "/v1/webhooks", "POST, GET, HEAD"},
+		{"get", "/v1/webhooks", "POST, GET, HEAD"},
 	}
 	for _, c := range cases {
 		r := h.do(c.method, c.path, tokenA, "")
 		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow {
-			t.Errorf("%s %s: %d, Allow %q; want 405, %q: %s", c.method, c.path, r.status, r.header.Get("Allow"), c.allow, r.raw)
+			t.Errorf("%s %s: %d, Allow %q; want 405, %q: %s", shortQ(c.method), c.path, r.status, r.header.Get("Allow"), c.allow, r.raw)
 			continue
 		}
 		if code, _ := r.errCode(t); code != "method_not_allowed" {
-			t.Errorf("%s %s: code %q", c.method, c.path, code)
+			t.Errorf("%s %s: code %q", shortQ(c.method), c.path, code)
+		}
+		if len(r.raw) > 512 {
+			t.Errorf("%s %s: a %d-byte answer echoes the method", shortQ(c.method), c.path, len(r.raw))
 		}
 	}
 	// HEAD works where GET does, without a body.
