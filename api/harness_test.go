@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -65,6 +66,9 @@ type options struct {
 	// regNow is the Registry's clock (of rotations and of createdAt and
 	// updatedAt); nil is time.Now.
 	regNow func() time.Time
+	// logger receives the logs of the dispatcher and of the API; nil is
+	// silence.
+	logger *slog.Logger
 }
 
 // regClock is a Registry clock a test moves by hand.
@@ -107,7 +111,7 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 	disp, err := webhook.New(st, &webhook.Config{
 		AllowedRanges: loopback, AllowAnyPort: true,
 		PollInterval: 10 * time.Millisecond, Retry: retry, Timeout: 5 * time.Second,
-		PerWebhookConcurrency: o.perWebhook,
+		PerWebhookConcurrency: o.perWebhook, Logger: o.logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +129,7 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 		EnableEvents: o.events,
 		MaxBodyBytes: o.maxBody,
 		SendTimeout:  o.sendTimeout,
+		Logger:       o.logger,
 	})
 	if err != nil {
 		t.Fatal(err)
