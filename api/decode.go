@@ -17,10 +17,11 @@ import (
 // decodeBody reads the JSON object in r's body into dst, a pointer to a
 // struct. The body is capped at max bytes (413 above it: at once when its
 // Content-Length says so, else when the read passes the cap), must be
-// sent as application/json (415 otherwise), and must be exactly one JSON
-// object whose fields all belong to dst (400 otherwise, naming the field
-// when one is at fault). When optional is set an empty body is accepted and leaves
-// dst unchanged, whatever its Content-Type.
+// sent as application/json without a content coding (415 otherwise), and
+// must be exactly one JSON object whose fields all belong to dst (400
+// otherwise, naming the field when one is at fault). When optional is set
+// an empty body is accepted and leaves dst unchanged, whatever its
+// Content-Type and Content-Encoding.
 //
 // Every error it returns is an *apiError.
 func decodeBody(w http.ResponseWriter, r *http.Request, max int64, dst any, optional bool) error {
@@ -52,7 +53,26 @@ func decodeBody(w http.ResponseWriter, r *http.Request, max int64, dst any, opti
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
+	if err := checkIdentityEncoding(r.Header.Values("Content-Encoding")); err != nil {
+		return err
+	}
 	return decodeJSON(data, dst)
+}
+
+// checkIdentityEncoding accepts a body sent without a content coding
+// (none named, or identity). A compressed body is refused as such rather
+// than read as JSON and answered as malformed, and a body that names a
+// coding it was not sent with is not read as if it had named none.
+func checkIdentityEncoding(values []string) error {
+	for _, v := range values {
+		for coding := range strings.SplitSeq(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return errorf(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+					"the request body must be sent without a content coding, not "+quoteShort(c))
+			}
+		}
+	}
+	return nil
 }
 
 // checkJSONContentType accepts application/json and application/*+json,

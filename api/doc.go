@@ -43,9 +43,9 @@
 // unsent. The delivery detail adds "event", "nextAttemptAt", "createdAt",
 // "updatedAt" and "attemptLog" (every attempt, oldest first) to the guide's
 // fields; its top-level request and response are the latest attempt's.
-// Request bodies must be application/json objects in UTF-8 whose field
-// names match exactly (case included), once each; the names inside headers
-// are given once each too.
+// Request bodies must be application/json objects in UTF-8, sent without
+// a content coding, whose field names match exactly (case included), once
+// each; the names inside headers are given once each too.
 // A listing refuses, with 400 invalid_parameter, a query string that does
 // not unescape and a parameter it reads given twice.
 // The OpenAPI document is served without authentication.

@@ -22,7 +22,7 @@ const (
 	CodeWebhookInactive      = "webhook_inactive"       // 409: the webhook is inactive
 	CodeTooManySecrets       = "too_many_secrets"       // 409: a rotation would exceed the previous secrets in their grace period
 	CodePayloadTooLarge      = "payload_too_large"      // 413: the body or the event data is over its cap
-	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a body that is not application/json
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a body that is not application/json, or is content-coded
 	CodeInternal             = "internal_error"         // 500: a fault of the server; details are in its log
 	CodeUnavailable          = "unavailable"            // 503: the delivery engine is not running
 	CodeTimeout              = "timeout"                // 504: the attempt did not finish in time
