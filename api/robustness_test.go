@@ -2,14 +2,18 @@ package api_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/noa-server/webhook/store"
 )
 
 // Bad input gets a precise 4xx in the envelope, never a 500, and changes
@@ -277,4 +281,64 @@ func TestListQueryRefused(t *testing.T) {
 	} {
 		h.do("GET", path, tokenA, "").must(t, http.StatusOK)
 	}
+}
+
+// A cursor is only ever a position in the caller's own listing: one of
+// another tenant's pages, one of another webhook's deliveries, and cursors
+// forged to name another tenant's records (in the encoding of either
+// store) answer 200 with the caller's records or 400, never a 500 and
+// never another tenant's or webhook's record.
+func TestForeignCursors(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{events: true})
+		var mine, theirs []string
+		for range 3 {
+			a, _ := h.create(tokenA, "workflow.completed")
+			b, _ := h.create(tokenB, "workflow.completed")
+			mine, theirs = append(mine, a), append(theirs, b)
+		}
+		h.emit(tokenA, "workflow.completed", `{}`)
+		h.emit(tokenA, "workflow.completed", `{}`)
+		h.emit(tokenB, "workflow.completed", `{}`)
+		theirDeliveries := h.do("GET", "/v1/webhooks/"+theirs[0]+"/deliveries", tokenB, "").must(t, http.StatusOK).items(t)
+		if len(theirDeliveries) != 1 {
+			t.Fatalf("%d deliveries of B's", len(theirDeliveries))
+		}
+
+		next := func(token, path string) string {
+			t.Helper()
+			r := h.do("GET", path+"?limit=1", token, "").must(t, http.StatusOK)
+			c, _ := r.body["pagination"].(map[string]any)["nextCursor"].(string)
+			if c == "" {
+				t.Fatalf("%s: no next page", path)
+			}
+			return c
+		}
+		var cursors []string
+		cursors = append(cursors, next(tokenB, "/v1/webhooks"), next(tokenA, "/v1/webhooks/"+mine[1]+"/deliveries"))
+		for _, id := range []string{theirs[0], theirs[2], theirDeliveries[0]["id"].(string), "\xff\xff\xff\xff", "\x00"} {
+			cursors = append(cursors,
+				base64.RawURLEncoding.EncodeToString(append([]byte{1}, id...)),
+				base64.RawURLEncoding.EncodeToString([]byte("m1:"+id)))
+		}
+
+		for _, c := range cursors {
+			for _, path := range []string{"/v1/webhooks", "/v1/webhooks/" + mine[0] + "/deliveries"} {
+				r := h.do("GET", path+"?cursor="+c, tokenA, "")
+				if r.status == http.StatusBadRequest {
+					if code, field := r.errCode(t); code != "invalid_parameter" || field != "cursor" {
+						t.Errorf("%s with cursor %s: %s", path, c, r.raw)
+					}
+					continue
+				}
+				r.must(t, http.StatusOK)
+				for _, it := range r.items(t) {
+					if it["id"] != nil && slices.Contains(theirs, it["id"].(string)) ||
+						it["webhookId"] != nil && it["webhookId"] != mine[0] {
+						t.Errorf("%s with cursor %s lists another's record: %v", path, c, it)
+					}
+				}
+			}
+		}
+	})
 }
