@@ -139,7 +139,8 @@ func invalidUTF8(data []byte) int {
 // checkKeys refuses top-level keys that are not exactly a json tag of dst
 // (encoding/json alone would take "URL" for "url") and keys given twice,
 // at the top level or inside an object decoded into a map ("headers"),
-// where encoding/json would keep the last silently. It leaves syntax
+// where encoding/json would keep the last silently, and null members of
+// such an object (see checkMembers). It leaves syntax
 // errors to the decoder, which reports them precisely.
 func checkKeys(data []byte, dst reflect.Type) error {
 	for dst.Kind() == reflect.Pointer {
@@ -172,39 +173,46 @@ func checkKeys(data []byte, dst reflect.Type) error {
 			return nil
 		}
 		if ft := fieldType(dst, key); ft != nil && ft.Kind() == reflect.Map {
-			if dup, ok := duplicateKey(value); ok {
-				field := key + "." + shorten(dup)
-				return fieldError(http.StatusBadRequest, CodeValidation, field, key+": "+quoteShort(dup)+" is given twice")
+			if err := checkMembers(key, value); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// duplicateKey returns the first key that the JSON object raw gives twice,
-// compared after unescaping. Anything but an object has none.
-func duplicateKey(raw []byte) (string, bool) {
+// checkMembers refuses a member that the JSON object raw, the value of
+// the map field named field, gives twice (compared after unescaping), or
+// gives as null, which encoding/json would store as an empty value where
+// the client may have meant to remove it. Anything but an object, and a
+// syntax error, are left to the decoder.
+func checkMembers(field string, raw []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return "", false
+		return nil
 	}
 	seen := make(map[string]bool)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return "", false
+			return nil
 		}
 		key, _ := tok.(string)
+		at := field + "." + shorten(key)
 		if seen[key] {
-			return key, true
+			return fieldError(http.StatusBadRequest, CodeValidation, at, field+": "+quoteShort(key)+" is given twice")
 		}
 		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return "", false
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil
+		}
+		if string(value) == "null" {
+			return fieldError(http.StatusBadRequest, CodeValidation, at,
+				field+": "+quoteShort(key)+" is null; give it a value, or leave it out to remove it")
 		}
 	}
-	return "", false
+	return nil
 }
 
 // hasTag reports whether struct type t has a field whose json name is key.

@@ -45,7 +45,8 @@
 // fields; its top-level request and response are the latest attempt's.
 // Request bodies must be application/json objects in UTF-8, sent without
 // a content coding, whose field names match exactly (case included), once
-// each; the names inside headers are given once each too.
+// each; the names inside headers are given once each too, each with a
+// string (not null).
 // A listing refuses, with 400 invalid_parameter, a query string that does
 // not unescape and a parameter it reads given twice.
 // The OpenAPI document is served without authentication.

@@ -84,6 +84,8 @@ func TestBadInput(t *testing.T) {
 		{"update NUL description", "PUT", "/v1/webhooks/" + id, `{"description":"\u0000"}`, nil, 400, "validation_error", "description"},
 		{"update bad url", "PUT", "/v1/webhooks/" + id, `{"url":"nope"}`, nil, 400, "validation_error", "url"},
 		{"update port over 65535", "PUT", "/v1/webhooks/" + id, `{"url":"https://a.example:65536/hook"}`, nil, 400, "validation_error", "url"},
+		{"null header value", "POST", "/v1/webhooks", `{"url":"https://a.example","events":["*"],"headers":{"X-A":"1","X-B":null}}`, nil, 400, "validation_error", "headers.X-B"},
+		{"update null header value", "PUT", "/v1/webhooks/" + id, `{"headers":{"Authorization":null}}`, nil, 400, "validation_error", "headers.Authorization"},
 		{"update duplicate header", "PUT", "/v1/webhooks/" + id, `{"headers":{"X-A":"1","X-A":"1"}}`, nil, 400, "validation_error", "headers.X-A"},
 		{"update active wrong type", "PUT", "/v1/webhooks/" + id, `{"active":1}`, nil, 400, "validation_error", "active"},
 		{"update unknown field", "PUT", "/v1/webhooks/" + id, `{"id":"wh_x"}`, nil, 400, "unknown_field", "id"},
