@@ -555,3 +555,58 @@ func TestAnswersMatchOpenAPI(t *testing.T) {
 		}
 	}
 }
+
+// Every request body the handler takes is one its operation's OpenAPI
+// schema allows, so a client that validates against the document can send
+// it: nulls read as left-out fields included.
+func TestOpenAPIAllowsTheBodiesTaken(t *testing.T) {
+	h := newHarness(t, stores[1].open, options{events: true})
+	doc := loadDoc(t, h)
+	id, _ := h.create(tokenA)
+	u := h.recv.url()
+	cases := []struct{ method, tmpl, body string }{
+		{"POST", "/v1/webhooks", `{"url":"` + u + `","events":["*"],"description":"d","active":true,"headers":{"X-A":"1"},"maxAttempts":3,"rateLimit":1}`},
+		{"POST", "/v1/webhooks", `{"url":"` + u + `","events":["*"],"description":null,"active":null,"headers":null,"maxAttempts":null,"rateLimit":null}`},
+		{"PUT", "/v1/webhooks/{id}", `{"url":"` + u + `","events":["*"],"description":"d","active":true,"headers":{"X-A":"1"},"maxAttempts":3,"rateLimit":1}`},
+		{"PUT", "/v1/webhooks/{id}", `{"url":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"events":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"description":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"headers":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"maxAttempts":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"rateLimit":null,"active":true}`},
+		{"PUT", "/v1/webhooks/{id}", `{"active":null,"description":"d"}`},
+		{"POST", "/v1/webhooks/{id}/rotate-secret", `{"gracePeriodSeconds":60}`},
+		{"POST", "/v1/webhooks/{id}/rotate-secret", `{"gracePeriodSeconds":null}`},
+		{"POST", "/v1/webhooks/{id}/test", `{"data":{"a":1}}`},
+		{"POST", "/v1/webhooks/{id}/test", `{"data":null}`},
+		{"POST", "/v1/events", `{"event":"workflow.completed","data":{"a":1},"requestId":"req_1","id":"evt_a"}`},
+		{"POST", "/v1/events", `{"event":"workflow.completed","data":null,"requestId":null,"id":null}`},
+	}
+	for _, c := range cases {
+		r := h.do(c.method, strings.Replace(c.tmpl, "{id}", id, 1), tokenA, c.body)
+		if r.status >= 300 {
+			t.Errorf("%s %s %s: the handler refused it: %d %s", c.method, c.tmpl, c.body, r.status, r.raw)
+			continue
+		}
+		if c.tmpl == "/v1/webhooks/{id}/rotate-secret" {
+			h.recv.addSecret(r.data(t)["secret"].(string))
+		}
+		paths, _ := doc.root["paths"].(map[string]any)
+		op, _ := paths[c.tmpl].(map[string]any)[strings.ToLower(c.method)].(map[string]any)
+		rb, _ := op["requestBody"].(map[string]any)
+		content, _ := doc.resolve(rb)["content"].(map[string]any)
+		media, _ := content["application/json"].(map[string]any)
+		schema, _ := media["schema"].(map[string]any)
+		if schema == nil {
+			t.Errorf("%s %s: no request body schema", c.method, c.tmpl)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(c.body), &v); err != nil {
+			t.Fatal(err)
+		}
+		for _, problem := range doc.validate("", v, schema) {
+			t.Errorf("%s %s takes %s, which its schema refuses: %s", c.method, c.tmpl, c.body, problem)
+		}
+	}
+}
