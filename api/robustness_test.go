@@ -287,11 +287,11 @@ func TestListQueryRefused(t *testing.T) {
 
 // A cursor is only ever a position in the caller's own listing: one of
 // another tenant's pages, one of another webhook's deliveries, and cursors
-// forged to name another tenant's records (in the encoding of either
-// store) answer 200 with the caller's records or 400, never a 500 and
-// never another tenant's or webhook's record.
+// forged to name another tenant's records or bytes that are not text (in
+// the encoding of any store) answer 200 with the caller's records or 400,
+// never a 500 and never another tenant's or webhook's record.
 func TestForeignCursors(t *testing.T) {
-	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
 		h := newHarness(t, open, options{events: true})
 		var mine, theirs []string
 		for range 3 {
@@ -321,7 +321,9 @@ func TestForeignCursors(t *testing.T) {
 		for _, id := range []string{theirs[0], theirs[2], theirDeliveries[0]["id"].(string), "\xff\xff\xff\xff", "\x00"} {
 			cursors = append(cursors,
 				base64.RawURLEncoding.EncodeToString(append([]byte{1}, id...)),
-				base64.RawURLEncoding.EncodeToString([]byte("m1:"+id)))
+				base64.RawURLEncoding.EncodeToString([]byte("m1:"+id)),
+				base64.RawURLEncoding.EncodeToString([]byte("w:"+id)),
+				base64.RawURLEncoding.EncodeToString([]byte("d:"+id)))
 		}
 
 		for _, c := range cursors {
