@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/noa-server/webhook/store"
 )
@@ -116,39 +117,44 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		owners, expires = append(owners, d.LeaseOwner), append(expires, exp)
 	}
 
-	stored := make([]string, n) // input array index -> stored id
-	rows, err := s.pool.Query(ctx, s.q.enqueue, ids, webhooks, events, types, tenants, bodies,
-		nexts, createds, updateds, owners, expires, s.channel)
-	if err != nil {
-		return nil, s.enqueueError(err)
-	}
-	var badErr error
-	inserted := make(map[string]bool)
-	for rows.Next() {
-		var (
-			kind, val string
-			ord       int64
-		)
-		if err := rows.Scan(&kind, &ord, &val); err != nil {
-			rows.Close()
-			return nil, wrap(err)
+	var (
+		stored   []string // input array index -> stored id
+		badErr   error
+		inserted map[string]bool
+	)
+	err := retry(ctx, func() error {
+		stored, badErr, inserted = make([]string, n), nil, make(map[string]bool)
+		rows, err := s.pool.Query(ctx, s.q.enqueue, ids, webhooks, events, types, tenants, bodies,
+			nexts, createds, updateds, owners, expires, s.channel)
+		if err != nil {
+			return err
 		}
-		switch kind {
-		case "bad":
-			i := int(ord - 1)
-			if val == "missing" {
-				badErr = errors.Join(badErr, notFound("webhook", webhooks[i]))
-			} else {
-				badErr = errors.Join(badErr, invalid("delivery %q names tenant %q, its webhook belongs to another", ids[i], tenants[i]))
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				kind, val string
+				ord       int64
+			)
+			if err := rows.Scan(&kind, &ord, &val); err != nil {
+				return err
 			}
-		case "old":
-			stored[ord-1] = val
-		case "new":
-			inserted[val] = true
+			switch kind {
+			case "bad":
+				i := int(ord - 1)
+				if val == "missing" {
+					badErr = errors.Join(badErr, notFound("webhook", webhooks[i]))
+				} else {
+					badErr = errors.Join(badErr, invalid("delivery %q names tenant %q, its webhook belongs to another", ids[i], tenants[i]))
+				}
+			case "old":
+				stored[ord-1] = val
+			case "new":
+				inserted[val] = true
+			}
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, s.enqueueError(err)
 	}
 	if badErr != nil {
@@ -238,12 +244,15 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	if skip == nil {
 		skip = []string{}
 	}
-	nowT := ts(p.Now)
-	rows, err := s.pool.Query(ctx, s.q.claim, nowT, skip, p.Limit, p.Owner, ts(p.Now.Add(p.Lease)))
-	if err != nil {
-		return nil, wrap(err)
-	}
-	ds, err := collectDeliveries(rows)
+	var ds []*store.Delivery
+	err := retry(ctx, func() error {
+		rows, err := s.pool.Query(ctx, s.q.claim, ts(p.Now), skip, p.Limit, p.Owner, ts(p.Now.Add(p.Lease)))
+		if err != nil {
+			return err
+		}
+		ds, err = collectDeliveries(rows)
+		return err
+	})
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -287,26 +296,28 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		string(status), ts(p.NextAttemptAt), ts(p.Now), p.KeepRoundAttempts,
 	}
 	if p.DisableWebhook == "" {
-		return s.complete(ctx, s.pool, p, args)
+		return retry(ctx, func() error { return s.complete(ctx, s.pool, p, args) })
 	}
-	return wrapTx(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		var webhookID string
-		err := tx.QueryRow(ctx, s.q.lockWebhookOf, p.DeliveryID).Scan(&webhookID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound("delivery", p.DeliveryID)
-		}
-		if err != nil {
+	return wrapTx(retry(ctx, func() error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+			var webhookID string
+			err := tx.QueryRow(ctx, s.q.lockWebhookOf, p.DeliveryID).Scan(&webhookID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return notFound("delivery", p.DeliveryID)
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.complete(ctx, tx, p, args); err != nil {
+				return err
+			}
+			reason := cleanText(p.DisableWebhook)
+			if _, err := tx.Exec(ctx, s.q.disableWebhook, webhookID, reason, ts(p.Now)); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, s.q.failOthers, webhookID, p.DeliveryID, reason, ts(p.Now))
 			return err
-		}
-		if err := s.complete(ctx, tx, p, args); err != nil {
-			return err
-		}
-		reason := cleanText(p.DisableWebhook)
-		if _, err := tx.Exec(ctx, s.q.disableWebhook, webhookID, reason, ts(p.Now)); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, s.q.failOthers, webhookID, p.DeliveryID, reason, ts(p.Now))
-		return err
+		})
 	}))
 }
 
@@ -359,8 +370,10 @@ func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
 	if len(p.IDs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, s.q.release, p.IDs, p.Owner, s.channel)
-	return wrap(err)
+	return wrap(retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, s.q.release, p.IDs, p.Owner, s.channel)
+		return err
+	}))
 }
 
 // GetDelivery returns one delivery.
@@ -500,7 +513,11 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 	if p.Now.IsZero() {
 		return nil, invalid("redeliver without Now")
 	}
-	d, err := scanDelivery(s.pool.QueryRow(ctx, s.q.redeliver, p.ID, ts(p.Now), s.channel))
+	var d *store.Delivery
+	err := retry(ctx, func() (err error) {
+		d, err = scanDelivery(s.pool.QueryRow(ctx, s.q.redeliver, p.ID, ts(p.Now), s.channel))
+		return err
+	})
 	if err == nil {
 		return d, nil
 	}
@@ -530,21 +547,19 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 	if p.Limit < 0 {
 		return 0, invalid("purge limit %d", p.Limit)
 	}
-	var (
-		tagRows int64
-		err     error
-	)
-	if p.Limit == 0 {
-		tag, e := s.pool.Exec(ctx, s.q.purge, ceilMicro(p.Before))
-		tagRows, err = tag.RowsAffected(), e
-	} else {
-		tag, e := s.pool.Exec(ctx, s.q.purgeLimit, ceilMicro(p.Before), p.Limit)
-		tagRows, err = tag.RowsAffected(), e
-	}
+	var tag pgconn.CommandTag
+	err := retry(ctx, func() (err error) {
+		if p.Limit == 0 {
+			tag, err = s.pool.Exec(ctx, s.q.purge, ceilMicro(p.Before))
+		} else {
+			tag, err = s.pool.Exec(ctx, s.q.purgeLimit, ceilMicro(p.Before), p.Limit)
+		}
+		return err
+	})
 	if err != nil {
 		return 0, wrap(err)
 	}
-	return int(tagRows), nil
+	return int(tag.RowsAffected()), nil
 }
 
 // CountDeliveries tallies one webhook's deliveries by status.

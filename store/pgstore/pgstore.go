@@ -16,6 +16,13 @@
 // its leases loses them when they expire; the others then claim the
 // deliveries again (at-least-once delivery).
 //
+// PostgreSQL may abort a statement to break a deadlock (SQLSTATE 40P01)
+// or a serialization conflict (40001), with a transaction of another
+// replica or one outside the store; it rolls the work back whole. Every
+// call that takes row locks then runs again, up to five times in all,
+// before it returns the error: an attempt's record is not lost to a
+// conflict.
+//
 // Enqueue (when it stores a delivery not leased already), Redeliver and
 // Release (when it frees a lease) send a PostgreSQL notification in the
 // same transaction; [Store.WakeUps] turns those notifications, from every

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/noa-server/webhook/store"
 )
@@ -135,7 +136,10 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	if err != nil {
 		return invalid("webhook %q: %v", w.ID, err)
 	}
-	_, err = s.pool.Exec(ctx, s.q.insertWebhook, args...)
+	err = retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, s.q.insertWebhook, args...)
+		return err
+	})
 	if pgCode(err) == codeUniqueViolation {
 		return fmt.Errorf("pgstore: webhook %q exists: %w", w.ID, store.ErrConflict)
 	}
@@ -210,42 +214,47 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	}
 	var out *store.Webhook
 	var changeErr error
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		w, err := scanWebhook(tx.QueryRow(ctx, s.q.lockWebhook, id))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound("webhook", id)
-		}
-		if err != nil {
-			return err
-		}
-		tenant, created := w.Tenant, w.CreatedAt
-		if changeErr = change(w); changeErr != nil {
-			return changeErr
-		}
-		w.ID, w.Tenant, w.CreatedAt = id, tenant, created
-		if err := validateWebhook(w); err != nil {
-			return err
-		}
-		if w.UpdatedAt.IsZero() {
-			w.UpdatedAt = now()
-		}
-		w.UpdatedAt = ts(w.UpdatedAt)
-		args, err := webhookArgs(w)
-		if err != nil {
-			return invalid("webhook %q: %v", id, err)
-		}
-		args = append(args[:11], args[12]) // all but created_at
-		if _, err := tx.Exec(ctx, s.q.updateWebhook, args...); err != nil {
-			return err
-		}
-		// What is stored is returned: expiries truncated (which also
-		// drops their monotonic readings), in a slice change never saw.
-		w.Secrets = slices.Clone(w.Secrets)
-		for i := range w.Secrets {
-			w.Secrets[i].ExpiresAt = fromNull(nullTime(w.Secrets[i].ExpiresAt))
-		}
-		out = w
-		return nil
+	// A transaction retried runs change again, on a fresh copy, as the
+	// store.Store contract allows.
+	err := retry(ctx, func() error {
+		changeErr = nil
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+			w, err := scanWebhook(tx.QueryRow(ctx, s.q.lockWebhook, id))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return notFound("webhook", id)
+			}
+			if err != nil {
+				return err
+			}
+			tenant, created := w.Tenant, w.CreatedAt
+			if changeErr = change(w); changeErr != nil {
+				return changeErr
+			}
+			w.ID, w.Tenant, w.CreatedAt = id, tenant, created
+			if err := validateWebhook(w); err != nil {
+				return err
+			}
+			if w.UpdatedAt.IsZero() {
+				w.UpdatedAt = now()
+			}
+			w.UpdatedAt = ts(w.UpdatedAt)
+			args, err := webhookArgs(w)
+			if err != nil {
+				return invalid("webhook %q: %v", id, err)
+			}
+			args = append(args[:11], args[12]) // all but created_at
+			if _, err := tx.Exec(ctx, s.q.updateWebhook, args...); err != nil {
+				return err
+			}
+			// What is stored is returned: expiries truncated (which also
+			// drops their monotonic readings), in a slice change never saw.
+			w.Secrets = slices.Clone(w.Secrets)
+			for i := range w.Secrets {
+				w.Secrets[i].ExpiresAt = fromNull(nullTime(w.Secrets[i].ExpiresAt))
+			}
+			out = w
+			return nil
+		})
 	})
 	if changeErr != nil {
 		return nil, changeErr
@@ -264,7 +273,11 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("empty webhook id")
 	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteWebhook, id)
+	var tag pgconn.CommandTag
+	err := retry(ctx, func() (err error) {
+		tag, err = s.pool.Exec(ctx, s.q.deleteWebhook, id)
+		return err
+	})
 	if err != nil {
 		return wrap(err)
 	}
