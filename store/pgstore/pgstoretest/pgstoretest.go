@@ -54,3 +54,21 @@ func Open(tb testing.TB, prefix string) *pgstore.Store {
 	tb.Cleanup(func() { st.Close() }) // before the pool closes
 	return st
 }
+
+// Replica returns another Store on st's schema, on a pool of its own, as a
+// second process sharing the database would open it. When tb ends it is
+// closed, with its pool, before the schema is dropped.
+func Replica(tb testing.TB, st *pgstore.Store) *pgstore.Store {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	r, err := pgstore.New(context.Background(), pool, pgstore.Options{Schema: st.Schema()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() }) // before the pool closes
+	return r
+}
