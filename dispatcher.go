@@ -1510,15 +1510,6 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 // outcome, before recording it (not at all when it makes no attempt, nor
 // for a 410 Gone, which must be recorded before the webhook's next attempt).
 func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered func(store.ErrorClass)) attemptDone {
-	// A delivery that waited for a worker (or parked) may have less lease
-	// left than an attempt can take: another process could claim it and
-	// send it too while this attempt runs, whose record would then be
-	// refused. Give it back, to be claimed again with a fresh lease.
-	if !del.LeaseExpiresAt.IsZero() && d.cfg.Now().Add(d.cfg.Timeout).After(del.LeaseExpiresAt) {
-		d.release(ctx, []string{del.ID})
-		d.markDue()
-		return attemptDone{released: true}
-	}
 	t, err := d.webhook(ctx, del.WebhookID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -1527,6 +1518,17 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 			d.release(ctx, []string{del.ID})
 		}
 		return attemptDone{err: fmt.Errorf("webhook: load webhook: %w", err)}
+	}
+	// A delivery that waited for a worker (or parked), or for the store to
+	// read its webhook (a slow database, a pool with no connection free),
+	// may have less lease left than an attempt can take: another process
+	// could claim it and send it too while this attempt runs, whose record
+	// would then be refused. Give it back, to be claimed again with a
+	// fresh lease. Checked after the read, the last wait before the send.
+	if !del.LeaseExpiresAt.IsZero() && d.cfg.Now().Add(d.cfg.Timeout).After(del.LeaseExpiresAt) {
+		d.release(ctx, []string{del.ID})
+		d.markDue()
+		return attemptDone{released: true}
 	}
 	w := t.w
 	number := del.Attempts + 1
