@@ -15,6 +15,8 @@ import (
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
+	"github.com/noa-server/webhook/store/pgstore"
+	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
 
 // Settings shared by the crash test and its child process.
@@ -36,15 +38,26 @@ func crashConfig() *Config {
 	}
 }
 
+// openCrashStore opens the store the crash test's child and its
+// successor share: the bbolt file at spec, or, for "pg:" + a schema name,
+// that schema of the PostgreSQL test database.
+func openCrashStore(spec string) (store.Store, error) {
+	if schema, ok := strings.CutPrefix(spec, "pg:"); ok {
+		return pgstore.Open(context.Background(), pgstoretest.URL(), pgstore.Options{Schema: schema})
+	}
+	return boltstore.Open(spec, nil)
+}
+
 // TestCrashChild is the child process of TestCrashRecovery: it opens the
-// bbolt file, emits a burst, printing "ACK <id>" for every event Emit
-// acknowledged, then starts delivering and runs until it is killed.
+// store the parent names (see openCrashStore), emits a burst, printing
+// "ACK <id>" for every event Emit acknowledged, then starts delivering and
+// runs until it is killed.
 func TestCrashChild(t *testing.T) {
-	path := os.Getenv(crashChildEnv)
-	if path == "" {
+	spec := os.Getenv(crashChildEnv)
+	if spec == "" {
 		t.Skip("runs only as the child of TestCrashRecovery")
 	}
-	st, err := boltstore.Open(path, nil)
+	st, err := openCrashStore(spec)
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(2)
@@ -72,16 +85,44 @@ func TestCrashChild(t *testing.T) {
 	select {} // until SIGKILL
 }
 
-// TestCrashRecovery runs a dispatcher in a child process on a bbolt file,
-// kills it with SIGKILL while attempts are in flight, restarts on the same
-// file and checks that every acknowledged event reaches the receiver at
+// TestCrashRecovery runs a dispatcher in a child process on a store, kills
+// it with SIGKILL while attempts are in flight, starts another on the same
+// store and checks that every acknowledged event reaches the receiver at
 // least once, with duplicates only for the attempts in flight at the kill.
+// On bbolt the other dispatcher is the restarted process, on the same
+// file. On PostgreSQL it is a replica sharing the database: the child's
+// connections die with it, and its leases, claimed and committed, are
+// taken over once they expire (crashLease, three seconds, which the test
+// waits for).
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a child process")
 	}
-	path := filepath.Join(t.TempDir(), "crash.db")
+	t.Run("boltstore", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "crash.db")
+		testCrashRecovery(t, path, func(url string) {
+			st, err := boltstore.Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addWebhook(t, st, crashTenant, url)
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("pgstore", func(t *testing.T) {
+		if pgstoretest.URL() == "" {
+			t.Skip(pgstoretest.SkipMessage)
+		}
+		st := pgstoretest.Open(t, "webhook_crash_")
+		testCrashRecovery(t, "pg:"+st.Schema(), func(url string) { addWebhook(t, st, crashTenant, url) })
+	})
+}
 
+// testCrashRecovery is TestCrashRecovery on the store at spec (see
+// openCrashStore), in which setup stores the receiver's webhook.
+func testCrashRecovery(t *testing.T, spec string, setup func(url string)) {
 	var (
 		mu       sync.Mutex
 		phase    = 1
@@ -109,17 +150,10 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	})
 
-	st, err := boltstore.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addWebhook(t, st, crashTenant, rc.URL)
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	setup(rc.URL)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+spec)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -180,8 +214,8 @@ func TestCrashRecovery(t *testing.T) {
 	mu.Unlock()
 	close(released)
 
-	// Restart on the same file.
-	st, err = boltstore.Open(path, nil)
+	// Restart on the same store.
+	st, err := openCrashStore(spec)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
