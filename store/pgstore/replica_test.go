@@ -9,15 +9,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	webhook "github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/pgstore"
 	"github.com/noa-server/webhook/store/storetest"
 )
 
@@ -634,5 +637,164 @@ func waitFinished(t *testing.T, st store.Store, id string) {
 			t.Fatalf("delivery %s still %s after 30 s", id, d.Status)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPGReplicasOnTinyPools runs three dispatchers on one schema, each
+// with eight workers on a pool of one connection (and the one its wake-up
+// listener holds), so nearly every call waits for a connection. Events
+// emitted through all of them at once go to a webhook that answers 204
+// and to one that always answers 500 (three attempts each). Nothing hangs,
+// and every count agrees: the endpoints' requests, the attempt logs,
+// CountDeliveries and the sum of the dispatchers' Stats.
+func TestPGReplicasOnTinyPools(t *testing.T) {
+	schema := freshSchema(t)
+	const (
+		tenant   = "tenant_tiny"
+		events   = 60
+		attempts = 3
+	)
+	var (
+		mu       sync.Mutex
+		requests = make(map[string]int) // delivery id -> requests received
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.Header.Get("X-Webhook-Delivery")]++
+		mu.Unlock()
+		if strings.HasPrefix(r.URL.Path, "/fail") {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	base := newStoreIn(t, schema)
+	var ok, fail *store.Webhook
+	for _, p := range []string{"/ok", "/fail"} {
+		w := storetest.NewWebhook(tenant)
+		w.URL, w.Events, w.MaxAttempts, w.RateLimit = srv.URL+p, []string{"*"}, attempts, 0
+		if err := base.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		if p == "/ok" {
+			ok = w
+		} else {
+			fail = w
+		}
+	}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	var ds []*webhook.Dispatcher
+	for i := range 3 {
+		cfg, err := pgxpool.ParseConfig(testURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 1
+		pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		st, err := pgstore.New(t.Context(), pool, pgstore.Options{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() }) // before the pool closes
+		d, err := webhook.New(st, &webhook.Config{
+			Owner: fmt.Sprint("tiny-", i), Workers: 8, PollInterval: 20 * time.Millisecond,
+			AllowedRanges: loopback, AllowAnyPort: true, Retention: -1,
+			Retry: webhook.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, Jitter: -1},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, d := range ds {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := d.Stop(ctx); err != nil {
+				t.Errorf("Stop: %v", err)
+			}
+			cancel()
+		}
+	}
+	defer stop()
+
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			for j := range events / len(ds) {
+				ev := webhook.Event{Type: "workflow.completed", Tenant: tenant, ID: fmt.Sprintf("evt_tiny_%d_%d", i, j),
+					Data: map[string]any{"workflowId": "wf_1"}}
+				if _, err := d.Emit(t.Context(), ev); err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := map[string]store.Counts{ok.ID: {Success: events}, fail.ID: {Failed: events}}
+	deadline := time.Now().Add(30 * time.Second)
+	for id, c := range want {
+		for {
+			got, err := base.CountDeliveries(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == c {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("CountDeliveries(%s) = %+v, want %+v", id, got, c)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	stop()
+
+	type totals struct{ Attempts, Succeeded, Failed, Retried int64 }
+	var sum totals
+	for _, d := range ds {
+		s := d.Stats()
+		sum.Attempts += s.Attempts
+		sum.Succeeded += s.Succeeded
+		sum.Failed += s.Failed
+		sum.Retried += s.Retried
+	}
+	wantSum := totals{Attempts: events * (1 + attempts), Succeeded: events, Failed: events, Retried: events * (attempts - 1)}
+	if sum != wantSum {
+		t.Errorf("the dispatchers' Stats add up to %+v, want %+v", sum, wantSum)
+	}
+	all, _, err := base.ListDeliveries(t.Context(), store.ListDeliveriesParams{Tenant: tenant, Limit: store.MaxPageLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, del := range all {
+		as, err := base.ListAttempts(t.Context(), del.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 1
+		if del.WebhookID == fail.ID {
+			n = attempts
+		}
+		if requests[del.ID] != n || len(as) != n || del.Attempts != n {
+			t.Errorf("delivery %s to %s: %d requests, %d attempts logged, Attempts %d; want %d",
+				del.ID, del.WebhookID, requests[del.ID], len(as), del.Attempts, n)
+		}
 	}
 }
