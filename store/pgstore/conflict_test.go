@@ -245,3 +245,117 @@ func deadlock(t *testing.T, schema string, first, second stmt, op func(context.C
 		return nil
 	}
 }
+
+// TestPGCancelReleasesLocks cancels calls holding row locks: one whose
+// statement waits on a lock of the test's transaction (Complete disabling
+// a webhook, which holds the webhook's row), and a transaction between
+// its statements (UpdateWebhook, whose change sees the context end). Each
+// returns an error that matches context.Canceled, and its locks go with
+// it: a replica then locks the webhook's row without waiting for the
+// test's transaction.
+func TestPGCancelReleasesLocks(t *testing.T) {
+	tests := []struct {
+		name string
+		// call runs the cancelled call; cancel cancels its context once it
+		// is under way.
+		call func(t *testing.T, ctx context.Context, s *pgstore.Store, w *store.Webhook, cancel func()) error
+	}{
+		{
+			name: "statement waiting on a lock",
+			call: func(t *testing.T, ctx context.Context, s *pgstore.Store, w *store.Webhook, cancel func()) error {
+				d := claimedDelivery(t, s, w)
+				other := storetest.NewDelivery(w, "workflow.completed")
+				other.NextAttemptAt = storetest.Base.Add(time.Hour)
+				if _, err := s.Enqueue(t.Context(), []*store.Delivery{other}); err != nil {
+					t.Fatal(err)
+				}
+				tx, err := testPool(t).Begin(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback(context.Background()) // after the check
+				if _, err := tx.Exec(t.Context(), `SELECT 1 FROM `+pgx.Identifier{s.Schema(), "deliveries"}.Sanitize()+
+					` WHERE id = $1 FOR UPDATE`, other.ID); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					done <- s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "o", Attempt: storetest.NewAttempt(d.ID, 1, 410),
+						Status: store.StatusFailed, DisableWebhook: "gone", Now: storetest.Base.Add(time.Second)})
+				}()
+				waitLockWait(t, s.Schema())
+				cancel()
+				err = <-done
+				lockWebhook(t, s.Schema(), w.ID)
+				return err
+			},
+		},
+		{
+			name: "transaction between statements",
+			call: func(t *testing.T, ctx context.Context, s *pgstore.Store, w *store.Webhook, cancel func()) error {
+				_, err := s.UpdateWebhook(ctx, w.ID, func(c *store.Webhook) error {
+					cancel()
+					c.Description = "changed"
+					return nil
+				})
+				lockWebhook(t, s.Schema(), w.ID)
+				return err
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			w := storetest.NewWebhook("tenant_a")
+			if err := s.CreateWebhook(t.Context(), w); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if err := tt.call(t, ctx, s, w, cancel); !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled call: %v, want context.Canceled", err)
+			}
+			got, err := s.GetWebhook(t.Context(), w.ID)
+			if err != nil || !got.Active || got.Description != w.Description {
+				t.Errorf("webhook after the cancelled call: %+v, %v; want it unchanged", got, err)
+			}
+		})
+	}
+}
+
+// waitLockWait waits until a statement on schema waits on a lock.
+func waitLockWait(t *testing.T, schema string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting bool
+		if err := testPool(t).QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%')`, schema).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no statement waited on a lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lockWebhook locks the webhook's row in a transaction of its own, as a
+// replica's UpdateWebhook would, and fails the test if that takes longer
+// than ten seconds (a lock left behind).
+func lockWebhook(t *testing.T, schema, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	tx, err := testPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+pgx.Identifier{schema, "webhooks"}.Sanitize()+` WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Errorf("locking the webhook after the cancelled call: %v (a lock was left behind)", err)
+	}
+}
