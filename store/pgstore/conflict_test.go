@@ -3,7 +3,11 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +361,168 @@ func lockWebhook(t *testing.T, schema, id string) {
 	defer tx.Rollback(context.Background())
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+pgx.Identifier{schema, "webhooks"}.Sanitize()+` WHERE id = $1 FOR UPDATE`, id); err != nil {
 		t.Errorf("locking the webhook after the cancelled call: %v (a lock was left behind)", err)
+	}
+}
+
+// TestPGConcurrentWriters runs, on four stores sharing one schema as four
+// replicas, every writing call at once for a few hundred rounds: Enqueue,
+// Claim with Complete (success, retry, failure, 410 Gone disabling the
+// webhook) or Release, Redeliver, Purge, and DeleteWebhook with
+// CreateWebhook. No call fails but with the sentinels its race allows
+// (a webhook or delivery deleted meanwhile, a redelivery of a pending
+// delivery), and once they are done the records agree: every delivery's
+// attempt log holds exactly its Attempts, numbered from 1; none is left
+// leased; and CountDeliveries tallies what ListDeliveries lists.
+func TestPGConcurrentWriters(t *testing.T) {
+	schema := freshSchema(t)
+	const (
+		tenant  = "tenant_c"
+		rounds  = 150
+		writers = 4
+	)
+	stores := make([]*pgstore.Store, writers)
+	for i := range stores {
+		stores[i] = newStoreIn(t, schema)
+	}
+	ctx := t.Context()
+	var (
+		mu    sync.Mutex
+		hooks []string // webhook ids, some deleted
+	)
+	newHook := func(s store.Store) {
+		w := storetest.NewWebhook(tenant)
+		w.RateLimit = 0
+		if err := s.CreateWebhook(ctx, w); err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		hooks = append(hooks, w.ID)
+		mu.Unlock()
+	}
+	pick := func(r *rand.Rand) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return hooks[r.IntN(len(hooks))]
+	}
+	for range 6 {
+		newHook(stores[0])
+	}
+	now := storetest.Base.Add(time.Hour)
+	fail := func(what string, err error, allowed ...error) {
+		for _, a := range allowed {
+			if errors.Is(err, a) {
+				return
+			}
+		}
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	var (
+		wg     sync.WaitGroup
+		purged atomic.Int64
+	)
+	for i, s := range stores {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 1))
+			owner := fmt.Sprint("replica-", i)
+			for range rounds {
+				switch n := r.IntN(10); {
+				case n < 3:
+					var ds []*store.Delivery
+					for range 1 + r.IntN(4) {
+						d := storetest.NewDelivery(&store.Webhook{ID: pick(r), Tenant: tenant}, "workflow.completed")
+						d.NextAttemptAt = now
+						ds = append(ds, d)
+					}
+					_, err := s.Enqueue(ctx, ds)
+					fail("Enqueue", err, store.ErrNotFound)
+				case n < 8:
+					got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 5, Lease: time.Hour, Owner: owner})
+					fail("Claim", err)
+					for _, d := range got {
+						p := store.CompleteParams{DeliveryID: d.ID, Owner: owner, Now: now,
+							Attempt: storetest.NewAttempt(d.ID, d.Attempts+1, 200)}
+						switch r.IntN(6) {
+						case 0:
+							fail("Release", s.Release(ctx, store.ReleaseParams{Owner: owner, IDs: []string{d.ID}}))
+							continue
+						case 1:
+							p.Attempt, p.Status, p.NextAttemptAt = storetest.NewAttempt(d.ID, d.Attempts+1, 500), store.StatusPending, now
+						case 2:
+							p.Attempt, p.Status = storetest.NewAttempt(d.ID, d.Attempts+1, 500), store.StatusFailed
+						case 3:
+							p.Attempt, p.Status, p.DisableWebhook = storetest.NewAttempt(d.ID, d.Attempts+1, 410), store.StatusFailed, "gone"
+						default:
+							p.Status = store.StatusSuccess
+						}
+						fail("Complete", s.Complete(ctx, p), store.ErrNotFound)
+					}
+				case n < 9:
+					id := pick(r)
+					fail("DeleteWebhook", s.DeleteWebhook(ctx, id), store.ErrNotFound)
+					newHook(s)
+				default:
+					ds, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tenant, Status: store.StatusFailed, Limit: 3})
+					fail("ListDeliveries", err)
+					for _, d := range ds {
+						_, err := s.Redeliver(ctx, store.RedeliverParams{ID: d.ID, Now: now})
+						fail("Redeliver", err, store.ErrNotFound, store.ErrConflict)
+					}
+					n, err := s.Purge(ctx, store.PurgeParams{Before: now.Add(time.Minute), Limit: 1 + r.IntN(5)})
+					purged.Add(int64(n))
+					fail("Purge", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if purged.Load() == 0 {
+		t.Error("no Purge removed anything: the test did not purge while others wrote")
+	}
+
+	s := stores[0]
+	for _, id := range hooks {
+		c, err := s.CountDeliveries(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: tenant, WebhookID: id, Limit: store.MaxPageLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tally store.Counts
+		for _, d := range ds {
+			switch d.Status {
+			case store.StatusPending:
+				tally.Pending++
+			case store.StatusSuccess:
+				tally.Success++
+			case store.StatusFailed:
+				tally.Failed++
+			}
+			if d.LeaseOwner != "" {
+				t.Errorf("delivery %s is left leased to %s", d.ID, d.LeaseOwner)
+			}
+			as, err := s.ListAttempts(ctx, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(as) != d.Attempts {
+				t.Errorf("delivery %s has Attempts %d and %d attempts logged", d.ID, d.Attempts, len(as))
+			}
+			for i, a := range as {
+				if a.Number != i+1 {
+					t.Errorf("delivery %s: attempt %d is numbered %d", d.ID, i+1, a.Number)
+				}
+			}
+		}
+		if c != tally {
+			t.Errorf("webhook %s: CountDeliveries = %+v, its listing tallies %+v", id, c, tally)
+		}
 	}
 }
