@@ -133,8 +133,9 @@ type Store struct {
 // The store's transactions run at READ COMMITTED, and so must its single
 // statements: keep pool's connections at PostgreSQL's default isolation
 // level. Where the role or database defaults to REPEATABLE READ or
-// SERIALIZABLE, concurrent claims fail with serialization errors; give the
-// store a pool of its own, or use Open, which sets the level.
+// SERIALIZABLE, concurrent claims conflict with serialization errors,
+// which the store retries a few times but returns when they persist; give
+// the store a pool of its own, or use Open, which sets the level.
 func New(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("pgstore: nil pool: %w", store.ErrInvalid)
