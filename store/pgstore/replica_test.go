@@ -798,3 +798,118 @@ func TestPGReplicasOnTinyPools(t *testing.T) {
 		}
 	}
 }
+
+// TestPGStopOnExhaustedPool stops a replica while the record of an
+// answered attempt waits for a connection: the host holds the only one of
+// the replica's pool. Stop, its context ended, waits a few seconds
+// (recordGrace, five) for the record, then gives up and returns: it does
+// not hang on the pool. The record is lost, not the delivery: it stays
+// leased, to be attempted again once the lease expires.
+func TestPGStopOnExhaustedPool(t *testing.T) {
+	schema := freshSchema(t)
+	const tenant = "tenant_exhausted"
+	arrived := make(chan struct{}, 1)
+	answer := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-answer
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	cfg, err := pgxpool.ParseConfig(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	st, err := pgstore.New(t.Context(), pool, pgstore.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close() // before the pool closes
+	w := storetest.NewWebhook(tenant)
+	w.URL, w.Events, w.MaxAttempts, w.RateLimit = srv.URL, []string{"*"}, 0, 0
+	if err := st.CreateWebhook(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	// No poll and no wake-ups (recording hides them): once its attempt is
+	// under way, only its record uses the pool.
+	rec := &recording{Store: st, completing: make(chan struct{}, 1)}
+	d, err := webhook.New(rec, &webhook.Config{Owner: "exhausted", PollInterval: time.Hour,
+		AllowedRanges: loopback, AllowAnyPort: true, Retention: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}})
+	if err != nil || len(res.DeliveryIDs) != 1 {
+		t.Fatalf("Emit: %v, %v", res, err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no attempt within 20 s")
+	}
+	conn, err := pool.Acquire(t.Context()) // the host takes the pool's only connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(conn.Release)
+	defer release() // before the pool closes
+	close(answer)
+	select {
+	case <-rec.completing: // and waits for a connection
+	case <-time.After(20 * time.Second):
+		t.Fatal("the answered attempt was not recorded")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Stop = %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		release()
+		<-stopped
+		t.Fatal("Stop hung on the exhausted pool")
+	}
+	if n := pool.Stat().CanceledAcquireCount(); n != 1 {
+		t.Errorf("%d waits for a connection were given up, want the record's", n)
+	}
+	release()
+	got, err := st.GetDelivery(t.Context(), res.DeliveryIDs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.StatusPending || got.Attempts != 0 || got.LeaseOwner != "exhausted" {
+		t.Errorf("after Stop: %s, %d attempts, leased by %q; want pending, unrecorded, leased until its lease expires",
+			got.Status, got.Attempts, got.LeaseOwner)
+	}
+}
+
+// recording is a replica's view of its store that signals on completing
+// each time Complete is called. It hides the store's WakeUps.
+type recording struct {
+	store.Store
+	completing chan struct{}
+}
+
+func (r *recording) Complete(ctx context.Context, p store.CompleteParams) error {
+	select {
+	case r.completing <- struct{}{}:
+	default:
+	}
+	return r.Store.Complete(ctx, p)
+}
