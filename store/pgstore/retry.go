@@ -2,8 +2,9 @@ package pgstore
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 // PostgreSQL error codes of a statement aborted to resolve a conflict with
@@ -34,28 +35,23 @@ func retryable(err error) bool {
 }
 
 // retry runs fn, and runs it again while it fails with a retryable error,
-// at most maxTries times in all, waiting a little longer before each run.
-// It returns fn's last error, or that error when ctx ends while it waits.
-// fn must start afresh each time: a statement or a transaction of its own.
+// at most maxTries times in all, waiting a little longer before each run,
+// and not once ctx has ended. It returns fn's last error. fn must start
+// afresh each time: a statement or a transaction of its own.
 //
 // Every call that takes row locks runs under retry: PostgreSQL may choose
 // any of them to break a lock cycle, including one with a transaction
 // outside the store, and a Complete lost that way would lose the record
 // of an attempt that reached its endpoint.
 func retry(ctx context.Context, fn func() error) error {
-	wait := firstBackoff
-	for try := 1; ; try++ {
-		err := fn()
-		if err == nil || try == maxTries || !retryable(err) {
-			return err
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.MaxElapsedTime = firstBackoff, 2, 0
+	var err error // fn's last: Retry returns ctx's error when ctx ends
+	_ = backoff.Retry(func() error {
+		if err = fn(); err != nil && !retryable(err) {
+			return backoff.Permanent(err)
 		}
-		t := time.NewTimer(wait/2 + rand.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		wait *= 2
-	}
+		return err
+	}, backoff.WithContext(backoff.WithMaxRetries(b, maxTries-1), ctx))
+	return err
 }
