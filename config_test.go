@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/noa-server/webhook/store/memstore"
 )
 
@@ -30,5 +32,63 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := New(st, nil); err != nil {
 		t.Errorf("New with the defaults: %v", err)
+	}
+}
+
+// TestConfigDefaults checks the defaults the README's Configuration tables
+// and the guide's retry policy ("5 attempts", "30 seconds per attempt")
+// state, as figures rather than through the constants, so that a changed
+// constant fails here until the documents follow it.
+func TestConfigDefaults(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	d, err := New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.cfg
+	r := c.Retry
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Workers", c.Workers, 64},
+		{"PerWebhookConcurrency", c.PerWebhookConcurrency, 16},
+		{"ClaimBatch", c.ClaimBatch, 64},
+		{"PollInterval", c.PollInterval, time.Second},
+		{"Timeout", c.Timeout, 30 * time.Second},
+		{"Lease", c.Lease, 30*time.Second + time.Minute},
+		{"Owner prefix", c.Owner[:len("dispatcher_")], "dispatcher_"},
+		{"MaxPayloadBytes", c.MaxPayloadBytes, 256 << 10},
+		{"MaxResponseBytes", c.MaxResponseBytes, 4 << 10},
+		{"UserAgent", c.UserAgent, "noa-webhook/1"},
+		{"WebhookCacheTTL", c.WebhookCacheTTL, time.Second},
+		{"Retention", c.Retention, 30 * 24 * time.Hour},
+		{"PurgeInterval", c.PurgeInterval, time.Hour},
+		{"Retry.MaxAttempts", r.MaxAttempts, 5},
+		{"Retry.InitialInterval", r.InitialInterval, 30 * time.Second},
+		{"Retry.Multiplier", r.Multiplier, 4.0},
+		{"Retry.MaxInterval", r.MaxInterval, 2 * time.Hour},
+		{"Retry.Jitter", r.Jitter, 0.2},
+		{"Retry.MinRetryAfter", r.MinRetryAfter, time.Second},
+		{"Retry.MaxRetryAfter", r.MaxRetryAfter, time.Hour},
+		{"DefaultAllowedPorts", DefaultAllowedPorts(), []int{80, 443}},
+	} {
+		if !cmp.Equal(tc.got, tc.want) {
+			t.Errorf("default %s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+
+	// The derived defaults follow Workers as the README says.
+	for _, tc := range []struct{ workers, perWebhook, batch int }{
+		{8, 2, 8},
+		{2, 1, 2},
+		{5000, 16, 1000},
+	} {
+		c := (&Config{Workers: tc.workers}).withDefaults()
+		if c.PerWebhookConcurrency != tc.perWebhook || c.ClaimBatch != tc.batch {
+			t.Errorf("Workers %d: PerWebhookConcurrency %d, ClaimBatch %d; want %d, %d",
+				tc.workers, c.PerWebhookConcurrency, c.ClaimBatch, tc.perWebhook, tc.batch)
+		}
 	}
 }

@@ -620,3 +620,33 @@ func TestVerifierReadsCanonicalKeys(t *testing.T) {
 		t.Errorf("keys added with Add: %v", err)
 	}
 }
+
+// TestVerifyDefaultBodyCap checks the README's default: Verify reads a
+// body of at most 1 MiB, and answers 413 to a larger one, without
+// MaxBodyBytes set.
+func TestVerifyDefaultBodyCap(t *testing.T) {
+	t.Parallel()
+	mw, err := VerifyWithOptions(VerifyOptions{Secrets: []string{secret1}, Now: fixedClock(guideTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	// bodyOf returns a signed JSON body of exactly n bytes.
+	bodyOf := func(n int) string {
+		const frame = `{"id":"x","data":""}`
+		return `{"id":"x","data":"` + strings.Repeat("a", n-len(frame)) + `"}`
+	}
+	for _, tc := range []struct {
+		size int
+		want int
+	}{
+		{1 << 20, http.StatusOK},
+		{1<<20 + 1, http.StatusRequestEntityTooLarge},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, signedRequest(t, bodyOf(tc.size), "x", guideTime, secret1))
+		if rec.Code != tc.want {
+			t.Errorf("a %d-byte body: status %d, want %d", tc.size, rec.Code, tc.want)
+		}
+	}
+}
