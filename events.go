@@ -12,31 +12,63 @@ import (
 
 // The event types of the guide.
 const (
-	EventWorkflowCreated   = "workflow.created"
-	EventWorkflowUpdated   = "workflow.updated"
-	EventWorkflowDeleted   = "workflow.deleted"
-	EventWorkflowExecuted  = "workflow.executed"
+	// EventWorkflowCreated is the "workflow.created" event: new workflow
+	// created.
+	EventWorkflowCreated = "workflow.created"
+	// EventWorkflowUpdated is the "workflow.updated" event: workflow modified.
+	EventWorkflowUpdated = "workflow.updated"
+	// EventWorkflowDeleted is the "workflow.deleted" event: workflow deleted.
+	EventWorkflowDeleted = "workflow.deleted"
+	// EventWorkflowExecuted is the "workflow.executed" event: workflow
+	// execution started.
+	EventWorkflowExecuted = "workflow.executed"
+	// EventWorkflowCompleted is the "workflow.completed" event: workflow
+	// execution finished.
 	EventWorkflowCompleted = "workflow.completed"
-	EventWorkflowFailed    = "workflow.failed"
+	// EventWorkflowFailed is the "workflow.failed" event: workflow execution
+	// failed.
+	EventWorkflowFailed = "workflow.failed"
 
-	EventAgentSpawned       = "agent.spawned"
+	// EventAgentSpawned is the "agent.spawned" event: new agent created.
+	EventAgentSpawned = "agent.spawned"
+	// EventAgentStatusChanged is the "agent.status.changed" event: agent status
+	// updated.
 	EventAgentStatusChanged = "agent.status.changed"
-	EventAgentTaskAssigned  = "agent.task.assigned"
+	// EventAgentTaskAssigned is the "agent.task.assigned" event: task assigned
+	// to agent.
+	EventAgentTaskAssigned = "agent.task.assigned"
+	// EventAgentTaskCompleted is the "agent.task.completed" event: agent
+	// completed task.
 	EventAgentTaskCompleted = "agent.task.completed"
-	EventAgentTerminated    = "agent.terminated"
+	// EventAgentTerminated is the "agent.terminated" event: agent shut down.
+	EventAgentTerminated = "agent.terminated"
 
-	EventSwarmCreated               = "swarm.created"
-	EventSwarmCoordinationStarted   = "swarm.coordination.started"
+	// EventSwarmCreated is the "swarm.created" event: new swarm created.
+	EventSwarmCreated = "swarm.created"
+	// EventSwarmCoordinationStarted is the "swarm.coordination.started" event:
+	// coordination began.
+	EventSwarmCoordinationStarted = "swarm.coordination.started"
+	// EventSwarmCoordinationCompleted is the "swarm.coordination.completed"
+	// event: coordination finished.
 	EventSwarmCoordinationCompleted = "swarm.coordination.completed"
-	EventSwarmTerminated            = "swarm.terminated"
+	// EventSwarmTerminated is the "swarm.terminated" event: swarm shut down.
+	EventSwarmTerminated = "swarm.terminated"
 
+	// EventUserRegistered is the "user.registered" event: new user account.
 	EventUserRegistered = "user.registered"
-	EventUserLogin      = "user.login"
-	EventUserLogout     = "user.logout"
-	EventUserUpdated    = "user.updated"
-	EventUserDeleted    = "user.deleted"
+	// EventUserLogin is the "user.login" event: user logged in.
+	EventUserLogin = "user.login"
+	// EventUserLogout is the "user.logout" event: user logged out.
+	EventUserLogout = "user.logout"
+	// EventUserUpdated is the "user.updated" event: user profile updated.
+	EventUserUpdated = "user.updated"
+	// EventUserDeleted is the "user.deleted" event: user account deleted.
+	EventUserDeleted = "user.deleted"
 
-	EventSystemAlert       = "system.alert"
+	// EventSystemAlert is the "system.alert" event: system alert triggered.
+	EventSystemAlert = "system.alert"
+	// EventSystemMaintenance is the "system.maintenance" event: maintenance
+	// scheduled.
 	EventSystemMaintenance = "system.maintenance"
 
 	// EventWebhookTest is sent by the test endpoint of the management API.

@@ -40,8 +40,9 @@ const (
 	MaxHeaders = 20
 	// MaxHeaderValueLength caps a custom header value, in bytes.
 	MaxHeaderValueLength = 1024
-	// MinSecretLength and MaxSecretLength bound a free-form secret, in bytes.
+	// MinSecretLength is the shortest free-form secret accepted, in bytes.
 	MinSecretLength = 16
+	// MaxSecretLength is the longest free-form secret accepted, in bytes.
 	MaxSecretLength = 256
 )
 

@@ -26,13 +26,23 @@ import (
 // header on 429, 502, 503 and 504 replaces the computed delay, clamped to
 // [DefaultMinRetryAfter, DefaultMaxRetryAfter].
 const (
-	DefaultMaxAttempts     = 5
+	// DefaultMaxAttempts is the number of attempts of a delivery, the
+	// first included, before it fails.
+	DefaultMaxAttempts = 5
+	// DefaultInitialInterval is the delay before the first retry.
 	DefaultInitialInterval = 30 * time.Second
-	DefaultMultiplier      = 4.0
-	DefaultMaxInterval     = 2 * time.Hour
-	DefaultJitter          = 0.2
-	DefaultMinRetryAfter   = time.Second
-	DefaultMaxRetryAfter   = time.Hour
+	// DefaultMultiplier is the factor by which each delay grows.
+	DefaultMultiplier = 4.0
+	// DefaultMaxInterval is the longest delay between two attempts.
+	DefaultMaxInterval = 2 * time.Hour
+	// DefaultJitter is the share by which a delay varies either way.
+	DefaultJitter = 0.2
+	// DefaultMinRetryAfter is the shortest delay a Retry-After header
+	// can set.
+	DefaultMinRetryAfter = time.Second
+	// DefaultMaxRetryAfter is the longest delay a Retry-After header can
+	// set.
+	DefaultMaxRetryAfter = time.Hour
 )
 
 // RetryPolicy decides whether a failed attempt is retried, and when. Its zero

@@ -19,12 +19,15 @@ const (
 	// HeaderSignature is the guide's header: "sha256=" + hex HMAC-SHA256 of
 	// the raw body, keyed with the whole secret string.
 	HeaderSignature = "X-Webhook-Signature"
-	// HeaderStandardID, HeaderStandardTimestamp and HeaderStandardSignature
-	// are the Standard Webhooks headers: the message id, the Unix seconds of
-	// the attempt, and space-separated "v1,<base64>" signatures of
-	// id + "." + timestamp + "." + body.
-	HeaderStandardID        = "Webhook-Id"
+	// HeaderStandardID is the Standard Webhooks message id header. It is
+	// the same on every attempt of a delivery.
+	HeaderStandardID = "Webhook-Id"
+	// HeaderStandardTimestamp is the Standard Webhooks header holding the
+	// Unix seconds at which the attempt was signed.
 	HeaderStandardTimestamp = "Webhook-Timestamp"
+	// HeaderStandardSignature is the Standard Webhooks signature header:
+	// space-separated "v1,<base64>" signatures of
+	// id + "." + timestamp + "." + body, one for each signing secret.
 	HeaderStandardSignature = "Webhook-Signature"
 )
 
@@ -37,22 +40,28 @@ const DefaultTolerance = 5 * time.Minute
 
 // Verification errors. Callers match them with errors.Is.
 var (
-	// ErrMissingSignature: the request carries no signature header at all.
+	// ErrMissingSignature reports a request that carries no signature
+	// header at all.
 	ErrMissingSignature = errors.New("webhook: missing signature")
-	// ErrMalformedHeader: a signature header is present but cannot be parsed
-	// (a timestamp with signs or spaces, an id without a timestamp, …).
+	// ErrMalformedHeader reports a signature header that is present but
+	// cannot be parsed (a timestamp with signs or spaces, an id without a
+	// timestamp, …).
 	ErrMalformedHeader = errors.New("webhook: malformed signature header")
-	// ErrInvalidSignature: no signature matches any configured secret.
+	// ErrInvalidSignature reports that no signature matches any configured
+	// secret.
 	ErrInvalidSignature = errors.New("webhook: invalid signature")
-	// ErrTimestampTooOld and ErrTimestampTooNew: the signed timestamp is
-	// outside the tolerance (a replay, or a clock far off).
+	// ErrTimestampTooOld reports a signed timestamp further in the past
+	// than the tolerance allows (a replay, or a clock far behind).
 	ErrTimestampTooOld = errors.New("webhook: timestamp too old")
+	// ErrTimestampTooNew reports a signed timestamp further in the future
+	// than the tolerance allows (a clock far ahead).
 	ErrTimestampTooNew = errors.New("webhook: timestamp too new")
-	// ErrLegacyOnly: only the guide's X-Webhook-Signature came, and the
-	// verifier requires the Standard Webhooks headers, which bind a
-	// timestamp (downgrade protection).
+	// ErrLegacyOnly reports a request signed only with the guide's
+	// X-Webhook-Signature, refused because the verifier requires the
+	// Standard Webhooks headers, which bind a timestamp (downgrade
+	// protection).
 	ErrLegacyOnly = errors.New("webhook: legacy-only signature refused")
-	// ErrNoSecrets: a Signer or Verifier was built without a secret.
+	// ErrNoSecrets reports a Signer or Verifier built without a secret.
 	ErrNoSecrets = errors.New("webhook: no secrets")
 )
 

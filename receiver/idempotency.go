@@ -35,13 +35,13 @@ var ErrNotReserved = errors.New("receiver: idempotency key not reserved by this 
 type ReserveState int
 
 const (
-	// Reserved: the key was absent (or expired) and is now in flight for the
-	// caller, who must Complete or Release it.
+	// Reserved means the key was absent (or expired) and is now in flight
+	// for the caller, who must Complete or Release it.
 	Reserved ReserveState = iota + 1
-	// InFlight: another caller holds the key; its lease ends after
+	// InFlight means another caller holds the key; its lease ends after
 	// Reservation.RetryAfter.
 	InFlight
-	// Done: the key was completed and its TTL has not run out.
+	// Done means the key was completed and its TTL has not run out.
 	Done
 )
 

@@ -45,9 +45,13 @@ type Status string
 // (success) or the retry budget is spent (failed). A failed or successful
 // delivery becomes pending again only through Redeliver.
 const (
+	// StatusPending is a delivery waiting for its next attempt, or in one.
 	StatusPending Status = "pending"
+	// StatusSuccess is a delivery an endpoint answered with a 2xx.
 	StatusSuccess Status = "success"
-	StatusFailed  Status = "failed"
+	// StatusFailed is a delivery that ended without success; only
+	// Redeliver makes it pending again.
+	StatusFailed Status = "failed"
 )
 
 // Valid reports whether s is one of the three statuses.
@@ -153,16 +157,27 @@ type ErrorClass string
 
 // The error classes of an attempt. An attempt that got a 2xx has none.
 const (
-	ErrorNone       ErrorClass = ""
-	ErrorHTTPStatus ErrorClass = "http_status" // a response other than 2xx
-	ErrorTimeout    ErrorClass = "timeout"
-	ErrorRefused    ErrorClass = "connection_refused"
-	ErrorReset      ErrorClass = "connection_reset"
-	ErrorDNS        ErrorClass = "dns"
-	ErrorTLS        ErrorClass = "tls"
-	ErrorBlocked    ErrorClass = "blocked_destination" // refused by the SSRF guard
-	ErrorNetwork    ErrorClass = "network"             // any other transport error
-	ErrorCanceled   ErrorClass = "canceled"            // the dispatcher stopped mid-attempt
+	// ErrorNone is the class of an attempt that did not fail.
+	ErrorNone ErrorClass = ""
+	// ErrorHTTPStatus is a response other than 2xx.
+	ErrorHTTPStatus ErrorClass = "http_status"
+	// ErrorTimeout is an attempt that did not end within its timeout.
+	ErrorTimeout ErrorClass = "timeout"
+	// ErrorRefused is a connection the destination refused.
+	ErrorRefused ErrorClass = "connection_refused"
+	// ErrorReset is a connection the destination reset.
+	ErrorReset ErrorClass = "connection_reset"
+	// ErrorDNS is a host name that did not resolve.
+	ErrorDNS ErrorClass = "dns"
+	// ErrorTLS is a failed TLS handshake or certificate check.
+	ErrorTLS ErrorClass = "tls"
+	// ErrorBlocked is a destination the SSRF guard refused.
+	ErrorBlocked ErrorClass = "blocked_destination"
+	// ErrorNetwork is any other transport error.
+	ErrorNetwork ErrorClass = "network"
+	// ErrorCanceled is an attempt cut short because the dispatcher
+	// stopped; it spends none of the retry budget.
+	ErrorCanceled ErrorClass = "canceled"
 )
 
 // Attempt is the log of one HTTP attempt of a delivery.

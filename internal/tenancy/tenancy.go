@@ -13,10 +13,14 @@ import (
 	"github.com/noa-server/webhook/store"
 )
 
-// ErrNoWebhook and ErrNoDelivery report a webhook or delivery that the
-// tenant has not, whatever the reason.
+// Errors of a lookup that must not tell a missing record from another
+// tenant's.
 var (
-	ErrNoWebhook  = errors.New("no webhook with this id")
+	// ErrNoWebhook reports a webhook the tenant does not have, whatever
+	// the reason.
+	ErrNoWebhook = errors.New("no webhook with this id")
+	// ErrNoDelivery reports a delivery the tenant does not have for this
+	// webhook, whatever the reason.
 	ErrNoDelivery = errors.New("no delivery with this id for this webhook")
 )
 
