@@ -23,6 +23,32 @@ func signed(body, id string, at time.Time) *http.Request {
 	return r
 }
 
+// Verify is the short form: the secrets, and the defaults of
+// VerifyOptions (the real clock, a 5-minute tolerance, a 1 MiB body).
+func ExampleVerify() {
+	h := receiver.Verify(exampleSecret)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ev, _ := receiver.EventFromContext(r.Context())
+		fmt.Println("handler ran for", ev.ID)
+	}))
+
+	body := `{"id":"evt_2","event":"user.login","timestamp":"2024-01-15T10:30:00Z","webhookId":"wh_1","data":{},"metadata":{"apiVersion":"v1","requestId":""}}`
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signed(body, "evt_2", time.Now()))
+	fmt.Println(rec.Code)
+
+	// The body with its event type changed no longer matches the signature.
+	r := signed(body, "evt_2", time.Now())
+	r.Body = io.NopCloser(strings.NewReader(strings.Replace(body, "user.login", "user.logout", 1)))
+	r.ContentLength = -1
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
+	// Output:
+	// handler ran for evt_2
+	// 200
+	// 401 Invalid signature
+}
+
 func ExampleVerifyWithOptions() {
 	now := time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC)
 	verify, err := receiver.VerifyWithOptions(receiver.VerifyOptions{
