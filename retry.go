@@ -64,8 +64,9 @@ type RetryPolicy struct {
 	// MaxInterval caps every computed delay. Defaults to DefaultMaxInterval.
 	MaxInterval time.Duration
 	// Jitter is the fraction by which each delay is randomised, both ways
-	// (0.2 gives ±20%). Defaults to DefaultJitter; a negative value means
-	// no jitter (exact delays, as tests want); 1 or more is refused by New.
+	// (0.2 gives ±20%; a delay at MaxInterval varies below it only).
+	// Defaults to DefaultJitter; a negative value means no jitter (exact
+	// delays, as tests want); 1 or more is refused by New.
 	Jitter float64
 	// MinRetryAfter and MaxRetryAfter bound the delay a receiver asks for
 	// with Retry-After. Default to DefaultMinRetryAfter and
@@ -117,7 +118,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // delay. It never retries once attempt reaches MaxAttempts. Retry-After is
 // honoured on 429, 502, 503 and 504, clamped to [MinRetryAfter,
 // MaxRetryAfter]; otherwise the delay is InitialInterval * Multiplier^(attempt-1)
-// with jitter, capped at MaxInterval.
+// with jitter, capped at MaxInterval (a jittered delay that would exceed
+// the cap is drawn below it instead, so retries at the cap stay spread).
 func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) {
 	p = p.withDefaults()
 	if attempt >= p.MaxAttempts {
@@ -143,9 +145,16 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 	for range attempt {
 		d = b.NextBackOff()
 	}
-	// The backoff caps the interval before its jitter; the cap holds for
-	// the delay itself.
-	return min(d, p.MaxInterval), true
+	// The backoff caps the interval before its jitter, so at the cap half
+	// the jittered delays land above MaxInterval. Clipping them would send
+	// every one of those retries exactly MaxInterval after its failure: no
+	// jitter left for the deliveries of a long outage, which all retry at
+	// the cap. Reflected below the cap instead, they stay spread over
+	// [interval×(1-Jitter), MaxInterval].
+	if d > p.MaxInterval {
+		d = max(2*p.MaxInterval-d, 0)
+	}
+	return d, true
 }
 
 // retryAfterNow is AttemptResult.RetryAfter for a receiver that asked to be

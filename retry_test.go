@@ -74,3 +74,33 @@ func TestRetryPolicyNext(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryJitterAtTheCap: once the backoff reaches MaxInterval (attempt 7
+// onwards of the default schedule, which a webhook's MaxAttempts of up to
+// 100 reaches), the delays still vary by the jitter, below the cap. They
+// used to be clipped to it, so half of them were exactly MaxInterval and
+// the deliveries that failed together in an outage retried together.
+func TestRetryJitterAtTheCap(t *testing.T) {
+	p := RetryPolicy{MaxAttempts: 100}
+	const n = 200
+	atCap, low := 0, DefaultMaxInterval
+	for range n {
+		got, ok := p.Next(10, AttemptResult{ErrorClass: store.ErrorTimeout})
+		if !ok {
+			t.Fatal("attempt 10 of 100 not retried")
+		}
+		if got > DefaultMaxInterval || got < 96*time.Minute {
+			t.Fatalf("delay %v outside [96m, 2h]: 2h less at most 20%%", got)
+		}
+		if got == DefaultMaxInterval {
+			atCap++
+		}
+		low = min(low, got)
+	}
+	if atCap > 0 {
+		t.Errorf("%d of %d delays exactly MaxInterval: no jitter at the cap", atCap, n)
+	}
+	if low > 108*time.Minute {
+		t.Errorf("shortest of %d delays %v: jitter not spread below the cap", n, low)
+	}
+}
