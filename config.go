@@ -104,7 +104,9 @@ type Config struct {
 	// DefaultWebhookCacheTTL; negative disables the cache. A change to a
 	// webhook (a new URL, a revoked secret, a deactivation) therefore
 	// reaches attempts up to this long after it is stored, in this process
-	// and in replicas sharing the store.
+	// and in replicas sharing the store; a reactivation reaches them at
+	// once, as a delivery is failed for an inactive webhook only once the
+	// store confirms it.
 	WebhookCacheTTL time.Duration
 
 	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{

@@ -1511,6 +1511,14 @@ func (d *Dispatcher) webhook(ctx context.Context, id string) (*target, error) {
 // for a 410 Gone, which must be recorded before the webhook's next attempt).
 func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered func(store.ErrorClass)) attemptDone {
 	t, err := d.webhook(ctx, del.WebhookID)
+	if err == nil && !t.w.Active {
+		// An inactive webhook's delivery fails unsent: not on the word of
+		// the cache, which may hold a deactivation undone since (an owner
+		// switching a webhook back on, whose new events Emit matched
+		// active). Rare, so the store is read again.
+		d.forget(del.WebhookID)
+		t, err = d.webhook(ctx, del.WebhookID)
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			// Store trouble: give the lease back so the delivery is retried.

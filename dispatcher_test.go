@@ -2354,3 +2354,49 @@ func TestRotationSigningFollowsTheClock(t *testing.T) {
 		check("at ExpiresAt", false)
 	})
 }
+
+// TestReactivatedWebhookIsSent: a webhook the delivery loop last read
+// inactive, and that is active again, gets the deliveries emitted to it.
+// The cached read used to fail them unsent ("webhook is inactive") for
+// as long as it lived, though Emit had matched the webhook active: events
+// lost to a receiver whose owner had just switched it back on.
+func TestReactivatedWebhookIsSent(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, st, "a", rc.URL)
+		w.Active = false
+		saveWebhook(t, st, w)
+		cfg := testConfig()
+		// One read serves every attempt, so the cache cannot expire
+		// during the test.
+		cfg.WebhookCacheTTL = time.Hour
+		d := startDispatcher(t, st, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		// The loop reads the webhook inactive (and caches it).
+		if del, _, err := d.SendTest(ctx, w.ID, nil); err != nil || del.Status != store.StatusFailed {
+			t.Fatalf("SendTest to the inactive webhook = %+v, %v; want failed", del, err)
+		}
+		w.Active = true
+		saveWebhook(t, st, w)
+		res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.DeliveryIDs) != 1 {
+			t.Fatalf("Emit matched %d webhooks, want the reactivated one", len(res.DeliveryIDs))
+		}
+		var del *store.Delivery
+		waitFor(t, "the delivery to finish", func() bool {
+			var err error
+			if del, err = st.GetDelivery(ctx, res.DeliveryIDs[0]); err != nil {
+				t.Fatalf("GetDelivery: %v", err)
+			}
+			return del.Status.Finished()
+		})
+		if del.Status != store.StatusSuccess || rc.count() != 1 {
+			t.Errorf("delivery to the reactivated webhook: %s (%s), %d requests; want success, 1", del.Status, del.LastError, rc.count())
+		}
+	})
+}
