@@ -208,11 +208,20 @@ func TestClaimOnlySkipped(t *testing.T) {
 // every claim order, lease and skip rule holds with deliveries held.
 func TestConformanceHolding(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(filepath.Join(t.TempDir(), "holding.db"), &Options{NoSync: true})
+		path := filepath.Join(t.TempDir(), "holding.db")
+		s, err := Open(path, &Options{NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Close() })
+		t.Cleanup(func() {
+			s.Close()
+			if t.Failed() {
+				return
+			}
+			if err := checkFile(path); err != nil {
+				t.Errorf("file after %s: %v", t.Name(), err)
+			}
+		})
 		s.hold = holding{after: 0, most: 3}
 		return s
 	})

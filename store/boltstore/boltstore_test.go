@@ -38,7 +38,24 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		// NoSync keeps the suite fast on a shared machine; TestReopen
 		// covers durability with fsync on.
-		s, _ := open(t, &boltstore.Options{NoSync: true})
+		path := filepath.Join(t.TempDir(), "webhooks.db")
+		s, err := boltstore.Open(path, &boltstore.Options{NoSync: true})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		// The suite checks the store through its interface first; then
+		// the closed file's indexes must agree with its records.
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if t.Failed() {
+				return
+			}
+			if err := boltstore.CheckFile(path); err != nil {
+				t.Errorf("file after %s: %v", t.Name(), err)
+			}
+		})
 		return s
 	})
 }
