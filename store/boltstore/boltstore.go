@@ -263,9 +263,20 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	}))
 }
 
+// mapErr turns the bbolt errors that have a store meaning into the store's
+// sentinels. A key or value too large for bbolt comes from the caller's
+// input (an id, tenant or event id longer than a key can hold, a body of
+// gigabytes), so it is ErrInvalid, as other input the store refuses.
 func mapErr(err error) error {
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+	switch {
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return store.ErrClosed
+	case errors.Is(err, berrors.ErrKeyTooLarge):
+		return fmt.Errorf("boltstore: an id, tenant or event id longer than a key holds (%d bytes with its prefix): %w: %w",
+			bolt.MaxKeySize, err, store.ErrInvalid)
+	case errors.Is(err, berrors.ErrValueTooLarge):
+		return fmt.Errorf("boltstore: a record longer than a value holds (%d bytes): %w: %w",
+			bolt.MaxValueSize, err, store.ErrInvalid)
 	}
 	return err
 }

@@ -451,3 +451,34 @@ func TestOpenTruncated(t *testing.T) {
 		t.Errorf("the whole copy counts %+v (%v), want 1000 pending", n, err)
 	}
 }
+
+// TestKeyTooLarge: an id, tenant or event id longer than a bbolt key can
+// hold is the caller's input, so it is ErrInvalid, like every other input
+// the store refuses, and stores nothing.
+func TestKeyTooLarge(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, &boltstore.Options{NoSync: true})
+	long := strings.Repeat("x", bolt.MaxKeySize)
+	err := s.CreateWebhook(ctx, storetest.NewWebhook(long))
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("CreateWebhook with a %d-byte tenant: %v, want ErrInvalid", len(long), err)
+	}
+	w := storetest.NewWebhook("tenant-long")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	ok, bad := storetest.NewDelivery(w, "user.login"), storetest.NewDelivery(w, "user.login")
+	bad.EventID = long
+	if _, err := s.Enqueue(ctx, []*store.Delivery{ok, bad}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Enqueue with a %d-byte event id: %v, want ErrInvalid", len(long), err)
+	}
+	if c, err := s.CountDeliveries(ctx, w.ID); err != nil || c != (store.Counts{}) {
+		t.Errorf("after the refused Enqueue: counts %+v (%v), want none", c, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := boltstore.CheckFile(path); err != nil {
+		t.Error(err)
+	}
+}
