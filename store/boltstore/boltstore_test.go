@@ -482,3 +482,114 @@ func TestKeyTooLarge(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestNewerFormat opens a file whose records carry a format version this
+// build does not know, as one written by a later release would: every
+// reader says so (not that the record is corrupt, which sends an operator
+// looking for disk faults), and no writer changes the records.
+func TestNewerFormat(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, nil)
+	w := storetest.NewWebhook("tenant-newer")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	pending, done := storetest.NewDelivery(w, "user.login"), storetest.NewDelivery(w, "user.login")
+	if _, err := s.Enqueue(ctx, []*store.Delivery{pending, done}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base, Limit: 2, Lease: time.Minute, Owner: "o"})
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("Claim: %d deliveries, %v", len(ds), err)
+	}
+	err = s.Complete(ctx, store.CompleteParams{DeliveryID: done.ID, Owner: "o", Status: store.StatusSuccess,
+		Now: storetest.Base, Attempt: storetest.NewAttempt(done.ID, 1, 200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Raise the version byte (the first) of every record.
+	records := [][]byte{[]byte("webhooks"), []byte("deliveries"), []byte("attempts")}
+	before := map[string]string{}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range records {
+			b := tx.Bucket(name)
+			var keys [][]byte
+			b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil })
+			for _, k := range keys {
+				v := bytes.Clone(b.Get(k))
+				v[0] = 0x7f
+				before[string(name)+"/"+string(k)] = string(v)
+				if err := b.Put(k, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = boltstore.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "newer release") || strings.Contains(err.Error(), "corrupt") {
+			t.Errorf("%s: %v, want an error saying a newer release wrote the record", what, err)
+		}
+	}
+	_, err = s.GetWebhook(ctx, w.ID)
+	newer("GetWebhook", err)
+	_, err = s.GetDelivery(ctx, pending.ID)
+	newer("GetDelivery", err)
+	_, err = s.ListAttempts(ctx, done.ID)
+	newer("ListAttempts of the delivery", err)
+	_, _, err = s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 10})
+	newer("ListDeliveries", err)
+	_, err = s.Claim(ctx, store.ClaimParams{Now: storetest.Base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "p"})
+	newer("Claim", err)
+	err = s.Complete(ctx, store.CompleteParams{DeliveryID: pending.ID, Owner: "o", Status: store.StatusSuccess,
+		Now: storetest.Base, Attempt: storetest.NewAttempt(pending.ID, 1, 200)})
+	newer("Complete", err)
+	_, err = s.Redeliver(ctx, store.RedeliverParams{ID: done.ID, Now: storetest.Base})
+	newer("Redeliver", err)
+	_, err = s.Purge(ctx, store.PurgeParams{Before: storetest.Base.Add(time.Hour)})
+	newer("Purge", err)
+	_, err = s.UpdateWebhook(ctx, w.ID, func(*store.Webhook) error { return nil })
+	newer("UpdateWebhook", err)
+	err = s.DeleteWebhook(ctx, w.ID)
+	newer("DeleteWebhook", err)
+	_, err = s.Enqueue(ctx, []*store.Delivery{storetest.NewDelivery(w, "user.login")})
+	newer("Enqueue", err)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	after := map[string]string{}
+	db.View(func(tx *bolt.Tx) error {
+		for _, name := range records {
+			tx.Bucket(name).ForEach(func(k, v []byte) error {
+				after[string(name)+"/"+string(k)] = string(v)
+				return nil
+			})
+		}
+		return nil
+	})
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("the writers changed the records of the newer release (-before +after):\n%s", diff)
+	}
+}

@@ -35,6 +35,15 @@ const (
 // errCorrupt reports a stored record the decoder cannot read.
 var errCorrupt = errors.New("boltstore: corrupt record")
 
+// newerFormat reports a record whose format version v is above the newest
+// this build reads, newest: a later release of the library wrote it (the
+// file was opened by an older build after an upgrade). The record is
+// intact, so this is not errCorrupt: no reader decodes it and no writer
+// changes it.
+func newerFormat(v, newest byte) error {
+	return fmt.Errorf("boltstore: record of format version %d, written by a newer release of the library (this build reads up to %d): upgrade to open this file", v, newest)
+}
+
 // enc appends fields to a buffer.
 type enc struct{ b []byte }
 
@@ -263,7 +272,11 @@ func (d *dec) header() http.Header {
 }
 
 func (d *dec) version(want byte) {
-	if v := d.byte(); v != want && d.err == nil {
+	switch v := d.byte(); {
+	case d.err != nil:
+	case v > want:
+		d.err, d.b = newerFormat(v, want), nil
+	case v != want:
 		d.err = fmt.Errorf("%w: format version %d, want %d", errCorrupt, v, want)
 	}
 }
@@ -766,7 +779,12 @@ func encodeAttempt(a *store.Attempt, refs attemptRefs) []byte {
 func decodeAttempt(b []byte, refs attemptRefs) (*store.Attempt, error) {
 	d := dec{b: b}
 	v := d.byte()
-	if (v < attemptV1 || v > attemptV3) && d.err == nil {
+	switch {
+	case d.err != nil:
+		return nil, d.err
+	case v > attemptV3:
+		return nil, newerFormat(v, attemptV3)
+	case v < attemptV1:
 		return nil, fmt.Errorf("%w: format version %d, want %d to %d", errCorrupt, v, attemptV1, attemptV3)
 	}
 	a := &store.Attempt{}
