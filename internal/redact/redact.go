@@ -1,8 +1,8 @@
-// Package redact holds the rule by which the dispatcher's attempt logs, the
-// management API and the dashboard hide header values that likely carry
-// credentials, so every view of a delivery hides the same headers, the
-// rule by which the dashboard hides the credentials of a URL, and the rule
-// by which the dispatcher hides a URL's query in the text of a failure.
+// Package redact holds the rules by which every view of a delivery (the
+// dispatcher's attempt logs, the management API, the dashboard) hides what
+// may carry credentials, so that all of them hide the same: header values
+// (Credential), a URL's user information (URL) and a URL's query in the
+// text of a failure (QueryIn).
 package redact
 
 import (
