@@ -1775,6 +1775,15 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		att.ErrorClass, att.Error = class, redact.QueryIn(msg, t.w.URL)
 		return att, AttemptResult{ErrorClass: class}
 	}
+	if resp.StatusCode < 200 {
+		// 101 Switching Protocols, the only 1xx net/http returns: its body
+		// is the raw connection, which the transport no longer closes when
+		// actx ends, so a silent endpoint would hold the read, the worker
+		// and Stop for ever. What follows a switch is not HTTP: leave it
+		// unread (closing it closes the connection).
+		resp.Body.Close()
+		resp.Body = http.NoBody
+	}
 	att.ResponseBody, err = readCapped(resp.Body, d.cfg.MaxResponseBytes)
 	if err == nil && len(att.ResponseBody) == d.cfg.MaxResponseBytes {
 		// Drain a little more so the connection can be reused.

@@ -1952,6 +1952,70 @@ func TestStalledResponseBodyIsATimeout(t *testing.T) {
 	}
 }
 
+// TestSwitchingProtocolsIsAFailedAttempt: an endpoint that answers 101
+// Switching Protocols (with the Upgrade headers) and then stays silent
+// hands net/http's transport a body that is the raw connection, which the
+// attempt's deadline no longer reaches. The attempt must still end, at
+// once, as a failed one that names the status, and Stop must not wait for
+// it.
+func TestSwitchingProtocolsIsAFailedAttempt(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan net.Conn, 10)
+	go func() {
+		defer close(conns)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+			go func() {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				// Then silence, until the test ends.
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+			}()
+		}
+	}()
+	closeAll := func() {
+		ln.Close()
+		for c := range conns {
+			c.Close()
+		}
+	}
+	st := newMemStore(t)
+	addWebhook(t, st, "a", "http://"+ln.Addr().String()+"/")
+	cfg := testConfig()
+	cfg.Timeout = 500 * time.Millisecond
+	cfg.Retry = RetryPolicy{MaxAttempts: 1}
+	d := startDispatcher(t, st, cfg)
+	// Registered after startDispatcher, so it runs before Stop: a hung
+	// attempt is released once the test has failed.
+	t.Cleanup(closeAll)
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.DeliveryIDs[0]
+	deadline := time.Now().Add(10 * cfg.Timeout)
+	for len(attempts(t, st, id)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no attempt recorded %v after a 101 answer, with a Timeout of %v", 10*cfg.Timeout, cfg.Timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a := attempts(t, st, id)[0]
+	if a.ResponseStatus != http.StatusSwitchingProtocols || a.ErrorClass != store.ErrorHTTPStatus || a.Error != "HTTP 101 Switching Protocols" {
+		t.Errorf("attempt: status %d class %q error %q; want 101, http_status, %q",
+			a.ResponseStatus, a.ErrorClass, a.Error, "HTTP 101 Switching Protocols")
+	}
+	waitStatus(t, st, id, store.StatusFailed, 1)
+}
+
 // TestWorkersBoundConcurrentAttempts: the dispatcher claims ahead of its
 // workers, but never sends more than Workers attempts at once.
 func TestWorkersBoundConcurrentAttempts(t *testing.T) {
