@@ -319,6 +319,11 @@ func TestLoopbackSpellingsNeverConnect(t *testing.T) {
 		"127.0.0.1", "127.1", "0x7f.1", "2130706433", "0177.0.0.1", "0.0.0.0",
 		"[::]", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]",
 		"[64:ff9b::7f00:1]", "[fe80::1%25lo]", "localhost", "LOCALHOST",
+		// Trailing dots, a percent-encoded host, a zone on a mapped
+		// address, local-use NAT64, 6to4, and user information before
+		// the host (which the Registry refuses, but a store may hold).
+		"localhost.", "127.0.0.1.", "%31%32%37.0.0.1", "[::ffff:7f00:1%25lo]",
+		"[64:ff9b:1::7f00:1]", "[2002:7f00:1::1]", "0x7f000001", "good@127.0.0.1",
 	}
 	d := startDispatcher(t, st, &Config{AllowAnyPort: true, PollInterval: 10 * time.Millisecond})
 	for i, h := range hosts {
