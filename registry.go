@@ -170,8 +170,8 @@ func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
 // WebhookInput is a new webhook.
 type WebhookInput struct {
 	// URL is the absolute destination: https (http only with AllowHTTP),
-	// a host, a port from 1 to 65535 if any, no user info, no fragment, at
-	// most MaxURLLength bytes.
+	// a host, a port from 1 to 65535 if any, no user info, no fragment, no
+	// space in the query (percent-encode it), at most MaxURLLength bytes.
 	URL string
 	// Events are event types or patterns ("agent.*", "*"); at least one,
 	// at most RegistryOptions.MaxEvents. Duplicates are dropped, keeping the
@@ -552,6 +552,11 @@ func (r *Registry) checkURL(raw string) (string, error) {
 	}
 	if err := checkPort(u); err != nil {
 		return "", err
+	}
+	// net/http escapes a path but sends a query as it is written: a space
+	// in it would split the request line, which receivers refuse (400).
+	if strings.Contains(u.RawQuery, " ") {
+		return "", invalid("url", "the query contains a space; percent-encode it as %%20")
 	}
 	return raw, nil
 }
