@@ -264,7 +264,10 @@ func TestEmitDeliversSignedPayload(t *testing.T) {
 		st := newStore(t)
 		rc := newReceiver(t, nil)
 		w := addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
-		w.Headers = map[string]string{"X-Custom": "yes", "X-Webhook-Event": "forged", "User-Agent": "forged", "Authorization": "Bearer s3cr3t"}
+		// A store may hold headers the Registry refuses: the dispatcher
+		// drops them, never sending a forged signature or a broken line.
+		w.Headers = map[string]string{"X-Custom": "yes", "X-Webhook-Event": "forged", "User-Agent": "forged", "Authorization": "Bearer s3cr3t",
+			"webhook-signature": "v1,forged", "Host": "evil.example", "Content-Length": "0", "X-Crlf": "a\r\nX-Injected: 1"}
 		w.Secrets = []store.Secret{
 			{Value: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
 			{Value: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", ExpiresAt: time.Now().Add(time.Hour)},
@@ -303,6 +306,14 @@ func TestEmitDeliversSignedPayload(t *testing.T) {
 			if g := got.header.Get(k); g != v {
 				t.Errorf("header %s = %q, want %q", k, g, v)
 			}
+		}
+		for _, k := range []string{"X-Crlf", "X-Injected"} {
+			if vs, ok := got.header[k]; ok {
+				t.Errorf("header %s = %q was sent, want it dropped", k, vs)
+			}
+		}
+		if g := got.header.Values(HeaderStandardSignature); len(g) != 1 || strings.Contains(g[0], "forged") {
+			t.Errorf("webhook-signature = %q, want only the dispatcher's", g)
 		}
 		if g := got.header.Get(HeaderSignature); g != SignLegacy("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", got.body) {
 			t.Errorf("X-Webhook-Signature = %q, want the current secret's", g)
