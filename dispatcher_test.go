@@ -1963,6 +1963,36 @@ func TestStalledResponseBodyIsATimeout(t *testing.T) {
 	}
 }
 
+// TestEndlessResponseBodyIsCapped: an endpoint that answers 200 and then
+// streams for ever costs an attempt MaxResponseBytes of memory and a short
+// drain, not the whole Timeout: the attempt succeeds at once with the
+// first MaxResponseBytes bytes stored.
+func TestEndlessResponseBodyIsCapped(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		chunk := bytes.Repeat([]byte("x"), 32<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	addWebhook(t, st, "a", rc.URL)
+	cfg := testConfig()
+	cfg.MaxResponseBytes = 100
+	d := startDispatcher(t, st, cfg)
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	if len(a.ResponseBody) != cfg.MaxResponseBytes || a.Duration >= cfg.Timeout {
+		t.Errorf("attempt stored %d bytes of the body after %v; want %d, well before the %v timeout",
+			len(a.ResponseBody), a.Duration, cfg.MaxResponseBytes, cfg.Timeout)
+	}
+}
+
 // TestSwitchingProtocolsIsAFailedAttempt: an endpoint that answers 101
 // Switching Protocols (with the Upgrade headers) and then stays silent
 // hands net/http's transport a body that is the raw connection, which the
