@@ -170,8 +170,9 @@ func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
 // WebhookInput is a new webhook.
 type WebhookInput struct {
 	// URL is the absolute destination: https (http only with AllowHTTP),
-	// a host, a port from 1 to 65535 if any, no user info, no fragment, no
-	// space in the query (percent-encode it), at most MaxURLLength bytes.
+	// an ASCII host (an internationalized domain name in its xn-- form), a
+	// port from 1 to 65535 if any, no user info, no fragment, no space in
+	// the query (percent-encode it), at most MaxURLLength bytes.
 	URL string
 	// Events are event types or patterns ("agent.*", "*"); at least one,
 	// at most RegistryOptions.MaxEvents. Duplicates are dropped, keeping the
@@ -552,6 +553,13 @@ func (r *Registry) checkURL(raw string) (string, error) {
 	}
 	if err := checkPort(u); err != nil {
 		return "", err
+	}
+	// Go's resolver looks up no name that is not ASCII (every attempt
+	// would fail with "no such host"), and net/http does not convert one.
+	for i := 0; i < len(u.Host); i++ {
+		if u.Host[i] >= utf8.RuneSelf {
+			return "", invalid("url", "host is not ASCII; write an internationalized domain name in its xn-- form")
+		}
 	}
 	// net/http escapes a path but sends a query as it is written: a space
 	// in it would split the request line, which receivers refuse (400).

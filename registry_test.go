@@ -143,6 +143,10 @@ func TestRegistryValidation(t *testing.T) {
 		// net/http sends a query as it is written: a space in it splits
 		// the request line, and receivers answer 400 to every delivery.
 		{"space in query", func(in *WebhookInput) { in.URL = "https://example.com/hooks?name=my hook" }, "url"},
+		// Go's resolver looks up no name that is not ASCII: every attempt
+		// would fail with "no such host".
+		{"unicode host", func(in *WebhookInput) { in.URL = "https://bücher.example/hooks" }, "url"},
+		{"encoded unicode host", func(in *WebhookInput) { in.URL = "https://b%C3%BCcher.example/hooks" }, "url"},
 		{"port over 65535", func(in *WebhookInput) { in.URL = "https://example.com:99999/" }, "url"},
 		{"port 65536", func(in *WebhookInput) { in.URL = "https://example.com:65536/" }, "url"},
 		{"port 0", func(in *WebhookInput) { in.URL = "https://example.com:0/" }, "url"},
@@ -222,6 +226,7 @@ func TestRegistryAcceptedInput(t *testing.T) {
 		{URL: "https://example.com:1/", Events: []string{"*"}},
 		{URL: "https://example.com:65535", Events: []string{"*"}},
 		{URL: "https://example.com/my hook?name=my%20hook+x", Events: []string{"*"}}, // the path is escaped when sent
+		{URL: "https://xn--bcher-kva.example/bücher?q=é", Events: []string{"*"}},     // an IDN host in its ASCII form
 		{URL: "https://[::1]:443/", Events: []string{"workflow.completed"}, Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Description: strings.Repeat("é", 250)},
 	} {
 		if _, err := r.Create(ctx, "t", in); err != nil {
