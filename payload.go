@@ -21,8 +21,11 @@ const APIVersion = "v1"
 // that is not valid JSON.
 var ErrInvalidJSON = errors.New("webhook: invalid JSON")
 
-// maxJSONDepth bounds the nesting of canonicalised JSON, as encoding/json does.
-const maxJSONDepth = 10000
+// maxJSONDepth bounds the nesting of canonicalised JSON: one level below
+// encoding/json's bound of 10,000, because the payload nests the data in
+// its envelope, and a payload encoding/json cannot decode would be refused
+// by every Go receiver.
+const maxJSONDepth = 10000 - 1
 
 // CanonicalJSON returns data marshalled with encoding/json and rewritten to
 // the exact bytes JavaScript's JSON.stringify(JSON.parse(text)) produces, so
@@ -47,7 +50,9 @@ const maxJSONDepth = 10000
 // invalid byte, as encoding/json does (a JavaScript decoder may merge a
 // truncated sequence into one U+FFFD). Nil becomes {}. Data encoding/json
 // cannot marshal returns its error (such as *json.UnsupportedValueError),
-// wrapped; invalid JSON text returns an error matching ErrInvalidJSON.
+// wrapped; invalid JSON text, and JSON nested deeper than 9,999 levels (so
+// that the payload around it stays within what encoding/json decodes),
+// return an error matching ErrInvalidJSON.
 func CanonicalJSON(data any) ([]byte, error) {
 	var src []byte
 	switch v := data.(type) {

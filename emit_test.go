@@ -1,0 +1,48 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestEmitDataNestingFitsReceivers: the payload holds the data one level
+// below its envelope, and encoding/json, with which the receiver package
+// (and every Go receiver) decodes a payload, reads at most 10,000 levels.
+// Data that Emit accepts must leave a payload that decodes; deeper data is
+// refused with ErrInvalidEvent rather than stored as a delivery every Go
+// receiver answers 400 until it fails.
+func TestEmitDataNestingFitsReceivers(t *testing.T) {
+	t.Parallel()
+	st := newMemStore(t)
+	addWebhook(t, st, "a", "https://example.com/hook")
+	d, err := New(st, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, depth := range []int{9999, 10000, 10001} {
+		data := json.RawMessage(strings.Repeat("[", depth) + strings.Repeat("]", depth))
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a", Data: data})
+		if err != nil {
+			if !errors.Is(err, ErrInvalidEvent) || !errors.Is(err, ErrInvalidJSON) {
+				t.Errorf("data %d deep: Emit error = %v, want ErrInvalidEvent and ErrInvalidJSON", depth, err)
+			}
+			if depth < 10000 {
+				t.Errorf("data %d deep refused: %v", depth, err)
+			}
+			continue
+		}
+		del, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(del.Body, &ev); err != nil {
+			t.Errorf("data %d deep accepted, but its payload does not decode: %v", depth, err)
+		}
+	}
+}
