@@ -443,6 +443,10 @@ func (d *Dispatcher) prepare(ev *Event) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: data: %w", ErrInvalidEvent, err)
 	}
+	if string(data) == "null" {
+		// A nil map, slice or pointer: nil data, sent as {} like nil.
+		data = append(data[:0], "{}"...)
+	}
 	if len(data) > d.cfg.MaxPayloadBytes {
 		return nil, &PayloadTooLargeError{Size: len(data), Limit: d.cfg.MaxPayloadBytes}
 	}

@@ -46,3 +46,38 @@ func TestEmitDataNestingFitsReceivers(t *testing.T) {
 		}
 	}
 }
+
+// TestEmitSendsNilDataAsEmptyObject: the guide's payload holds an object
+// as "data", and Event.Data documents nil as sent as {}. A nil map, slice
+// or pointer (which encoding/json marshals to null) and JSON null are nil
+// data too: sent as "data":null, they reach a receiver that reads
+// event.data.someField as the guide's samples do with a TypeError.
+func TestEmitSendsNilDataAsEmptyObject(t *testing.T) {
+	t.Parallel()
+	st := newMemStore(t)
+	addWebhook(t, st, "a", "https://example.com/hook")
+	d, err := New(st, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]any{
+		"nil":         nil,
+		"nil map":     map[string]any(nil),
+		"nil slice":   []string(nil),
+		"nil pointer": (*WorkflowCompletedData)(nil),
+		"JSON null":   json.RawMessage(" null "),
+		"nil raw":     json.RawMessage(nil),
+	} {
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a", Data: data})
+		if err != nil {
+			t.Fatalf("%s: Emit: %v", name, err)
+		}
+		del, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(del.Body), `,"data":{},"metadata":`) {
+			t.Errorf("%s: body %s, want \"data\":{}", name, del.Body)
+		}
+	}
+}

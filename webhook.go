@@ -32,7 +32,8 @@ type Event struct {
 	Tenant string
 	// Data is the event-specific payload, marshalled with encoding/json and
 	// rewritten as CanonicalJSON (a json.RawMessage is validated and
-	// canonicalised, not sent as is). Nil is sent as {}.
+	// canonicalised, not sent as is). Nil, and data that marshals to null
+	// (a nil map, slice or pointer, JSON null), is sent as {}.
 	Data any
 	// RequestID is sent as metadata.requestId. Optional; at most 256 bytes.
 	RequestID string
