@@ -26,10 +26,10 @@ import (
 
 // Errors of the Dispatcher. Callers match them with errors.Is.
 var (
-	// ErrInvalidEvent reports an Emit whose event cannot be sent: no tenant,
-	// a malformed id, a request id over 256 bytes, a Time whose year RFC
-	// 3339 cannot write, or data that does not marshal to JSON. Nothing is
-	// stored.
+	// ErrInvalidEvent reports an Emit whose event cannot be sent: no tenant
+	// or one that is not UTF-8 or holds a NUL byte, a malformed id, a
+	// request id over 256 bytes, a Time whose year RFC 3339 cannot write,
+	// or data that does not marshal to JSON. Nothing is stored.
 	ErrInvalidEvent = errors.New("webhook: invalid event")
 	// ErrPayloadTooLarge reports event data above Config.MaxPayloadBytes.
 	// The error is a *PayloadTooLargeError.
@@ -369,10 +369,11 @@ func (d *Dispatcher) duePending() bool { return d.dueSeq != d.clearSeq }
 // to a webhook (the first payload is kept): Emit is safe to retry. This
 // holds while the first delivery is stored: one purged (Config.Retention
 // after it finished) no longer counts, and the ID is delivered again. An
-// unknown type (ErrUnknownEventType), a missing tenant, a malformed id, a
-// request id over 256 bytes, a Time whose year RFC 3339 cannot write or
-// data that does not marshal (ErrInvalidEvent), or data above the size cap
-// (*PayloadTooLargeError) is refused and nothing is stored.
+// unknown type (ErrUnknownEventType), a missing tenant or one that is not
+// UTF-8 or holds a NUL byte, a malformed id, a request id over 256 bytes,
+// a Time whose year RFC 3339 cannot write or data that does not marshal
+// (ErrInvalidEvent), or data above the size cap (*PayloadTooLargeError) is
+// refused and nothing is stored.
 // A matching webhook deleted while Emit runs is left out; the others get
 // their deliveries.
 func (d *Dispatcher) Emit(ctx context.Context, ev Event) (EmitResult, error) {
@@ -419,6 +420,9 @@ func (d *Dispatcher) prepare(ev *Event) ([]byte, error) {
 	}
 	if ev.Tenant == "" {
 		return nil, fmt.Errorf("%w: tenant is required", ErrInvalidEvent)
+	}
+	if !tenantText(ev.Tenant) {
+		return nil, fmt.Errorf("%w: tenant is not valid UTF-8 or contains a NUL character", ErrInvalidEvent)
 	}
 	if ev.ID == "" {
 		id, err := uuid.NewV7()

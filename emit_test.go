@@ -6,7 +6,19 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
+
+// eachStoreWithPG runs f against every Store, pgstore included when the
+// test database is set (it is skipped otherwise).
+func eachStoreWithPG(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
+	eachStore(t, f)
+	t.Run("pgstore", func(t *testing.T) {
+		f(t, func(t *testing.T) store.Store { return pgstoretest.Open(t, "webhook_emit_") })
+	})
+}
 
 // TestEmitDataNestingFitsReceivers: the payload holds the data one level
 // below its envelope, and encoding/json, with which the receiver package
@@ -80,4 +92,36 @@ func TestEmitSendsNilDataAsEmptyObject(t *testing.T) {
 			t.Errorf("%s: body %s, want \"data\":{}", name, del.Body)
 		}
 	}
+}
+
+// TestTenantMustBeText: a tenant is stored with every webhook and
+// delivery, and PostgreSQL text holds neither a NUL byte nor invalid
+// UTF-8. The registry refuses such a tenant as it refuses such a
+// description, on every store (memstore and boltstore stored it, pgstore
+// failed with a store error), and Emit refuses it with ErrInvalidEvent
+// rather than deliver on one store and fail with a database error on
+// another.
+func TestTenantMustBeText(t *testing.T) {
+	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		r := NewRegistry(st, RegistryOptions{})
+		d, err := New(st, testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for _, tenant := range []string{"acme\x00", "\x00", "acme\xff", "\xc3"} {
+			_, err := r.Create(ctx, tenant, WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+			if ve, ok := errors.AsType[*ValidationError](err); !ok || ve.Field != "tenant" {
+				t.Errorf("Create for tenant %q: err = %v, want a *ValidationError of field tenant", tenant, err)
+			}
+			if _, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: tenant}); !errors.Is(err, ErrInvalidEvent) {
+				t.Errorf("Emit for tenant %q: err = %v, want ErrInvalidEvent", tenant, err)
+			}
+		}
+		ws, _, err := st.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: "acme\x00", Limit: 10})
+		if err == nil && len(ws) != 0 {
+			t.Errorf("%d webhooks stored for a refused tenant", len(ws))
+		}
+	})
 }

@@ -519,11 +519,21 @@ func (r *Registry) newSecret() (string, error) {
 	return SecretPrefix + base64.StdEncoding.EncodeToString(k[:]), nil
 }
 
+// checkTenant refuses a tenant no store can hold: empty, not UTF-8, or
+// with a NUL byte (which PostgreSQL text cannot hold).
 func checkTenant(tenant string) error {
-	if tenant == "" {
+	switch {
+	case tenant == "":
 		return invalid("tenant", "empty")
+	case !tenantText(tenant):
+		return invalid("tenant", "not valid UTF-8 or contains a NUL character")
 	}
 	return nil
+}
+
+// tenantText reports whether a tenant is valid UTF-8 without NUL.
+func tenantText(tenant string) bool {
+	return utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
 }
 
 func (r *Registry) checkURL(raw string) (string, error) {

@@ -28,7 +28,8 @@ type Event struct {
 	// Type is the event type, one of the catalog's ("workflow.completed").
 	Type string
 	// Tenant is the owner of the webhooks the event may reach. Required
-	// (use one constant tenant for a single-tenant host).
+	// (use one constant tenant for a single-tenant host): UTF-8 without NUL,
+	// as the Registry requires of a webhook's tenant.
 	Tenant string
 	// Data is the event-specific payload, marshalled with encoding/json and
 	// rewritten as CanonicalJSON (a json.RawMessage is validated and
