@@ -51,11 +51,18 @@ func collectDeliveries(rows pgx.Rows) ([]*store.Delivery, error) {
 
 type dedupKey struct{ eventID, webhookID string }
 
+// commitWait bounds how long Enqueue waits, whatever its context, for the
+// answer to the COMMIT (or ROLLBACK) it sent.
+const commitWait = time.Minute
+
 // Enqueue stores the deliveries in one statement: all or none. A delivery
 // whose (EventID, WebhookID) is stored already, or appears earlier in ds,
 // is not stored again; its slot in the result holds the stored id. It
 // wakes every WakeUps subscriber, on every replica, when it stored any
-// delivery that is not leased.
+// delivery that is not leased. When ctx ends first, Enqueue returns its
+// error and has stored nothing; once the deliveries are committed, it
+// returns their ids even if ctx ends meanwhile (it waits at most a minute
+// for the commit's answer).
 func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -124,35 +131,78 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	)
 	err := retry(ctx, func() error {
 		stored, badErr, inserted = make([]string, n), nil, make(map[string]bool)
-		rows, err := s.pool.Query(ctx, s.q.enqueue, ids, webhooks, events, types, tenants, bodies,
-			nexts, createds, updateds, owners, expires, s.channel)
+		// The statement runs in a transaction committed only while ctx
+		// lives, and the commit's answer is awaited whatever ctx does: a
+		// statement left running when ctx ended (waiting on a lock, or for
+		// the disk) must not commit after Enqueue has returned ctx's
+		// error, or the caller, told nothing was stored, emits again what
+		// is delivered already.
+		conn, err := s.pool.Acquire(ctx)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				kind, val string
-				ord       int64
-			)
-			if err := rows.Scan(&kind, &ord, &val); err != nil {
+		defer conn.Release()
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(s.q.enqueue, ids, webhooks, events, types, tenants, bodies,
+			nexts, createds, updateds, owners, expires, s.channel)
+		err = func() error {
+			br := conn.SendBatch(ctx, b)
+			defer br.Close()
+			if _, err := br.Exec(); err != nil {
 				return err
 			}
-			switch kind {
-			case "bad":
-				i := int(ord - 1)
-				if val == "missing" {
-					badErr = errors.Join(badErr, notFound("webhook", webhooks[i]))
-				} else {
-					badErr = errors.Join(badErr, invalid("delivery %q names tenant %q, its webhook belongs to another", ids[i], tenants[i]))
-				}
-			case "old":
-				stored[ord-1] = val
-			case "new":
-				inserted[val] = true
+			rows, err := br.Query()
+			if err != nil {
+				return err
 			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					kind, val string
+					ord       int64
+				)
+				if err := rows.Scan(&kind, &ord, &val); err != nil {
+					return err
+				}
+				switch kind {
+				case "bad":
+					i := int(ord - 1)
+					if val == "missing" {
+						badErr = errors.Join(badErr, notFound("webhook", webhooks[i]))
+					} else {
+						badErr = errors.Join(badErr, invalid("delivery %q names tenant %q, its webhook belongs to another", ids[i], tenants[i]))
+					}
+				case "old":
+					stored[ord-1] = val
+				case "new":
+					inserted[val] = true
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			return br.Close()
+		}()
+		if err == nil && badErr == nil {
+			err = ctx.Err()
 		}
-		return rows.Err()
+		end := "COMMIT"
+		if err != nil || badErr != nil {
+			end = "ROLLBACK"
+		}
+		if conn.Conn().IsClosed() {
+			// ctx ended under way: pgx closed the connection, and the
+			// server rolls the transaction back.
+			return err
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+		defer cancel()
+		if _, cerr := conn.Exec(wctx, end); err == nil {
+			err = cerr
+		}
+		return err
 	})
 	if err != nil {
 		return nil, s.enqueueError(err)
@@ -175,8 +225,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	}
 	if len(missing) > 0 {
 		// Stored by a transaction that committed after the statement's
-		// snapshot: ON CONFLICT saw it, the join did not.
-		if err := s.lookupStored(ctx, missing, events, webhooks, stored); err != nil {
+		// snapshot: ON CONFLICT saw it, the join did not. Read whatever
+		// ctx does, as the deliveries are committed.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitWait)
+		defer cancel()
+		if err := s.lookupStored(lctx, missing, events, webhooks, stored); err != nil {
 			return nil, err
 		}
 	}
