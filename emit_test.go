@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
@@ -124,4 +125,48 @@ func TestTenantMustBeText(t *testing.T) {
 			t.Errorf("%d webhooks stored for a refused tenant", len(ws))
 		}
 	})
+}
+
+// TestEmitRefusesDataTimesRFC3339CannotWrite: WorkflowCompletedData writes
+// its times as RFC 3339, which has four digits of year. A time outside
+// the years 0 to 9999 was written as "10000-01-01T00:00:00Z", which the
+// receiver package's typed handler (encoding/json into time.Time) cannot
+// decode: Emit refuses it, as it refuses such an Event.Time.
+func TestEmitRefusesDataTimesRFC3339CannotWrite(t *testing.T) {
+	t.Parallel()
+	st := newMemStore(t)
+	addWebhook(t, st, "a", "https://example.com/hook")
+	d, err := New(st, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range []time.Time{
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC),
+		time.Date(0, 1, 1, 0, 30, 0, 0, time.FixedZone("CET", 3600)), // year -1 in UTC
+	} {
+		for _, data := range []WorkflowCompletedData{{WorkflowID: "wf_1", StartedAt: tm}, {WorkflowID: "wf_1", CompletedAt: tm}} {
+			_, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "a", Data: data})
+			if !errors.Is(err, ErrInvalidEvent) {
+				t.Errorf("data with a time in the year %d (UTC): Emit error = %v, want ErrInvalidEvent", tm.UTC().Year(), err)
+			}
+		}
+	}
+	// The years RFC 3339 writes are sent, and decode.
+	for _, tm := range []time.Time{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)} {
+		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "a", Data: WorkflowCompletedData{StartedAt: tm}})
+		if err != nil {
+			t.Fatalf("year %d: Emit: %v", tm.Year(), err)
+		}
+		del, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev struct {
+			Data WorkflowCompletedData `json:"data"`
+		}
+		if err := json.Unmarshal(del.Body, &ev); err != nil || !ev.Data.StartedAt.Equal(tm) {
+			t.Errorf("year %d: payload decodes to %v, %v", tm.Year(), ev.Data.StartedAt, err)
+		}
+	}
 }

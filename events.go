@@ -216,8 +216,14 @@ type WorkflowCompletedData struct {
 // MarshalJSON writes d with the guide's field names in the guide's order.
 // StartedAt and CompletedAt are written as the payload's timestamp is, RFC
 // 3339 in UTC to the second ("2025-10-22T09:59:15Z"), whatever their
-// location, and are left out when zero.
+// location, and are left out when zero. A time outside the years 0 to
+// 9999 in UTC, which RFC 3339 cannot write, is an error.
 func (d WorkflowCompletedData) MarshalJSON() ([]byte, error) {
+	for _, t := range []time.Time{d.StartedAt, d.CompletedAt} {
+		if y := t.UTC().Year(); !t.IsZero() && (y < 0 || y > 9999) {
+			return nil, fmt.Errorf("webhook: workflow time in the year %d, outside 0 to 9999", y)
+		}
+	}
 	return json.Marshal(struct {
 		WorkflowID  string          `json:"workflowId"`
 		ExecutionID string          `json:"executionId"`
