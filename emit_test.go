@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
@@ -169,4 +174,68 @@ func TestEmitRefusesDataTimesRFC3339CannotWrite(t *testing.T) {
 			t.Errorf("year %d: payload decodes to %v, %v", tm.Year(), ev.Data.StartedAt, err)
 		}
 	}
+}
+
+// TestEmitRetriedDeliversOnce pins "Emit is safe to retry" on every store:
+// retries of one event id running at once (each may hand its deliveries
+// straight to the workers) and a retry after the first deliveries have
+// finished all return the first deliveries, and each webhook receives
+// the event once.
+func TestEmitRetriedDeliversOnce(t *testing.T) {
+	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		var mu sync.Mutex
+		got := map[string]int{} // webhook id + event id -> requests
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			mu.Lock()
+			got[r.Header.Get("X-Webhook-Id")+" "+r.Header.Get("Webhook-Id")]++
+			mu.Unlock()
+		})
+		for range 3 {
+			addWebhook(t, st, "a", rc.URL)
+		}
+		d := startDispatcher(t, st, testConfig())
+		ctx := context.Background()
+		const events, retries = 5, 6
+		for e := range events {
+			ev := Event{ID: "evt_retried_" + strconv.Itoa(e), Type: EventUserLogin, Tenant: "a"}
+			res := make([]EmitResult, retries)
+			var wg sync.WaitGroup
+			for i := range retries {
+				wg.Go(func() {
+					var err error
+					if res[i], err = d.Emit(ctx, ev); err != nil {
+						t.Errorf("Emit: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			for i := range res {
+				if diff := cmp.Diff(res[0], res[i]); diff != "" {
+					t.Fatalf("%s: concurrent Emits differ (-first +other):\n%s", ev.ID, diff)
+				}
+			}
+			for _, id := range res[0].DeliveryIDs {
+				waitStatus(t, st, id, store.StatusSuccess, 1)
+			}
+			again, err := d.Emit(ctx, ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(res[0], again); diff != "" {
+				t.Errorf("%s: Emit after delivery differs (-first +again):\n%s", ev.ID, diff)
+			}
+		}
+		waitFor(t, "every delivery to finish", func() bool { return d.Stats().InFlight == 0 })
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 3*events {
+			t.Errorf("%d (webhook, event) pairs received, want %d", len(got), 3*events)
+		}
+		for k, n := range got {
+			if n != 1 {
+				t.Errorf("%s received %d times, want once", k, n)
+			}
+		}
+	})
 }
