@@ -239,3 +239,50 @@ func TestEmitRetriedDeliversOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestEmitAcrossTheLifecycle pins Emit outside a running Dispatcher, on
+// every store: before Start it stores the deliveries, which Start then
+// delivers; after Stop it stores them due and unleased, for the next
+// process (nothing emitted is lost by a stop); on a closed store it
+// returns an error matching store.ErrClosed.
+func TestEmitAcrossTheLifecycle(t *testing.T) {
+	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		addWebhook(t, st, "a", rc.URL)
+		ctx := context.Background()
+		d, err := New(st, testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil || len(before.DeliveryIDs) != 1 {
+			t.Fatalf("Emit before Start = %+v, %v; want one delivery", before, err)
+		}
+		if err := d.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, before.DeliveryIDs[0], store.StatusSuccess, 1)
+		if err := d.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		after, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil || len(after.DeliveryIDs) != 1 {
+			t.Fatalf("Emit after Stop = %+v, %v; want one delivery", after, err)
+		}
+		del, err := st.GetDelivery(ctx, after.DeliveryIDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if del.Status != store.StatusPending || del.LeaseOwner != "" || del.Attempts != 0 {
+			t.Errorf("delivery emitted after Stop: status %s, lease %q, %d attempts; want pending, unleased, unsent",
+				del.Status, del.LeaseOwner, del.Attempts)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"}); !errors.Is(err, store.ErrClosed) || len(res.DeliveryIDs) != 0 {
+			t.Errorf("Emit on a closed store = %+v, %v; want store.ErrClosed", res, err)
+		}
+	})
+}
