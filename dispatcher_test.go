@@ -583,6 +583,39 @@ func TestRetryScheduleWithFakeClock(t *testing.T) {
 	})
 }
 
+// TestRetryShortMaxInterval: a host that caps retries at 10 s
+// (MaxInterval below the default InitialInterval of 30 s) gets them 10 s
+// apart. The first retry used to be due at once, so a failing endpoint
+// got two attempts back to back.
+func TestRetryShortMaxInterval(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		clock := newFakeClock()
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			w.WriteHeader(http.StatusInternalServerError)
+		})
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Now = clock.Now
+		cfg.Retry = RetryPolicy{MaxInterval: 10 * time.Second, Jitter: -1}
+		d := startDispatcher(t, st, cfg)
+		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.DeliveryIDs[0]
+		rc.next(t)
+		time.Sleep(50 * time.Millisecond) // a few polls, the clock standing still
+		if n := rc.count(); n != 1 {
+			t.Fatalf("%d attempts with the clock standing still, want 1: the retry came at once", n)
+		}
+		del := waitStatus(t, st, id, store.StatusPending, 1)
+		if want := clock.Now().Add(10 * time.Second); !del.NextAttemptAt.Equal(want) {
+			t.Errorf("next attempt at %v, want now+10s = %v", del.NextAttemptAt, want)
+		}
+	})
+}
+
 func TestRetryAfterSetsNextAttempt(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)

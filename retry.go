@@ -55,8 +55,8 @@ type RetryPolicy struct {
 	// [Dispatcher.Stop] are logged but not counted. Defaults to
 	// DefaultMaxAttempts. A webhook's own positive MaxAttempts overrides it.
 	MaxAttempts int
-	// InitialInterval is the delay after the first failed attempt.
-	// Defaults to DefaultInitialInterval.
+	// InitialInterval is the delay after the first failed attempt (at
+	// most MaxInterval). Defaults to DefaultInitialInterval.
 	InitialInterval time.Duration
 	// Multiplier grows the delay after each further failed attempt.
 	// Defaults to DefaultMultiplier; values below 1 are refused by New.
@@ -133,7 +133,10 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 	}
 	jitter := max(p.Jitter, 0)
 	b := &backoff.ExponentialBackOff{
-		InitialInterval:     p.InitialInterval,
+		// The backoff caps the intervals after the first only: a first
+		// one above MaxInterval would come out of the reflection below
+		// short, or negative (a retry at once).
+		InitialInterval:     min(p.InitialInterval, p.MaxInterval),
 		RandomizationFactor: jitter,
 		Multiplier:          max(p.Multiplier, 1),
 		MaxInterval:         p.MaxInterval,

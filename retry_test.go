@@ -104,3 +104,31 @@ func TestRetryJitterAtTheCap(t *testing.T) {
 		t.Errorf("shortest of %d delays %v: jitter not spread below the cap", n, low)
 	}
 }
+
+// TestRetryMaxIntervalBelowInitialInterval: MaxInterval caps every delay,
+// the first one included. A MaxInterval set below InitialInterval (10 s
+// with the default 30 s) used to give a delay of 2×MaxInterval −
+// InitialInterval, negative here: the first retry came at once.
+func TestRetryMaxIntervalBelowInitialInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		p        RetryPolicy
+		low, max time.Duration
+	}{
+		{"no jitter, MaxInterval 10s", RetryPolicy{MaxInterval: 10 * time.Second, Jitter: -1}, 10 * time.Second, 10 * time.Second},
+		{"no jitter, InitialInterval 5h", RetryPolicy{InitialInterval: 5 * time.Hour, Jitter: -1}, DefaultMaxInterval, DefaultMaxInterval},
+		{"jitter, MaxInterval 10s", RetryPolicy{MaxInterval: 10 * time.Second}, 8 * time.Second, 10 * time.Second},
+		{"jitter, InitialInterval 3h", RetryPolicy{InitialInterval: 3 * time.Hour}, 96 * time.Minute, DefaultMaxInterval},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for attempt := 1; attempt < DefaultMaxAttempts; attempt++ {
+				for range 50 {
+					got, ok := tt.p.Next(attempt, AttemptResult{StatusCode: 500})
+					if !ok || got < tt.low || got > tt.max {
+						t.Fatalf("Next(%d) = %v, %v; want a retry after %v to %v", attempt, got, ok, tt.low, tt.max)
+					}
+				}
+			}
+		})
+	}
+}
