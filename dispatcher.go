@@ -714,13 +714,15 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops claiming deliveries, waits for the attempts in flight to
-// finish and be recorded, and returns once no goroutine of the Dispatcher is
-// left. If ctx ends first, the attempts in flight are cancelled (recorded
-// as canceled and due again at once, so another process takes them without
-// waiting for a lease to expire; they spend none of the retry budget) and
-// Stop returns ctx.Err() after they are recorded (each bounded by a few
-// seconds). Stop also waits for the Emit calls that are storing deliveries
+// Stop stops claiming deliveries, gives back unsent those claimed and not
+// yet sent (waiting for a worker or for a slot of their webhook: due at
+// once for the next process), waits for the attempts in flight to finish
+// (each within Config.Timeout) and be recorded, and returns once no
+// goroutine of the Dispatcher is left. If ctx ends first, the attempts in
+// flight are cancelled (recorded as canceled and due again at once, so
+// another process takes them without waiting for a lease to expire; they
+// spend none of the retry budget) and Stop returns ctx.Err() after they
+// are recorded (each bounded by a few seconds). Stop also waits for the Emit calls that are storing deliveries
 // to hand to its workers; those end with their own ctx. Stop before Start,
 // and a second Stop, are safe; a Start after Stop, or one that was still
 // checking the store when Stop came, returns ErrStopped.
@@ -1282,7 +1284,8 @@ func maxAdmitted(workers int) int { return 2 * workers }
 // run: the bound keeps them few.
 func maxInflight(workers int) int { return 4 * workers }
 
-// work runs one attempt of a claimed delivery and frees its slot.
+// work runs one attempt of a claimed delivery and frees its slot; once
+// Stop has begun, it gives the delivery back unsent instead.
 //
 // The worker slot (and the webhook's concurrency slot) is freed as soon as
 // the attempt is answered, before it is recorded: recording can wait for a
@@ -1293,13 +1296,13 @@ func maxInflight(workers int) int { return 4 * workers }
 // store, share commits).
 func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 	defer d.workers.Done()
-	// Wait for a worker; a stopping dispatcher sends nothing anyway (the
-	// attempt ends as canceled), so it need not wait.
+	// Wait for a worker, unless Stop begins first: Stop waits for the
+	// attempts sent, and sends no other.
 	slot := false
 	select {
 	case d.slots <- struct{}{}:
 		slot = true
-	case <-ctx.Done():
+	case <-d.stopped:
 	}
 	free := func() {
 		if slot {
@@ -1308,21 +1311,29 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 		}
 	}
 	answered := false
-	r := d.deliver(ctx, del, func(class store.ErrorClass) {
-		answered = true
-		free()
-		d.mu.Lock()
-		d.sending--
-		if h := d.hooks[del.WebhookID]; h != nil {
-			h.sending--
-		}
-		d.adapt(del.WebhookID, class)
-		again := d.freed(del.WebhookID)
-		d.mu.Unlock()
-		if again {
-			d.signal()
-		}
-	})
+	var r attemptDone
+	if slot && !d.stopping() {
+		r = d.deliver(ctx, del, func(class store.ErrorClass) {
+			answered = true
+			free()
+			d.mu.Lock()
+			d.sending--
+			if h := d.hooks[del.WebhookID]; h != nil {
+				h.sending--
+			}
+			d.adapt(del.WebhookID, class)
+			again := d.freed(del.WebhookID)
+			d.mu.Unlock()
+			if again {
+				d.signal()
+			}
+		})
+	} else {
+		// Stop has begun: the delivery goes back unsent, due at once for
+		// whoever runs next, as Stop gives back the parked ones.
+		d.release(ctx, []string{del.ID})
+		r.released = true
+	}
 	free()
 	d.mu.Lock()
 	d.inflight--
@@ -1363,6 +1374,16 @@ func (d *Dispatcher) work(ctx context.Context, del *store.Delivery) {
 		d.markDue()
 	} else if again {
 		d.signal()
+	}
+}
+
+// stopping reports whether Stop has begun.
+func (d *Dispatcher) stopping() bool {
+	select {
+	case <-d.stopped:
+		return true
+	default:
+		return false
 	}
 }
 

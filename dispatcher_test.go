@@ -1590,6 +1590,57 @@ func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
 	waitStatus(t, st, res.DeliveryIDs[0], store.StatusFailed, 2)
 }
 
+// TestStopStartsNoAttempt: Stop waits for the requests already sent, and
+// sends no other: a delivery claimed but still waiting for a worker when
+// Stop begins is given back unsent, due at once for the next process. It
+// used to be sent once a worker freed, so Stop opened new requests and,
+// with the endpoint hung, waited two attempts' Timeout instead of one.
+func TestStopStartsNoAttempt(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newHangingReceiver(t)
+		addWebhook(t, st, "a", rc.URL)
+		addWebhook(t, st, "b", rc.URL)
+		cfg := testConfig()
+		cfg.Workers = 1 // a's attempt takes the only worker, b's waits for it
+		const timeout = 500 * time.Millisecond
+		cfg.Timeout = timeout
+		d := newStarted(t, st, cfg)
+		ctx := context.Background()
+		if _, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		rc.next(t)
+		res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "b's delivery to be claimed", func() bool {
+			del, err := st.GetDelivery(ctx, res.DeliveryIDs[0])
+			return err == nil && del.LeaseOwner != ""
+		})
+		start := time.Now()
+		if err := d.Stop(ctx); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		took := time.Since(start)
+		if n := rc.count(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want 1: Stop sent b's delivery (Stop took %v, Timeout %v)", n, took, timeout)
+		}
+		if took >= timeout+timeout/2 {
+			t.Errorf("Stop took %v, more than one attempt's Timeout (%v)", took, timeout)
+		}
+		del, err := st.GetDelivery(ctx, res.DeliveryIDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if del.Status != store.StatusPending || del.Attempts != 0 || del.LeaseOwner != "" {
+			t.Errorf("b's delivery after Stop: %s, %d attempts, leased by %q; want pending, 0 attempts, not leased",
+				del.Status, del.Attempts, del.LeaseOwner)
+		}
+	})
+}
+
 // TestStopMidAttemptKeepsRetryBudget: attempts cut short by Stop are
 // logged but spend none of the retry budget, so a host restarting while
 // an endpoint is slow does not fail its deliveries.

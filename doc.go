@@ -108,10 +108,11 @@
 //
 // # Shutdown
 //
-// [Dispatcher.Stop] stops claiming work, waits for the attempts in flight to
-// be recorded and returns when no goroutine is left; if its context ends
-// first, the attempts in flight are cancelled and left due at once for
-// another process, with their retry budget intact. Deliveries are stored
+// [Dispatcher.Stop] stops claiming work, gives back unsent what it claimed
+// and has not sent, waits for the attempts in flight to be recorded and
+// returns when no goroutine is left; if its context ends first, the
+// attempts in flight are cancelled and left due at once for another
+// process, with their retry budget intact. Deliveries are stored
 // before Emit returns, so nothing emitted is lost by a stop or a crash: an
 // unfinished delivery is attempted again after its lease expires.
 package webhook
