@@ -38,6 +38,9 @@ const (
 	DefaultWebhookCacheTTL = time.Second
 	// DefaultUserAgent is sent with every attempt.
 	DefaultUserAgent = "noa-webhook/1"
+	// MaxWorkers is the largest Workers New accepts: Start starts four
+	// goroutines per worker.
+	MaxWorkers = 1 << 16
 )
 
 // Config tunes a Dispatcher. The zero value (or nil) is a safe production
@@ -60,6 +63,7 @@ type Config struct {
 	// its worker before it is recorded. The deliveries this process holds
 	// leased (being sent, waiting for a worker or for a slot of their
 	// webhook, or waiting for their record) are at most 4 × Workers.
+	// At most MaxWorkers.
 	Workers int
 	// PerWebhookConcurrency is the most attempts in flight to one webhook.
 	// Defaults to DefaultPerWebhookConcurrency, but at most Workers/4 (and
@@ -200,8 +204,8 @@ func (c *Config) validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("webhook: config: "+format, args...))
 	}
-	if c.Workers < 1 {
-		bad("Workers is %d, want at least 1", c.Workers)
+	if c.Workers < 1 || c.Workers > MaxWorkers {
+		bad("Workers is %d, want 1 to %d", c.Workers, MaxWorkers)
 	}
 	if c.PerWebhookConcurrency < 1 {
 		bad("PerWebhookConcurrency is %d, want at least 1", c.PerWebhookConcurrency)

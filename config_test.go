@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -26,6 +28,9 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := New(st, c); err == nil {
 			t.Errorf("New(%+v) accepted an invalid config", c)
 		}
+	}
+	if _, err := New(st, &Config{Workers: MaxWorkers}); err != nil {
+		t.Errorf("New with Workers = MaxWorkers: %v", err)
 	}
 	if _, err := New(nil, nil); err == nil {
 		t.Error("New(nil store) succeeded")
@@ -90,5 +95,36 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("Workers %d: PerWebhookConcurrency %d, ClaimBatch %d; want %d, %d",
 				tc.workers, c.PerWebhookConcurrency, c.ClaimBatch, tc.perWebhook, tc.batch)
 		}
+	}
+}
+
+// TestConfigExtremes: a setting too large to work is refused by New with
+// an error, rather than crash Start or an attempt. Start used to panic on
+// a Workers near math.MaxInt (it makes 4 × Workers worker goroutines, and
+// the product overflowed to a negative channel size), and to try
+// allocating terabytes for Workers = 1<<40.
+func TestConfigExtremes(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	for _, c := range []*Config{
+		{Workers: math.MaxInt},
+		{Workers: 1 << 61},
+		{Workers: MaxWorkers + 1},
+	} {
+		t.Run(fmt.Sprintf("Workers=%d", c.Workers), func(t *testing.T) {
+			d, err := New(st, c)
+			if err != nil {
+				return
+			}
+			t.Errorf("New accepted Workers = %d", c.Workers)
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("Start panicked: %v", r)
+				}
+			}()
+			if err := d.Start(context.Background()); err == nil {
+				d.Stop(context.Background())
+			}
+		})
 	}
 }
