@@ -1901,8 +1901,17 @@ var (
 func newBody(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
 // readCapped reads up to limit bytes of r (nil when there are none) and
-// returns the error that ended the read before limit, if any.
+// returns the error that ended the read before limit, if any. It costs
+// memory for what it reads: only a limit up to maxPooledRead is read into
+// a pooled buffer of the limit's size.
 func readCapped(r io.Reader, limit int) ([]byte, error) {
+	if limit > maxPooledRead {
+		b, err := io.ReadAll(io.LimitReader(r, int64(limit)))
+		if len(b) == 0 {
+			return nil, err
+		}
+		return b, err
+	}
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	if cap(*bp) < limit {
@@ -1915,6 +1924,10 @@ func readCapped(r io.Reader, limit int) ([]byte, error) {
 	}
 	return bytes.Clone(buf[:n]), err
 }
+
+// maxPooledRead is the largest Config.MaxResponseBytes read into pooled
+// buffers of its size (one per attempt reading its response).
+const maxPooledRead = 64 << 10
 
 // target is a webhook prepared for sending: its URL parsed and checked, its
 // custom headers filtered, its signer built. It is shared read-only by the

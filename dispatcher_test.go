@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1588,6 +1590,72 @@ func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
 	}
 	clock.Advance(time.Minute)
 	waitStatus(t, st, res.DeliveryIDs[0], store.StatusFailed, 2)
+}
+
+// TestResponseBodyCap: an attempt stores the response body up to
+// Config.MaxResponseBytes, and costs memory for the bytes it reads, not for
+// the cap. Every attempt used to allocate a buffer the size of the cap
+// (pooled, so up to one per attempt in flight): 8 attempts answered "ok"
+// under a 32 MiB cap allocated 256 MiB, and a cap near math.MaxInt
+// crashed the process.
+func TestResponseBodyCap(t *testing.T) {
+	const n = 8
+	big := strings.Repeat("x", 10000)
+	for _, tt := range []struct {
+		name  string
+		cap   int
+		body  string
+		alloc uint64 // most bytes allocated by the n attempts
+	}{
+		{"n small bodies, 32 MiB cap", 32 << 20, "ok", 8 << 20},
+		{"a larger body, a cap near MaxInt", math.MaxInt, big, 0},
+		{"a larger body, a small cap", 1000, big, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			events := 1
+			if tt.alloc > 0 {
+				events = n
+			}
+			var arrived sync.WaitGroup
+			arrived.Add(events)
+			rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, i int) {
+				arrived.Done()
+				arrived.Wait() // every attempt in flight at once
+				io.WriteString(w, tt.body)
+			})
+			st := newMemStore(t)
+			cfg := testConfig()
+			cfg.Workers = n
+			cfg.PerWebhookConcurrency = n
+			cfg.MaxResponseBytes = tt.cap
+			d := startDispatcher(t, st, cfg)
+			addWebhook(t, st, "a", rc.URL)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			var ids []string
+			for range events {
+				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, res.DeliveryIDs...)
+			}
+			for _, id := range ids {
+				waitStatus(t, st, id, store.StatusSuccess, 1)
+			}
+			runtime.ReadMemStats(&after)
+			if got := after.TotalAlloc - before.TotalAlloc; tt.alloc > 0 && got > tt.alloc {
+				t.Errorf("%d attempts answered %q allocated %d MiB under a %d MiB cap, want under %d MiB",
+					n, tt.body, got>>20, tt.cap>>20, tt.alloc>>20)
+			}
+			for _, id := range ids {
+				want := tt.body[:min(len(tt.body), tt.cap)]
+				if a := attempts(t, st, id); string(a[0].ResponseBody) != want {
+					t.Errorf("stored body of %d bytes, want %d", len(a[0].ResponseBody), len(want))
+				}
+			}
+		})
+	}
 }
 
 // TestStopStartsNoAttempt: Stop waits for the requests already sent, and
