@@ -891,6 +891,16 @@ func TestLifecycle(t *testing.T) {
 	if _, _, err := d.SendNow(ctx, "del_x"); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("SendNow before Start: %v", err)
 	}
+	w := addWebhook(t, st, "a", "https://example.com/hook")
+	if _, _, err := d.SendTest(ctx, w.ID, nil); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SendTest before Start: %v", err)
+	}
+	// A delivery due in an hour: SendNow waits for it until Stop.
+	later := &store.Delivery{ID: "del_later", WebhookID: w.ID, EventID: "evt_later", EventType: EventUserLogin,
+		Tenant: "a", Body: []byte("{}"), NextAttemptAt: time.Now().Add(time.Hour)}
+	if _, err := st.Enqueue(ctx, []*store.Delivery{later}); err != nil {
+		t.Fatal(err)
+	}
 	// Stop before Start is safe, and final: a Dispatcher runs once.
 	never, err := New(st, testConfig())
 	if err != nil {
@@ -907,10 +917,33 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("Start: %v", err)
 		}
 	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, _, err := d.SendNow(ctx, later.ID)
+		waiting <- err
+	}()
+	waitFor(t, "SendNow to wait", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.waiters[later.ID]) == 1
+	})
 	for range 2 {
 		if err := d.Stop(ctx); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
+	}
+	if err := <-waiting; !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SendNow waiting when Stop came: %v, want ErrNotRunning", err)
+	}
+	if _, _, err := d.SendNow(ctx, later.ID); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SendNow after Stop: %v", err)
+	}
+	if _, _, err := d.SendTest(ctx, w.ID, nil); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("SendTest after Stop: %v", err)
+	}
+	// Emit after Stop stores its deliveries for the next process.
+	if res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"}); err != nil || len(res.DeliveryIDs) != 1 {
+		t.Errorf("Emit after Stop = %v, %v; want one delivery stored", res.DeliveryIDs, err)
 	}
 	if err := d.Start(ctx); !errors.Is(err, ErrStopped) {
 		t.Errorf("Start after Stop: %v, want ErrStopped", err)
