@@ -955,6 +955,42 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestStoreClosedWhileRunning: a store closed under a running dispatcher
+// (a host shutting down in the wrong order) gives typed errors, not a
+// panic, and Stop still ends once the attempt in flight does.
+func TestStoreClosedWhileRunning(t *testing.T) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newHangingReceiver(t)
+		addWebhook(t, st, "a", rc.URL)
+		cfg := testConfig()
+		cfg.Timeout = 300 * time.Millisecond
+		cfg.PurgeInterval = 10 * time.Millisecond
+		d := newStarted(t, st, cfg)
+		ctx := context.Background()
+		res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.next(t)
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // polls and purges meet the closed store
+		if _, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"}); !errors.Is(err, store.ErrClosed) {
+			t.Errorf("Emit on a closed store: %v, want ErrClosed", err)
+		}
+		if _, _, err := d.SendNow(ctx, res.DeliveryIDs[0]); !errors.Is(err, store.ErrClosed) {
+			t.Errorf("SendNow on a closed store: %v, want ErrClosed", err)
+		}
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := d.Stop(stopCtx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+}
+
 func TestSendNowAndSendTest(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
