@@ -722,10 +722,13 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // flight are cancelled (recorded as canceled and due again at once, so
 // another process takes them without waiting for a lease to expire; they
 // spend none of the retry budget) and Stop returns ctx.Err() after they
-// are recorded (each bounded by a few seconds). Stop also waits for the Emit calls that are storing deliveries
-// to hand to its workers; those end with their own ctx. Stop before Start,
-// and a second Stop, are safe; a Start after Stop, or one that was still
-// checking the store when Stop came, returns ErrStopped.
+// are recorded (each bounded by a few seconds); with none in flight, Stop
+// returns nil whatever ctx. Stop also waits for the Emit calls that are
+// storing deliveries to hand to its workers; those end with their own
+// ctx. Stop before Start, and a second Stop, are safe (a second Stop
+// returns nil once the first has finished, ctx.Err() if ctx ends before);
+// a Start after Stop, or one that was still checking the store when Stop
+// came, returns ErrStopped.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	switch d.state {
@@ -740,6 +743,11 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		select {
 		case <-d.done:
 			return nil
+		default:
+		}
+		select {
+		case <-d.done:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -751,6 +759,12 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.stopLoop()
 	<-d.loopDone
 	d.releaseParked(ctx, time.Time{})
+	// With nothing in flight now, none can start (the loop has ended, and
+	// neither Emit nor unpark starts one once stopped): only the last
+	// attempts' ends may be left, and ctx has nothing to cut short.
+	d.mu.Lock()
+	idle := d.inflight == 0
+	d.mu.Unlock()
 	finished := make(chan struct{})
 	go func() {
 		d.workers.Wait()
@@ -760,6 +774,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	select {
 	case <-finished:
 	case <-ctx.Done():
+		if idle {
+			<-finished
+			break // nothing was cut short: no error
+		}
 		err = ctx.Err()
 		d.abortWork()
 		// The attempts end at once; their records get a few seconds more.

@@ -1727,6 +1727,31 @@ func TestResponseBodyCap(t *testing.T) {
 	}
 }
 
+// TestStopWithEndedContextWhenIdle: Stop returns ctx.Err() when its
+// context ends before the attempts in flight do; with none in flight there
+// is nothing to cut short, and Stop returns nil whatever its context, like
+// http.Server.Shutdown. An idle dispatcher's Stop used to return the
+// context's error every time (a host whose shutdown deadline had passed
+// logged a failed stop), and a second Stop about half the time.
+func TestStopWithEndedContextWhenIdle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	const n = 50
+	first, second := 0, 0
+	for range n {
+		d := newStarted(t, newMemStore(t), testConfig())
+		if err := d.Stop(ctx); err != nil {
+			first++
+		}
+		if err := d.Stop(ctx); err != nil {
+			second++
+		}
+	}
+	if first > 0 || second > 0 {
+		t.Errorf("Stop of an idle dispatcher with an ended context failed %d times of %d, a second Stop %d times; want never", first, n, second)
+	}
+}
+
 // TestStopStartsNoAttempt: Stop waits for the requests already sent, and
 // sends no other: a delivery claimed but still waiting for a worker when
 // Stop begins is given back unsent, due at once for the next process. It
