@@ -32,6 +32,7 @@ import (
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/receiver"
+	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
 )
 
@@ -282,7 +283,10 @@ func (p *progressHooks) signal() {
 }
 
 func (p *progressHooks) AttemptFinished(_ context.Context, info webhook.AttemptInfo) {
-	if !info.NextAttemptAt.IsZero() { // failed, will be retried
+	// Failed, and scheduled again by the retry policy: what Stats.Retried
+	// counts. An attempt cut short by Stop is due again too, but it is no
+	// retry: it spends none of the budget.
+	if info.Outcome == store.StatusPending && info.ErrorClass != store.ErrorCanceled {
 		p.retries.Add(1)
 		p.signal()
 	}
