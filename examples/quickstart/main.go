@@ -64,6 +64,13 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 // alertFailures times before it succeeds (the tests use more failures than
 // the retry budget to check the failure path).
 func runWith(ctx context.Context, stdout, stderr io.Writer, alertFailures int) (err error) {
+	// Cancelled (Ctrl-C), say so, rather than quote whichever call the
+	// cancellation happened to interrupt ("boltstore: context canceled").
+	defer func() {
+		if err != nil && ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
+			err = context.Cause(ctx)
+		}
+	}()
 	// 1. A store: a bbolt file, removed at exit.
 	dir, err := os.MkdirTemp("", "webhook-quickstart-")
 	if err != nil {

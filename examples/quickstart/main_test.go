@@ -214,3 +214,18 @@ func TestMainSignal(t *testing.T) {
 		})
 	}
 }
+
+// A signal before the first delivery (Ctrl-C as the program starts) ends
+// it with the signal's message, not with the error of whichever store
+// call the cancelled context happened to interrupt.
+func TestRunInterruptedEarly(t *testing.T) {
+	cause := errors.New("interrupt signal received")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	_, _, err := runIn(t, func(_ context.Context, stdout, stderr io.Writer) error {
+		return run(ctx, stdout, stderr)
+	})
+	if err == nil || err.Error() != cause.Error() {
+		t.Errorf("run: %v, want %q alone", err, cause)
+	}
+}
