@@ -84,6 +84,13 @@ func parseConfig(args []string, getenv func(string) string, errOut io.Writer) (c
 	}
 	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
 	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: receiver [flags]\n\n"+
+			"WEBHOOK_SECRET (required) holds the webhook's secret (whsec_…); during a\n"+
+			"rotation, several separated by spaces. It has no flag, so that it stays\n"+
+			"out of the process list.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var c config
 	var allow, trusted, tolerance string
 	fs.StringVar(&c.addr, "addr", env("WEBHOOK_ADDR", ":3001"), "listen address ($WEBHOOK_ADDR)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -164,6 +165,21 @@ func TestConfigErrors(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), secret) {
 			t.Errorf("error leaks the secret: %v", err)
+		}
+	}
+}
+
+// -h names the one setting without a flag, the secret, which the program
+// cannot start without.
+func TestHelpNamesSecret(t *testing.T) {
+	var out strings.Builder
+	err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out, nil)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("run -h: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"WEBHOOK_SECRET", "-addr", "-allow-legacy"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help does not mention %s:\n%s", want, out.String())
 		}
 	}
 }
