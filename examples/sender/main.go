@@ -172,6 +172,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
+	// A test or retry call waits for its attempt, up to the attempt's
+	// timeout: say why nothing seems to happen, and how to stop waiting.
+	log.Info("shutting down: waiting for the requests and attempts in flight; a second signal ends the process at once")
 	sctx, cancel := context.WithTimeout(context.Background(), api.DefaultSendTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/testlog"
 )
 
 // The curl commands of the guide's "Register Webhook", "Test Webhook",
@@ -683,5 +684,37 @@ func TestTokenTable(t *testing.T) {
 		if got != want || (err == nil) != (want != "") {
 			t.Errorf("%q: %q, %v; want %q", hdr, got, err, want)
 		}
+	}
+}
+
+// A signal says at once that the sender is shutting down, before it
+// waits (up to an attempt's timeout) for the requests and attempts in
+// flight, and how to stop waiting.
+func TestShutdownSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &testlog.Buffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "webhooks.db"), "-tokens", tokenAcme + ":acme"}, out)
+	}()
+	for !strings.Contains(out.String(), "listening on ") {
+		select {
+		case err := <-done:
+			t.Fatalf("sender exited: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	logs := out.String()
+	i, j := strings.Index(logs, "shutting down"), strings.Index(logs, "webhook dispatcher stopped")
+	if i < 0 || j < i {
+		t.Errorf("no shutdown message before the dispatcher stopped:\n%s", logs)
+	}
+	if !strings.Contains(logs, "second signal") {
+		t.Errorf("the shutdown message does not say how to stop waiting:\n%s", logs)
 	}
 }
