@@ -183,3 +183,83 @@ func TestHelpNamesSecret(t *testing.T) {
 		}
 	}
 }
+
+// Every flag the README lists changes what the program does, not only
+// what it accepts.
+func TestFlagsTakeEffect(t *testing.T) {
+	signer, err := webhook.NewSigner(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"id":"evt_f","event":"user.login","timestamp":"2024-01-15T10:30:00Z","webhookId":"wh_1","data":{},"metadata":{"apiVersion":"v1","requestId":"req_1"}}`)
+	// post sends body to base+path, signed at ts (both signatures), with
+	// only the legacy header when legacy, and X-Forwarded-For when xff.
+	post := func(base, path string, ts time.Time, legacy bool, xff string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		signer.Sign(req.Header, "evt_f", ts, body)
+		if legacy {
+			for _, h := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+				req.Header.Del(h)
+			}
+		}
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	get := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	env := map[string]string{"WEBHOOK_SECRET": secret}
+	const path = "/webhooks/noa-server"
+	local := []string{"-addr", "127.0.0.1:0", "-allow", "127.0.0.0/8,::1"}
+	now, stale := time.Now(), time.Now().Add(-10*time.Minute)
+
+	base, _ := start(t, local, env)
+	for name, c := range map[string]struct{ got, want int }{
+		"defaults: signed now":           {post(base, path, now, false, ""), 200},
+		"defaults: 10 minutes old":       {post(base, path, stale, false, ""), 401},
+		"defaults: legacy header only":   {post(base, path, now, true, ""), 401},
+		"defaults: X-Forwarded-For only": {post(base, path, now, false, "198.51.100.7"), 200},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d, want %d", name, c.got, c.want)
+		}
+	}
+
+	base, _ = start(t, append(local, "-tolerance", "1h", "-allow-legacy", "-path", "/in", "-metrics-path", "/stats"), env)
+	if got := post(base, "/in", stale, false, ""); got != 200 {
+		t.Errorf("-tolerance 1h: 10 minutes old: %d, want 200", got)
+	}
+	if got := post(base, "/in", now, true, ""); got != 200 {
+		t.Errorf("-allow-legacy: legacy header only: %d, want 200", got)
+	}
+	if got := post(base, path, now, false, ""); got != 404 && got != 405 {
+		t.Errorf("-path /in: the default path answers %d", got)
+	}
+	if got := get(base + "/stats"); got != 200 {
+		t.Errorf("-metrics-path /stats: %d", got)
+	}
+
+	base, _ = start(t, []string{"-addr", "127.0.0.1:0", "-allow", "198.51.100.0/24"}, env)
+	if got := post(base, path, now, false, ""); got != 403 {
+		t.Errorf("-allow 198.51.100.0/24: loopback client: %d, want 403", got)
+	}
+	base, _ = start(t, []string{"-addr", "127.0.0.1:0", "-allow", "198.51.100.0/24", "-trusted-proxies", "127.0.0.0/8,::1"}, env)
+	if got := post(base, path, now, false, "198.51.100.7"); got != 200 {
+		t.Errorf("-trusted-proxies loopback: X-Forwarded-For 198.51.100.7: %d, want 200", got)
+	}
+}
