@@ -36,6 +36,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one ends the process at once
+	// instead of waiting for the requests in flight.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -253,6 +256,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return err
 	case <-ctx.Done():
 	}
+	log.Info("shutting down: waiting for the requests in flight; a second signal ends the process at once")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)

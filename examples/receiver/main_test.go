@@ -6,9 +6,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +23,16 @@ import (
 	"github.com/noa-server/webhook/receiver"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain fails the package when a goroutine outlives its test. With
+// RECEIVER_MAIN=1 the test binary is the program instead, for the tests
+// that need a process of their own.
+func TestMain(m *testing.M) {
+	if os.Getenv("RECEIVER_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -261,5 +274,64 @@ func TestFlagsTakeEffect(t *testing.T) {
 	base, _ = start(t, []string{"-addr", "127.0.0.1:0", "-allow", "198.51.100.0/24", "-trusted-proxies", "127.0.0.0/8,::1"}, env)
 	if got := post(base, path, now, false, "198.51.100.7"); got != 200 {
 		t.Errorf("-trusted-proxies loopback: X-Forwarded-For 198.51.100.7: %d, want 200", got)
+	}
+}
+
+// A first signal stops the server gracefully, saying so, which waits for
+// the requests in flight (up to 30 s); a second one ends the process at
+// once instead of being swallowed.
+func TestMainSecondSignal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), "RECEIVER_MAIN=1", "WEBHOOK_SECRET="+secret, "WEBHOOK_ADDR=127.0.0.1:0")
+	logs := &testlog.Buffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in:\n%s", what, logs)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("webhook server running")
+	_, addr, _ := strings.Cut(logs.String(), "addr=")
+	addr, _, _ = strings.Cut(addr, " ")
+
+	// A request whose body never ends holds the graceful shutdown.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /webhooks/noa-server HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server read the headers
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("shutting down")
+	select {
+	case err := <-exited:
+		t.Fatalf("exited (%v) with a request in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a second signal did not end the process:\n%s", logs)
 	}
 }
