@@ -10,8 +10,14 @@ import (
 )
 
 // TestMain fails the package when a goroutine outlives its test: every
-// dispatcher the tests start is stopped, every server closed.
+// dispatcher the tests start is stopped, every server closed. With
+// SENDER_MAIN=1 the test binary is the program instead, for the tests that
+// need a process of their own.
 func TestMain(m *testing.M) {
+	if os.Getenv("SENDER_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
 	code := m.Run()
 	http.DefaultClient.CloseIdleConnections()
 	if code == 0 {

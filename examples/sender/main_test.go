@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -716,5 +719,63 @@ func TestShutdownSaysSo(t *testing.T) {
 	}
 	if !strings.Contains(logs, "second signal") {
 		t.Errorf("the shutdown message does not say how to stop waiting:\n%s", logs)
+	}
+}
+
+// A first signal shuts the sender down gracefully, which waits for the
+// requests in flight; a second one ends the process at once.
+func TestMainSecondSignal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "webhooks.db"))
+	cmd.Env = append(os.Environ(), "SENDER_MAIN=1", tokensEnv+"="+tokenAcme+":acme")
+	out := &testlog.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in:\n%s", what, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("listening on http://")
+	_, addr, _ := strings.Cut(out.String(), "listening on http://")
+	addr, _, _ = strings.Cut(addr, "\n")
+
+	// A request whose body never ends holds the graceful shutdown.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /v1/webhooks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tokenAcme + "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server read the headers
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("shutting down")
+	select {
+	case err := <-exited:
+		t.Fatalf("exited (%v) with a request in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a second signal did not end the process:\n%s", out)
 	}
 }
