@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -44,6 +45,12 @@ const tenant = "acme"
 const deliveryTimeout = 20 * time.Second
 
 func main() {
+	if err := checkArgs(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// A reader that goes away (… | head) makes writes fail instead of
@@ -53,6 +60,38 @@ func main() {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
+}
+
+const usage = `Usage: go run ./examples/quickstart
+
+Starts a receiver and a dispatcher on a bbolt file in one process, emits the
+guide's example events, and prints what the store recorded next to what the
+receiver verified. It takes no flags, and exits 0 only when every delivery
+succeeded and was verified.
+`
+
+// errUsage is checkArgs' error for flags or arguments, which the
+// quickstart has none of.
+var errUsage = errors.New("the quickstart takes no flags or arguments")
+
+// checkArgs answers -h with the usage (flag.ErrHelp) and refuses any other
+// flag or argument (errUsage), after writing why to out, rather than
+// ignore it and run the demo.
+func checkArgs(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() { fmt.Fprint(out, usage) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err) // flag has written it, with the usage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "unexpected argument %q\n%s", fs.Arg(0), usage)
+		return fmt.Errorf("%w: %q", errUsage, fs.Arg(0))
+	}
+	return nil
 }
 
 // run is the whole demo: the receiver's system.alert handler fails once.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -227,5 +228,29 @@ func TestRunInterruptedEarly(t *testing.T) {
 	})
 	if err == nil || err.Error() != cause.Error() {
 		t.Errorf("run: %v, want %q alone", err, cause)
+	}
+}
+
+// The quickstart takes no flags: -h says what it does instead of running
+// it, and anything else is refused rather than ignored.
+func TestArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want error // nil: run the demo
+	}{
+		{nil, nil},
+		{[]string{"-h"}, flag.ErrHelp},
+		{[]string{"-help"}, flag.ErrHelp},
+		{[]string{"-timeout", "5s"}, errUsage},
+		{[]string{"extra"}, errUsage},
+	} {
+		var out bytes.Buffer
+		err := checkArgs(c.args, &out)
+		if !errors.Is(err, c.want) {
+			t.Errorf("%q: %v, want %v", c.args, err, c.want)
+		}
+		if c.want != nil && !strings.Contains(out.String(), "go run ./examples/quickstart") {
+			t.Errorf("%q: no usage in %q", c.args, out.String())
+		}
 	}
 }
