@@ -414,9 +414,12 @@ type Store interface {
 	MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*Webhook, error)
 
 	// Enqueue stores deliveries atomically: all or none. A delivery whose
-	// (EventID, WebhookID) is already stored is not stored again. It returns,
-	// for each input in order, the id of the stored delivery: the new one, or
-	// the existing one for a duplicate.
+	// (EventID, WebhookID) is already stored, or earlier in the batch, is a
+	// duplicate: it is not stored again, and its own ID is not looked at.
+	// It returns, for each input in order, the id of the stored delivery:
+	// the new one, or the existing one for a duplicate. ErrConflict when
+	// two deliveries it would store, or one it would store and one stored
+	// already, have the same ID.
 	//
 	// A delivery given with a LeaseOwner is stored under that lease, until
 	// LeaseExpiresAt: Claim passes it over until the lease expires, and its

@@ -70,10 +70,12 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	if len(ds) == 0 {
 		return nil, nil
 	}
-	// Validate, and fold duplicates within the batch onto their first.
+	// Validate, and fold duplicates within the batch onto their first. A
+	// duplicate's id is not looked at: the one of a stored delivery is
+	// checked by the table's primary key, which refuses a batch that
+	// stores two deliveries under one id with a unique violation.
 	first := make(map[dedupKey]int, len(ds)) // key -> index into the input arrays
-	byID := make(map[string]dedupKey, len(ds))
-	slot := make([]int, len(ds)) // input i -> index into the input arrays
+	slot := make([]int, len(ds))             // input i -> index into the input arrays
 	var (
 		n                                     int
 		ids, webhooks, events, types, tenants []string
@@ -92,10 +94,6 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			return nil, invalid("delivery %d holds a string that is not valid UTF-8 or has a NUL byte", i)
 		}
 		key := dedupKey{d.EventID, d.WebhookID}
-		if k, ok := byID[d.ID]; ok && k != key {
-			return nil, fmt.Errorf("pgstore: delivery id %q appears twice in the batch: %w", d.ID, store.ErrConflict)
-		}
-		byID[d.ID] = key
 		if j, ok := first[key]; ok {
 			slot[i] = j
 			continue
@@ -127,10 +125,10 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	var (
 		stored   []string // input array index -> stored id
 		badErr   error
-		inserted map[string]bool
+		inserted []bool // input array index -> inserted by the statement
 	)
 	err := retry(ctx, func() error {
-		stored, badErr, inserted = make([]string, n), nil, make(map[string]bool)
+		stored, badErr, inserted = make([]string, n), nil, make([]bool, n)
 		// The statement runs in a transaction committed only while ctx
 		// lives, and the commit's answer is awaited whatever ctx does: a
 		// statement left running when ctx ended (waiting on a lock, or for
@@ -176,7 +174,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 				case "old":
 					stored[ord-1] = val
 				case "new":
-					inserted[val] = true
+					inserted[ord-1] = true
 				}
 			}
 			rows.Close()
@@ -216,7 +214,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		// statement's snapshot showed another one for its event: that one
 		// was deleted (purged) by a transaction that committed meanwhile,
 		// or the insert would have conflicted.
-		if inserted[ids[i]] {
+		if inserted[i] {
 			stored[i] = ids[i]
 		}
 		if stored[i] == "" {

@@ -50,9 +50,11 @@ func buildQueries(quoted string) queries {
 	// Enqueue in one statement. bad lists the inputs whose webhook is missing
 	// or has another tenant; when there is any, nothing is inserted and the
 	// caller reports it. old finds the inputs stored before (the statement's
-	// snapshot does not see ins). woke notifies listeners when anything
-	// claimable was inserted (a leased delivery is not); PostgreSQL delivers
-	// it at commit.
+	// snapshot does not see ins). new names the inputs inserted by their
+	// (event_id, webhook_id), which is unique in the input, not by their id,
+	// which a duplicate may share with one inserted. woke notifies listeners
+	// when anything claimable was inserted (a leased delivery is not);
+	// PostgreSQL delivers it at commit.
 	q.enqueue = f(`WITH input AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
 				$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::timestamptz[])
@@ -70,7 +72,7 @@ func buildQueries(quoted string) queries {
 			FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
 			ORDER BY webhook_id, event_id
 			ON CONFLICT (event_id, webhook_id) DO NOTHING
-			RETURNING id, lease_owner
+			RETURNING id, event_id, webhook_id, lease_owner
 		), woke AS (
 			SELECT pg_notify($12, '') FROM (SELECT 1 FROM ins WHERE lease_owner = '' LIMIT 1) x
 		)
@@ -79,7 +81,8 @@ func buildQueries(quoted string) queries {
 		SELECT 'old', i.ord, d.id FROM input i
 			JOIN {{schema}}.deliveries d ON d.event_id = i.event_id AND d.webhook_id = i.webhook_id
 		UNION ALL
-		SELECT 'new', 0, id FROM ins
+		SELECT 'new', i.ord, ins.id FROM ins
+			JOIN input i ON i.event_id = ins.event_id AND i.webhook_id = ins.webhook_id
 		UNION ALL
 		SELECT 'woke', 0, '' FROM woke`)
 	// Ids of inputs stored by a transaction that committed after the

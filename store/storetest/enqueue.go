@@ -14,6 +14,7 @@ var enqueueTests = []subtest{
 	{"Defaults", testEnqueueDefaults},
 	{"Atomic", testEnqueueAtomic},
 	{"Dedup", testEnqueueDedup},
+	{"DuplicateID", testEnqueueDuplicateID},
 	{"DedupConcurrent", testEnqueueDedupConcurrent},
 	{"Empty", testEnqueueEmpty},
 	{"Leased", testEnqueueLeased},
@@ -155,6 +156,48 @@ func testEnqueueDedup(t *testing.T, h *harness) {
 	ids = h.enqueue(t, again)
 	if len(ids) != 1 || ids[0] != first.ID {
 		t.Errorf("Enqueue of a lone duplicate = %q, want [%s]", ids, first.ID)
+	}
+}
+
+// testEnqueueDuplicateID: a duplicate is not stored, so its own ID is not
+// looked at, within the batch as against the store: it may be the id
+// another delivery of the batch is stored under, before or after it.
+func testEnqueueDuplicateID(t *testing.T, h *harness) {
+	w := h.webhook(t, h.tenant(), nil)
+	stored := h.delivery(t, w, Base)
+	dupOf := func(d *store.Delivery, id string) *store.Delivery {
+		dup := NewDelivery(w, d.EventType)
+		dup.ID, dup.EventID = id, d.EventID
+		return dup
+	}
+	a, b := NewDelivery(w, "workflow.completed"), NewDelivery(w, "workflow.completed")
+	c, e := NewDelivery(w, "workflow.completed"), NewDelivery(w, "workflow.completed")
+	for _, tc := range []struct {
+		name  string
+		batch []*store.Delivery
+		want  []string
+	}{
+		{"a duplicate of a stored delivery, then a delivery with its id", []*store.Delivery{dupOf(stored, a.ID), a}, []string{stored.ID, a.ID}},
+		{"a delivery, then a duplicate of a stored one with its id", []*store.Delivery{b, dupOf(stored, b.ID)}, []string{b.ID, stored.ID}},
+		{"a duplicate within the batch, then a delivery with its id", []*store.Delivery{c, dupOf(c, e.ID), e}, []string{c.ID, c.ID, e.ID}},
+		{"a duplicate with the id of another stored delivery", []*store.Delivery{dupOf(stored, a.ID)}, []string{stored.ID}},
+	} {
+		ids, err := h.s.Enqueue(h.ctx, tc.batch)
+		if err != nil {
+			t.Errorf("Enqueue of %s: %v", tc.name, err)
+			continue
+		}
+		if d := diff(tc.want, ids); d != "" {
+			t.Errorf("Enqueue of %s: ids (-want +got):\n%s", tc.name, d)
+		}
+	}
+	for _, d := range []*store.Delivery{stored, a, b, c, e} {
+		if got, err := h.s.GetDelivery(h.ctx, d.ID); err != nil || got.EventID != d.EventID {
+			t.Errorf("GetDelivery(%s) = %v; want the delivery of event %s", d.ID, err, d.EventID)
+		}
+	}
+	if c, err := h.s.CountDeliveries(h.ctx, w.ID); err != nil || c != (store.Counts{Pending: 5}) {
+		t.Errorf("CountDeliveries = %+v, %v; want 5 pending", c, err)
 	}
 }
 

@@ -70,7 +70,8 @@
 //     An ID already stored (or twice in the batch) for another (EventID,
 //     WebhookID) is ErrConflict. A duplicate (EventID, WebhookID), within
 //     the batch or against the store, returns the first delivery's id and
-//     changes nothing. Any error stores nothing. Enqueue does not modify
+//     changes nothing; its own ID is not looked at, so it may be the id of
+//     another delivery of the batch. Any error stores nothing. Enqueue does not modify
 //     its arguments. An empty batch returns no ids and no error. Enqueue
 //     does not look at the webhook's Active flag.
 //   - Claim sets LeaseOwner = Owner and LeaseExpiresAt = Now + Lease. A
