@@ -319,12 +319,15 @@ func ceilMicro(t time.Time) time.Time {
 	return t
 }
 
-// nullTime returns nil for the zero time.
+// nullTime returns nil for the zero time, else t truncated, in UTC: a
+// secret's expiry is kept as JSON text, whose times have four digits of
+// year in their own location, so a time near the year 9999 in UTC is
+// written in UTC, not in a location where its year has five.
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	t = ts(t)
+	t = ts(t).UTC()
 	return &t
 }
 

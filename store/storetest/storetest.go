@@ -22,8 +22,9 @@
 // behaviour down; every Store must match:
 //
 //   - Times. A store may truncate times to microseconds and may return them
-//     in any location; the suite builds its data at microsecond precision in
-//     UTC and compares with time.Time.Equal. A zero time is returned as the
+//     in any location, but keeps the instant of a time given in any
+//     location; the suite builds its data at microsecond precision, mostly
+//     in UTC, and compares with time.Time.Equal. A zero time is returned as the
 //     zero time. Times a store sets itself (CreatedAt, UpdatedAt when zero)
 //     come from its own clock. A time read back carries no monotonic clock
 //     reading, whatever the caller's carried (one from time.Now does): the

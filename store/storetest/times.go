@@ -12,6 +12,7 @@ import (
 var timeTests = []subtest{
 	{"WallClock", testTimesWallClock},
 	{"Results", testTimesResults},
+	{"Locations", testTimesLocations},
 }
 
 // hasMonotonic reports whether t carries a monotonic clock reading: its
@@ -218,5 +219,52 @@ func testTimesResults(t *testing.T, h *harness) {
 	noReading("Redeliver's result", red.NextAttemptAt, red.CreatedAt, red.UpdatedAt)
 	if diff := diff(h.getDelivery(t, d.ID), red); diff != "" {
 		t.Errorf("Redeliver returned other than it stored (-stored +returned):\n%s", diff)
+	}
+}
+
+// testTimesLocations stores times given in locations far from UTC, at the
+// ends of the years a time.Time formats with four digits (where a time's
+// year in its own location is not its year in UTC), and finds the same
+// instants: a store may return a time in any location, but never refuses
+// or moves one for the location it was given in.
+func testTimesLocations(t *testing.T, h *harness) {
+	east, west := time.FixedZone("UTC+14", 14*3600), time.FixedZone("UTC-12", -12*3600)
+	late := time.Date(9999, 12, 31, 20, 0, 0, 0, time.UTC).In(east) // the year 10000 in east
+	early := time.Date(1, 1, 1, 6, 0, 0, 0, time.UTC).In(west)      // the year 0 in west
+	mid := Base.In(east)
+
+	w := NewWebhook(h.tenant())
+	w.CreatedAt, w.UpdatedAt = early, late
+	w.Secrets[1].ExpiresAt = late
+	w.Secrets = append(w.Secrets, store.Secret{Value: "whsec_early", ExpiresAt: early})
+	if err := h.s.CreateWebhook(h.ctx, w); err != nil {
+		t.Fatalf("CreateWebhook with times in other locations: %v", err)
+	}
+	if d := diff(w, h.getWebhook(t, w.ID)); d != "" {
+		t.Errorf("GetWebhook (-want +got):\n%s", d)
+	}
+	got, err := h.s.UpdateWebhook(h.ctx, w.ID, func(c *store.Webhook) error {
+		c.UpdatedAt = mid
+		c.Secrets = []store.Secret{{Value: "whsec_new"}, {Value: c.Secrets[0].Value, ExpiresAt: late}}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateWebhook with times in other locations: %v", err)
+	}
+	if !got.UpdatedAt.Equal(mid) || !got.Secrets[1].ExpiresAt.Equal(late) {
+		t.Errorf("UpdateWebhook stored UpdatedAt %v and expiry %v, want %v and %v", got.UpdatedAt, got.Secrets[1].ExpiresAt, mid, late)
+	}
+	if d := diff(got, h.getWebhook(t, w.ID)); d != "" {
+		t.Errorf("GetWebhook after UpdateWebhook (-returned +got):\n%s", d)
+	}
+
+	for _, due := range []time.Time{early, mid, late} {
+		d := NewDelivery(w, "workflow.completed")
+		d.NextAttemptAt, d.CreatedAt, d.UpdatedAt = due, early, late
+		d.LeaseOwner, d.LeaseExpiresAt = "sender", late
+		h.enqueue(t, d)
+		if dd := diff(d, h.getDelivery(t, d.ID)); dd != "" {
+			t.Errorf("GetDelivery of a delivery due at %v (-want +got):\n%s", due, dd)
+		}
 	}
 }
