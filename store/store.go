@@ -32,7 +32,8 @@ var (
 	ErrLeaseLost = errors.New("store: lease lost")
 	// ErrInvalid reports input a Store refuses: a nil record, an empty id, a
 	// listing or Claim limit outside 1..MaxPageLimit, a negative Purge
-	// limit, a malformed cursor.
+	// limit, a malformed cursor, a string longer than the store can index
+	// (every store keeps ids, tenants and event ids of 1,000 bytes).
 	ErrInvalid = errors.New("store: invalid input")
 	// ErrClosed reports a call on a Store after Close.
 	ErrClosed = errors.New("store: closed")

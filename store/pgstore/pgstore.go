@@ -278,6 +278,9 @@ func notFound(kind, id string) error {
 const (
 	codeUniqueViolation     = "23505"
 	codeForeignKeyViolation = "23503"
+	// codeProgramLimitExceeded is a value too large for where it goes:
+	// an id or tenant longer than an index entry holds (some 2,700 bytes).
+	codeProgramLimitExceeded = "54000"
 )
 
 func pgCode(err error) string {
@@ -291,12 +294,13 @@ func pgCode(err error) string {
 // wrap prefixes err; nil stays nil. pgx already wraps context errors so
 // errors.Is(err, context.Canceled) holds. PostgreSQL's data exceptions
 // (class 22: a NUL byte or invalid UTF-8 in text, a number out of range)
-// are bad input, so they also match store.ErrInvalid.
+// and a value over one of its size limits (an id or tenant too long for an
+// index) are bad input, so they also match store.ErrInvalid.
 func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	if strings.HasPrefix(pgCode(err), "22") {
+	if code := pgCode(err); strings.HasPrefix(code, "22") || code == codeProgramLimitExceeded {
 		return fmt.Errorf("pgstore: %w: %w", store.ErrInvalid, err)
 	}
 	return fmt.Errorf("pgstore: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ var robustnessTests = []subtest{
 	{"CancelledContext", testCancelledContext},
 	{"BadInput", testBadInput},
 	{"Closed", testClosed},
+	{"LongStrings", testLongStrings},
 }
 
 // call is one invocation of a Store method, for the tables below.
@@ -243,5 +245,82 @@ func testBadInput(t *testing.T, h *harness) {
 	}
 	if dd := diff(d, h.getDelivery(t, d.ID)); dd != "" {
 		t.Errorf("bad input changed a delivery (-want +got):\n%s", dd)
+	}
+}
+
+// MaxAcceptedID is the length, in bytes, of the longest id, tenant, event
+// id or event type every Store accepts. A longer one may be refused with
+// ErrInvalid (a store's index keys have a size limit), storing nothing.
+const MaxAcceptedID = 1000
+
+// testLongStrings stores ids, tenants, event ids, event types and lease
+// owners of MaxAcceptedID bytes, which every store keeps, and of 64 KiB,
+// which a store may refuse, but only as bad input and without storing
+// anything. The strings are random, so a store cannot compress them under
+// its limits.
+func testLongStrings(t *testing.T, h *harness) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	str := func(n int) string {
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(b)
+	}
+	hook := h.webhook(t, h.tenant(), nil)
+	for _, n := range []int{MaxAcceptedID, 64 << 10} {
+		mayRefuse := n > MaxAcceptedID
+		webhooks := map[string]func(w *store.Webhook){
+			"id":     func(w *store.Webhook) { w.ID = str(n) },
+			"tenant": func(w *store.Webhook) { w.Tenant = str(n) },
+		}
+		for field, edit := range webhooks {
+			w := NewWebhook(h.tenant())
+			edit(w)
+			err := h.s.CreateWebhook(h.ctx, w)
+			switch {
+			case err == nil:
+				if d := diff(w, h.getWebhook(t, w.ID)); d != "" {
+					t.Errorf("webhook with a %d-byte %s (-want +got):\n%s", n, field, d)
+				}
+				h.mu.Lock()
+				h.tenants[w.Tenant] = true // for the invariant check
+				h.mu.Unlock()
+			case !mayRefuse || !errors.Is(err, store.ErrInvalid):
+				t.Errorf("CreateWebhook with a %d-byte %s: %v", n, field, err)
+			default:
+				if _, err := h.s.GetWebhook(h.ctx, w.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("a refused webhook with a %d-byte %s was stored (GetWebhook: %v)", n, field, err)
+				}
+			}
+		}
+		deliveries := map[string]func(d *store.Delivery){
+			"id":          func(d *store.Delivery) { d.ID = str(n) },
+			"event id":    func(d *store.Delivery) { d.EventID = str(n) },
+			"event type":  func(d *store.Delivery) { d.EventType = str(n) },
+			"lease owner": func(d *store.Delivery) { d.LeaseOwner, d.LeaseExpiresAt = str(n), Base.Add(Lease) },
+		}
+		for field, edit := range deliveries {
+			before, err := h.s.CountDeliveries(h.ctx, hook.ID)
+			if err != nil {
+				t.Fatalf("CountDeliveries: %v", err)
+			}
+			d := NewDelivery(hook, "workflow.completed")
+			edit(d)
+			_, err = h.s.Enqueue(h.ctx, []*store.Delivery{NewDelivery(hook, "workflow.completed"), d})
+			switch {
+			case err == nil:
+				if dd := diff(d, h.getDelivery(t, d.ID)); dd != "" {
+					t.Errorf("delivery with a %d-byte %s (-want +got):\n%s", n, field, dd)
+				}
+			case !mayRefuse || !errors.Is(err, store.ErrInvalid):
+				t.Errorf("Enqueue with a %d-byte %s: %v", n, field, err)
+			default:
+				if c, err := h.s.CountDeliveries(h.ctx, hook.ID); err != nil || c != before {
+					t.Errorf("a refused Enqueue with a %d-byte %s stored deliveries: counts %+v, %v; want %+v", n, field, c, err, before)
+				}
+			}
+		}
 	}
 }

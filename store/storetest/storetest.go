@@ -41,6 +41,9 @@
 //     ErrInvalid.
 //   - Limits. Listing and Claim limits outside 1..store.MaxPageLimit are
 //     ErrInvalid. Purge's Limit 0 means no bound, negative is ErrInvalid.
+//     Ids, tenants, event ids, event types and lease owners of up to
+//     [MaxAcceptedID] bytes are stored as given; a longer one may be
+//     refused, but only with ErrInvalid, storing nothing.
 //   - Required inputs. Empty ids, nil records, an empty Tenant (webhooks,
 //     listings, MatchWebhooks), an empty eventType, a zero Now (Claim,
 //     Complete, Redeliver), a zero Purge Before, a Claim without Owner or
