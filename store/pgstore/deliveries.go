@@ -294,6 +294,9 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 	skip := p.SkipWebhooks
 	if skip == nil {
 		skip = []string{}
+	} else if !textOKs(skip...) {
+		// No delivery has such a webhook id to skip.
+		skip = slices.DeleteFunc(slices.Clone(skip), func(id string) bool { return !textOK(id) })
 	}
 	var ds []*store.Delivery
 	err := retry(ctx, func() error {
@@ -328,6 +331,9 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	}
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("pgstore: %w", err)
+	}
+	if !textOKs(p.DeliveryID, p.Owner) {
+		return s.completeUnknown(ctx, p)
 	}
 	a := p.Attempt
 	reqH, err := json.Marshal(cleanHeader(a.RequestHeaders))
@@ -370,6 +376,22 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			return err
 		})
 	}))
+}
+
+// completeUnknown answers a Complete by a delivery id or owner that no
+// record can hold: ErrNotFound for the id, ErrLeaseLost for an owner of a
+// delivery that exists (no lease can be held by it).
+func (s *Store) completeUnknown(ctx context.Context, p store.CompleteParams) error {
+	ok := false
+	if textOK(p.DeliveryID) {
+		if err := s.pool.QueryRow(ctx, s.q.existsDelivery, p.DeliveryID).Scan(&ok); err != nil {
+			return wrap(err)
+		}
+	}
+	if !ok {
+		return notFound("delivery", p.DeliveryID)
+	}
+	return fmt.Errorf("pgstore: delivery %q is not leased by %q: %w", p.DeliveryID, p.Owner, store.ErrLeaseLost)
 }
 
 // querier is what Complete needs of a pool or a transaction.
@@ -418,11 +440,18 @@ func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
 	if slices.Contains(p.IDs, "") {
 		return invalid("release of an empty id")
 	}
-	if len(p.IDs) == 0 {
+	ids := p.IDs
+	if !textOK(p.Owner) {
+		return nil // it holds no lease
+	}
+	if !textOKs(ids...) {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !textOK(id) })
+	}
+	if len(ids) == 0 {
 		return nil
 	}
 	return wrap(retry(ctx, func() error {
-		_, err := s.pool.Exec(ctx, s.q.release, p.IDs, p.Owner, s.channel)
+		_, err := s.pool.Exec(ctx, s.q.release, ids, p.Owner, s.channel)
 		return err
 	}))
 }
@@ -434,6 +463,9 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, er
 	}
 	if id == "" {
 		return nil, invalid("empty delivery id")
+	}
+	if !textOK(id) {
+		return nil, notFound("delivery", id)
 	}
 	d, err := scanDelivery(s.pool.QueryRow(ctx, s.q.getDelivery, id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -461,6 +493,9 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 	after, err := decodeCursor('d', p.Cursor)
 	if err != nil {
 		return nil, "", err
+	}
+	if !textOKs(p.Tenant, p.WebhookID, p.EventType) {
+		return nil, "", nil
 	}
 	var b strings.Builder
 	args := []any{p.Tenant, p.Limit + 1}
@@ -509,6 +544,9 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 	}
 	if deliveryID == "" {
 		return nil, invalid("empty delivery id")
+	}
+	if !textOK(deliveryID) {
+		return nil, notFound("delivery", deliveryID)
 	}
 	rows, err := s.pool.Query(ctx, s.q.listAttempts, deliveryID)
 	if err != nil {
@@ -563,6 +601,9 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 	}
 	if p.Now.IsZero() {
 		return nil, invalid("redeliver without Now")
+	}
+	if !textOK(p.ID) {
+		return nil, notFound("delivery", p.ID)
 	}
 	var d *store.Delivery
 	err := retry(ctx, func() (err error) {
@@ -620,6 +661,9 @@ func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (store.Co
 	}
 	if webhookID == "" {
 		return store.Counts{}, invalid("empty webhook id")
+	}
+	if !textOK(webhookID) {
+		return store.Counts{}, notFound("webhook", webhookID)
 	}
 	var (
 		c  store.Counts

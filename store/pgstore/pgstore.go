@@ -101,7 +101,9 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 //
 // Strings are stored as PostgreSQL text, which holds valid UTF-8 without
 // NUL bytes: a webhook or delivery with another string is refused with
-// store.ErrInvalid and nothing is written. An attempt's log (URL, headers,
+// store.ErrInvalid and nothing is written, and so is a Claim by an owner
+// with one. A lookup or filter by such a string finds nothing, as in the
+// other stores. An attempt's log (URL, headers,
 // error) is what a remote endpoint sent, so it is recorded with such bytes
 // replaced by U+FFFD instead.
 type Store struct {
@@ -353,6 +355,19 @@ func nonNil(b []byte) []byte {
 // valid UTF-8 without NUL bytes.
 func textOK(s string) bool { return utf8.ValidString(s) && !strings.Contains(s, "\x00") }
 
+// textOKs reports whether every one of ss is textOK. A lookup by a string
+// that is not names no stored record (none can hold it), so it is
+// answered as the lookup of a missing one, without asking PostgreSQL,
+// which would refuse the string as a parameter.
+func textOKs(ss ...string) bool {
+	for _, s := range ss {
+		if !textOK(s) {
+			return false
+		}
+	}
+	return true
+}
+
 // cleanText makes s storable as text, replacing invalid bytes and NULs with
 // U+FFFD. It is for logs of what a remote endpoint sent, which the store
 // records rather than refuses.
@@ -406,7 +421,7 @@ func decodeCursor(kind byte, c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) < 3 || b[0] != kind || b[1] != ':' {
+	if err != nil || len(b) < 3 || b[0] != kind || b[1] != ':' || !textOK(string(b[2:])) {
 		return "", invalid("malformed cursor")
 	}
 	return string(b[2:]), nil

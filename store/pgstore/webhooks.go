@@ -158,6 +158,9 @@ func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, erro
 	if id == "" {
 		return nil, invalid("empty webhook id")
 	}
+	if !textOK(id) {
+		return nil, notFound("webhook", id)
+	}
 	w, err := scanWebhook(s.pool.QueryRow(ctx, s.q.getWebhook, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("webhook", id)
@@ -180,6 +183,9 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 	after, err := decodeCursor('w', p.Cursor)
 	if err != nil {
 		return nil, "", err
+	}
+	if !textOK(p.Tenant) {
+		return nil, "", nil
 	}
 	var rows pgx.Rows
 	if after == "" {
@@ -211,6 +217,9 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	}
 	if id == "" {
 		return nil, invalid("empty webhook id")
+	}
+	if !textOK(id) {
+		return nil, notFound("webhook", id)
 	}
 	var out *store.Webhook
 	var changeErr error
@@ -273,6 +282,9 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("empty webhook id")
 	}
+	if !textOK(id) {
+		return notFound("webhook", id)
+	}
 	var tag pgconn.CommandTag
 	err := retry(ctx, func() (err error) {
 		tag, err = s.pool.Exec(ctx, s.q.deleteWebhook, id)
@@ -296,7 +308,13 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 	if tenant == "" || eventType == "" {
 		return nil, invalid("matching webhooks needs a tenant and an event type")
 	}
-	rows, err := s.pool.Query(ctx, s.q.matchWebhooks, tenant, eventType)
+	if !textOK(tenant) {
+		return nil, nil
+	}
+	// An event type text cannot hold is matched as its cleaned form, which
+	// starts with every prefix (text itself) the raw one starts with: a
+	// superset, which MatchAny below narrows.
+	rows, err := s.pool.Query(ctx, s.q.matchWebhooks, tenant, cleanText(eventType))
 	if err != nil {
 		return nil, wrap(err)
 	}

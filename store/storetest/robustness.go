@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ var robustnessTests = []subtest{
 	{"BadInput", testBadInput},
 	{"Closed", testClosed},
 	{"LongStrings", testLongStrings},
+	{"OddStrings", testOddStrings},
 }
 
 // call is one invocation of a Store method, for the tables below.
@@ -323,4 +326,99 @@ func testLongStrings(t *testing.T, h *harness) {
 			}
 		}
 	}
+}
+
+// testOddStrings looks records up by strings that are not valid UTF-8 or
+// hold a NUL byte. A store may refuse to store such a string (PostgreSQL's
+// text holds neither), but a lookup by one is a lookup of a record that is
+// not there, answered as any other: ErrNotFound, an empty result, or
+// ErrLeaseLost for an owner that holds no lease. An event type is not a
+// record: "*" matches such a one, and so does a "prefix.*" it starts with.
+func testOddStrings(t *testing.T, h *harness) {
+	tn := h.tenant()
+	w := h.webhook(t, tn, nil) // "workflow.completed", "agent.*"
+	all := h.webhook(t, tn, func(w *store.Webhook) { w.Events = []string{"*"} })
+	match := func(event string, want ...*store.Webhook) {
+		t.Helper()
+		got, err := h.s.MatchWebhooks(h.ctx, tn, event)
+		if err != nil {
+			t.Errorf("MatchWebhooks(%q): %v", event, err)
+			return
+		}
+		slices.SortFunc(want, func(a, b *store.Webhook) int { return strings.Compare(a.ID, b.ID) })
+		if d := diff(webhookIDs(want), webhookIDs(got)); d != "" {
+			t.Errorf("MatchWebhooks(%q) (-want +got):\n%s", event, d)
+		}
+	}
+	match("agent.\xff\x00", w, all)
+	leased := h.delivery(t, w, Base)
+	if got := h.claim(t, Base, 1, "owner"); len(got) != 1 {
+		t.Fatalf("Claim = %q, want [%s]", ids(got), leased.ID)
+	}
+	ctx, s := h.ctx, h.s
+	for _, odd := range []string{"wh_\xff", "del_\x00", "\xc3("} {
+		nf := func(what string, err error) {
+			t.Helper()
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s(%q): %v, want ErrNotFound", what, odd, err)
+			}
+		}
+		none := func(what string, n int, err error) {
+			t.Helper()
+			if err != nil || n != 0 {
+				t.Errorf("%s(%q) = %d records, %v; want none, no error", what, odd, n, err)
+			}
+		}
+		_, err := s.GetWebhook(ctx, odd)
+		nf("GetWebhook", err)
+		_, err = s.UpdateWebhook(ctx, odd, func(*store.Webhook) error { return nil })
+		nf("UpdateWebhook", err)
+		nf("DeleteWebhook", s.DeleteWebhook(ctx, odd))
+		_, err = s.CountDeliveries(ctx, odd)
+		nf("CountDeliveries", err)
+		_, err = s.GetDelivery(ctx, odd)
+		nf("GetDelivery", err)
+		_, err = s.ListAttempts(ctx, odd)
+		nf("ListAttempts", err)
+		_, err = s.Redeliver(ctx, store.RedeliverParams{ID: odd, Now: Base})
+		nf("Redeliver", err)
+		nf("Complete", s.Complete(ctx, store.CompleteParams{
+			DeliveryID: odd, Owner: "owner", Attempt: NewAttempt("", 1, 200), Status: store.StatusSuccess, Now: Base}))
+		err = s.Complete(ctx, store.CompleteParams{
+			DeliveryID: leased.ID, Owner: odd, Attempt: NewAttempt(leased.ID, 1, 200), Status: store.StatusSuccess, Now: Base})
+		wantErr(t, fmt.Sprintf("Complete by owner %q", odd), err, store.ErrLeaseLost)
+		if err := s.Release(ctx, store.ReleaseParams{Owner: "owner", IDs: []string{odd}}); err != nil {
+			t.Errorf("Release(%q): %v, want nil", odd, err)
+		}
+		if err := s.Release(ctx, store.ReleaseParams{Owner: odd, IDs: []string{leased.ID}}); err != nil {
+			t.Errorf("Release by owner %q: %v, want nil", odd, err)
+		}
+		ws, err := s.MatchWebhooks(ctx, odd, "workflow.completed")
+		none("MatchWebhooks by tenant", len(ws), err)
+		match(odd, all)
+		ws, _, err = s.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: odd, Limit: 10})
+		none("ListWebhooks", len(ws), err)
+		for what, p := range map[string]store.ListDeliveriesParams{
+			"ListDeliveries by tenant":     {Tenant: odd},
+			"ListDeliveries by webhook":    {Tenant: tn, WebhookID: odd},
+			"ListDeliveries by event type": {Tenant: tn, EventType: odd},
+		} {
+			p.Limit = 10
+			ds, _, err := s.ListDeliveries(ctx, p)
+			none(what, len(ds), err)
+		}
+		ds, err := s.Claim(ctx, store.ClaimParams{Now: Base, Limit: 10, Lease: Lease, Owner: "other", SkipWebhooks: []string{odd}})
+		none("Claim skipping", len(ds), err)
+	}
+	if d := h.getDelivery(t, leased.ID); d.LeaseOwner != "owner" || d.Attempts != 0 {
+		t.Errorf("after the lookups the delivery is leased by %q with %d attempts; want owner, none", d.LeaseOwner, d.Attempts)
+	}
+}
+
+func webhookIDs(ws []*store.Webhook) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.ID
+	}
+	return out
 }

@@ -53,7 +53,9 @@
 //   - Missing records. Get/Update/Delete of an unknown webhook, GetDelivery,
 //     ListAttempts, Redeliver and Complete of an unknown delivery, and
 //     CountDeliveries of an unknown webhook are ErrNotFound. Release
-//     ignores unknown ids.
+//     ignores unknown ids. A store may refuse to store a string that is
+//     not valid UTF-8 or holds a NUL byte (with ErrInvalid), but a lookup,
+//     filter or owner with one names a missing record like any other.
 //   - CreateWebhook sets CreatedAt to now when zero and UpdatedAt to
 //     CreatedAt when zero, and writes both back into its argument.
 //     UpdateWebhook reads, changes and writes in one transaction (updates
