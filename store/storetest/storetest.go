@@ -77,9 +77,11 @@
 //     WebhookID) is ErrConflict. A duplicate (EventID, WebhookID), within
 //     the batch or against the store, returns the first delivery's id and
 //     changes nothing; its own ID is not looked at, so it may be the id of
-//     another delivery of the batch. Any error stores nothing. Enqueue does not modify
-//     its arguments. An empty batch returns no ids and no error. Enqueue
-//     does not look at the webhook's Active flag.
+//     another delivery of the batch. Any error stores nothing; a batch
+//     with several faults (an unknown webhook and an id in use, say) gets
+//     the error of any one of them. Enqueue does not modify its arguments.
+//     An empty batch returns no ids and no error. Enqueue does not look at
+//     the webhook's Active flag.
 //   - Claim sets LeaseOwner = Owner and LeaseExpiresAt = Now + Lease. A
 //     lease is live while LeaseExpiresAt > Now. Claim does not look at the
 //     webhook's Active flag, and it does not change UpdatedAt: UpdatedAt
