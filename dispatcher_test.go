@@ -96,13 +96,20 @@ func testConfig() *Config {
 	}
 }
 
-// newStarted returns a started dispatcher; the caller stops it.
-func newStarted(t testing.TB, st store.Store, cfg *Config) *Dispatcher {
+// mustNew returns a dispatcher that is not started.
+func mustNew(t testing.TB, st store.Store, cfg *Config) *Dispatcher {
 	t.Helper()
 	d, err := New(st, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	return d
+}
+
+// newStarted returns a started dispatcher; the caller stops it.
+func newStarted(t testing.TB, st store.Store, cfg *Config) *Dispatcher {
+	t.Helper()
+	d := mustNew(t, st, cfg)
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

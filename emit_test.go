@@ -14,17 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/noa-server/webhook/store"
-	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
-
-// eachStoreWithPG runs f against every Store, pgstore included when the
-// test database is set (it is skipped otherwise).
-func eachStoreWithPG(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
-	eachStore(t, f)
-	t.Run("pgstore", func(t *testing.T) {
-		f(t, func(t *testing.T) store.Store { return pgstoretest.Open(t, "webhook_emit_") })
-	})
-}
 
 // TestEmitDataNestingFitsReceivers: the payload holds the data one level
 // below its envelope, and encoding/json, with which the receiver package
@@ -36,10 +26,7 @@ func TestEmitDataNestingFitsReceivers(t *testing.T) {
 	t.Parallel()
 	st := newMemStore(t)
 	addWebhook(t, st, "a", "https://example.com/hook")
-	d, err := New(st, testConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := mustNew(t, st, testConfig())
 	for _, depth := range []int{9999, 10000, 10001} {
 		data := json.RawMessage(strings.Repeat("[", depth) + strings.Repeat("]", depth))
 		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a", Data: data})
@@ -74,10 +61,7 @@ func TestEmitSendsNilDataAsEmptyObject(t *testing.T) {
 	t.Parallel()
 	st := newMemStore(t)
 	addWebhook(t, st, "a", "https://example.com/hook")
-	d, err := New(st, testConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := mustNew(t, st, testConfig())
 	for name, data := range map[string]any{
 		"nil":         nil,
 		"nil map":     map[string]any(nil),
@@ -108,13 +92,10 @@ func TestEmitSendsNilDataAsEmptyObject(t *testing.T) {
 // rather than deliver on one store and fail with a database error on
 // another.
 func TestTenantMustBeText(t *testing.T) {
-	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
 		r := NewRegistry(st, RegistryOptions{})
-		d, err := New(st, testConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := mustNew(t, st, testConfig())
 		ctx := context.Background()
 		for _, tenant := range []string{"acme\x00", "\x00", "acme\xff", "\xc3"} {
 			_, err := r.Create(ctx, tenant, WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
@@ -141,10 +122,7 @@ func TestEmitRefusesDataTimesRFC3339CannotWrite(t *testing.T) {
 	t.Parallel()
 	st := newMemStore(t)
 	addWebhook(t, st, "a", "https://example.com/hook")
-	d, err := New(st, testConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := mustNew(t, st, testConfig())
 	for _, tm := range []time.Time{
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC),
@@ -182,7 +160,7 @@ func TestEmitRefusesDataTimesRFC3339CannotWrite(t *testing.T) {
 // finished all return the first deliveries, and each webhook receives
 // the event once.
 func TestEmitRetriedDeliversOnce(t *testing.T) {
-	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
 		var mu sync.Mutex
 		got := map[string]int{} // webhook id + event id -> requests
@@ -246,15 +224,12 @@ func TestEmitRetriedDeliversOnce(t *testing.T) {
 // process (nothing emitted is lost by a stop); on a closed store it
 // returns an error matching store.ErrClosed.
 func TestEmitAcrossTheLifecycle(t *testing.T) {
-	eachStoreWithPG(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
 		rc := newReceiver(t, nil)
 		addWebhook(t, st, "a", rc.URL)
 		ctx := context.Background()
-		d, err := New(st, testConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := mustNew(t, st, testConfig())
 		before, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
 		if err != nil || len(before.DeliveryIDs) != 1 {
 			t.Fatalf("Emit before Start = %+v, %v; want one delivery", before, err)
