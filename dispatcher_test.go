@@ -549,11 +549,7 @@ func TestRetryScheduleWithFakeClock(t *testing.T) {
 		cfg.Now = clock.Now
 		cfg.Retry = RetryPolicy{Jitter: -1}
 		d := startDispatcher(t, st, cfg)
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := res.DeliveryIDs[0]
+		id := emit(t, d)[0]
 		// The written schedule: 30s, 2m, 8m, 32m, then failed.
 		for i, delay := range []time.Duration{30 * time.Second, 2 * time.Minute, 8 * time.Minute, 32 * time.Minute} {
 			del := waitStatus(t, st, id, store.StatusPending, i+1)
@@ -608,11 +604,7 @@ func TestRetryShortMaxInterval(t *testing.T) {
 		cfg.Now = clock.Now
 		cfg.Retry = RetryPolicy{MaxInterval: 10 * time.Second, Jitter: -1}
 		d := startDispatcher(t, st, cfg)
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := res.DeliveryIDs[0]
+		id := emit(t, d)[0]
 		rc.next(t)
 		time.Sleep(50 * time.Millisecond) // a few polls, the clock standing still
 		if n := rc.count(); n != 1 {
@@ -643,11 +635,7 @@ func TestRetryAfterSetsNextAttempt(t *testing.T) {
 		cfg.Now = clock.Now
 		cfg.Retry = RetryPolicy{Jitter: -1}
 		d := startDispatcher(t, st, cfg)
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := res.DeliveryIDs[0]
+		id := emit(t, d)[0]
 		del := waitStatus(t, st, id, store.StatusPending, 1)
 		if want := clock.Now().Add(5 * time.Minute); !del.NextAttemptAt.Equal(want) {
 			t.Errorf("after 429 Retry-After: 300: next at %v, want %v", del.NextAttemptAt, want)
@@ -678,11 +666,7 @@ func TestRetryAfterDateOfASlowResponse(t *testing.T) {
 	cfg.Now = clock.Now
 	cfg.Retry = RetryPolicy{Jitter: -1}
 	d := startDispatcher(t, st, cfg)
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	del := waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	del := waitStatus(t, st, emit(t, d)[0], store.StatusPending, 1)
 	if want := <-dates; !del.NextAttemptAt.Equal(want) {
 		t.Errorf("next attempt at %v, want the Retry-After date %v", del.NextAttemptAt, want)
 	}
@@ -702,14 +686,7 @@ func TestGoneDisablesWebhook(t *testing.T) {
 		cfg.PerWebhookConcurrency = 1
 		cfg.Hooks = hooks
 		d := startDispatcher(t, st, cfg)
-		var ids []string
-		for range 3 {
-			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, res.DeliveryIDs...)
-		}
+		ids := emitN(t, d, 3)
 		rc.next(t)
 		close(release)
 		waitFor(t, "webhook disabled", func() bool {
@@ -830,11 +807,7 @@ func TestSlowEndpointDoesNotBlockOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 		const events = 30
-		for range events {
-			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		emitN(t, d, events)
 		waitFor(t, "every healthy endpoint to get every event", func() bool {
 			return d.Stats().Succeeded == 9*events
 		})
@@ -1179,11 +1152,7 @@ func TestRateLimit(t *testing.T) {
 	d := startDispatcher(t, st, testConfig())
 	start := time.Now()
 	const n = 6
-	for range n {
-		if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	emitN(t, d, n)
 	waitFor(t, "all deliveries", func() bool { return rc.count() == n })
 	if el := time.Since(start); el < (n-1)*50*time.Millisecond-10*time.Millisecond {
 		t.Errorf("%d deliveries at 20/s took %v, want at least %v", n, el, (n-1)*50*time.Millisecond)
@@ -1204,18 +1173,10 @@ func TestRateLimitAfterClockGoesBack(t *testing.T) {
 		cfg := testConfig()
 		cfg.Now = clock.Now
 		d := startDispatcher(t, st, cfg)
-		emit := func() string {
-			t.Helper()
-			res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res.DeliveryIDs[0]
-		}
-		waitStatus(t, st, emit(), store.StatusSuccess, 1)
+		waitStatus(t, st, emit(t, d)[0], store.StatusSuccess, 1)
 		clock.Advance(-24 * time.Hour)
-		waitStatus(t, st, emit(), store.StatusSuccess, 1)
-		id := emit()
+		waitStatus(t, st, emit(t, d)[0], store.StatusSuccess, 1)
+		id := emit(t, d)[0]
 		time.Sleep(50 * time.Millisecond) // a few polls within the interval
 		if n := rc.count(); n != 2 {
 			t.Fatalf("%d requests within a second at 1/s, want 2", n)
@@ -1257,18 +1218,15 @@ func TestPurgeRemovesOldFinishedDeliveries(t *testing.T) {
 		cfg.Retention = time.Hour
 		cfg.PurgeInterval = 10 * time.Millisecond
 		d := startDispatcher(t, st, cfg)
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		id := emit(t, d)[0]
+		waitStatus(t, st, id, store.StatusSuccess, 1)
 		if n, err := d.purge(context.Background()); n != 0 || err != nil {
 			t.Fatalf("purge of a fresh delivery = %d, %v", n, err)
 		}
 		// The background purge removes it once it is older than the retention.
 		clock.Advance(2 * time.Hour)
 		waitFor(t, "the background purge", func() bool {
-			_, err := st.GetDelivery(context.Background(), res.DeliveryIDs[0])
+			_, err := st.GetDelivery(context.Background(), id)
 			return errors.Is(err, store.ErrNotFound)
 		})
 	})
@@ -1601,11 +1559,7 @@ func TestWakeAndPoll(t *testing.T) {
 		cfg.PollInterval = time.Hour
 		d := startDispatcher(t, st, cfg)
 		time.Sleep(20 * time.Millisecond) // the loop's first claim is done; it now waits an hour
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		waitStatus(t, st, emit(t, d)[0], store.StatusSuccess, 1)
 
 		// A second dispatcher on the same store that polls: a delivery
 		// enqueued behind its back (as by another process) arrives.
@@ -1656,16 +1610,13 @@ func TestWebhookMaxAttemptsOverridesPolicy(t *testing.T) {
 	cfg.Now = clock.Now
 	cfg.Retry = RetryPolicy{Jitter: -1, InitialInterval: time.Minute}
 	d := startDispatcher(t, st, cfg)
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	del := waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
+	id := emit(t, d)[0]
+	del := waitStatus(t, st, id, store.StatusPending, 1)
 	if want := clock.Now().Add(time.Minute); !del.NextAttemptAt.Equal(want) {
 		t.Errorf("next attempt at %v, want %v (the configured InitialInterval)", del.NextAttemptAt, want)
 	}
 	clock.Advance(time.Minute)
-	waitStatus(t, st, res.DeliveryIDs[0], store.StatusFailed, 2)
+	waitStatus(t, st, id, store.StatusFailed, 2)
 }
 
 // TestResponseBodyCap: an attempt stores the response body up to
@@ -1708,14 +1659,7 @@ func TestResponseBodyCap(t *testing.T) {
 			addWebhook(t, st, "a", rc.URL)
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			var ids []string
-			for range events {
-				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, res.DeliveryIDs...)
-			}
+			ids := emitN(t, d, events)
 			for _, id := range ids {
 				waitStatus(t, st, id, store.StatusSuccess, 1)
 			}
@@ -1841,11 +1785,7 @@ func TestStopMidAttemptKeepsRetryBudget(t *testing.T) {
 		for i := 1; i <= stops; i++ {
 			d := newStarted(t, st, cfg)
 			if i == 1 {
-				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				id = res.DeliveryIDs[0]
+				id = emit(t, d)[0]
 			}
 			rc.next(t) // the attempt is in flight
 			ctx, cancel := context.WithCancel(context.Background())
@@ -1945,11 +1885,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	cfg.Retry = RetryPolicy{MaxAttempts: 1}
 	d := startDispatcher(t, st, cfg)
 	for range 2 {
-		res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.SendNow(context.Background(), res.DeliveryIDs[0])
+		d.SendNow(context.Background(), emit(t, d)[0])
 	}
 	got := rc.next(t)
 	if user, pw, ok := basicAuth(got.header); !ok || user != "user" || pw != "hunter2" {
@@ -2129,11 +2065,7 @@ func TestTimeoutsShrinkWebhookConcurrency(t *testing.T) {
 		cfg.Retry = RetryPolicy{MaxAttempts: 1}
 		d := startDispatcher(t, st, cfg)
 		const hungEvents = 10
-		for range hungEvents {
-			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		emitN(t, d, hungEvents)
 		waitFor(t, "every attempt to the hung endpoint to fail", func() bool {
 			return d.Stats().Failed == hungEvents
 		})
@@ -2191,14 +2123,7 @@ func TestStalledResponseBodyIsATimeout(t *testing.T) {
 			cfg.Retry = RetryPolicy{MaxAttempts: 1}
 			d := startDispatcher(t, st, cfg)
 			const events = 10
-			var ids []string
-			for range events {
-				res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids = append(ids, res.DeliveryIDs...)
-			}
+			ids := emitN(t, d, events)
 			waitFor(t, "every attempt to be recorded", func() bool { return d.Stats().Attempts == events })
 			for _, id := range ids {
 				a := attempts(t, st, id)[0]
@@ -2234,12 +2159,9 @@ func TestEndlessResponseBodyIsCapped(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxResponseBytes = 100
 	d := startDispatcher(t, st, cfg)
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
-	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusSuccess, 1)
+	a := attempts(t, st, id)[0]
 	if len(a.ResponseBody) != cfg.MaxResponseBytes || a.Duration >= cfg.Timeout {
 		t.Errorf("attempt stored %d bytes of the body after %v; want %d, well before the %v timeout",
 			len(a.ResponseBody), a.Duration, cfg.MaxResponseBytes, cfg.Timeout)
@@ -2290,11 +2212,7 @@ func TestSwitchingProtocolsIsAFailedAttempt(t *testing.T) {
 	// Registered after startDispatcher, so it runs before Stop: a hung
 	// attempt is released once the test has failed.
 	t.Cleanup(closeAll)
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.DeliveryIDs[0]
+	id := emit(t, d)[0]
 	deadline := time.Now().Add(10 * cfg.Timeout)
 	for len(attempts(t, st, id)) == 0 {
 		if time.Now().After(deadline) {
@@ -2337,11 +2255,7 @@ func TestWorkersBoundConcurrentAttempts(t *testing.T) {
 		cfg.PerWebhookConcurrency = 8
 		d := startDispatcher(t, st, cfg)
 		const events = 8
-		for range events {
-			if _, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		emitN(t, d, events)
 		// Let one attempt finish at a time, each once the workers are full.
 		for i := range events {
 			want := min(i+cfg.Workers, events)
@@ -2757,4 +2671,25 @@ func TestReactivatedWebhookIsSent(t *testing.T) {
 			t.Errorf("delivery to the reactivated webhook: %s (%s), %d requests; want success, 1", del.Status, del.LastError, rc.count())
 		}
 	})
+}
+
+// emit emits a user.login event of tenant "a" and returns its delivery
+// ids.
+func emit(t testing.TB, d *Dispatcher) []string {
+	t.Helper()
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
+	if err != nil {
+		t.Fatalf("Emit: %v", err)
+	}
+	return res.DeliveryIDs
+}
+
+// emitN emits n such events and returns all their delivery ids.
+func emitN(t testing.TB, d *Dispatcher, n int) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		ids = append(ids, emit(t, d)...)
+	}
+	return ids
 }

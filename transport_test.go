@@ -195,12 +195,9 @@ func TestTLSFailureIsClassified(t *testing.T) {
 	st := newMemStore(t)
 	addWebhook(t, st, "a", srv.URL)
 	d := startDispatcher(t, st, testConfig())
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
-	if a := attempts(t, st, res.DeliveryIDs[0])[0]; a.ErrorClass != store.ErrorTLS {
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusPending, 1)
+	if a := attempts(t, st, id)[0]; a.ErrorClass != store.ErrorTLS {
 		t.Errorf("class %q (%s), want tls", a.ErrorClass, a.Error)
 	}
 	if hits.Load() != 0 {
@@ -244,12 +241,9 @@ func TestTransportTimeoutIsNamed(t *testing.T) {
 	cfg.Transport = tr
 	cfg.Timeout = 5 * time.Second
 	d := startDispatcher(t, st, cfg)
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
-	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusPending, 1)
+	a := attempts(t, st, id)[0]
 	if a.ErrorClass != store.ErrorTimeout || !strings.Contains(a.Error, "TLS handshake timeout") {
 		t.Errorf("attempt after %v: class %q error %q; want class timeout naming the TLS handshake", a.Duration, a.ErrorClass, a.Error)
 	}
@@ -287,12 +281,9 @@ func TestBlockedNameHidesResolvedAddress(t *testing.T) {
 	_, port, _ := net.SplitHostPort(rc.Listener.Addr().String())
 	addWebhook(t, st, "a", "http://localhost:"+port+"/")
 	d := startDispatcher(t, st, &Config{AllowAnyPort: true, PollInterval: 10 * time.Millisecond})
-	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, st, res.DeliveryIDs[0], store.StatusPending, 1)
-	a := attempts(t, st, res.DeliveryIDs[0])[0]
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusPending, 1)
+	a := attempts(t, st, id)[0]
 	if a.ErrorClass != store.ErrorBlocked {
 		t.Fatalf("attempt class %q (%s), want blocked_destination", a.ErrorClass, a.Error)
 	}
