@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
@@ -48,7 +49,8 @@ type Config struct {
 	// read it. Required.
 	Store store.Store
 	// Tenant returns the tenant that owns r; it is the same function the
-	// management API takes (api.Config.Tenant). An error or an empty tenant
+	// management API takes (api.Config.Tenant). An error, an empty tenant
+	// or one no webhook can belong to (not UTF-8, or with a NUL byte)
 	// refuses the request with 401; the error's text is never shown.
 	// Required.
 	Tenant func(r *http.Request) (string, error)
@@ -247,7 +249,7 @@ type pageFunc func(w http.ResponseWriter, r *http.Request, tenant string) error
 func (h *handler) page(fn pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := h.tenant(r)
-		if err != nil || tenant == "" {
+		if err != nil || !holdable(tenant) {
 			if h.challenge != "" {
 				w.Header().Set("WWW-Authenticate", h.challenge)
 			}
@@ -258,6 +260,13 @@ func (h *handler) page(fn pageFunc) http.Handler {
 			h.fail(w, r, err)
 		}
 	})
+}
+
+// holdable reports whether tenant is one a webhook can belong to: not
+// empty, valid UTF-8 and without NUL, as the Registry requires. Any other
+// names no tenant, whatever the host's Tenant function returned.
+func holdable(tenant string) bool {
+	return tenant != "" && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
 }
 
 // action wraps a POST action: cross-origin browser requests are refused

@@ -111,6 +111,45 @@ func TestRequestsWithoutTenantAreRefused(t *testing.T) {
 	}
 }
 
+// A tenant no store can hold (not UTF-8, or with a NUL byte, as a host's
+// Tenant function may pass on from a user name) names no tenant: every
+// page and action is refused with 401, as for an empty one, not answered
+// 500 and logged as a server fault.
+func TestTenantTheRegistryCannotHoldIsRefused(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	for _, tenant := range []string{"\xff", "acme\x00"} {
+		var logs bytes.Buffer
+		h, reg := bareDashboard(t, st, func(c *dashboard.Config) {
+			c.Tenant = func(*http.Request) (string, error) { return tenant, nil }
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		self := "/webhooks/" + wh.ID
+		for _, r := range []struct{ method, path string }{
+			{"GET", "/"},
+			{"GET", self},
+			{"GET", self + "/deliveries/del_x"},
+			{"POST", self + "/disable"},
+			{"POST", self + "/rotate-secret"},
+			{"POST", self + "/test"},
+			{"POST", self + "/deliveries/del_x/retry"},
+		} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(r.method, r.path, nil))
+			if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "Not signed in") {
+				t.Errorf("tenant %q: %s %s = %d, want 401", tenant, r.method, r.path, rec.Code)
+			}
+		}
+		if logs.Len() != 0 {
+			t.Errorf("tenant %q: refusals were logged as server faults:\n%s", tenant, logs.String())
+		}
+	}
+}
+
 func TestChallengeLetsABrowserSignIn(t *testing.T) {
 	e := newEnv(t, envOptions{noStart: true})
 	h, err := dashboard.New(dashboard.Config{
