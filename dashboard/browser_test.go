@@ -60,9 +60,10 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		// Resolve no host name at all: the test talks to 127.0.0.1 only,
-		// and the browser must not reach anywhere else.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+		// Resolve no host name but plainHTTPHost, to 127.0.0.1: the test
+		// talks to 127.0.0.1 only, and the browser must not reach
+		// anywhere else.
+		chromedp.Flag("host-resolver-rules", "MAP "+plainHTTPHost+" 127.0.0.1 , MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
@@ -347,4 +348,54 @@ func TestBrowserInProcess(t *testing.T) {
 	if !t.Failed() {
 		t.Log(browserRanMarker + " (in process): screenshots in " + dir)
 	}
+}
+
+// plainHTTPHost is a host name the test browser resolves to 127.0.0.1.
+// Unlike 127.0.0.1 itself, an http:// origin with a host name is not
+// potentially trustworthy, so the browser sends no Sec-Fetch-Site header:
+// what an intranet host serving the dashboard over plain http gets.
+const plainHTTPHost = "dashboard.test"
+
+// TestBrowserActionsOnAPlainHTTPHost: the dashboard's own forms work where
+// the browser sends no Sec-Fetch-Site and CrossOriginProtection judges by
+// the Origin header alone, which the page's referrer policy must leave
+// the browser free to send.
+func TestBrowserActionsOnAPlainHTTPHost(t *testing.T) {
+	ctx := newBrowser(t)
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("Network.enable: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Bearer alice-token"},
+	}); err != nil {
+		t.Fatalf("Network.setExtraHTTPHeaders: %v", err)
+	}
+	page := strings.Replace(e.srv.URL, "127.0.0.1", plainHTTPHost, 1) + "/dashboard/webhooks/" + wh.ID
+	for _, s := range []struct{ button, notice string }{
+		{"#disable", "Webhook disabled"},
+		{"#enable", "Webhook enabled"},
+	} {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(sctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(s.button)),
+			// The answer is the webhook's page with a notice, or an error
+			// page: the page clicked on has neither.
+			chromedp.Click(chromedp.CSS(s.button)), chromedp.WaitVisible(chromedp.CSS("p.notice, p.lead")))
+		cancel()
+		if err != nil {
+			t.Fatalf("click %s: %v", s.button, err)
+		}
+		main, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(main, s.notice) {
+			t.Fatalf("after %s on %s the page says:\n%s", s.button, page, main)
+		}
+	}
+	if got, err := e.reg.Get(context.Background(), alice, wh.ID); err != nil || !got.Active {
+		t.Fatalf("webhook after disable and enable: %+v, %v", got, err)
+	}
+	t.Log(browserRanMarker + " (plain http host)")
 }

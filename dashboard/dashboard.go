@@ -222,7 +222,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("Referrer-Policy", "no-referrer")
+	// Nothing to other sites, but a real Origin on the dashboard's own
+	// forms: with no-referrer a browser sends "Origin: null", which
+	// CrossOriginProtection refuses wherever the browser sends no
+	// Sec-Fetch-Site (plain http on a host name, older browsers).
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.mux.ServeHTTP(w, r)

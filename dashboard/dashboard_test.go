@@ -296,6 +296,8 @@ func TestCrossOriginActionsAreRefused(t *testing.T) {
 		{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
 		{"Sec-Fetch-Site": "same-site", "Origin": ""},
 		{"Sec-Fetch-Site": "", "Origin": "https://evil.example"},
+		// A page of another site whose referrer policy is no-referrer.
+		{"Sec-Fetch-Site": "", "Origin": "null"},
 	}
 	for _, hdr := range attacks {
 		code, _, body := c.do(http.MethodPost, path, hdr)
