@@ -308,6 +308,7 @@ var (
 	errInactive     = &pageError{http.StatusConflict, "Webhook disabled", "Enable the webhook before sending to it."}
 	errDisabled     = &pageError{http.StatusConflict, "Webhook disabled", "The webhook was disabled meanwhile and the delivery failed with it, unsent; its page says why."}
 	errPending      = &pageError{http.StatusConflict, "Already queued", "This delivery is pending: its next attempt is already scheduled."}
+	errEnded        = &pageError{http.StatusServiceUnavailable, "Request ended", "The request ended before its page was ready; try again."}
 	errInternal     = &pageError{http.StatusInternalServerError, "Server error", "Something went wrong on the server; it has been logged."}
 )
 
@@ -319,16 +320,17 @@ type errorPage struct {
 
 // fail answers err as an error page. Errors that are not a *pageError are
 // logged and shown as a 500 without their text, unless the request's
-// context ended: its client left, and there is neither fault nor reader.
+// context ended: no fault of the server, shown as a 503.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	pe, ok := errors.AsType[*pageError](err)
 	if !ok && r.Context().Err() != nil {
-		// The client went away (or the server is shutting down) and the
-		// request's work stopped with it: no fault of the server, and
-		// nobody reads the answer.
-		h.log.DebugContext(r.Context(), "dashboard: request ended by its client",
+		// The client went away, or the host's deadline for the request
+		// ended (its middleware), and the request's work stopped with it.
+		// In the second case the browser is still there: answer it (a
+		// client that left reads nothing, whatever is written).
+		h.log.DebugContext(r.Context(), "dashboard: request ended before its answer",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
-		return
+		pe, ok = errEnded, true
 	}
 	if !ok {
 		h.log.ErrorContext(r.Context(), "dashboard: request failed",

@@ -760,6 +760,35 @@ func TestClientGoneIsNoServerFault(t *testing.T) {
 	}
 }
 
+// stalledStore is a store whose delivery listings wait for their
+// context to end.
+type stalledStore struct{ store.Store }
+
+func (s stalledStore) ListDeliveries(ctx context.Context, _ store.ListDeliveriesParams) ([]*store.Delivery, string, error) {
+	<-ctx.Done()
+	return nil, "", ctx.Err()
+}
+
+// TestRequestDeadlineIsAnErrorPage: when the host's deadline for a request
+// ends before its page is ready, the browser, still there, gets an error
+// page, not an empty 200.
+func TestRequestDeadlineIsAnErrorPage(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	h, reg := bareDashboard(t, stalledStore{st}, nil)
+	wh, err := reg.Create(context.Background(), alice, webhook.WebhookInput{URL: "https://example.com/hook", Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host's middleware gives each request 20 ms.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	rec := get(ctx, h, "/webhooks/"+wh.ID)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "<h1>") {
+		t.Errorf("page past the request's deadline = %d with %d bytes, want 503 with an error page", rec.Code, rec.Body.Len())
+	}
+}
+
 // TestChartSaysWhenCapped: the chart notes that it counts only the newest
 // ChartSample deliveries when there are more, and only then.
 func TestChartSaysWhenCapped(t *testing.T) {
