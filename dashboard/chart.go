@@ -36,7 +36,8 @@ type chart struct {
 	Capped          bool
 	// Max is the tallest bar's count.
 	Max int
-	// Bucket is the width of one bar ("5m"); From and To label the axis.
+	// Bucket is the width of one bar ("5m"); From and To label the axis,
+	// in UTC, which To names.
 	Bucket   string
 	From, To string
 }
@@ -106,13 +107,13 @@ func newChart(sample []*store.Delivery, now time.Time, capped bool) chart {
 		}
 		b.SuccessY = chartHeight - b.SuccHt
 		b.FailedY = b.SuccessY - b.FailHt
-		b.Title = fmt.Sprintf("%s–%s: %d succeeded, %d failed",
+		b.Title = fmt.Sprintf("%s–%s UTC: %d succeeded, %d failed",
 			axisLabel(from, width), axisLabel(from.Add(width), width), succ[i], fail[i])
 		c.Bars = append(c.Bars, b)
 	}
 	c.Bucket = roughly(width)
 	c.From = axisLabel(start, width)
-	c.To = axisLabel(end, width)
+	c.To = axisLabel(end, width) + " UTC"
 	return c
 }
 

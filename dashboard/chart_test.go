@@ -24,8 +24,10 @@ func TestChartCountsFinishedDeliveriesPerBucket(t *testing.T) {
 		at("11:58:00", store.StatusFailed),
 	}
 	c := newChart(sample, now, false)
-	if c.Bucket != "1m" || c.From != "11:37" || c.To != "12:01" {
-		t.Errorf("bucket %q from %q to %q, want 1m from 11:37 to 12:01", c.Bucket, c.From, c.To)
+	// The times are UTC, and the axis and the bars say so: a reader in
+	// another zone would take them for local times.
+	if c.Bucket != "1m" || c.From != "11:37" || c.To != "12:01 UTC" {
+		t.Errorf("bucket %q from %q to %q, want 1m from 11:37 to 12:01 UTC", c.Bucket, c.From, c.To)
 	}
 	if len(c.Bars) != chartBuckets || c.Max != 2 || c.Success != 2 || c.Failed != 1 || c.Sampled != 4 {
 		t.Fatalf("chart %d bars, max %d, %d success, %d failed, %d sampled; want 24, 2, 2, 1, 4",
@@ -49,7 +51,7 @@ func TestChartCountsFinishedDeliveriesPerBucket(t *testing.T) {
 	if b := c.Bars[23]; b.SuccHt != 50 || b.FailHt != 0 {
 		t.Errorf("bar 23 geometry %+v", b)
 	}
-	if want := "11:58–11:59: 1 succeeded, 1 failed"; c.Bars[21].Title != want {
+	if want := "11:58–11:59 UTC: 1 succeeded, 1 failed"; c.Bars[21].Title != want {
 		t.Errorf("title %q, want %q", c.Bars[21].Title, want)
 	}
 }
