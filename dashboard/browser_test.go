@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -397,5 +398,63 @@ func TestBrowserActionsOnAPlainHTTPHost(t *testing.T) {
 	if got, err := e.reg.Get(context.Background(), alice, wh.ID); err != nil || !got.Active {
 		t.Fatalf("webhook after disable and enable: %+v, %v", got, err)
 	}
-	t.Log(browserRanMarker + " (plain http host)")
+	if !t.Failed() {
+		t.Log(browserRanMarker + " (plain http host)")
+	}
+}
+
+// TestBrowserLongTextStaysOnThePage: a description of one long word (a
+// pasted URL) and an error that quotes an endpoint's garbled answer whole
+// wrap inside their column: the pages never grow wider than the window,
+// which would push the state and the actions out of sight.
+func TestBrowserLongTextStaysOnThePage(t *testing.T) {
+	ctx := newBrowser(t)
+	e := newEnv(t, envOptions{noStart: true})
+	word := "https://wiki.example/" + strings.Repeat("x", 300)
+	wh, err := e.reg.Create(context.Background(), alice, webhook.WebhookInput{
+		URL: "http://127.0.0.1:1/hook", Events: []string{"*"}, Description: word,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedDeliveries(t, e.st, wh, 1, 0)
+	bg := context.Background()
+	claimed, err := e.st.Claim(bg, store.ClaimParams{Now: time.Now().Add(2 * time.Hour), Limit: 1, Lease: time.Hour, Owner: "seed"})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("Claim: %v (%d claimed)", err, len(claimed))
+	}
+	err = e.st.Complete(bg, store.CompleteParams{
+		DeliveryID: claimed[0].ID, Owner: "seed", Status: store.StatusFailed, Now: time.Now(),
+		Attempt: &store.Attempt{DeliveryID: claimed[0].ID, Number: 1, StartedAt: time.Now(), RequestURL: wh.URL,
+			ErrorClass: store.ErrorNetwork, Error: `malformed HTTP response "` + strings.Repeat("A", 300) + `"`},
+	})
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("Network.enable: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Bearer alice-token"},
+	}); err != nil {
+		t.Fatalf("Network.setExtraHTTPHeaders: %v", err)
+	}
+	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID} {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chromedp.Do(sctx, chromedp.Navigate(e.srv.URL+path), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		cancel()
+		if err != nil {
+			t.Fatalf("open %s: %v", path, err)
+		}
+		widths, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if widths[0] > widths[1] {
+			t.Errorf("%s is %d px wide in a window of %d", path, widths[0], widths[1])
+		}
+	}
+	if !t.Failed() {
+		t.Log(browserRanMarker + " (long text)")
+	}
 }
