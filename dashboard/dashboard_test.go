@@ -69,6 +69,8 @@ func TestEveryAnswerIsLockedDown(t *testing.T) {
 	e := newEnv(t, envOptions{noStart: true})
 	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
 	c := e.client(t, "alice-token")
+	_, first, _ := c.do(http.MethodGet, "/dashboard/", nil)
+	csp := first.Get("Content-Security-Policy")
 	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID, "/dashboard/nope", "/dashboard/static/style.css"} {
 		code, h, _ := c.do(http.MethodGet, path, nil)
 		csp := h.Get("Content-Security-Policy")
@@ -86,6 +88,29 @@ func TestEveryAnswerIsLockedDown(t *testing.T) {
 	for _, path := range []string{"/dashboard/", "/dashboard/webhooks/" + wh.ID} {
 		if _, body := c.get(path); strings.Contains(strings.ToLower(body), "<script") || strings.Contains(body, " style=") {
 			t.Errorf("GET %s: the page has inline script or style", path)
+		}
+	}
+	// Answers other than a page: a redirect after an action, refusals,
+	// the static files, each with its own Content-Type.
+	answers := []struct {
+		method, path string
+		hdr          map[string]string
+		code         int
+		contentType  string
+	}{
+		{http.MethodPost, "/dashboard/webhooks/" + wh.ID + "/disable", nil, http.StatusSeeOther, ""},
+		{http.MethodPost, "/dashboard/webhooks/" + wh.ID + "/enable", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, "text/html; charset=utf-8"},
+		{http.MethodGet, "/dashboard/", map[string]string{"Authorization": ""}, http.StatusUnauthorized, "text/html; charset=utf-8"},
+		{http.MethodGet, "/dashboard/static/style.css", nil, http.StatusOK, "text/css; charset=utf-8"},
+		{http.MethodGet, "/dashboard/static/icon.svg", nil, http.StatusOK, "image/svg+xml"},
+	}
+	for _, a := range answers {
+		code, h, _ := c.do(a.method, a.path, a.hdr)
+		if code != a.code || h.Get("Content-Type") != a.contentType {
+			t.Errorf("%s %s = %d %q, want %d %q", a.method, a.path, code, h.Get("Content-Type"), a.code, a.contentType)
+		}
+		if h.Get("Content-Security-Policy") != csp || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s %s: security headers missing: %v", a.method, a.path, h)
 		}
 	}
 	if code, body := c.get("/dashboard/static/"); code != http.StatusNotFound || strings.Contains(body, `href="style.css"`) {
