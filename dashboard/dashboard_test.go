@@ -312,6 +312,53 @@ func TestTenantCannotSeeOrActOnAnotherTenantsObjects(t *testing.T) {
 	}
 }
 
+// A page cursor names a position, not a tenant: another tenant's cursor
+// pages through the caller's own records only.
+func TestAnotherTenantsCursorShowsOnlyOwnRecords(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true, pageSize: 2})
+	var bobHooks []*store.Webhook
+	for range 3 {
+		e.addWebhook(t, alice, "http://127.0.0.1:1/alice", newSecret())
+		bobHooks = append(bobHooks, e.addWebhook(t, bob, "http://127.0.0.1:1/bob", newSecret()))
+	}
+	wa := e.addWebhook(t, alice, "http://127.0.0.1:1/alice", newSecret())
+	wb := bobHooks[0]
+	seedDeliveries(t, e.st, wa, 5, 5)
+	seedDeliveries(t, e.st, wb, 5, 5)
+	ctx := context.Background()
+	_, hookCursor, err := e.reg.List(ctx, bob, "", 2)
+	if err != nil || hookCursor == "" {
+		t.Fatalf("bob's first page of webhooks: cursor %q, %v", hookCursor, err)
+	}
+	bobDels, delCursor, err := e.st.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: bob, WebhookID: wb.ID, Limit: 2})
+	if err != nil || delCursor == "" {
+		t.Fatalf("bob's first page of deliveries: cursor %q, %v", delCursor, err)
+	}
+	c := e.client(t, "alice-token")
+	for _, path := range []string{
+		"/dashboard/?cursor=" + url.QueryEscape(hookCursor),
+		"/dashboard/webhooks/" + wa.ID + "?cursor=" + url.QueryEscape(delCursor),
+	} {
+		code, body := c.get(path)
+		if code != http.StatusOK && code != http.StatusBadRequest {
+			t.Errorf("GET %s = %d, want 200 or 400", path, code)
+		}
+		for _, w := range bobHooks {
+			if strings.Contains(body, w.ID) {
+				t.Errorf("GET %s shows bob's webhook %s", path, w.ID)
+			}
+		}
+		for _, d := range bobDels {
+			if strings.Contains(body, d.ID) {
+				t.Errorf("GET %s shows bob's delivery %s", path, d.ID)
+			}
+		}
+		if strings.Contains(body, "/bob") {
+			t.Errorf("GET %s shows bob's URL", path)
+		}
+	}
+}
+
 func TestCrossOriginActionsAreRefused(t *testing.T) {
 	e := newEnv(t, envOptions{noStart: true})
 	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
