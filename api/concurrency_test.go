@@ -585,3 +585,71 @@ func TestUpdatedAtFollowsStoreOrder(t *testing.T) {
 		}
 	})
 }
+
+// slowAttempts opens a store whose ListAttempts, once armed, waits 300 ms
+// before its read: a delivery read just before an attempt is recorded,
+// its attempts just after.
+func slowAttempts(open func(t *testing.T) store.Store, armed *atomic.Bool) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &slowAttemptsStore{Store: open(t), armed: armed} }
+}
+
+type slowAttemptsStore struct {
+	store.Store
+	armed *atomic.Bool
+}
+
+func (s *slowAttemptsStore) ListAttempts(ctx context.Context, id string) ([]*store.Attempt, error) {
+	if s.armed.Swap(false) {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return s.Store.ListAttempts(ctx, id)
+}
+
+// A delivery read (or answered by a retry) while another retry records
+// its attempt shows one moment of it: as many attempts in attemptLog as
+// "attempts" says, and the latest of them at the top.
+func TestDeliveryReadDuringAnAttempt(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var armed atomic.Bool
+		h := newHarness(t, slowAttempts(open, &armed), options{})
+		doc := loadDoc(t, h)
+		id, _ := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		del := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		for _, c := range []struct{ method, path, tmpl string }{
+			{"GET", base + "/deliveries/" + del, "/v1/webhooks/{id}/deliveries/{deliveryId}"},
+			{"POST", base + "/deliveries/" + del + "/retry", "/v1/webhooks/{id}/deliveries/{deliveryId}/retry"},
+		} {
+			before, err := h.st.GetDelivery(context.Background(), del)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r *response
+			var wg sync.WaitGroup
+			armed.Store(true)
+			wg.Go(func() { r = h.do(c.method, c.path, tokenA, "") })
+			time.Sleep(50 * time.Millisecond)
+			if c.method == "POST" {
+				// The first retry has its attempt; its read back of the
+				// attempts waits.
+				eventually(t, "the retry's attempt", func() bool {
+					d, err := h.st.GetDelivery(context.Background(), del)
+					return err == nil && d.Status == store.StatusSuccess && d.Attempts == before.Attempts+1
+				})
+			}
+			h.do("POST", base+"/deliveries/"+del+"/retry", tokenA, "").must(t, http.StatusOK)
+			wg.Wait()
+			doc.check(t, c.method, c.tmpl, r)
+			d := r.must(t, http.StatusOK).data(t)
+			log := d["attemptLog"].([]any)
+			if float64(len(log)) != d["attempts"] {
+				t.Errorf("%s %s: attempts %v with %d in attemptLog", c.method, c.tmpl, d["attempts"], len(log))
+				continue
+			}
+			last := log[len(log)-1].(map[string]any)
+			if d["timestamp"] != last["startedAt"] {
+				t.Errorf("%s %s: timestamp %v is not the last attempt's %v", c.method, c.tmpl, d["timestamp"], last["startedAt"])
+			}
+		}
+	})
+}
