@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -46,8 +47,9 @@ type Config struct {
 	// routes read it. Required.
 	Store store.Store
 	// Tenant returns the tenant that owns r, for example from its bearer
-	// token. An error (or an empty tenant) refuses the request with 401;
-	// the error's text is never shown to the client. Required.
+	// token. An error, an empty tenant or one no store can hold (not
+	// UTF-8, or with a NUL byte) refuses the request with 401; the error's
+	// text is never shown to the client. Required.
 	Tenant func(r *http.Request) (string, error)
 	// Challenge is the WWW-Authenticate header of a 401. Defaults to
 	// "Bearer".
@@ -237,7 +239,7 @@ func (h *handler) wrap(rt route) http.Handler {
 		var tenant string
 		if !rt.public {
 			t, err := h.tenant(r)
-			if err != nil || t == "" {
+			if err != nil || !tenancy.Usable(t) {
 				w.Header().Set("WWW-Authenticate", h.challenge)
 				h.fail(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or invalid credentials"))
 				return

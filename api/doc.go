@@ -65,7 +65,8 @@
 // # Tenancy
 //
 // Config.Tenant maps each request to the tenant that owns it (for example
-// from its bearer token); a refusal is answered 401. Every route sees only
+// from its bearer token); a refusal, or a tenant that is empty, not UTF-8
+// or holds a NUL byte, is answered 401. Every route sees only
 // that tenant's webhooks and deliveries: another tenant's id is answered
 // exactly like an id that does not exist (404).
 //

@@ -69,6 +69,8 @@ type options struct {
 	// logger receives the logs of the dispatcher and of the API; nil is
 	// silence.
 	logger *slog.Logger
+	// tenant maps a request to its tenant; nil is bearerTenant.
+	tenant func(*http.Request) (string, error)
 }
 
 // regClock is a Registry clock a test moves by hand.
@@ -121,11 +123,15 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 			t.Fatal(err)
 		}
 	}
+	tenant := o.tenant
+	if tenant == nil {
+		tenant = bearerTenant
+	}
 	h, err := api.New(api.Config{
 		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: true, Now: o.regNow}),
 		Dispatcher:   disp,
 		Store:        st,
-		Tenant:       bearerTenant,
+		Tenant:       tenant,
 		EnableEvents: o.events,
 		MaxBodyBytes: o.maxBody,
 		SendTimeout:  o.sendTimeout,

@@ -232,6 +232,52 @@ func TestUnauthorized(t *testing.T) {
 	h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
 }
 
+// A tenant no store can hold (not UTF-8, or with a NUL byte), which a
+// host's Tenant function may derive from a token or claim, refuses the
+// request with 401 on every route, as an empty tenant does: not a 400
+// about a field named "tenant" that the client never sent, which the
+// OpenAPI document does not list for most routes.
+func TestUnusableTenantIsUnauthorized(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		unusable := map[string]string{"Bearer nul": "acme\x00", "Bearer latin1": "acm\xe9"}
+		h := newHarness(t, open, options{events: true, tenant: func(r *http.Request) (string, error) {
+			if tenant, ok := unusable[r.Header.Get("Authorization")]; ok {
+				return tenant, nil
+			}
+			return bearerTenant(r)
+		}})
+		doc := loadDoc(t, h)
+		id, _ := h.create(tokenA)
+		del := h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		for _, token := range []string{"nul", "latin1"} {
+			for _, c := range []struct{ method, tmpl, body string }{
+				{"POST", "/v1/webhooks", `{"url":"https://a.example/hook","events":["*"]}`},
+				{"GET", "/v1/webhooks", ""},
+				{"GET", "/v1/webhooks/{id}", ""},
+				{"PUT", "/v1/webhooks/{id}", `{"active":false}`},
+				{"DELETE", "/v1/webhooks/{id}", ""},
+				{"POST", "/v1/webhooks/{id}/test", ""},
+				{"POST", "/v1/webhooks/{id}/rotate-secret", ""},
+				{"GET", "/v1/webhooks/{id}/deliveries", ""},
+				{"GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", ""},
+				{"POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/retry", ""},
+				{"POST", "/v1/events", `{"event":"workflow.completed","data":{}}`},
+			} {
+				path := strings.NewReplacer("{id}", id, "{deliveryId}", del).Replace(c.tmpl)
+				r := h.do(c.method, path, token, c.body)
+				doc.check(t, c.method, c.tmpl, r)
+				if r.status != http.StatusUnauthorized {
+					t.Errorf("%s %s as %s: %d %s, want 401", c.method, c.tmpl, token, r.status, r.raw)
+					continue
+				}
+				if code, _ := r.errCode(t); code != "unauthorized" || r.header.Get("WWW-Authenticate") != "Bearer" {
+					t.Errorf("%s %s as %s: code %q, WWW-Authenticate %q", c.method, c.tmpl, token, code, r.header.Get("WWW-Authenticate"))
+				}
+			}
+		}
+	})
+}
+
 // The guide's "Test Webhook": a signed webhook.test event reaches the
 // endpoint now, and the answer is the delivery with its attempt.
 func TestTestWebhook(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/store"
@@ -23,6 +24,13 @@ var (
 	// webhook, whatever the reason.
 	ErrNoDelivery = errors.New("no delivery with this id for this webhook")
 )
+
+// Usable reports whether a host may give tenant as a request's tenant: it
+// is not empty, is valid UTF-8 and holds no NUL byte, the tenants the
+// Registry and every store take (webhook.Registry refuses the others).
+func Usable(tenant string) bool {
+	return tenant != "" && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
+}
 
 // ValidID reports whether s is prefix followed by 1 to 100 letters, digits,
 // '-' or '_': the form of every id the library makes ("wh_", "del_").

@@ -85,3 +85,15 @@ func TestLookups(t *testing.T) {
 		}
 	}
 }
+
+// Usable takes the tenants the Registry takes, and no other.
+func TestUsable(t *testing.T) {
+	reg := webhook.NewRegistry(memstore.New(), webhook.RegistryOptions{})
+	for _, tenant := range []string{"acme", "caf\u00e9", "a b", "", "acme\x00", "acm\xe9", "\xff"} {
+		_, err := reg.Get(t.Context(), tenant, "wh_1")
+		refused := errors.Is(err, webhook.ErrValidation)
+		if tenancy.Usable(tenant) == refused {
+			t.Errorf("Usable(%q) = %v; the Registry answers %v", tenant, tenancy.Usable(tenant), err)
+		}
+	}
+}
