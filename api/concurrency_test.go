@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/api"
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/pgstore/pgstoretest"
 )
@@ -650,6 +651,78 @@ func TestDeliveryReadDuringAnAttempt(t *testing.T) {
 			if d["timestamp"] != last["startedAt"] {
 				t.Errorf("%s %s: timestamp %v is not the last attempt's %v", c.method, c.tmpl, d["timestamp"], last["startedAt"])
 			}
+		}
+	})
+}
+
+// pauseBeforeSend opens a store that, while armed, sets the webhook of a
+// delivery inactive just before the delivery is queued (Enqueue, for a
+// test) or queued again (Redeliver, for a retry): a PUT {"active": false}
+// landing between the route's read of the webhook and the attempt.
+func pauseBeforeSend(open func(t *testing.T) store.Store, armed *atomic.Bool) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return &pausingStore{Store: open(t), armed: armed} }
+}
+
+type pausingStore struct {
+	store.Store
+	armed *atomic.Bool
+}
+
+func (s *pausingStore) pause(ctx context.Context, webhookID string) {
+	if s.armed.Swap(false) {
+		s.Store.UpdateWebhook(ctx, webhookID, func(w *store.Webhook) error {
+			w.Active = false
+			return nil
+		})
+	}
+}
+
+func (s *pausingStore) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+	if len(ds) > 0 {
+		s.pause(ctx, ds[0].WebhookID)
+	}
+	return s.Store.Enqueue(ctx, ds)
+}
+
+func (s *pausingStore) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.Delivery, error) {
+	if d, err := s.Store.GetDelivery(ctx, p.ID); err == nil {
+		s.pause(ctx, d.WebhookID)
+	}
+	return s.Store.Redeliver(ctx, p)
+}
+
+// A test or retry whose webhook is paused after the route read it active
+// sends nothing and is answered 409 webhook_inactive, as a test or retry
+// of a paused webhook is: not 200, as though the test had been sent.
+func TestTestAndRetryOfWebhookPausedMeanwhile(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var armed atomic.Bool
+		h := newHarness(t, pauseBeforeSend(open, &armed), options{})
+		doc := loadDoc(t, h)
+		id, _ := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		del := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		h.recv.next()
+		for _, c := range []struct{ path, tmpl string }{
+			{base + "/test", "/v1/webhooks/{id}/test"},
+			{base + "/deliveries/" + del + "/retry", "/v1/webhooks/{id}/deliveries/{deliveryId}/retry"},
+		} {
+			h.do("PUT", base, tokenA, `{"active":true}`).must(t, http.StatusOK)
+			armed.Store(true)
+			r := h.do("POST", c.path, tokenA, "")
+			doc.check(t, "POST", c.tmpl, r)
+			if r.status != http.StatusConflict {
+				t.Errorf("POST %s: %d %s, want 409", c.tmpl, r.status, r.raw)
+				continue
+			}
+			if code, _ := r.errCode(t); code != api.CodeWebhookInactive {
+				t.Errorf("POST %s: code %q, want %s", c.tmpl, code, api.CodeWebhookInactive)
+			}
+		}
+		select {
+		case rc := <-h.recv.got:
+			t.Errorf("the paused webhook got a request: %s", rc.body)
+		case <-time.After(100 * time.Millisecond):
 		}
 	})
 }

@@ -389,14 +389,33 @@ func (h *handler) retryDelivery(w http.ResponseWriter, r *http.Request, tenant s
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.sendTimeout)
 	defer cancel()
-	if _, _, err := h.disp.SendNow(ctx, d.ID); err != nil {
+	sent, a, err := h.disp.SendNow(ctx, d.ID)
+	if err != nil {
 		return h.sendError(err)
+	}
+	if unsent(sent, a) {
+		return errInactiveMeanwhile
 	}
 	return h.writeDelivery(w, r, http.StatusOK, d.ID, wh.URL)
 }
 
-var errInactive = errorf(http.StatusConflict, CodeWebhookInactive,
-	"the webhook is inactive; activate it with PUT {\"active\": true} first")
+var (
+	errInactive = errorf(http.StatusConflict, CodeWebhookInactive,
+		"the webhook is inactive; activate it with PUT {\"active\": true} first")
+	errInactiveMeanwhile = errorf(http.StatusConflict, CodeWebhookInactive,
+		"the webhook was made inactive meanwhile (paused, or disabled: see its disabledReason) and the delivery failed with it, unsent")
+)
+
+// unsent reports whether a SendTest or SendNow answered an attempt that
+// was not sent: its webhook was inactive when the attempt's turn came (a
+// PUT {"active": false} after the route read it active), so the dispatcher
+// failed the delivery with that attempt, of class canceled, as its last.
+// The route answers it as it answers a webhook found inactive before the
+// send.
+func unsent(d *store.Delivery, a *store.Attempt) bool {
+	return d != nil && a != nil && d.Status == store.StatusFailed && d.Attempts == a.Number &&
+		a.ErrorClass == store.ErrorCanceled && a.ResponseStatus == 0
+}
 
 // writeDelivery answers the detail of delivery id as stored now, or 404
 // when it is gone (its webhook deleted since the attempt was recorded).
@@ -432,8 +451,7 @@ func (h *handler) sendError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return errorf(499, "canceled", "the client went away")
 	case errors.Is(err, webhook.ErrNoAttempt):
-		return errorf(http.StatusConflict, CodeWebhookInactive,
-			"the webhook was disabled meanwhile and the delivery failed with it, unsent; see the webhook's disabledReason")
+		return errInactiveMeanwhile
 	case errors.Is(err, store.ErrNotFound):
 		return errNoWebhook
 	case errors.Is(err, store.ErrConflict):

@@ -38,9 +38,9 @@
 // The retry route attempts a finished (success or failed) delivery again at
 // once with a fresh retry budget and answers the same way; a pending one is
 // refused with 409, since it is queued already. Either route answers 409
-// webhook_inactive at once, too, when the webhook is disabled before the
-// attempt (another delivery met 410 Gone): the delivery failed with it,
-// unsent. The delivery detail adds "event", "nextAttemptAt", "createdAt",
+// webhook_inactive at once, too, when the webhook is made inactive before
+// the attempt (paused by an update, or disabled when another delivery met
+// 410 Gone): the delivery failed with it, unsent. The delivery detail adds "event", "nextAttemptAt", "createdAt",
 // "updatedAt" and "attemptLog" (every attempt, oldest first) to the guide's
 // fields; its top-level request and response are the latest attempt's.
 // Request bodies must be application/json objects in UTF-8, sent without

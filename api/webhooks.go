@@ -252,7 +252,8 @@ type testData struct {
 // subscribes to, and answers the delivery with its attempt once the
 // attempt is recorded: a failed attempt (the endpoint answered 500) is a
 // successful test call whose delivery shows the failure, and is retried
-// like any delivery. An inactive webhook is refused with 409.
+// like any delivery. An inactive webhook is refused with 409, also when
+// it is made inactive after this read and before the attempt.
 func (h *handler) testWebhook(w http.ResponseWriter, r *http.Request, tenant string) error {
 	var req testRequest
 	if err := decodeBody(w, r, h.maxBody, &req, true); err != nil {
@@ -282,6 +283,8 @@ func (h *handler) testWebhook(w http.ResponseWriter, r *http.Request, tenant str
 		return unsendableData(err)
 	case err != nil:
 		return h.sendError(err)
+	case unsent(d, a):
+		return errInactiveMeanwhile
 	}
 	var as []*store.Attempt
 	if a != nil {
