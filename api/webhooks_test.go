@@ -207,6 +207,89 @@ func TestTenantIsolation(t *testing.T) {
 	})
 }
 
+// Tenants whose names are prefixes of each other, or differ only in case,
+// a trailing space or Unicode normalisation, are as apart as any two, on
+// every store: each lists and reaches only its own webhooks and
+// deliveries, its events reach only its own webhooks, and each other's
+// webhook and delivery ids are answered exactly (status, headers, body)
+// like missing ones.
+func TestTenantsThatLookAlike(t *testing.T) {
+	tenants := map[string]string{
+		"Bearer plain": "acme", "Bearer longer": "acme2", "Bearer upper": "Acme",
+		"Bearer space": "acme ", "Bearer nfc": "caf\u00e9", "Bearer nfd": "cafe\u0301",
+	}
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{events: true, tenant: func(r *http.Request) (string, error) {
+			if tenant, ok := tenants[r.Header.Get("Authorization")]; ok {
+				return tenant, nil
+			}
+			return "", errNoToken
+		}})
+		doc := loadDoc(t, h)
+		ids, dels := map[string]string{}, map[string]string{}
+		for auth := range tenants {
+			token := strings.TrimPrefix(auth, "Bearer ")
+			ids[token], _ = h.create(token)
+			dels[token] = h.emit(token, "workflow.completed", `{}`)[0]
+		}
+		missing := "wh_0190b6a0-0000-7000-8000-000000000000"
+		missingDel := "del_0190b6a0-0000-7000-8000-000000000000"
+		probes := []struct{ method, tmpl, body string }{
+			{"GET", "/v1/webhooks/{id}", ""},
+			{"HEAD", "/v1/webhooks/{id}", ""},
+			{"PUT", "/v1/webhooks/{id}", `{"headers":{"Authorization":"[redacted]"}}`},
+			{"DELETE", "/v1/webhooks/{id}", ""},
+			{"POST", "/v1/webhooks/{id}/test", ""},
+			{"POST", "/v1/webhooks/{id}/rotate-secret", `{"gracePeriodSeconds":0}`},
+			{"GET", "/v1/webhooks/{id}/deliveries", "?status=pending&limit=1"},
+			{"GET", "/v1/webhooks/{id}/deliveries/{deliveryId}", ""},
+			{"POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/retry", ""},
+		}
+		for caller := range ids {
+			for owner := range ids {
+				if owner == caller {
+					continue
+				}
+				for _, p := range probes {
+					body, query := p.body, ""
+					if p.method == "GET" {
+						body, query = "", p.body
+					}
+					path := func(id, del string) string {
+						return strings.NewReplacer("{id}", id, "{deliveryId}", del).Replace(p.tmpl) + query
+					}
+					other := h.do(p.method, path(ids[owner], dels[owner]), caller, body)
+					absent := h.do(p.method, path(missing, missingDel), caller, body)
+					doc.check(t, p.method, p.tmpl, other)
+					other.header.Del("Date")
+					absent.header.Del("Date")
+					if other.status != http.StatusNotFound || string(other.raw) != string(absent.raw) || !cmp.Equal(other.header, absent.header) {
+						t.Errorf("%s %s of %q by %q: %d %v %s; a missing id: %d %v %s", p.method, p.tmpl, owner, caller,
+							other.status, other.header, other.raw, absent.status, absent.header, absent.raw)
+					}
+				}
+				// The caller's own webhook with the other's delivery id.
+				own := h.do("GET", "/v1/webhooks/"+ids[caller]+"/deliveries/"+dels[owner], caller, "")
+				gone := h.do("GET", "/v1/webhooks/"+ids[caller]+"/deliveries/"+missingDel, caller, "")
+				if own.status != http.StatusNotFound || string(own.raw) != string(gone.raw) {
+					t.Errorf("%q's delivery under %q's webhook: %d %s; a missing one: %s", owner, caller, own.status, own.raw, gone.raw)
+				}
+			}
+			list := h.do("GET", "/v1/webhooks", caller, "").must(t, http.StatusOK).items(t)
+			if len(list) != 1 || list[0]["id"] != ids[caller] {
+				t.Errorf("%q lists %v", caller, list)
+			}
+			got := h.do("GET", "/v1/webhooks/"+ids[caller]+"/deliveries", caller, "").must(t, http.StatusOK).items(t)
+			if len(got) != 1 || got[0]["id"] != dels[caller] {
+				t.Errorf("%q lists deliveries %v", caller, got)
+			}
+			if d := h.do("GET", "/v1/webhooks/"+ids[caller], caller, "").must(t, http.StatusOK).data(t); d["active"] != true {
+				t.Errorf("%q's webhook was changed by another: %v", caller, d)
+			}
+		}
+	})
+}
+
 func TestUnauthorized(t *testing.T) {
 	h := newHarness(t, stores[0].open, options{events: true})
 	id, _ := h.create(tokenA)
