@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -148,6 +149,41 @@ func TestListWebhooksPagination(t *testing.T) {
 		r := h.do("GET", "/v1/webhooks?cursor=not-a-cursor", tokenA, "").must(t, http.StatusBadRequest)
 		if code, field := r.errCode(t); code != "invalid_parameter" || field != "cursor" {
 			t.Errorf("bad cursor: %s %s", code, field)
+		}
+	})
+}
+
+// A listing without ?limit holds api.DefaultPageLimit webhooks, newest
+// first, and pages of any size walk every webhook once, the last page
+// full or not without hasMore, on every store.
+func TestListWebhooksPageSizes(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		doc := loadDoc(t, h)
+		var ids []string
+		for range api.DefaultPageLimit + 2 {
+			id, _ := h.create(tokenA)
+			ids = append(ids, id)
+		}
+		slices.Reverse(ids)
+		r := h.do("GET", "/v1/webhooks", tokenA, "")
+		doc.check(t, "GET", "/v1/webhooks", r)
+		var first []string
+		for _, it := range r.must(t, http.StatusOK).items(t) {
+			first = append(first, it["id"].(string))
+		}
+		if diff := cmp.Diff(ids[:api.DefaultPageLimit], first); diff != "" {
+			t.Errorf("the first page without ?limit (-want +got):\n%s", diff)
+		}
+		for _, limit := range []int{1, 13, 26, api.DefaultPageLimit + 1, api.DefaultPageLimit + 2, api.MaxPageLimit} {
+			pages := 1
+			got := h.pageAll("/v1/webhooks", limit, func(int, string) { pages++ })
+			if want := (len(ids) + limit - 1) / limit; pages != want {
+				t.Errorf("limit %d: %d pages, want %d", limit, pages, want)
+			}
+			if diff := cmp.Diff(ids, got); diff != "" {
+				t.Errorf("limit %d (-want +got):\n%s", limit, diff)
+			}
 		}
 	})
 }
@@ -709,6 +745,58 @@ func TestHeadersRedactedRoundTrip(t *testing.T) {
 		h.do("PUT", "/v1/webhooks/"+id, tokenA, `{"headers":{"X-Api-Key":"n3w-value"}}`).must(t, http.StatusOK)
 		if got := stored()["X-Api-Key"]; got != "n3w-value" {
 			t.Errorf("a real value did not replace the stored one: %q", got)
+		}
+	})
+}
+
+// An update of any one field changes that field alone, as read back
+// after it, on every store, and its answer is the webhook as a read then
+// shows it.
+func TestUpdateOneFieldLeavesTheRest(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{})
+		doc := loadDoc(t, h)
+		u := h.recv.url()
+		r := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+u+`","events":["workflow.completed","agent.*"],"description":"d",
+			"headers":{"X-Env":"prod","Authorization":"Bearer s"},"maxAttempts":3,"rateLimit":2.5}`).must(t, http.StatusCreated)
+		id := r.data(t)["id"].(string)
+		cur := h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t)
+		for _, c := range []struct {
+			body, field string
+			want        any // nil: left out of the answer
+		}{
+			{`{"url":"` + u + `?v=2"}`, "url", u + "?v=2"},
+			{`{"events":["user.login"]}`, "events", []any{"user.login"}},
+			{`{"description":"other"}`, "description", "other"},
+			{`{"active":false}`, "active", false},
+			{`{"headers":{"X-Env":"dev","Authorization":"[redacted]"}}`, "headers", map[string]any{"X-Env": "dev", "Authorization": "[redacted]"}},
+			{`{"maxAttempts":7}`, "maxAttempts", 7.0},
+			{`{"rateLimit":9}`, "rateLimit", 9.0},
+			{`{"active":true}`, "active", true},
+			{`{"maxAttempts":0}`, "maxAttempts", nil},
+			{`{"rateLimit":0}`, "rateLimit", nil},
+			{`{"description":""}`, "description", ""},
+			{`{"headers":{}}`, "headers", nil},
+		} {
+			r := h.do("PUT", "/v1/webhooks/"+id, tokenA, c.body)
+			doc.check(t, "PUT", "/v1/webhooks/{id}", r)
+			got := r.must(t, http.StatusOK).data(t)
+			want := maps.Clone(cur)
+			want[c.field] = c.want
+			if c.want == nil {
+				delete(want, c.field)
+			}
+			want["updatedAt"] = got["updatedAt"]
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("PUT %s (-want +got):\n%s", c.body, diff)
+			}
+			if diff := cmp.Diff(got, h.do("GET", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK).data(t)); diff != "" {
+				t.Errorf("PUT %s, then GET (-put +get):\n%s", c.body, diff)
+			}
+			cur = got
+		}
+		if w, err := h.st.GetWebhook(t.Context(), id); err != nil || len(w.Headers) != 0 {
+			t.Errorf("stored headers after {\"headers\":{}}: %v, %v", w, err)
 		}
 	})
 }
