@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -723,6 +725,148 @@ func TestTestAndRetryOfWebhookPausedMeanwhile(t *testing.T) {
 		case rc := <-h.recv.got:
 			t.Errorf("the paused webhook got a request: %s", rc.body)
 		case <-time.After(100 * time.Millisecond):
+		}
+	})
+}
+
+// Clients each updating their own field of one webhook (on a store whose
+// reads are slow, so a decision made on a read meets the writes made
+// meanwhile), while others rotate its secret (revoking the previous ones now and then), test it and
+// retry its delivery, lose no update answered 200: each field ends with
+// the last value its client was answered 200 for, the last rotation's
+// secret is current, and every delivery made meanwhile verifies with the
+// secrets answered.
+func TestConcurrentUpdatesOfDifferentFields(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, slowReads(open), options{})
+		doc := loadDoc(t, h)
+		id, secret := h.create(tokenA)
+		base := "/v1/webhooks/" + id
+		first := h.do("POST", base+"/test", tokenA, "").must(t, http.StatusOK).data(t)["id"].(string)
+		h.recv.next()
+
+		fields := []struct {
+			name string
+			body func(j int) (string, any)
+		}{
+			{"description", func(j int) (string, any) { return fmt.Sprintf(`{"description":"d%d"}`, j), fmt.Sprintf("d%d", j) }},
+			{"events", func(j int) (string, any) {
+				ev := []string{"workflow.completed", "workflow.failed", "agent.*"}[j%3]
+				return `{"events":["` + ev + `"]}`, []any{ev}
+			}},
+			{"headers", func(j int) (string, any) {
+				return fmt.Sprintf(`{"headers":{"X-Env":"v%d"}}`, j), map[string]any{"X-Env": fmt.Sprintf("v%d", j)}
+			}},
+			{"maxAttempts", func(j int) (string, any) { return fmt.Sprintf(`{"maxAttempts":%d}`, j+1), float64(j + 1) }},
+		}
+		last := make([]any, len(fields))
+		var (
+			wg         sync.WaitGroup
+			mu         sync.Mutex
+			secrets    = []string{secret}
+			lastSecret = secret
+		)
+		for i, f := range fields {
+			wg.Go(func() {
+				for j := range 15 {
+					body, v := f.body(j)
+					r := h.do("PUT", base, tokenA, body)
+					doc.check(t, "PUT", "/v1/webhooks/{id}", r)
+					if r.status == http.StatusOK {
+						last[i] = v
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			for j := range 15 {
+				body := ""
+				if j%4 == 3 {
+					body = `{"gracePeriodSeconds":0}`
+				}
+				r := h.do("POST", base+"/rotate-secret", tokenA, body)
+				doc.check(t, "POST", "/v1/webhooks/{id}/rotate-secret", r)
+				if r.status == http.StatusOK {
+					mu.Lock()
+					lastSecret = r.data(t)["secret"].(string)
+					secrets = append(secrets, lastSecret)
+					mu.Unlock()
+				}
+			}
+		})
+		for range 3 {
+			wg.Go(func() {
+				for j := range 10 {
+					if j%2 == 0 {
+						doc.check(t, "POST", "/v1/webhooks/{id}/test", h.do("POST", base+"/test", tokenA, ""))
+					} else {
+						doc.check(t, "POST", "/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+							h.do("POST", base+"/deliveries/"+first+"/retry", tokenA, ""))
+					}
+				}
+			})
+		}
+		wg.Wait()
+
+		got := h.do("GET", base, tokenA, "").must(t, http.StatusOK).data(t)
+		for i, f := range fields {
+			if !reflect.DeepEqual(got[f.name], last[i]) {
+				t.Errorf("%s is %v; the last update answered 200 set %v", f.name, got[f.name], last[i])
+			}
+		}
+		if w, err := h.st.GetWebhook(context.Background(), id); err != nil || w.Secrets[0].Value != lastSecret {
+			t.Errorf("the current secret is not the last rotation's (err %v)", err)
+		}
+		// Verified now, with every secret answered: a delivery signed with a
+		// new secret may reach the receiver before its rotation's answer
+		// reaches the client.
+		v, err := webhook.NewVerifier(secrets, webhook.VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(h.recv.got) > 0 {
+			if rc := <-h.recv.got; v.Verify(rc.body, rc.header) != nil {
+				t.Errorf("a delivery made during the race verifies with no secret answered")
+			}
+		}
+	})
+}
+
+// Once a DELETE is answered, the endpoint of a webhook with a backlog
+// (one attempt at a time, each slow) gets nothing more after
+// webhook.DefaultWebhookCacheTTL.
+func TestNothingSentAfterDelete(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, open, options{perWebhook: 1, events: true})
+		var (
+			mu       sync.Mutex
+			arrivals []time.Time
+		)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			arrivals = append(arrivals, time.Now())
+			mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}))
+		defer srv.Close()
+		id := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+srv.URL+`","events":["*"],"rateLimit":20}`).must(t, http.StatusCreated).data(t)["id"].(string)
+		for range 30 {
+			h.emit(tokenA, "workflow.completed", `{}`)
+		}
+		eventually(t, "the backlog to start", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(arrivals) >= 2
+		})
+		h.do("DELETE", "/v1/webhooks/"+id, tokenA, "").must(t, http.StatusOK)
+		deadline := time.Now().Add(webhook.DefaultWebhookCacheTTL + 50*time.Millisecond)
+		time.Sleep(2 * webhook.DefaultWebhookCacheTTL)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, at := range arrivals {
+			if at.After(deadline) {
+				t.Errorf("a request reached the endpoint %v after the DELETE was answered", at.Sub(deadline)+webhook.DefaultWebhookCacheTTL+50*time.Millisecond)
+			}
 		}
 	})
 }
