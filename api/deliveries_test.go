@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,67 @@ func TestDeliveriesListAndFilters(t *testing.T) {
 			r := h.do("GET", "/v1/webhooks/"+id+"/deliveries"+q, tokenA, "").must(t, http.StatusBadRequest)
 			if code, f := r.errCode(t); code != "invalid_parameter" || f != field {
 				t.Errorf("%s: code %q field %q, want invalid_parameter %q", shortQ(q), code, f, field)
+			}
+		}
+	})
+}
+
+// Every filter, alone and combined, paged with any page size, walks
+// exactly the deliveries one page of 200 lists for it, newest first, with
+// no empty page after hasMore, on every store.
+func TestDeliveryFiltersPaged(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{events: true})
+		doc := loadDoc(t, h)
+		id, _ := h.create(tokenA, "*")
+		h.emitN(id, 5) // workflow.completed, success
+		h.recv.status.Store(http.StatusServiceUnavailable)
+		for range 3 { // webhook.test, pending (retried in an hour)
+			h.do("POST", "/v1/webhooks/"+id+"/test", tokenA, "").must(t, http.StatusOK)
+		}
+		path := "/v1/webhooks/" + id + "/deliveries"
+		for q, n := range map[string]int{
+			"": 8, "status=success": 5, "status=pending": 3, "status=failed": 0,
+			"event=workflow.completed": 5, "event=webhook.test": 3, "event=user.login": 0,
+			"status=pending&event=webhook.test": 3, "status=success&event=webhook.test": 0,
+			"event=workflow.completed&status=success": 5,
+		} {
+			all := h.do("GET", path+"?limit=200&"+q, tokenA, "")
+			doc.check(t, "GET", "/v1/webhooks/{id}/deliveries", all)
+			var want []string
+			for _, it := range all.must(t, http.StatusOK).items(t) {
+				want = append(want, it["id"].(string))
+			}
+			if len(want) != n {
+				t.Errorf("%s: %d deliveries, want %d", q, len(want), n)
+			}
+			if !slices.IsSortedFunc(want, func(a, b string) int { return strings.Compare(b, a) }) {
+				t.Errorf("%s: not newest first: %v", q, want)
+			}
+			for _, limit := range []int{1, 2, 3, 5} {
+				var got []string
+				cursor := ""
+				for page := 0; ; page++ {
+					u := path + "?limit=" + strconv.Itoa(limit) + "&" + q
+					if cursor != "" {
+						u += "&cursor=" + cursor
+					}
+					r := h.do("GET", u, tokenA, "").must(t, http.StatusOK)
+					items := r.items(t)
+					if len(items) == 0 && page > 0 {
+						t.Errorf("%s, limit %d: page %d is empty after hasMore", q, limit, page)
+					}
+					for _, it := range items {
+						got = append(got, it["id"].(string))
+					}
+					p := r.body["pagination"].(map[string]any)
+					if cursor, _ = p["nextCursor"].(string); cursor == "" {
+						break
+					}
+				}
+				if !slices.Equal(want, got) {
+					t.Errorf("%s, limit %d: paged %v, want %v", q, limit, got, want)
+				}
 			}
 		}
 	})
