@@ -870,3 +870,33 @@ func TestNothingSentAfterDelete(t *testing.T) {
 		}
 	})
 }
+
+// Of ten DELETEs of one webhook at once, one is answered 200 and the
+// others 404, as a second DELETE is, on every store.
+func TestConcurrentDeletesOfOneWebhook(t *testing.T) {
+	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		h := newHarness(t, slowReads(open), options{})
+		doc := loadDoc(t, h)
+		for range 3 {
+			id, _ := h.create(tokenA)
+			var (
+				wg    sync.WaitGroup
+				mu    sync.Mutex
+				codes = map[int]int{}
+			)
+			for range 10 {
+				wg.Go(func() {
+					r := h.do("DELETE", "/v1/webhooks/"+id, tokenA, "")
+					doc.check(t, "DELETE", "/v1/webhooks/{id}", r)
+					mu.Lock()
+					codes[r.status]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if codes[http.StatusOK] != 1 || codes[http.StatusNotFound] != 9 {
+				t.Errorf("ten DELETEs answered %v, want one 200 and nine 404", codes)
+			}
+		}
+	})
+}
