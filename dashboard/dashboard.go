@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -253,7 +253,7 @@ type pageFunc func(w http.ResponseWriter, r *http.Request, tenant string) error
 func (h *handler) page(fn pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tenant, err := h.tenant(r)
-		if err != nil || !holdable(tenant) {
+		if err != nil || !tenancy.Usable(tenant) {
 			if h.challenge != "" {
 				w.Header().Set("WWW-Authenticate", h.challenge)
 			}
@@ -264,13 +264,6 @@ func (h *handler) page(fn pageFunc) http.Handler {
 			h.fail(w, r, err)
 		}
 	})
-}
-
-// holdable reports whether tenant is one a webhook can belong to: not
-// empty, valid UTF-8 and without NUL, as the Registry requires. Any other
-// names no tenant, whatever the host's Tenant function returned.
-func holdable(tenant string) bool {
-	return tenant != "" && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
 }
 
 // action wraps a POST action: cross-origin browser requests are refused
