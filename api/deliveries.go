@@ -184,16 +184,6 @@ func newDeliveryDetail(d *store.Delivery, attempts []*store.Attempt, webhookURL 
 	return dd
 }
 
-// madeBy returns the attempts of as that d, read before them, counts:
-// those numbered up to d.Attempts. An attempt recorded between the two
-// reads (a retry, the dispatcher's next try) is left for the next read, so
-// that a detail shows one moment of its delivery: its status, attempts
-// and latest attempt agree. A store records an attempt with its delivery
-// in one transaction, so the attempts read after hold every one d counts.
-func madeBy(d *store.Delivery, as []*store.Attempt) []*store.Attempt {
-	return slices.DeleteFunc(as, func(a *store.Attempt) bool { return a.Number > d.Attempts })
-}
-
 // tenantWebhook returns the tenant's webhook id, or a 404 that does not
 // tell a missing webhook from another tenant's.
 func (h *handler) tenantWebhook(ctx context.Context, tenant, id string) (*webhook.Webhook, error) {
@@ -355,15 +345,11 @@ func (h *handler) getDelivery(w http.ResponseWriter, r *http.Request, tenant str
 	if err != nil {
 		return err
 	}
-	as, err := h.st.ListAttempts(r.Context(), d.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		// Deleted with its webhook since it was read.
-		return errNoDelivery
-	}
+	as, err := tenancy.Attempts(r.Context(), h.st, d)
 	if err != nil {
-		return fmt.Errorf("list attempts: %w", err)
+		return h.lookupError(err)
 	}
-	h.ok(w, r, http.StatusOK, newDeliveryDetail(d, madeBy(d, as), wh.URL))
+	h.ok(w, r, http.StatusOK, newDeliveryDetail(d, as, wh.URL))
 	return nil
 }
 
@@ -429,14 +415,11 @@ func (h *handler) writeDelivery(w http.ResponseWriter, r *http.Request, status i
 	if err != nil {
 		return fmt.Errorf("get delivery: %w", err)
 	}
-	as, err := h.st.ListAttempts(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNoDelivery
-	}
+	as, err := tenancy.Attempts(ctx, h.st, d)
 	if err != nil {
-		return fmt.Errorf("list attempts: %w", err)
+		return h.lookupError(err)
 	}
-	h.ok(w, r, status, newDeliveryDetail(d, madeBy(d, as), webhookURL))
+	h.ok(w, r, status, newDeliveryDetail(d, as, webhookURL))
 	return nil
 }
 

@@ -258,9 +258,9 @@ func (h *handler) deliveryPage(w http.ResponseWriter, r *http.Request, tenant st
 	if err != nil {
 		return err
 	}
-	as, err := h.st.ListAttempts(r.Context(), d.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("list attempts: %w", err)
+	as, err := tenancy.Attempts(r.Context(), h.st, d)
+	if err != nil {
+		return lookupError(err)
 	}
 	p := deliveryPage{
 		layout: h.layout(d.EventType,

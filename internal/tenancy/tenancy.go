@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -89,4 +90,22 @@ func Delivery(ctx context.Context, reg *webhook.Registry, st store.Store, tenant
 		return nil, nil, ErrNoDelivery
 	}
 	return w, d, nil
+}
+
+// Attempts returns the attempts of d, a delivery the caller has read, that
+// d counts: those numbered up to d.Attempts. An attempt recorded since d
+// was read (a retry, the dispatcher's next try) is left for the next read,
+// so that a page shows one moment of its delivery: its status, its count
+// and its latest attempt agree. A store records an attempt with its
+// delivery in one transaction, so every attempt d counts is there. A
+// delivery deleted since (with its webhook) is ErrNoDelivery.
+func Attempts(ctx context.Context, st store.Store, d *store.Delivery) ([]*store.Attempt, error) {
+	as, err := st.ListAttempts(ctx, d.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoDelivery
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	return slices.DeleteFunc(as, func(a *store.Attempt) bool { return a.Number > d.Attempts }), nil
 }

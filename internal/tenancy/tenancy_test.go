@@ -3,6 +3,7 @@ package tenancy_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/internal/tenancy"
@@ -95,5 +96,52 @@ func TestUsable(t *testing.T) {
 		if tenancy.Usable(tenant) == refused {
 			t.Errorf("Usable(%q) = %v; the Registry answers %v", tenant, tenancy.Usable(tenant), err)
 		}
+	}
+}
+
+// Attempts leaves out an attempt recorded after its delivery was read, so
+// a page's count and attempt list agree, and answers a delivery deleted
+// since like a missing one.
+func TestAttempts(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	ctx := t.Context()
+	w := storetest.NewWebhook("acme")
+	if err := st.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.NewDelivery(w, "workflow.completed")
+	if _, err := st.Enqueue(ctx, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	attempt := func(n int) {
+		t.Helper()
+		now := time.Now()
+		if _, err := st.Claim(ctx, store.ClaimParams{Owner: "o", Limit: 1, Lease: time.Minute, Now: now}); err != nil {
+			t.Fatal(err)
+		}
+		err := st.Complete(ctx, store.CompleteParams{
+			DeliveryID: d.ID, Owner: "o", Now: now, Status: store.StatusPending, NextAttemptAt: now,
+			Attempt: &store.Attempt{DeliveryID: d.ID, Number: n, StartedAt: now, ResponseStatus: 500},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempt(1)
+	read, err := st.GetDelivery(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempt(2) // between the page's two reads
+	as, err := tenancy.Attempts(ctx, st, read)
+	if err != nil || len(as) != 1 || as[0].Number != 1 {
+		t.Fatalf("Attempts of a delivery read with 1 attempt, after a second = %v, %v; want attempt 1 alone", as, err)
+	}
+	if err := st.DeleteWebhook(ctx, w.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenancy.Attempts(ctx, st, read); !errors.Is(err, tenancy.ErrNoDelivery) {
+		t.Errorf("Attempts of a deleted delivery: err = %v, want ErrNoDelivery", err)
 	}
 }
