@@ -41,6 +41,10 @@ const (
 	// MaxWorkers is the largest Workers New accepts: Start starts four
 	// goroutines per worker.
 	MaxWorkers = 1 << 16
+	// MinInterval is the shortest PollInterval, PurgeInterval and Timeout
+	// New accepts: a loop run every nanosecond spins, and an attempt
+	// cannot even dial in less.
+	MinInterval = time.Millisecond
 )
 
 // Config tunes a Dispatcher. The zero value (or nil) is a safe production
@@ -78,7 +82,7 @@ type Config struct {
 	// PollInterval is how often the store is polled for due deliveries
 	// (retries coming due, or work enqueued by other processes). Deliveries
 	// emitted in this process are picked up at once. Defaults to
-	// DefaultPollInterval.
+	// DefaultPollInterval; at least MinInterval (1 ms).
 	PollInterval time.Duration
 	// Lease is how long a delivery this process claimed (or stored for
 	// itself on Emit) stays reserved to it; after a crash another process
@@ -90,7 +94,7 @@ type Config struct {
 	Owner string
 
 	// Timeout bounds one attempt, from dial to the end of the response
-	// body. Defaults to DefaultTimeout.
+	// body. Defaults to DefaultTimeout; at least MinInterval (1 ms).
 	Timeout time.Duration
 	// Retry is the retry schedule. The zero value is the default schedule
 	// (see RetryPolicy).
@@ -133,7 +137,7 @@ type Config struct {
 	// PurgeInterval is how often the purge runs, and how often the
 	// dispatcher forgets what it keeps per webhook (counters, lowered
 	// concurrency limits) of webhooks deleted since. Defaults to
-	// DefaultPurgeInterval.
+	// DefaultPurgeInterval; at least MinInterval (1 ms).
 	PurgeInterval time.Duration
 }
 
@@ -213,11 +217,11 @@ func (c *Config) validate() error {
 	if c.ClaimBatch < 1 || c.ClaimBatch > store.MaxPageLimit {
 		bad("ClaimBatch is %d, want 1 to %d", c.ClaimBatch, store.MaxPageLimit)
 	}
-	if c.PollInterval < 0 {
-		bad("PollInterval is %v, want positive", c.PollInterval)
+	if c.PollInterval < MinInterval {
+		bad("PollInterval is %v, want at least %v", c.PollInterval, MinInterval)
 	}
-	if c.Timeout < 0 {
-		bad("Timeout is %v, want positive", c.Timeout)
+	if c.Timeout < MinInterval {
+		bad("Timeout is %v, want at least %v", c.Timeout, MinInterval)
 	}
 	if c.Lease <= c.Timeout {
 		bad("Lease %v must exceed Timeout %v, or a slow attempt loses its lease", c.Lease, c.Timeout)
@@ -228,8 +232,8 @@ func (c *Config) validate() error {
 	if c.MaxResponseBytes < 0 {
 		bad("MaxResponseBytes is %d, want positive", c.MaxResponseBytes)
 	}
-	if c.PurgeInterval < 0 {
-		bad("PurgeInterval is %v, want positive", c.PurgeInterval)
+	if c.PurgeInterval < MinInterval {
+		bad("PurgeInterval is %v, want at least %v", c.PurgeInterval, MinInterval)
 	}
 	if !(c.Retry.Multiplier >= 1) { // NaN too
 		bad("Retry.Multiplier is %v, want at least 1", c.Retry.Multiplier)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,5 +127,37 @@ func TestConfigExtremes(t *testing.T) {
 				d.Stop(context.Background())
 			}
 		})
+	}
+}
+
+// TestConfigIntervalFloor: a PollInterval or PurgeInterval of a nanosecond
+// used to be accepted, and its loop then spun, polling the store (or
+// purging it) without pause; a Timeout of a nanosecond failed every attempt
+// before it could dial. New refuses each below MinInterval, and accepts it
+// at MinInterval.
+func TestConfigIntervalFloor(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	for _, tc := range []struct {
+		field string
+		set   func(c *Config, v time.Duration)
+	}{
+		{"PollInterval", func(c *Config, v time.Duration) { c.PollInterval = v }},
+		{"PurgeInterval", func(c *Config, v time.Duration) { c.PurgeInterval = v }},
+		{"Timeout", func(c *Config, v time.Duration) { c.Timeout = v; c.Lease = time.Minute }},
+	} {
+		for _, v := range []time.Duration{time.Nanosecond, MinInterval - 1, -time.Second} {
+			var c Config
+			tc.set(&c, v)
+			_, err := New(st, &c)
+			if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), "want at least 1ms") {
+				t.Errorf("New with %s = %v: %v; want an error naming %s and its floor", tc.field, v, err, tc.field)
+			}
+		}
+		var c Config
+		tc.set(&c, MinInterval)
+		if _, err := New(st, &c); err != nil {
+			t.Errorf("New with %s = %v: %v", tc.field, MinInterval, err)
+		}
 	}
 }
