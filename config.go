@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"time"
@@ -86,8 +87,11 @@ type Config struct {
 	PollInterval time.Duration
 	// Lease is how long a delivery this process claimed (or stored for
 	// itself on Emit) stays reserved to it; after a crash another process
-	// claims it once the lease expires.
-	// Defaults to Timeout plus one minute; must exceed Timeout.
+	// claims it once the lease expires. Defaults to Timeout plus one
+	// minute (plus a third of Timeout, if that is longer). At least
+	// Timeout plus a third of it: an attempt is sent only while its lease
+	// has Timeout left, and a claimed delivery may wait a quarter of its
+	// lease for a slot of its webhook first.
 	Lease time.Duration
 	// Owner names this process in leases. Defaults to a random
 	// "dispatcher_" + UUID, new for every Dispatcher.
@@ -178,7 +182,7 @@ func (c *Config) withDefaults() Config {
 		out.Timeout = DefaultTimeout
 	}
 	if out.Lease == 0 {
-		out.Lease = out.Timeout + time.Minute
+		out.Lease = max(addSat(out.Timeout, time.Minute), minLease(out.Timeout))
 	}
 	if out.MaxPayloadBytes == 0 {
 		out.MaxPayloadBytes = DefaultMaxPayloadBytes
@@ -223,8 +227,9 @@ func (c *Config) validate() error {
 	if c.Timeout < MinInterval {
 		bad("Timeout is %v, want at least %v", c.Timeout, MinInterval)
 	}
-	if c.Lease <= c.Timeout {
-		bad("Lease %v must exceed Timeout %v, or a slow attempt loses its lease", c.Lease, c.Timeout)
+	if least := minLease(c.Timeout); c.Lease < least || c.Lease-c.Lease/4 < c.Timeout {
+		bad("Lease is %v, want at least %v (Timeout %v plus a third): an attempt is sent only while its lease has Timeout left, "+
+			"and a delivery may wait a quarter of its lease first", c.Lease, least, c.Timeout)
 	}
 	if c.MaxPayloadBytes < 0 {
 		bad("MaxPayloadBytes is %d, want positive", c.MaxPayloadBytes)
@@ -245,4 +250,27 @@ func (c *Config) validate() error {
 		bad("Retry.Jitter is %v, want below 1", c.Retry.Jitter)
 	}
 	return errors.Join(errs...)
+}
+
+// minLease is the shortest Lease that works with timeout: the dispatcher
+// sends an attempt only while its lease has timeout left (see deliver), and
+// lets a claimed delivery wait up to a quarter of its lease for a slot of
+// its webhook (see releaseParked), so lease - lease/4 must cover timeout:
+// timeout plus a third of it (rounded up) does. It saturates rather than
+// overflow (no Lease works with a Timeout above three quarters of the
+// largest Duration).
+func minLease(timeout time.Duration) time.Duration {
+	if timeout < 1 {
+		return timeout
+	}
+	return addSat(timeout, (timeout+2)/3)
+}
+
+// addSat returns a+b for non-negative b, or the largest Duration when the
+// sum overflows.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

@@ -161,3 +161,48 @@ func TestConfigIntervalFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigLeaseFloor: a Lease just above Timeout used to be accepted, and
+// then nothing was ever delivered: each claimed delivery had less than
+// Timeout of lease left when its attempt was due, was given back and
+// claimed again at once, in a silent loop. New refuses a Lease below
+// Timeout plus a third (the dispatcher sends only with Timeout of lease
+// left, after a wait of up to a quarter of the lease), naming the minimum,
+// and its default meets it whatever the Timeout.
+func TestConfigLeaseFloor(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	for _, c := range []*Config{
+		{Timeout: time.Second, Lease: time.Second + time.Microsecond},
+		{Timeout: 30 * time.Second, Lease: 39 * time.Second},
+		{Timeout: time.Hour, Lease: time.Hour + time.Minute},
+		{Timeout: math.MaxInt64 - 1}, // no Lease is long enough
+	} {
+		_, err := New(st, c)
+		if want := "want at least " + minLease(c.Timeout).String(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with Timeout %v, Lease %v: %v; want an error with %q", c.Timeout, c.Lease, err, want)
+		}
+	}
+	for timeout := time.Duration(1); timeout < 100; timeout++ {
+		least := minLease(timeout)
+		if least-least/4 < timeout || least-2-(least-2)/4 >= timeout {
+			t.Errorf("minLease(%d) = %d: want (within rounding) the least lease that has timeout left after a quarter of it", timeout, least)
+		}
+	}
+	for _, c := range []*Config{
+		{Timeout: time.Second, Lease: minLease(time.Second)},
+		{Timeout: time.Second, Lease: 1500 * time.Millisecond}, // the pgstore replica tests'
+		{Timeout: time.Hour},         // default Lease: 1h20m
+		{Timeout: math.MaxInt64 / 2}, // default Lease: Timeout plus a third
+		{Timeout: time.Minute},       // default Lease: 2m
+	} {
+		d, err := New(st, c)
+		if err != nil {
+			t.Errorf("New with Timeout %v, Lease %v: %v", c.Timeout, c.Lease, err)
+			continue
+		}
+		if l := d.cfg.Lease; l-l/4 < d.cfg.Timeout {
+			t.Errorf("Timeout %v: Lease %v leaves less than Timeout after a quarter of it", d.cfg.Timeout, l)
+		}
+	}
+}
