@@ -129,7 +129,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// AllowedRanges, AllowedPorts and AllowAnyPort relax the SSRF guard of
 	// the default transport (see TransportOptions). By default only public
-	// unicast addresses on ports 80 and 443 are dialled.
+	// unicast addresses on ports 80 and 443 are dialled. An IPv4-mapped
+	// range (::ffff:10.0.0.0/104) is read as the IPv4 range it maps
+	// (10.0.0.0/8).
 	AllowedRanges []netip.Prefix
 	AllowedPorts  []int
 	AllowAnyPort  bool

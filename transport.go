@@ -31,7 +31,9 @@ type TransportOptions struct {
 	// AllowedRanges are address ranges dialled even though they are special
 	// purpose (for example 127.0.0.0/8 and ::1/128 for tests against
 	// httptest servers, or a private range the host trusts). Empty by
-	// default: every special-purpose range is refused.
+	// default: every special-purpose range is refused. An IPv4-mapped
+	// prefix (::ffff:a.b.c.d/n, n at least 96) is read as the IPv4 prefix
+	// it maps (a.b.c.d/n-96), as IPv4-mapped addresses are judged as IPv4.
 	AllowedRanges []netip.Prefix
 	// AllowedPorts are the destination ports that may be dialled. Defaults
 	// to DefaultAllowedPorts (80 and 443).
@@ -61,7 +63,14 @@ func newGuard(o TransportOptions) (*guard, error) {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("webhook: allowed range %v is not a valid prefix", p)
 		}
-		g.allowed = append(g.allowed, p.Masked())
+		p = p.Masked()
+		// Addresses are judged unmapped (see check): an IPv4-mapped
+		// prefix, ::ffff:10.0.0.0/104, would match none of them. It
+		// names IPv4 addresses, so it is read as IPv4: 10.0.0.0/8.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		g.allowed = append(g.allowed, p)
 	}
 	if !o.AllowAnyPort {
 		ports := o.AllowedPorts

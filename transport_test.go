@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -98,6 +99,41 @@ func TestGuardExplicitAllowances(t *testing.T) {
 	}
 	if _, err := newGuard(TransportOptions{AllowedPorts: []int{0}}); err == nil {
 		t.Error("port 0 accepted")
+	}
+}
+
+// TestGuardMappedRanges: an IPv4-mapped range in AllowedRanges used to match
+// nothing, as addresses are unmapped before they are checked: a host that
+// allowed ::ffff:10.1.0.0/112 still saw 10.1.2.3 (and ::ffff:10.1.2.3)
+// refused. It is read as the IPv4 range it maps, and allows no more.
+func TestGuardMappedRanges(t *testing.T) {
+	g, err := newGuard(TransportOptions{
+		AllowedRanges: []netip.Prefix{netip.MustParsePrefix("::ffff:10.1.0.0/112"), netip.MustParsePrefix("::ffff:127.0.0.1/128")},
+		AllowAnyPort:  true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"10.1.2.3:443", true},
+		{"[::ffff:10.1.2.3]:443", true},
+		{"127.0.0.1:443", true},
+		{"[::ffff:127.0.0.1]:443", true},
+		{"10.2.0.1:443", false},
+		{"127.0.0.2:443", false},
+		{"[::1]:443", false},
+		{"[::a01:203]:443", false}, // IPv4-compatible, not mapped: still IPv6
+	} {
+		err := g.check(netip.MustParseAddrPort(tt.addr))
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err %v, want allowed=%v", tt.addr, err, tt.ok)
+		}
+	}
+	if got, want := g.allowed, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("127.0.0.1/32")}; !slices.Equal(got, want) {
+		t.Errorf("allowed ranges %v, want %v", got, want)
 	}
 	if _, err := NewTransport(TransportOptions{AllowedRanges: []netip.Prefix{{}}}); err == nil {
 		t.Error("invalid prefix accepted")
