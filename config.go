@@ -128,7 +128,8 @@ type Config struct {
 	// equally. Redirects are never followed whatever the transport.
 	Transport http.RoundTripper
 	// AllowedRanges, AllowedPorts and AllowAnyPort relax the SSRF guard of
-	// the default transport (see TransportOptions). By default only public
+	// the default transport (see TransportOptions); New refuses them with a
+	// Transport, which they would not reach. By default only public
 	// unicast addresses on ports 80 and 443 are dialled. An IPv4-mapped
 	// range (::ffff:10.0.0.0/104) is read as the IPv4 range it maps
 	// (10.0.0.0/8).
@@ -241,6 +242,10 @@ func (c *Config) validate() error {
 	}
 	if c.PurgeInterval < MinInterval {
 		bad("PurgeInterval is %v, want at least %v", c.PurgeInterval, MinInterval)
+	}
+	if c.Transport != nil && (len(c.AllowedRanges) > 0 || len(c.AllowedPorts) > 0 || c.AllowAnyPort) {
+		bad("AllowedRanges, AllowedPorts and AllowAnyPort configure the default transport, and Transport replaces it: " +
+			"set them in the TransportOptions of NewTransport instead")
 	}
 	if !(c.Retry.Multiplier >= 1) { // NaN too
 		bad("Retry.Multiplier is %v, want at least 1", c.Retry.Multiplier)

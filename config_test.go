@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,42 @@ func TestConfigLeaseFloor(t *testing.T) {
 		if l := d.cfg.Lease; l-l/4 < d.cfg.Timeout {
 			t.Errorf("Timeout %v: Lease %v leaves less than Timeout after a quarter of it", d.cfg.Timeout, l)
 		}
+	}
+}
+
+// TestConfigTransportAndGuardSettings: AllowedRanges, AllowedPorts and
+// AllowAnyPort configure the default transport's guard, and used to be
+// ignored without a word when a Transport was set (a host that allowed a
+// private range on its custom transport's Config saw it refused, or
+// believed a port limit applied that did not). New refuses the mix; and its
+// message for a bad port says "webhook: config:" once, not followed by a
+// second "webhook:".
+func TestConfigTransportAndGuardSettings(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	tr, err := NewTransport(TransportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Config{
+		{Transport: tr, AllowedRanges: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		{Transport: tr, AllowedPorts: []int{8443}},
+		{Transport: tr, AllowAnyPort: true},
+	} {
+		_, err := New(st, c)
+		if err == nil || !strings.HasPrefix(err.Error(), "webhook: config: ") || !strings.Contains(err.Error(), "NewTransport") {
+			t.Errorf("New with a Transport and ranges %v, ports %v, any port %v: %v; want a config error pointing at NewTransport", c.AllowedRanges, c.AllowedPorts, c.AllowAnyPort, err)
+		}
+	}
+	if _, err := New(st, &Config{Transport: tr}); err != nil {
+		t.Errorf("New with a Transport alone: %v", err)
+	}
+	_, err = New(st, &Config{AllowedPorts: []int{70000}})
+	if want := "webhook: config: allowed port 70000 is outside 1-65535"; err == nil || err.Error() != want {
+		t.Errorf("New with port 70000: %v; want %q", err, want)
+	}
+	_, err = NewTransport(TransportOptions{AllowedPorts: []int{70000}})
+	if want := "webhook: allowed port 70000 is outside 1-65535"; err == nil || err.Error() != want {
+		t.Errorf("NewTransport with port 70000: %v; want %q", err, want)
 	}
 }

@@ -281,16 +281,17 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 	}
 	rt := c.Transport
 	if rt == nil {
-		t, err := NewTransport(TransportOptions{
+		o := TransportOptions{
 			AllowedRanges:       c.AllowedRanges,
 			AllowedPorts:        c.AllowedPorts,
 			AllowAnyPort:        c.AllowAnyPort,
 			MaxIdleConnsPerHost: c.Workers,
-		})
+		}
+		g, err := newGuard(o) // as NewTransport, but with New's prefix alone
 		if err != nil {
 			return nil, fmt.Errorf("webhook: config: %w", err)
 		}
-		rt = t
+		rt = newGuardedTransport(g, o)
 	}
 	return &Dispatcher{
 		st:          st,

@@ -409,7 +409,7 @@ func TestAttemptIsOneWrite(t *testing.T) {
 		return countedConn{Conn: c, wc: &writes}, nil
 	}
 	cfg := testConfig()
-	cfg.Transport = tr
+	cfg.Transport, cfg.AllowedRanges, cfg.AllowAnyPort = tr, nil, false // tr has its own guard
 	d := startDispatcher(t, st, cfg)
 	const events = 3
 	for i := range events {
@@ -1963,7 +1963,10 @@ func TestAttemptErrorHidesURLQuery(t *testing.T) {
 			var logs testlog.Buffer
 			hooks := &recordingHooks{}
 			cfg := testConfig()
-			cfg.Transport = tc.transport
+			if tc.transport != nil {
+				// Its own guard: New refuses the default one's settings with it.
+				cfg.Transport, cfg.AllowedRanges, cfg.AllowAnyPort = tc.transport, nil, false
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			cfg.Hooks = hooks
 			cfg.Retry = RetryPolicy{MaxAttempts: 1}

@@ -57,11 +57,13 @@ type guard struct {
 	denylist *ssrf.Guardian
 }
 
+// newGuard builds the guard of o. Its errors have no prefix: NewTransport
+// and New each add theirs.
 func newGuard(o TransportOptions) (*guard, error) {
 	g := &guard{denylist: ssrf.New(ssrf.WithAnyPort())}
 	for _, p := range o.AllowedRanges {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("webhook: allowed range %v is not a valid prefix", p)
+			return nil, fmt.Errorf("allowed range %v is not a valid prefix", p)
 		}
 		p = p.Masked()
 		// Addresses are judged unmapped (see check): an IPv4-mapped
@@ -79,7 +81,7 @@ func newGuard(o TransportOptions) (*guard, error) {
 		}
 		for _, p := range ports {
 			if p < 1 || p > 65535 {
-				return nil, fmt.Errorf("webhook: allowed port %d is outside 1-65535", p)
+				return nil, fmt.Errorf("allowed port %d is outside 1-65535", p)
 			}
 			g.ports = append(g.ports, uint16(p))
 		}
@@ -133,7 +135,7 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 func NewTransport(o TransportOptions) (*http.Transport, error) {
 	g, err := newGuard(o)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	return newGuardedTransport(g, o), nil
 }

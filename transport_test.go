@@ -274,7 +274,7 @@ func TestTransportTimeoutIsNamed(t *testing.T) {
 	st := newMemStore(t)
 	addWebhook(t, st, "a", "https://"+ln.Addr().String()+"/")
 	cfg := testConfig()
-	cfg.Transport = tr
+	cfg.Transport, cfg.AllowedRanges, cfg.AllowAnyPort = tr, nil, false // tr has its own guard
 	cfg.Timeout = 5 * time.Second
 	d := startDispatcher(t, st, cfg)
 	id := emit(t, d)[0]
