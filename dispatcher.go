@@ -1746,7 +1746,20 @@ var reservedHeaders = map[string]bool{
 }
 
 func reservedHeader(canonical string) bool {
-	return reservedHeaders[canonical] || strings.HasPrefix(canonical, "X-Webhook-") || strings.HasPrefix(canonical, "Webhook-")
+	return underscoreAlias(canonical, func(c string) bool {
+		return reservedHeaders[c] || strings.HasPrefix(c, "X-Webhook-") || strings.HasPrefix(c, "Webhook-")
+	})
+}
+
+// underscoreAlias reports whether reserved holds for the canonical header
+// name, or for the name it reads as at a receiver that does not tell '_'
+// from '-': CGI and WSGI servers pass both Webhook_Signature and
+// Webhook-Signature to the application as HTTP_WEBHOOK_SIGNATURE.
+func underscoreAlias(canonical string, reserved func(string) bool) bool {
+	if reserved(canonical) {
+		return true
+	}
+	return strings.Contains(canonical, "_") && reserved(http.CanonicalHeaderKey(strings.ReplaceAll(canonical, "_", "-")))
 }
 
 // send makes the HTTP request of one attempt.

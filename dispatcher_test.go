@@ -2696,3 +2696,30 @@ func emitN(t testing.TB, d *Dispatcher, n int) []string {
 	}
 	return ids
 }
+
+// TestUnderscoreReservedHeadersNotSent: a store may hold a header the
+// Registry refuses, such as Webhook_Signature, which CGI and WSGI receivers
+// read as Webhook-Signature. The dispatcher used to send it (a forged
+// signature beside its own); it drops it, and keeps other names with '_'.
+func TestUnderscoreReservedHeadersNotSent(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
+	w.Headers = map[string]string{"Webhook_Signature": "v1,forged", "X_Webhook_Event": "forged", "Content_Type": "text/plain",
+		"X_Request_Source": "noa"}
+	saveWebhook(t, st, w)
+	d := startDispatcher(t, st, testConfig())
+	if _, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.next(t)
+	var under []string
+	for k := range got.header {
+		if strings.Contains(k, "_") {
+			under = append(under, k)
+		}
+	}
+	if len(under) != 1 || got.header.Get("X_request_source") != "noa" {
+		t.Errorf("headers with '_' sent: %q; want only X_Request_Source", under)
+	}
+}

@@ -192,7 +192,9 @@ type WebhookInput struct {
 	// Headers are custom headers sent with every delivery; at most
 	// MaxHeaders. Names must be valid tokens and not headers the library
 	// sets (X-Webhook-*, Webhook-*, Content-Type, Content-Length,
-	// Content-Encoding, Host, User-Agent, Expect, hop-by-hop headers).
+	// Content-Encoding, Host, User-Agent, Expect, hop-by-hop headers), nor
+	// one of those spelt with '_' for '-' (Webhook_Signature), which CGI
+	// and WSGI receivers read as the header itself.
 	Headers map[string]string
 	// MaxAttempts overrides the dispatcher's retry budget when positive;
 	// at most MaxWebhookAttempts.
@@ -632,6 +634,13 @@ var registryReservedHeaders = map[string]bool{
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
+// registryReservedHeader reports whether the Registry refuses a custom
+// header of this canonical name; checkHeaders also refuses its
+// underscore spellings (see underscoreAlias).
+func registryReservedHeader(c string) bool {
+	return registryReservedHeaders[c] || strings.HasPrefix(c, "X-Webhook-") || strings.HasPrefix(c, "Webhook-")
+}
+
 func checkHeaders(h map[string]string) (map[string]string, error) {
 	if len(h) == 0 {
 		return nil, nil
@@ -646,7 +655,7 @@ func checkHeaders(h map[string]string) (map[string]string, error) {
 			return nil, invalid(field, "not a valid header name")
 		}
 		c := http.CanonicalHeaderKey(name)
-		if registryReservedHeaders[c] || strings.HasPrefix(c, "X-Webhook-") || strings.HasPrefix(c, "Webhook-") {
+		if underscoreAlias(c, registryReservedHeader) {
 			return nil, invalid(field, "reserved header")
 		}
 		if _, dup := out[c]; dup {

@@ -627,3 +627,26 @@ func TestRegistryRefusesEveryDroppedHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryRefusesUnderscoreReservedHeaders: Webhook_Signature used to
+// pass the reserved-header filter, and CGI and WSGI receivers (which read
+// '_' and '-' alike, as HTTP_WEBHOOK_SIGNATURE) took it for the real
+// signature header. A reserved name spelt with '_' is refused; other names
+// with '_' are not.
+func TestRegistryRefusesUnderscoreReservedHeaders(t *testing.T) {
+	t.Parallel()
+	r := newTestRegistry(t, RegistryOptions{})
+	ctx := context.Background()
+	for _, name := range []string{"Webhook_Signature", "webhook_id", "X_Webhook_Event", "X-Webhook_Signature", "Content_Type", "user_agent", "Transfer_Encoding"} {
+		in := validInput()
+		in.Headers = map[string]string{name: "forged"}
+		if _, err := r.Create(ctx, "t", in); !errors.Is(err, ErrValidation) {
+			t.Errorf("header %s: err = %v, want ErrValidation", name, err)
+		}
+	}
+	in := validInput()
+	in.Headers = map[string]string{"X_Request_Source": "noa"}
+	if _, err := r.Create(ctx, "t", in); err != nil {
+		t.Errorf("header X_Request_Source: %v", err)
+	}
+}
