@@ -63,7 +63,8 @@ const commitWait = time.Minute
 // error and has stored nothing; once the deliveries are committed, it
 // returns their ids even if ctx ends meanwhile (it waits at most a minute
 // for the commit's answer).
-func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, error) {
+func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) (_ []string, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		badErr   error
 		inserted []bool // input array index -> inserted by the statement
 	)
-	err := retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		stored, badErr, inserted = make([]string, n), nil, make([]bool, n)
 		// The statement runs in a transaction committed only while ctx
 		// lives, and the commit's answer is awaited whatever ctx does: a
@@ -284,7 +285,8 @@ func (s *Store) enqueueError(err error) error {
 // NextAttemptAt first (ties by id), and returns them in that order. Claims
 // running at once, in this process or another, never return the same
 // delivery while its lease is live, and never wait on each other's rows.
-func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
+func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (_ []*store.Delivery, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -299,7 +301,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 		skip = slices.DeleteFunc(slices.Clone(skip), func(id string) bool { return !textOK(id) })
 	}
 	var ds []*store.Delivery
-	err := retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		rows, err := s.pool.Query(ctx, s.q.claim, ts(p.Now), skip, p.Limit, p.Owner, ts(p.Now.Add(p.Lease)))
 		if err != nil {
 			return err
@@ -325,7 +327,8 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 // does not hold its lease; ErrConflict when the attempt number is not the
 // next one. With p.DisableWebhook it also deactivates the webhook and fails
 // its other pending deliveries that are not leased, atomically.
-func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
+func (s *Store) Complete(ctx context.Context, p store.CompleteParams) (err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -430,7 +433,8 @@ func wrapTx(err error) error {
 
 // Release gives up p.Owner's leases on p.IDs, so the deliveries are
 // claimable at once, and wakes WakeUps subscribers when it released any.
-func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
+func (s *Store) Release(ctx context.Context, p store.ReleaseParams) (err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -457,7 +461,8 @@ func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
 }
 
 // GetDelivery returns one delivery.
-func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+func (s *Store) GetDelivery(ctx context.Context, id string) (_ *store.Delivery, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -477,7 +482,8 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, er
 // ListDeliveries returns a page of the tenant's deliveries, newest (highest
 // id) first, filtered by exact WebhookID, Status and EventType when set,
 // and the cursor of the next page ("" on the last).
-func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams) ([]*store.Delivery, string, error) {
+func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams) (_ []*store.Delivery, _ string, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, "", err
 	}
@@ -538,7 +544,8 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 }
 
 // ListAttempts returns a delivery's attempts in order.
-func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.Attempt, error) {
+func (s *Store) ListAttempts(ctx context.Context, deliveryID string) (_ []*store.Attempt, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -592,7 +599,8 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 // Redeliver makes a finished delivery pending and due at p.Now with a
 // fresh retry budget, and wakes WakeUps subscribers. ErrConflict when the
 // delivery is pending.
-func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.Delivery, error) {
+func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (_ *store.Delivery, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -606,7 +614,7 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 		return nil, notFound("delivery", p.ID)
 	}
 	var d *store.Delivery
-	err := retry(ctx, func() (err error) {
+	err = retry(ctx, func() (err error) {
 		d, err = scanDelivery(s.pool.QueryRow(ctx, s.q.redeliver, p.ID, ts(p.Now), s.channel))
 		return err
 	})
@@ -629,7 +637,8 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 // Purge removes finished deliveries last updated before p.Before, with
 // their attempts, oldest first when p.Limit bounds them, and returns how
 // many. Deliveries another transaction holds locked are left for later.
-func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
+func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (_ int, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
@@ -640,7 +649,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 		return 0, invalid("purge limit %d", p.Limit)
 	}
 	var tag pgconn.CommandTag
-	err := retry(ctx, func() (err error) {
+	err = retry(ctx, func() (err error) {
 		if p.Limit == 0 {
 			tag, err = s.pool.Exec(ctx, s.q.purge, ceilMicro(p.Before))
 		} else {
@@ -655,7 +664,8 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 }
 
 // CountDeliveries tallies one webhook's deliveries by status.
-func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (store.Counts, error) {
+func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (_ store.Counts, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return store.Counts{}, err
 	}

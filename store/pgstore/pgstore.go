@@ -224,7 +224,8 @@ func (s *Store) Schema() string { return s.schema }
 
 // Close stops the wake-up listener, waits for it, and closes the pool if
 // the Store owns it (it was made by Open). A pool passed to New stays open.
-// Later calls return store.ErrClosed; a second Close returns nil.
+// Later calls return store.ErrClosed, and so does a call under way that
+// fails because Close closed the pool under it; a second Close returns nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed.Load() {
@@ -248,11 +249,23 @@ func (s *Store) Close() error {
 }
 
 // Ping reports whether the database answers.
-func (s *Store) Ping(ctx context.Context) error {
+func (s *Store) Ping(ctx context.Context) (err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	return wrap(s.pool.Ping(ctx))
+}
+
+// closing makes *err match store.ErrClosed when the store was closed while
+// the call ran: a call that passed check just before Close may meet the
+// pool Close closed ("closed pool") or a connection closed under it, and
+// must say the store is closed, as it would have a moment later. Every
+// exported method that uses the pool defers it.
+func (s *Store) closing(err *error) {
+	if *err != nil && s.closed.Load() && !errors.Is(*err, store.ErrClosed) {
+		*err = fmt.Errorf("pgstore: %w: %w", store.ErrClosed, *err)
+	}
 }
 
 // check returns ErrClosed after Close and ctx's error when it is done.

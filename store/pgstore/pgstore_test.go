@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -534,4 +535,83 @@ func TestPGStricterIsolation(t *testing.T) {
 		defer s.Close()
 		updates(t, s)
 	})
+}
+
+// TestPGCallsRacingClose: a call that passed the closed check just before
+// Close used to meet the pool Close closes and return pgx's "closed pool"
+// error, which matches nothing a caller can test for (a dispatcher stopping
+// logged it as a store failure). Every call that fails while Close runs
+// must match store.ErrClosed.
+func TestPGCallsRacingClose(t *testing.T) {
+	schema := freshSchema(t)
+	newStoreIn(t, schema) // creates the tables
+	type call func(ctx context.Context, s *pgstore.Store, id string) error
+	calls := []call{
+		func(ctx context.Context, s *pgstore.Store, id string) error {
+			_, err := s.GetWebhook(ctx, id)
+			return err
+		},
+		func(ctx context.Context, s *pgstore.Store, _ string) error {
+			_, err := s.MatchWebhooks(ctx, "tenant_a", "user.login")
+			return err
+		},
+		func(ctx context.Context, s *pgstore.Store, _ string) error {
+			_, err := s.Claim(ctx, store.ClaimParams{Now: time.Now(), Limit: 5, Lease: time.Minute, Owner: "o"})
+			return err
+		},
+		func(ctx context.Context, s *pgstore.Store, id string) error {
+			_, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: "tenant_a", WebhookID: id, Limit: 5})
+			return err
+		},
+		func(ctx context.Context, s *pgstore.Store, _ string) error { return s.Ping(ctx) },
+	}
+	const goroutines = 32
+	for round := range 5 {
+		s, err := pgstore.Open(t.Context(), testURL(t), pgstore.Options{Schema: schema})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		w := storetest.NewWebhook("tenant_a")
+		if err := s.CreateWebhook(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			wrong []error
+			ok    atomic.Int64 // calls answered before Close
+		)
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					err := calls[g%len(calls)](t.Context(), s, w.ID)
+					if err == nil {
+						ok.Add(1)
+						continue
+					}
+					if !errors.Is(err, store.ErrClosed) {
+						mu.Lock()
+						wrong = append(wrong, err)
+						mu.Unlock()
+					}
+					return
+				}
+			}()
+		}
+		for deadline := time.Now().Add(5 * time.Second); ok.Load() < 2*goroutines && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		for _, err := range wrong {
+			t.Errorf("round %d: a call racing Close returned %v, want an error matching store.ErrClosed", round, err)
+		}
+		if len(wrong) > 0 {
+			return
+		}
+	}
 }

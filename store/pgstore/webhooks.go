@@ -118,7 +118,8 @@ func validateWebhook(w *store.Webhook) error {
 // CreateWebhook stores w. It sets CreatedAt to now when zero and UpdatedAt
 // to CreatedAt when zero, writing both back into w. ErrConflict when the
 // id is taken.
-func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) (err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -151,7 +152,8 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 }
 
 // GetWebhook returns the webhook with the given id, of any tenant.
-func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+func (s *Store) GetWebhook(ctx context.Context, id string) (_ *store.Webhook, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -170,7 +172,8 @@ func (s *Store) GetWebhook(ctx context.Context, id string) (*store.Webhook, erro
 
 // ListWebhooks returns a page of the tenant's webhooks, newest (highest id)
 // first, and the cursor of the next page ("" on the last).
-func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([]*store.Webhook, string, error) {
+func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) (_ []*store.Webhook, _ string, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, "", err
 	}
@@ -211,7 +214,8 @@ func (s *Store) ListWebhooks(ctx context.Context, p store.ListWebhooksParams) ([
 // UpdateWebhook changes the webhook id in one transaction that holds its
 // row lock from the read to the write, so updates from several replicas
 // queue rather than undo each other. See store.Store.
-func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *store.Webhook) error) (*store.Webhook, error) {
+func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *store.Webhook) error) (_ *store.Webhook, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -225,7 +229,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	var changeErr error
 	// A transaction retried runs change again, on a fresh copy, as the
 	// store.Store contract allows.
-	err := retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		changeErr = nil
 		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			w, err := scanWebhook(tx.QueryRow(ctx, s.q.lockWebhook, id))
@@ -275,7 +279,8 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 }
 
 // DeleteWebhook removes the webhook with its deliveries and their attempts.
-func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+func (s *Store) DeleteWebhook(ctx context.Context, id string) (err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
 	}
@@ -286,7 +291,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 		return notFound("webhook", id)
 	}
 	var tag pgconn.CommandTag
-	err := retry(ctx, func() (err error) {
+	err = retry(ctx, func() (err error) {
 		tag, err = s.pool.Exec(ctx, s.q.deleteWebhook, id)
 		return err
 	})
@@ -301,7 +306,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 
 // MatchWebhooks returns the tenant's active webhooks subscribed to
 // eventType, oldest (lowest id) first.
-func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
+func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) (_ []*store.Webhook, err error) {
+	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
