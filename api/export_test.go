@@ -32,3 +32,6 @@ func BodyFields() map[string][]string {
 	}
 	return out
 }
+
+// MaxGracePeriod is the longest grace period rotate-secret takes.
+const MaxGracePeriod = maxGracePeriod

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/noa-server/webhook"
 	"github.com/noa-server/webhook/api"
 	"github.com/noa-server/webhook/store"
 )
@@ -607,6 +608,37 @@ func TestOpenAPIAllowsTheBodiesTaken(t *testing.T) {
 		}
 		for _, problem := range doc.validate("", v, schema) {
 			t.Errorf("%s %s takes %s, which its schema refuses: %s", c.method, c.tmpl, c.body, problem)
+		}
+	}
+}
+
+// TestOpenAPILimitsMatchCode: every limit the OpenAPI document states for a
+// request field is the one the code enforces, and the fields the code
+// caps say so. The webhook url schemas used to state no maxLength,
+// though the Registry refuses a URL above webhook.MaxURLLength bytes.
+func TestOpenAPILimitsMatchCode(t *testing.T) {
+	h := newHarness(t, stores[0].open, options{})
+	doc := loadDoc(t, h)
+	schemas, _ := doc.root["components"].(map[string]any)["schemas"].(map[string]any)
+	for _, tc := range []struct {
+		schema, field, keyword string
+		want                   float64
+	}{
+		{"CreateWebhook", "url", "maxLength", webhook.MaxURLLength},
+		{"UpdateWebhook", "url", "maxLength", webhook.MaxURLLength},
+		{"CreateWebhook", "description", "maxLength", webhook.DefaultMaxDescription},
+		{"UpdateWebhook", "description", "maxLength", webhook.DefaultMaxDescription},
+		{"CreateWebhook", "maxAttempts", "maximum", webhook.MaxWebhookAttempts},
+		{"UpdateWebhook", "maxAttempts", "maximum", webhook.MaxWebhookAttempts},
+		{"CreateWebhook", "rateLimit", "maximum", webhook.MaxRateLimit},
+		{"UpdateWebhook", "rateLimit", "maximum", webhook.MaxRateLimit},
+		{"RotateSecret", "gracePeriodSeconds", "maximum", api.MaxGracePeriod.Seconds()},
+	} {
+		s, _ := schemas[tc.schema].(map[string]any)
+		props, _ := s["properties"].(map[string]any)
+		field, _ := props[tc.field].(map[string]any)
+		if got, ok := field[tc.keyword].(float64); !ok || got != tc.want {
+			t.Errorf("%s.%s: %s is %v, want %v", tc.schema, tc.field, tc.keyword, field[tc.keyword], tc.want)
 		}
 	}
 }
