@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ type RetryPolicy struct {
 	// Defaults to DefaultMultiplier; values below 1 are refused by New.
 	Multiplier float64
 	// MaxInterval caps every computed delay. Defaults to DefaultMaxInterval.
+	// At most about 73 years: a longer one is read as that.
 	MaxInterval time.Duration
 	// Jitter is the fraction by which each delay is randomised, both ways
 	// (0.2 gives ±20%; a delay at MaxInterval varies below it only).
@@ -101,6 +103,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxInterval <= 0 {
 		p.MaxInterval = DefaultMaxInterval
 	}
+	p.MaxInterval = min(p.MaxInterval, maxRetryInterval)
 	if p.Jitter == 0 {
 		p.Jitter = DefaultJitter
 	}
@@ -159,6 +162,12 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 	}
 	return d, true
 }
+
+// maxRetryInterval is the longest MaxInterval, about 73 years: the
+// backoff's jittered interval (up to twice MaxInterval) and Next's
+// reflection below the cap (2 × MaxInterval) must not overflow a Duration,
+// which would make the longest wait a retry at once.
+const maxRetryInterval = math.MaxInt64 / 4
 
 // retryAfterNow is AttemptResult.RetryAfter for a receiver that asked to be
 // retried at once: the smallest delay that is not "none".

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"math"
 	"net/http"
 	"testing"
 	"time"
@@ -130,5 +131,30 @@ func TestRetryMaxIntervalBelowInitialInterval(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRetryHugeMaxInterval: a MaxInterval above about 146 years used to
+// make the jitter's reflection below the cap (2 × MaxInterval) overflow, or
+// the jittered interval itself overflow, to a delay of zero or less: a
+// retry at once where the policy asked for the longest wait. Every delay
+// of such a policy is long.
+func TestRetryHugeMaxInterval(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	for _, p := range []RetryPolicy{
+		{InitialInterval: math.MaxInt64, MaxInterval: math.MaxInt64, MaxAttempts: 10},
+		{InitialInterval: 200 * year, MaxInterval: 200 * year, MaxAttempts: 10},
+		{InitialInterval: 280 * year, MaxInterval: 280 * year, MaxAttempts: 10, Jitter: 0.9},
+		{InitialInterval: 150 * year, MaxInterval: math.MaxInt64, MaxAttempts: 10, Jitter: -1},
+		{InitialInterval: time.Hour, Multiplier: 1e9, MaxInterval: math.MaxInt64, MaxAttempts: 10},
+	} {
+		for attempt := 2; attempt < 10; attempt++ {
+			for range 100 {
+				d, ok := p.Next(attempt, AttemptResult{StatusCode: http.StatusInternalServerError})
+				if !ok || d < year {
+					t.Fatalf("%+v: attempt %d: retry after %v (%v), want at least a year", p, attempt, d, ok)
+				}
+			}
+		}
 	}
 }
