@@ -105,6 +105,12 @@ type Config struct {
 	Retry RetryPolicy
 	// MaxPayloadBytes caps an event's marshalled data; Emit refuses larger
 	// data with a *PayloadTooLargeError. Defaults to DefaultMaxPayloadBytes.
+	// A delivery's body is the data plus an envelope of at most 2 KiB, and
+	// receivers cap the body they read: the receiver package's Verify
+	// answers 413 above receiver.VerifyOptions.MaxBodyBytes (1 MiB by
+	// default). Above 1 MiB - 2 KiB, every attempt of an event with data
+	// near the cap is refused with 413 unless the receivers raise
+	// MaxBodyBytes to at least MaxPayloadBytes + 2 KiB.
 	MaxPayloadBytes int
 	// MaxResponseBytes caps the response body stored with each attempt.
 	// Defaults to DefaultMaxResponseBytes.
