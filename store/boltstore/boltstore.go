@@ -138,7 +138,9 @@ type Options struct {
 	// Mode is the permission of a newly created file. Defaults to 0600.
 	Mode os.FileMode
 	// Clock returns the current time for the timestamps the store sets
-	// itself (CreatedAt, UpdatedAt). Defaults to time.Now.
+	// itself (a zero CreatedAt or UpdatedAt), which it stores in UTC and
+	// truncated to microseconds, as the other stores do. Defaults to
+	// time.Now.
 	Clock func() time.Time
 }
 
@@ -217,6 +219,11 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// now is the time the store stamps on records whose caller left it zero:
+// the clock's, in UTC, truncated to microseconds (which also drops its
+// monotonic reading), like memstore's and pgstore's.
+func (s *Store) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // Ping reports whether the store is open and its file readable.
 func (s *Store) Ping(ctx context.Context) error {

@@ -27,7 +27,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		s.mu.RUnlock()
 		return []string{}, nil
 	}
-	now := s.clock()
+	now := s.now()
 	// The function may run again (see write): it sets every slot each time.
 	ids := make([]string, len(ds))
 	err := s.write(ctx, func(w *wtx) error {

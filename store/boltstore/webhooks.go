@@ -27,7 +27,7 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	defer s.hooks.drop()
 	c := *w
 	if c.CreatedAt.IsZero() {
-		c.CreatedAt = s.clock()
+		c.CreatedAt = s.now()
 	}
 	if c.UpdatedAt.IsZero() {
 		c.UpdatedAt = c.CreatedAt
@@ -140,7 +140,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 		}
 		w.ID, w.Tenant, w.CreatedAt = id, tenant, created
 		if w.UpdatedAt.IsZero() {
-			w.UpdatedAt = s.clock()
+			w.UpdatedAt = s.now()
 		}
 		v := encodeWebhook(w)
 		// What is stored is returned: times without monotonic readings.
