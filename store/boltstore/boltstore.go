@@ -80,6 +80,20 @@
 // and copied out of the transaction: nothing a Store returns aliases
 // bbolt's memory.
 //
+// # Unreadable records
+//
+// A record the store cannot decode (its bytes are damaged, or a newer
+// release of the library wrote it in a format this build does not read)
+// stalls nothing but itself. Claim steps over such a delivery and claims
+// the ones behind it; Purge steps over it and removes the other finished
+// deliveries; a Complete that disables a webhook fails its other pending
+// deliveries. Each reports the record, with its bucket and key, once per
+// record and Store, on Options.Logger at level ERROR. The record itself is
+// never deleted nor rewritten: it waits for an operator, or for the newer
+// release. The calls that name it (GetDelivery, ListDeliveries,
+// ListAttempts, Complete or Redeliver of it, and DeleteWebhook of its
+// webhook) return an error that names it and change nothing.
+//
 // # Costs
 //
 // MatchWebhooks reads the tenant's webhooks once, then answers from memory
@@ -104,6 +118,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -142,6 +157,12 @@ type Options struct {
 	// truncated to microseconds, as the other stores do. Defaults to
 	// time.Now.
 	Clock func() time.Time
+	// Logger receives a report of each stored record a call steps over
+	// because it cannot read it (see Unreadable records in the package
+	// documentation), once per record and Store. Defaults to
+	// slog.Default(): such a record is something an operator must see, and
+	// the calls that step over it return no error.
+	Logger *slog.Logger
 }
 
 // Store is a store.Store on a bbolt file. It is safe for concurrent use by
@@ -149,6 +170,8 @@ type Options struct {
 type Store struct {
 	db    *bolt.DB
 	clock func() time.Time
+	log   *slog.Logger
+	bad   unreadableLog // the unreadable records reported
 
 	commits committer // group commit of Enqueue, Claim and Complete
 	hold    holding   // when a Claim moves deliveries to due_held
@@ -177,6 +200,9 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	if err := boltfile.CheckSize(path); err != nil {
 		return nil, fmt.Errorf("boltstore: open %w", err)
 	}
@@ -201,7 +227,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, clock: o.Clock, hold: holding{after: maxSkipScan, most: maxHeldMove}}, nil
+	return &Store{db: db, clock: o.Clock, log: o.Logger, hold: holding{after: maxSkipScan, most: maxHeldMove}}, nil
 }
 
 // Close closes the file after the transactions in progress end. Calls after

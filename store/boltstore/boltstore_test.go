@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,7 +180,8 @@ func TestLockedFile(t *testing.T) {
 }
 
 // TestCorruptRecord checks that a record the decoder cannot read is an error
-// from every reader, not a panic.
+// from every reader, not a panic, and that Claim, which steps over it (see
+// TestUnreadableDelivery), reports it.
 func TestCorruptRecord(t *testing.T) {
 	ctx := t.Context()
 	s, path := open(t, nil)
@@ -206,7 +208,8 @@ func TestCorruptRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err = boltstore.Open(path, nil)
+	var log logBuffer
+	s, err = boltstore.Open(path, &boltstore.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,8 +223,11 @@ func TestCorruptRecord(t *testing.T) {
 	if _, _, err := s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 10}); err == nil {
 		t.Error("ListDeliveries over a corrupt record: no error")
 	}
-	if _, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base, Limit: 10, Lease: time.Minute, Owner: "o"}); err == nil {
-		t.Error("Claim of a corrupt record: no error")
+	if got, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base, Limit: 10, Lease: time.Minute, Owner: "o"}); err != nil || len(got) != 0 {
+		t.Errorf("Claim of a corrupt record = %d deliveries, %v; want none, stepped over", len(got), err)
+	}
+	if reports(log.String(), d.ID) != 1 || !strings.Contains(log.String(), "corrupt") {
+		t.Errorf("Claim did not report the corrupt record %s once:\n%s", d.ID, log.String())
 	}
 }
 
@@ -486,7 +492,8 @@ func TestKeyTooLarge(t *testing.T) {
 // TestNewerFormat opens a file whose records carry a format version this
 // build does not know, as one written by a later release would: every
 // reader says so (not that the record is corrupt, which sends an operator
-// looking for disk faults), and no writer changes the records.
+// looking for disk faults), Claim and Purge report it so and step over it,
+// and no writer changes the records.
 func TestNewerFormat(t *testing.T) {
 	ctx := t.Context()
 	s, path := open(t, nil)
@@ -537,7 +544,8 @@ func TestNewerFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = boltstore.Open(path, nil)
+	var log logBuffer
+	s, err = boltstore.Open(path, &boltstore.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,15 +563,25 @@ func TestNewerFormat(t *testing.T) {
 	newer("ListAttempts of the delivery", err)
 	_, _, err = s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: w.Tenant, Limit: 10})
 	newer("ListDeliveries", err)
-	_, err = s.Claim(ctx, store.ClaimParams{Now: storetest.Base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "p"})
-	newer("Claim", err)
+	if got, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "p"}); err != nil || len(got) != 0 {
+		t.Errorf("Claim = %d deliveries, %v; want none, the newer record stepped over", len(got), err)
+	}
 	err = s.Complete(ctx, store.CompleteParams{DeliveryID: pending.ID, Owner: "o", Status: store.StatusSuccess,
 		Now: storetest.Base, Attempt: storetest.NewAttempt(pending.ID, 1, 200)})
 	newer("Complete", err)
 	_, err = s.Redeliver(ctx, store.RedeliverParams{ID: done.ID, Now: storetest.Base})
 	newer("Redeliver", err)
-	_, err = s.Purge(ctx, store.PurgeParams{Before: storetest.Base.Add(time.Hour)})
-	newer("Purge", err)
+	if n, err := s.Purge(ctx, store.PurgeParams{Before: storetest.Base.Add(time.Hour)}); err != nil || n != 0 {
+		t.Errorf("Purge = %d, %v; want 0, the newer record stepped over", n, err)
+	}
+	for _, id := range []string{pending.ID, done.ID} {
+		if reports(log.String(), id) != 1 {
+			t.Errorf("Claim and Purge did not report the newer record %s once:\n%s", id, log.String())
+		}
+	}
+	if strings.Count(log.String(), "newer release") != 2 {
+		t.Errorf("the reports do not say a newer release wrote the records:\n%s", log.String())
+	}
 	_, err = s.UpdateWebhook(ctx, w.ID, func(*store.Webhook) error { return nil })
 	newer("UpdateWebhook", err)
 	err = s.DeleteWebhook(ctx, w.ID)

@@ -277,6 +277,12 @@ func deleteDelivery(tx *bolt.Tx, id string, cnt counts) error {
 	if err != nil {
 		return err
 	}
+	return deleteRecord(tx, d, cnt)
+}
+
+// deleteRecord is deleteDelivery of the stored delivery d.
+func deleteRecord(tx *bolt.Tx, d *store.Delivery, cnt counts) error {
+	id := d.ID
 	if err := unindexState(tx, d); err != nil {
 		return err
 	}
@@ -384,15 +390,11 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 				}
 				continue
 			}
-			d, err := claimable(tx, k, p.Now)
-			if err != nil {
-				return err
-			}
-			if d != nil {
+			if d := s.claimable(ctx, tx, k, p.Now); d != nil {
 				picks = append(picks, pick{key: bytes.Clone(k), d: d})
 			}
 		}
-		held, err := pickHeld(tx, nowKey, skip, p.Limit, p.Now)
+		held, err := s.pickHeld(ctx, tx, nowKey, skip, p.Limit, p.Now)
 		if err != nil {
 			return err
 		}
@@ -494,18 +496,25 @@ type pick struct {
 }
 
 // claimable reads the delivery of the due key k, or nil when it is under a
-// live lease at now (a claim with an earlier Now than a previous sweep).
-func claimable(tx *bolt.Tx, k []byte, now time.Time) (*store.Delivery, error) {
-	d, err := getDelivery(tx, string(k[timeKeyLen:]))
-	if err != nil || d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
-		return nil, err
+// live lease at now (a claim with an earlier Now than a previous sweep),
+// or when its record cannot be read: that one is reported and stepped over,
+// so that it holds back no delivery behind it.
+func (s *Store) claimable(ctx context.Context, tx *bolt.Tx, k []byte, now time.Time) *store.Delivery {
+	id := k[timeKeyLen:]
+	d, err := getDelivery(tx, string(id))
+	if err != nil {
+		s.stepOver(ctx, "Claim", bDeliveries, id, err)
+		return nil
 	}
-	return d, nil
+	if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
+		return nil
+	}
+	return d
 }
 
 // pickHeld returns up to limit of the due_held deliveries due by nowKey and
 // claimable at now of each held webhook not in skip, in no set order.
-func pickHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([]pick, error) {
+func (s *Store) pickHeld(ctx context.Context, tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([]pick, error) {
 	var picks []pick
 	c := tx.Bucket(bHeld).Cursor()
 	for k, _ := c.First(); k != nil; {
@@ -525,11 +534,7 @@ func pickHeld(tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now t
 				if bytes.Compare(dk[:timeKeyLen], nowKey) > 0 {
 					break
 				}
-				d, err := claimable(tx, dk, now)
-				if err != nil {
-					return nil, err
-				}
-				if d != nil {
+				if d := s.claimable(ctx, tx, dk, now); d != nil {
 					picks = append(picks, pick{key: bytes.Clone(dk), held: true, d: d})
 					got++
 				}
@@ -650,7 +655,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			return err
 		}
 		if p.DisableWebhook != "" {
-			if err := disableWebhook(tx, string(r.WebhookID), p.DeliveryID, p.DisableWebhook, p.Now, w.cnt); err != nil {
+			if err := s.disableWebhook(ctx, tx, string(r.WebhookID), p.DeliveryID, p.DisableWebhook, p.Now, w.cnt); err != nil {
 				return err
 			}
 		}
@@ -673,8 +678,9 @@ func inactive(tx *bolt.Tx, id []byte) (bool, error) {
 
 // disableWebhook deactivates a webhook and fails its pending deliveries
 // other than except, but for those under a live lease: an attempt in
-// flight, which its owner records.
-func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time, cnt counts) error {
+// flight, which its owner records. A delivery whose record cannot be read
+// is reported and left as it is.
+func (s *Store) disableWebhook(ctx context.Context, tx *bolt.Tx, webhookID, except, reason string, now time.Time, cnt counts) error {
 	w, err := getWebhook(tx, webhookID)
 	if err != nil {
 		return err
@@ -694,7 +700,8 @@ func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time
 		}
 		st, _, err := peekDelivery(deliveries.Get(id))
 		if err != nil {
-			return fmt.Errorf("boltstore: delivery %q: %w", id, err)
+			s.stepOver(ctx, "Complete", bDeliveries, id, fmt.Errorf("boltstore: delivery %q: %w", id, err))
+			continue
 		}
 		if st == store.StatusPending {
 			pending = append(pending, string(id))
@@ -703,7 +710,8 @@ func disableWebhook(tx *bolt.Tx, webhookID, except, reason string, now time.Time
 	for _, id := range pending {
 		d, err := getDelivery(tx, id)
 		if err != nil {
-			return err
+			s.stepOver(ctx, "Complete", bDeliveries, []byte(id), err)
+			continue
 		}
 		if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
 			continue
@@ -939,29 +947,37 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 	n := 0
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		n = 0
-		var ids []string
+		// A record that cannot be read is stepped over, not counted in
+		// the limit: it would otherwise fail every Purge, or fill every
+		// batch, and finished deliveries would pile up for good.
+		var ds []*store.Delivery
 		c := tx.Bucket(bFinished).Cursor()
-		for k, _ := c.First(); k != nil && (p.Limit == 0 || len(ids) < p.Limit); k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && (p.Limit == 0 || len(ds) < p.Limit); k, _ = c.Next() {
 			if len(k) < timeKeyLen {
 				return fmt.Errorf("boltstore: finished index: %w", errCorrupt)
 			}
 			if bytes.Compare(k[:timeKeyLen], before) >= 0 {
 				break
 			}
-			ids = append(ids, string(k[timeKeyLen:]))
+			d, err := getDelivery(tx, string(k[timeKeyLen:]))
+			if err != nil {
+				s.stepOver(ctx, "Purge", bDeliveries, k[timeKeyLen:], err)
+				continue
+			}
+			ds = append(ds, d)
 		}
 		cnt := make(counts)
-		for i, id := range ids {
+		for i, d := range ds {
 			if i%256 == 255 {
 				if err := ctx.Err(); err != nil {
 					return fmt.Errorf("boltstore: %w", err)
 				}
 			}
-			if err := deleteDelivery(tx, id, cnt); err != nil {
+			if err := deleteRecord(tx, d, cnt); err != nil {
 				return err
 			}
 		}
-		n = len(ids)
+		n = len(ds)
 		return cnt.flush(tx)
 	})
 	if err != nil {
