@@ -87,12 +87,16 @@
 // stalls nothing but itself. Claim steps over such a delivery and claims
 // the ones behind it; Purge steps over it and removes the other finished
 // deliveries; a Complete that disables a webhook fails its other pending
-// deliveries. Each reports the record, with its bucket and key, once per
-// record and Store, on Options.Logger at level ERROR. The record itself is
-// never deleted nor rewritten: it waits for an operator, or for the newer
-// release. The calls that name it (GetDelivery, ListDeliveries,
-// ListAttempts, Complete or Redeliver of it, and DeleteWebhook of its
-// webhook) return an error that names it and change nothing.
+// deliveries; MatchWebhooks steps over such a webhook, so that an event
+// still reaches the tenant's other webhooks (and is not enqueued for the
+// unreadable one, whose deliveries a dispatcher could not send anyway: it
+// reads the webhook first). Each reports the record, with its bucket and
+// key, once per record and Store, on Options.Logger at level ERROR. The
+// record itself is never deleted nor rewritten: it waits for an operator,
+// or for the newer release. The calls that name it (GetWebhook, ListWebhooks, GetDelivery,
+// ListDeliveries, ListAttempts, UpdateWebhook, Complete or Redeliver of
+// it, and DeleteWebhook of its webhook) return an error that names it and
+// change nothing.
 //
 // # Costs
 //

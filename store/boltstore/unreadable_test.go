@@ -191,3 +191,76 @@ func TestUnreadableDelivery(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableWebhook: one webhook record the store cannot decode does
+// not stop a tenant's events: MatchWebhooks steps over it, reporting it
+// once with its key, and matches the tenant's other webhooks. The readers
+// that name it still fail, naming it, and it is never changed.
+func TestUnreadableWebhook(t *testing.T) {
+	ctx := t.Context()
+	s, path := open(t, &boltstore.Options{NoSync: true})
+	tn := "tenant-unreadable-webhook"
+	a, b := storetest.NewWebhook(tn), storetest.NewWebhook(tn)
+	for _, w := range []*store.Webhook{a, b} {
+		if err := s.CreateWebhook(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	var spoiled []byte
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("webhooks"))
+		spoiled = bytes.Clone(bk.Get([]byte(a.ID)))
+		spoiled = spoiled[:len(spoiled)-2]
+		return bk.Put([]byte(a.ID), spoiled)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	s, err = boltstore.Open(path, &boltstore.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 2 {
+		got, err := s.MatchWebhooks(ctx, tn, "workflow.completed")
+		if err != nil {
+			t.Fatalf("MatchWebhooks of a tenant with an unreadable webhook: %v", err)
+		}
+		if len(got) != 1 || got[0].ID != b.ID {
+			t.Errorf("MatchWebhooks = %d webhooks, want the readable one %s", len(got), b.ID)
+		}
+	}
+	if n := reports(log.String(), a.ID); n != 1 {
+		t.Errorf("the log reports the unreadable webhook %d times, want once:\n%s", n, log.String())
+	}
+	if _, err := s.GetWebhook(ctx, a.ID); err == nil || !strings.Contains(err.Error(), a.ID) {
+		t.Errorf("GetWebhook: %v, want an error naming %s", err, a.ID)
+	}
+	if _, _, err := s.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: tn, Limit: 10}); err == nil || !strings.Contains(err.Error(), a.ID) {
+		t.Errorf("ListWebhooks: %v, want an error naming %s", err, a.ID)
+	}
+	if err := s.DeleteWebhook(ctx, a.ID); err == nil || !strings.Contains(err.Error(), a.ID) {
+		t.Errorf("DeleteWebhook: %v, want an error naming %s", err, a.ID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		if got := tx.Bucket([]byte("webhooks")).Get([]byte(a.ID)); !bytes.Equal(got, spoiled) {
+			t.Error("the unreadable webhook record was changed or removed")
+		}
+		return nil
+	})
+}

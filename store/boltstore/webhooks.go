@@ -196,7 +196,8 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
 // eventType, oldest first. It reads the tenant's webhooks from the file once
 // and then from memory until a webhook changes (see Costs in the package
-// documentation).
+// documentation). A webhook whose record cannot be read is reported and
+// stepped over (see Unreadable records).
 func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]*store.Webhook, error) {
 	if tenant == "" {
 		return nil, invalid("match without tenant")
@@ -223,7 +224,11 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 				}
 				w, err := decodeWebhook(v)
 				if err != nil {
-					return fmt.Errorf("boltstore: webhook %q: %w", k[len(pfx):], err)
+					// Stepped over: the tenant's other webhooks still get
+					// its events (see Unreadable records).
+					id := k[len(pfx):]
+					s.stepOver(ctx, "MatchWebhooks", bWebhooks, id, fmt.Errorf("boltstore: webhook %q: %w", id, err))
+					continue
 				}
 				ws = append(ws, w)
 			}
