@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	st, err := boltstore.Open(*dbPath, nil)
+	st, err := boltstore.Open(*dbPath, &boltstore.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", *dbPath, err)
 	}

@@ -163,9 +163,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives a report of each stored record a call steps over
 	// because it cannot read it (see Unreadable records in the package
-	// documentation), once per record and Store. Defaults to
-	// slog.Default(): such a record is something an operator must see, and
-	// the calls that step over it return no error.
+	// documentation), once per record and Store, at level ERROR. Silent
+	// when nil, as every Logger of the library; set it in production, as
+	// the calls that step over such a record return no error.
 	Logger *slog.Logger
 }
 
@@ -205,7 +205,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		o.Clock = time.Now
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := boltfile.CheckSize(path); err != nil {
 		return nil, fmt.Errorf("boltstore: open %w", err)
