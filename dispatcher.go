@@ -1569,9 +1569,17 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 	}
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			// Store trouble: give the lease back so the delivery is retried.
 			d.log.LogAttrs(ctx, slog.LevelError, "webhook: load webhook", slog.String("webhook_id", del.WebhookID), slog.String("error", err.Error()))
-			d.release(ctx, []string{del.ID})
+			if ctx.Err() != nil {
+				// Stop cut the read short: the delivery goes back, due
+				// at once for whoever runs next.
+				d.release(ctx, []string{del.ID})
+			}
+			// Otherwise the store failed, or holds a webhook record it
+			// cannot read: the delivery keeps its lease, whose expiry
+			// retries it. Given back, it would be due at once, and the
+			// next claim would take it again: a webhook that cannot be
+			// read would be claimed, read and given back in a loop.
 		}
 		return attemptDone{err: fmt.Errorf("webhook: load webhook: %w", err)}
 	}

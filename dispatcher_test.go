@@ -2723,3 +2723,57 @@ func TestUnderscoreReservedHeadersNotSent(t *testing.T) {
 		t.Errorf("headers with '_' sent: %q; want only X_Request_Source", under)
 	}
 }
+
+// unreadableWebhook is a store whose webhook bad cannot be read (a damaged
+// record, a newer release's format), as boltstore answers: every read of
+// it fails. It counts the reads.
+type unreadableWebhook struct {
+	store.Store
+	bad   string
+	reads atomic.Int64
+}
+
+func (s *unreadableWebhook) GetWebhook(ctx context.Context, id string) (*store.Webhook, error) {
+	if id == s.bad {
+		s.reads.Add(1)
+		return nil, fmt.Errorf("test: webhook %q: %w", id, store.ErrInvalid)
+	}
+	return s.Store.GetWebhook(ctx, id)
+}
+
+// TestUnreadableWebhookIsNotClaimedInALoop: a delivery whose webhook the
+// store cannot read keeps its lease, whose expiry retries it. Given back
+// due at once, it was claimed again by the next claim, read, and given
+// back, in a loop that burnt a processor and logged an error each time,
+// for as long as the record stayed unreadable. The other webhook's
+// deliveries go on.
+func TestUnreadableWebhookIsNotClaimedInALoop(t *testing.T) {
+	rc := newReceiver(t, nil)
+	inner := newMemStore(t)
+	bad := addWebhook(t, inner, "a", rc.URL+"/bad")
+	addWebhook(t, inner, "b", rc.URL+"/good")
+	st := &unreadableWebhook{Store: inner, bad: bad.ID}
+	cfg := testConfig()
+	cfg.WebhookCacheTTL = -1 // every claim and attempt reads the store
+	d := startDispatcher(t, st, cfg)
+	id := emit(t, d)[0]
+	waitFor(t, "the unreadable webhook's read", func() bool { return st.reads.Load() > 0 })
+	res, err := d.Emit(context.Background(), Event{Type: EventUserLogin, Tenant: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+	time.Sleep(20 * cfg.PollInterval) // twenty polls
+	// One claim of the delivery: its read for the rate limit, and the
+	// attempt's.
+	if n := st.reads.Load(); n > 2 {
+		t.Errorf("the unreadable webhook was read %d times in twenty polls, want at most twice (one claim)", n)
+	}
+	del, err := inner.GetDelivery(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if del.Status != store.StatusPending || del.Attempts != 0 || del.LeaseOwner == "" {
+		t.Errorf("delivery %s: %d attempts, lease owner %q; want pending, unattempted and leased", del.Status, del.Attempts, del.LeaseOwner)
+	}
+}
