@@ -38,12 +38,20 @@ func TestRotationsInGraceAreBounded(t *testing.T) {
 
 		// deliver emits an event and returns the signatures its attempt
 		// carries, checking that each secret of want verifies it alone.
+		// It returns once the attempt is recorded: the test then moves the
+		// clock past the attempt's lease, and an attempt still waiting for
+		// its record would be claimed and sent again.
 		deliver := func(when string, want []string) []string {
 			t.Helper()
-			if _, err := d.Emit(ctx, Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]any{}}); err != nil {
+			res, err := d.Emit(ctx, Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]any{}})
+			if err != nil {
 				t.Fatal(err)
 			}
 			got := rc.next(t)
+			if id := got.header.Get("X-Webhook-Delivery"); id != res.DeliveryIDs[0] {
+				t.Fatalf("%s: the receiver got delivery %s (attempt %s), want %s", when, id, got.header.Get("X-Webhook-Attempt"), res.DeliveryIDs[0])
+			}
+			waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
 			for i, s := range want {
 				v, err := NewVerifier([]string{s}, VerifyOptions{Now: clock.Now})
 				if err != nil {
