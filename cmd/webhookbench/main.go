@@ -181,7 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
-	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency)")
+	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency; an event of fanout needs 10, and one is let through alone when the window is smaller)")
 	fs.IntVar(&o.Backlog, "backlog", 100_000, "pending deliveries the backlog scenario drains")
 	fs.DurationVar(&o.BacklogTimeout, "backlog-timeout", 5*time.Minute, "longest the backlog drain may take")
 	fs.DurationVar(&o.AttemptTimeout, "attempt-timeout", 2*time.Second, "dispatcher timeout of one attempt (how long the hung endpoint holds a worker)")

@@ -534,3 +534,29 @@ func dropSchema(t *testing.T, url, schema string) {
 		t.Errorf("drop schema %s: %v", schema, err)
 	}
 }
+
+// TestFanoutSmallWindow: an event of fanout and hung needs more window
+// places (10, 9) than a small -window, or the default one at -concurrency 2
+// (8), holds; it is still emitted, one at a time, rather than waiting for
+// places that never come and counting nothing.
+func TestFanoutSmallWindow(t *testing.T) {
+	for _, args := range [][]string{
+		{"-scenarios", "fanout", "-concurrency", "2"},
+		{"-scenarios", "hung", "-concurrency", "4", "-window", "3", "-attempt-timeout", "200ms"},
+	} {
+		args = append(args, "-duration", "300ms", "-warmup", "0", "-nosync", "-json", "-quiet")
+		code, stdout, stderr := runBench(t, args...)
+		var rep report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%q: stdout is not the JSON report: %v\n%s", args, err, stdout)
+		}
+		for _, r := range rep.Results {
+			if r.Error != "" || r.Count == 0 {
+				t.Errorf("%q: %s counted %d deliveries (error %q)", args, r.Scenario, r.Count, r.Error)
+			}
+		}
+		if code != 0 {
+			t.Errorf("%q: exit code %d; stderr:\n%s", args, code, stderr)
+		}
+	}
+}

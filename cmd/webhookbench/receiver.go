@@ -118,13 +118,15 @@ func (rc *receiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // acquire takes n window tokens, blocking while the window is full; false
 // when done closed first. One caller at a time takes its tokens, so callers
 // each holding part of what they need cannot fill the window between them.
+// An n above the window's size takes the whole window (one event of fanout
+// is then emitted at a time): waiting for more would wait for ever.
 func (rc *receiver) acquire(n int, done <-chan struct{}) bool {
 	if rc.window == nil {
 		return true
 	}
 	rc.acquiring.Lock()
 	defer rc.acquiring.Unlock()
-	for range n {
+	for range min(n, cap(rc.window)) {
 		select {
 		case rc.window <- struct{}{}:
 		case <-done:
