@@ -560,3 +560,32 @@ func TestFanoutSmallWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestNothingCountedFails: a scenario that ran and counted nothing in its
+// window failed (exit 1), whatever its note says; only a scenario the run
+// skipped (pg without -pg) shows as skipped.
+func TestNothingCountedFails(t *testing.T) {
+	rep := &report{Results: []*result{
+		{Scenario: "raw", Unit: "deliveries", PerSec: 1000, Count: 1000, Seconds: 1},
+		{Scenario: "mem", Store: "memstore", Unit: "deliveries", Note: "first Emit error: boom"},
+		{Scenario: "pg", Store: "pgstore", Note: "skipped: no -pg URL given", skipped: true},
+	}}
+	rep.judge()
+	if m := rep.find("mem"); m.Error == "" {
+		t.Errorf("mem counted nothing and has no error: %+v", m)
+	}
+	if p := rep.find("pg"); p.Error != "" {
+		t.Errorf("skipped pg has error %q", p.Error)
+	}
+	var table bytes.Buffer
+	writeTable(&table, rep)
+	for _, line := range strings.Split(table.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		if f[0] == "mem" && f[2] != "FAILED" || f[0] == "pg" && f[2] != "skipped" {
+			t.Errorf("table row %q", line)
+		}
+	}
+}

@@ -56,6 +56,8 @@ type result struct {
 	// hwmReset reports that the scenario reset the process's VmHWM (the
 	// backlog, after its fill).
 	hwmReset bool
+	// skipped reports a scenario the run did not run (pg without -pg).
+	skipped bool
 }
 
 // noRatio are the scenarios whose figure is not comparable with raw's:
@@ -133,7 +135,10 @@ func (rep *report) find(name string) *result {
 func (rep *report) judge() {
 	raw := rep.find("raw")
 	for _, r := range rep.Results {
-		if r.Error != "" || r.Note != "" && r.Count == 0 {
+		if r.Error == "" && r.Count == 0 && !r.skipped {
+			r.Error = "nothing was counted in the measured window"
+		}
+		if r.Error != "" || r.skipped {
 			continue
 		}
 		if raw != nil && raw.Error == "" && raw.PerSec > 0 && !slices.Contains(noRatio, r.Scenario) {
@@ -216,7 +221,7 @@ func writeTable(w io.Writer, rep *report) {
 		if r.Note != "" {
 			notes = append(notes, fmt.Sprintf("%s: %s", r.Scenario, r.Note))
 		}
-		if r.Count == 0 && r.Note != "" {
+		if r.skipped {
 			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\n", r.Scenario, r.Store)
 			continue
 		}

@@ -39,7 +39,7 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 			}
 			if name == "pg" && o.PG == "" {
 				if round == 0 {
-					runs[name] = append(runs[name], &result{Scenario: "pg", Store: "pgstore", Note: "skipped: no -pg URL given"})
+					runs[name] = append(runs[name], &result{Scenario: "pg", Store: "pgstore", Note: "skipped: no -pg URL given", skipped: true})
 				}
 				continue
 			}
