@@ -77,8 +77,10 @@
 // throughput ≥ 0.90 of fanout's; backlog peak RSS < 150 MiB.
 //
 // The run stops by itself: every loop is bounded by -duration, and the backlog
-// drain by -backlog-timeout. It exits 0 when every scenario ran (missed
-// targets included), 1 when one failed, 2 on bad flags.
+// drain by -backlog-timeout. Ctrl-C ends it early: the scenario it cuts
+// short and those it never ran are reported as interrupted, and the bolt
+// files are removed. It exits 0 when every scenario ran (missed targets
+// included), 1 when one failed or the run was interrupted, 2 on bad flags.
 package main
 
 import (
@@ -165,6 +167,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, childEnv 
 		}
 	}
 	writeTable(table, rep)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "webhookbench: interrupted")
+		return 1
+	}
 	for _, r := range rep.Results {
 		if r.Error != "" {
 			return 1

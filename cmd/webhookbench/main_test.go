@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,11 @@ const childEnv = "WEBHOOKBENCH_TEST_CHILD=1"
 
 func TestMain(m *testing.M) {
 	if os.Getenv("WEBHOOKBENCH_TEST_CHILD") == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, nil))
+		// As main: an interrupt ends the scenario early.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+		stop()
+		os.Exit(code)
 	}
 	code := m.Run()
 	if code == 0 {
@@ -586,6 +591,48 @@ func TestNothingCountedFails(t *testing.T) {
 		}
 		if f[0] == "mem" && f[2] != "FAILED" || f[0] == "pg" && f[2] != "skipped" {
 			t.Errorf("table row %q", line)
+		}
+	}
+}
+
+// TestInterrupt: Ctrl-C stops the run within a few seconds; the scenario it
+// cut short is reported as interrupted (not as a measurement of a shorter
+// window), those it never ran as not run, the JSON stays valid, the exit
+// code is 1, and no bolt file is left in -dir, in a child process or in
+// this one.
+func TestInterrupt(t *testing.T) {
+	for _, inProcess := range []bool{false, true} {
+		dir := t.TempDir()
+		args := []string{"-scenarios", "bolt,emit", "-duration", "30s", "-warmup", "0", "-concurrency", "4",
+			"-nosync", "-json", "-quiet", "-dir", dir}
+		if inProcess {
+			args = append(args, "-inprocess")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		timer := time.AfterFunc(time.Second, cancel)
+		var stdout, stderr bytes.Buffer
+		start := time.Now()
+		code := run(ctx, args, &stdout, &stderr, []string{childEnv})
+		took := time.Since(start)
+		timer.Stop()
+		cancel()
+		if took > 15*time.Second {
+			t.Errorf("inprocess %v: the run took %v after an interrupt at 1s", inProcess, took)
+		}
+		if code != 1 {
+			t.Errorf("inprocess %v: exit code %d, want 1; stderr:\n%s", inProcess, code, stderr.String())
+		}
+		var rep report
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("inprocess %v: stdout is not the JSON report: %v\n%s", inProcess, err, stdout.String())
+		}
+		for _, name := range []string{"bolt", "emit"} {
+			if r := rep.find(name); r == nil || !strings.Contains(r.Error, "interrupted") {
+				t.Errorf("inprocess %v: %s result %+v; want an interrupted error", inProcess, name, r)
+			}
+		}
+		if left, _ := os.ReadDir(dir); len(left) > 0 {
+			t.Errorf("inprocess %v: -dir holds %v after the run", inProcess, left)
 		}
 	}
 }

@@ -56,6 +56,9 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 	}
 	for _, name := range names {
 		if len(runs[name]) == 0 {
+			if ctx.Err() != nil {
+				rep.Results = append(rep.Results, &result{Scenario: name, Error: "interrupted before it ran"})
+			}
 			continue
 		}
 		r := median(runs[name])
@@ -157,8 +160,21 @@ func runChildProcess(ctx context.Context, o *options, name string, stderr io.Wri
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Stdout = &out
 	cmd.Stderr = stderr
+	// On Ctrl-C, as the terminal does: the child stops its scenario,
+	// closes and removes its store and reports. Killed only if it has not
+	// exited 10 s later.
+	cmd.Cancel = func() error {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
 	cmd.WaitDelay = 10 * time.Second
 	runErr := cmd.Run()
+	if cmd.Process != nil {
+		// What a child killed or crashed left (it removes its own file).
+		os.Remove(boltPath(o.Dir, name, cmd.Process.Pid))
+	}
 	var r result
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
@@ -166,10 +182,16 @@ func runChildProcess(ctx context.Context, o *options, name string, stderr io.Wri
 		if runErr == nil {
 			msg = fmt.Sprintf("child process gave no result: %v", err)
 		}
+		if ctx.Err() != nil {
+			msg = "interrupted: " + msg
+		}
 		return &result{Scenario: name, Error: msg}
 	}
 	if runErr != nil && r.Error == "" {
 		r.Error = fmt.Sprintf("child process: %v", runErr)
+	}
+	if ctx.Err() != nil && r.Error == "" {
+		r.Error = "interrupted"
 	}
 	return &r
 }
@@ -241,6 +263,10 @@ func runScenario(ctx context.Context, o *options, name string, stderr io.Writer)
 		r = &result{Error: "unknown scenario"}
 	}
 	r.Scenario = name
+	if ctx.Err() != nil && r.Error == "" {
+		// Cut short: what it counted is not a -duration measurement.
+		r.Error = "interrupted"
+	}
 	if b.boltFileBytes > 0 {
 		if r.Extra == nil {
 			r.Extra = map[string]float64{}

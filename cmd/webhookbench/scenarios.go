@@ -242,7 +242,7 @@ func (b *bench) openStore(ctx context.Context, kind string) (store.Store, func()
 		st := memstore.New()
 		return st, func() { st.Close() }, nil
 	case "boltstore":
-		path := filepath.Join(b.o.Dir, fmt.Sprintf("%s-%d.bolt", b.name, os.Getpid()))
+		path := boltPath(b.o.Dir, b.name, os.Getpid())
 		st, err := boltstore.Open(path, &boltstore.Options{NoSync: b.o.NoSync})
 		if err != nil {
 			return nil, nil, err
@@ -276,6 +276,11 @@ func (b *bench) openStore(ctx context.Context, kind string) (store.Store, func()
 		return st, clean, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store %q", kind)
+}
+
+// boltPath is the bolt file of scenario name run by process pid.
+func boltPath(dir, name string, pid int) string {
+	return filepath.Join(dir, fmt.Sprintf("%s-%d.bolt", name, pid))
 }
 
 // vacuum vacuums and analyzes the tables of pgstore's schema.
