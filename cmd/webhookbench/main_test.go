@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -634,5 +635,63 @@ func TestInterrupt(t *testing.T) {
 		if left, _ := os.ReadDir(dir); len(left) > 0 {
 			t.Errorf("inprocess %v: -dir holds %v after the run", inProcess, left)
 		}
+	}
+}
+
+// TestVerdictFiguresAgree: the figure the table prints next to a verdict is
+// on the same side of the goal as the verdict: a ratio of 0.7996 missed is
+// not printed as 0.80 (nor 0.8), 19,999.6 events/s as 20000, nor a peak of
+// 149.97 MiB, met, as 150.0; figures clear of the goal keep their format.
+func TestVerdictFiguresAgree(t *testing.T) {
+	rep := &report{Results: []*result{
+		{Scenario: "raw", Unit: "deliveries", PerSec: 10000, Count: 10000, Seconds: 1},
+		{Scenario: "mem", Store: "memstore", Unit: "deliveries", PerSec: 7996, Count: 7996, Seconds: 1},
+		{Scenario: "bolt", Store: "boltstore", Unit: "deliveries", PerSec: 4996, Count: 4996, Seconds: 1},
+		{Scenario: "emit", Store: "boltstore", Unit: "events", PerSec: 19999.6, Count: 19999, Seconds: 1},
+		{Scenario: "backlog", Store: "boltstore", Unit: "deliveries", PerSec: 1000, Count: 1000, Seconds: 1, PeakRSS: 157254942},
+	}}
+	rep.judge()
+	var table bytes.Buffer
+	writeTable(&table, rep)
+	rows := 0
+	for _, line := range strings.Split(table.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || rep.find(f[0]) == nil || f[0] == "raw" {
+			continue
+		}
+		rows++
+		r := rep.find(f[0])
+		// ... [vs raw] metric op goal: value verdict
+		n := len(f)
+		verdict, value := f[n-1], strings.TrimSuffix(f[n-2], ":")
+		if want := map[bool]string{true: "ok", false: "MISSED"}[r.Target.Met]; verdict != want {
+			t.Errorf("%s: verdict %q, want %q: %s", f[0], verdict, want, line)
+		}
+		check := func(what, s string) {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				t.Fatalf("%s: %s %q: %v in %q", f[0], what, s, err, line)
+			}
+			if met := v >= r.Target.Goal; r.Target.Op == "<" && (v < r.Target.Goal) != r.Target.Met || r.Target.Op == ">=" && met != r.Target.Met {
+				t.Errorf("%s: %s printed as %s beside %s %s %v: %s", f[0], what, s, verdict, r.Target.Op, r.Target.Goal, line)
+			}
+		}
+		check("target figure", value)
+		// The column of the judged figure says the same.
+		switch r.Target.Metric {
+		case "ratioToRaw":
+			check("vs raw", f[n-6])
+		case "perSecond":
+			check("per second", f[2])
+		case "peakRSSMiB":
+			check("peak RSS", f[n-6])
+		}
+	}
+	// Only the digits it takes: bolt's 0.4996 is not printed as 0.
+	if !strings.Contains(table.String(), "ratioToRaw >= 0.5: 0.4996 MISSED") {
+		t.Errorf("bolt's verdict is not 0.4996 MISSED:\n%s", table.String())
+	}
+	if rows != 4 {
+		t.Errorf("found %d judged rows, want 4:\n%s", rows, table.String())
 	}
 }

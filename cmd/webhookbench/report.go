@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -80,6 +81,29 @@ func (t *target) String() string {
 		mark = "ok"
 	}
 	return fmt.Sprintf("%s %s %s %s", t.Metric, t.Op, trimFloat(t.Goal), mark)
+}
+
+// agree returns s, t.Value printed with some precision, or, when that
+// rounding puts it on the other side of the goal than the verdict (0.7996,
+// missed, as 0.80), t.Value with as many more digits as it takes.
+func (t *target) agree(s string) string {
+	side := func(v float64) bool {
+		if t.Op == "<" {
+			return v < t.Goal
+		}
+		return v >= t.Goal
+	}
+	digits := 0
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		digits = len(s) - i - 1
+	}
+	for ; digits <= 9; digits++ {
+		s := strconv.FormatFloat(t.Value, 'f', digits, 64)
+		if v, err := strconv.ParseFloat(s, 64); err == nil && side(v) == t.Met {
+			return s
+		}
+	}
+	return strconv.FormatFloat(t.Value, 'g', -1, 64)
 }
 
 // report is the whole run.
@@ -225,13 +249,24 @@ func writeTable(w io.Writer, rep *report) {
 			fmt.Fprintf(tw, "%s\t%s\tskipped\t\t\t\t\t\t\t\t\n", r.Scenario, r.Store)
 			continue
 		}
+		perSec, rss := fmt.Sprintf("%.0f", r.PerSec), fmt.Sprintf("%.1f", float64(r.PeakRSS)/(1<<20))
 		ratio, tgt := "", ""
 		if r.Ratio > 0 {
 			ratio = fmt.Sprintf("%.2f", r.Ratio)
 		}
-		if r.Target != nil {
-			tgt = fmt.Sprintf("%s %s %s: %s", r.Target.Metric, r.Target.Op, trimFloat(r.Target.Goal), trimFloat(r.Target.Value))
-			if r.Target.Met {
+		if t := r.Target; t != nil {
+			// The judged figure, wherever it is printed, on the side of
+			// the goal its verdict says.
+			switch t.Metric {
+			case "ratioToRaw":
+				ratio = t.agree(ratio)
+			case "perSecond":
+				perSec = t.agree(perSec)
+			case "peakRSSMiB":
+				rss = t.agree(rss)
+			}
+			tgt = fmt.Sprintf("%s %s %s: %s", t.Metric, t.Op, trimFloat(t.Goal), t.agree(trimFloat(t.Value)))
+			if t.Met {
 				tgt += " ok"
 			} else {
 				tgt += " MISSED"
@@ -241,8 +276,8 @@ func writeTable(w io.Writer, rep *report) {
 		if r.CPUMicros > 0 {
 			cpu = fmt.Sprintf("%.1f", r.CPUMicros)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.1f\t%s\t%s\t\n",
-			r.Scenario, r.Store, r.PerSec, r.Unit, cpu, r.P50Ms, r.P99Ms, float64(r.PeakRSS)/(1<<20), ratio, tgt)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\t%s\t\n",
+			r.Scenario, r.Store, perSec, r.Unit, cpu, r.P50Ms, r.P99Ms, rss, ratio, tgt)
 		if r.Errors > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d errors", r.Scenario, r.Errors))
 		}
