@@ -70,7 +70,10 @@
 //
 // On a shared machine the figures move from run to run: -rounds N runs the
 // whole list N times, round-robin, and reports each scenario's median run
-// (with the lowest and highest rate in its extras).
+// (with the lowest and highest rate in its extras). Its targets judge the
+// medians of the rounds' own figures: the ratios of each round's run to
+// that round's raw (or fanout) run, and backlog's peak RSS; for an even
+// count, the less favourable of the middle two.
 //
 // The targets (on a 2-core machine) are checked and marked in the table:
 // mem ≥ 0.80 and bolt ≥ 0.50 of raw; emit ≥ 20,000 events/s; hung healthy

@@ -695,3 +695,27 @@ func TestVerdictFiguresAgree(t *testing.T) {
 		t.Errorf("found %d judged rows, want 4:\n%s", rows, table.String())
 	}
 }
+
+// TestBacklogRSSOverRounds: over several rounds the backlog's RSS target
+// judges the median of the rounds' peaks, not the peak of whichever round
+// had the median rate: here two of three drains peaked above 150 MiB, one
+// of them the median, while the round of median rate stayed below.
+func TestBacklogRSSOverRounds(t *testing.T) {
+	const mib = 1 << 20
+	runs := []*result{
+		{Scenario: "backlog", Unit: "deliveries", PerSec: 100, Count: 100, Seconds: 1, PeakRSS: 170 * mib},
+		{Scenario: "backlog", Unit: "deliveries", PerSec: 200, Count: 200, Seconds: 1, PeakRSS: 140 * mib},
+		{Scenario: "backlog", Unit: "deliveries", PerSec: 300, Count: 300, Seconds: 1, PeakRSS: 160 * mib},
+	}
+	rep := &report{Results: []*result{aggregate(runs, nil, nil)}}
+	rep.judge()
+	if tg := rep.find("backlog").Target; tg == nil || tg.Value != 160 || tg.Met {
+		t.Errorf("backlog target = %+v; want the median peak, 160 MiB, missed", tg)
+	}
+	// With an even count, the less favourable middle one: the higher peak.
+	rep = &report{Results: []*result{aggregate(runs[1:], nil, nil)}}
+	rep.judge()
+	if tg := rep.find("backlog").Target; tg == nil || tg.Value != 160 || tg.Met {
+		t.Errorf("backlog target over two rounds = %+v; want 160 MiB, missed", tg)
+	}
+}

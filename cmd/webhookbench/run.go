@@ -61,11 +61,7 @@ func runAll(ctx context.Context, o *options, stderr io.Writer) (*report, error) 
 			}
 			continue
 		}
-		r := median(runs[name])
-		r.pairedRaw = pairedMedian(runs[name], runs["raw"])
-		if name == "hung" {
-			r.pairedFanout = pairedMedian(runs[name], runs["fanout"])
-		}
+		r := aggregate(runs[name], runs["raw"], runs["fanout"])
 		if name == "hung" && o.Duration+o.Warmup < o.AttemptTimeout {
 			r.Note = joinNote(r.Note, "the run was shorter than -attempt-timeout: no attempt to the hung endpoint timed out while it was measured")
 		}
@@ -101,6 +97,28 @@ func (o *options) selected() []string {
 		}
 	}
 	return names
+}
+
+// aggregate returns the run of rs (one scenario's rounds) to report, with
+// the medians over the rounds its targets judge: the ratios to the raw
+// runs and, for hung, to the fanout runs of the same rounds, and the peak
+// RSS (backlog's target).
+func aggregate(rs, raw, fanout []*result) *result {
+	r := median(rs)
+	r.pairedRaw = pairedMedian(rs, raw)
+	if r.Scenario == "hung" {
+		r.pairedFanout = pairedMedian(rs, fanout)
+	}
+	if r.Error == "" && len(rs) > 1 {
+		// The less favourable middle one for an even count: the higher.
+		peaks := make([]int64, len(rs))
+		for i, x := range rs {
+			peaks[i] = x.PeakRSS
+		}
+		slices.Sort(peaks)
+		r.medianRSS = peaks[len(peaks)/2]
+	}
+	return r
 }
 
 // pairedMedian is the median (the lower middle one for an even count) of
