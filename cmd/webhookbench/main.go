@@ -84,6 +84,68 @@
 // short and those it never ran are reported as interrupted, and the bolt
 // files are removed. It exits 0 when every scenario ran (missed targets
 // included), 1 when one failed or the run was interrupted, 2 on bad flags.
+//
+// # JSON
+//
+// With -json, stdout holds one JSON object and nothing else (the progress
+// line and the table go to stderr). Fields may be added; none is renamed or
+// removed. The object holds the run's settings and its results:
+//
+//	started      when the run began (RFC 3339, UTC)
+//	goVersion    the Go release the bench was built with
+//	goos         the operating system
+//	goarch       the architecture
+//	numCPU       the processors the machine has
+//	gomaxprocs   the processors Go used
+//	duration     -duration (a Go duration: "5s")
+//	rounds       -rounds
+//	warmup       the warm-up of each scenario (a Go duration)
+//	concurrency  -concurrency
+//	window       the window in deliveries
+//	backlog      -backlog
+//	attemptTimeout  -attempt-timeout (a Go duration)
+//	boltFsync    false with -nosync
+//	dataBytes    -data-bytes
+//	results      one object per scenario run, in run order (below)
+//
+// Each result (with -rounds, the run of median rate):
+//
+//	scenario     raw, bare, mem, bolt, emit, fanout, hung, backlog or pg
+//	store        memstore, boltstore or pgstore (absent for raw and bare)
+//	unit         what count counts: "deliveries" (received) or "events" (emitted)
+//	count        how many were counted in the measured window
+//	seconds      the measured window
+//	perSecond    count over seconds
+//	latency      what p50Ms and p99Ms measure: "post-to-receipt",
+//	             "emit-to-receipt", "Emit call" or "Start-to-receipt"
+//	p50Ms        median latency in milliseconds
+//	p99Ms        99th percentile latency in milliseconds
+//	cpuMicrosPerUnit  processor time (user and system) per unit in
+//	             microseconds (absent where it cannot be read)
+//	peakRSSBytes the peak resident set in bytes of rssScope
+//	rssScope     whose peak it is: "child process", its drain phase for
+//	             backlog, or the whole process with -inprocess
+//	ratioToRaw   perSecond over raw's (with -rounds, the median of the
+//	             rounds' own ratios); absent for emit and backlog and
+//	             without a raw run
+//	errors       failed Emits or POSTs, and bodies without an emit time
+//	extra        scenario-specific figures by name (cpuRatioToRaw,
+//	             perEndpointRatioToFanout, hungRequests, fillSeconds, …)
+//	target       the target and its verdict, where the scenario has one
+//	             and it could be judged (below)
+//	note         a skip (pg without -pg) or a setting worth knowing
+//	error        why the scenario failed or was not run; any error makes
+//	             the exit code 1
+//
+// A target:
+//
+//	metric       the figure judged: "ratioToRaw" (mem, bolt),
+//	             "perSecond" (emit), "ratioToFanout" (hung) or
+//	             "peakRSSMiB" (backlog)
+//	op           ">=" or "<"
+//	goal         the target's figure
+//	value        the figure judged (with -rounds, the median of the rounds')
+//	met          whether value op goal holds
 package main
 
 import (

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -717,5 +718,46 @@ func TestBacklogRSSOverRounds(t *testing.T) {
 	rep.judge()
 	if tg := rep.find("backlog").Target; tg == nil || tg.Value != 160 || tg.Met {
 		t.Errorf("backlog target over two rounds = %+v; want 160 MiB, missed", tg)
+	}
+}
+
+// TestJSONDocumented: every field of the -json report is described in the
+// command's documentation (go doc) and in the README, which a reviewer
+// reads to compare the report with the targets.
+func TestJSONDocumented(t *testing.T) {
+	var tags []string
+	for _, v := range []any{report{}, result{}, target{}} {
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			if tag, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); tag != "" {
+				tags = append(tags, tag)
+			}
+		}
+	}
+	for _, file := range []string{"main.go", "../../README.md"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		has := func(tag string) bool { return strings.Contains(text, "`"+tag+"`") }
+		if file == "main.go" {
+			// Its "# JSON" section lists one field a line.
+			_, text, _ = strings.Cut(text, "// # JSON\n")
+			text, _, _ = strings.Cut(text, "\npackage main")
+			has = func(tag string) bool {
+				for _, line := range strings.Split(text, "\n") {
+					if strings.HasPrefix(strings.TrimLeft(line, "/\t "), tag+" ") {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		for _, tag := range tags {
+			if !has(tag) {
+				t.Errorf("%s does not describe the JSON field %q", file, tag)
+			}
+		}
 	}
 }
