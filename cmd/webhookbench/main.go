@@ -161,6 +161,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/store/pgstore"
 )
 
 // allScenarios lists every scenario in the order a run takes them.
@@ -323,8 +324,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.BacklogTimeout <= 0 {
 		bad = append(bad, "-backlog-timeout must be positive")
 	}
-	if o.AttemptTimeout <= 0 {
-		bad = append(bad, "-attempt-timeout must be positive")
+	if o.AttemptTimeout < webhook.MinInterval {
+		bad = append(bad, fmt.Sprintf("-attempt-timeout must be at least %v", webhook.MinInterval))
+	}
+	if o.PG != "" && o.PGSchema == "" {
+		bad = append(bad, "-pg-schema must not be empty (pgstore would use its default schema, "+pgstore.DefaultSchema+
+			", where the bench deletes its tenant's webhooks)")
 	}
 	switch {
 	case o.FanoutStore == "pg" && o.PG == "":

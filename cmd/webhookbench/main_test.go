@@ -274,6 +274,12 @@ func TestBadFlags(t *testing.T) {
 		{"-concurrency", "0"},
 		{"-backlog", "-1"},
 		{"extra"},
+		// The library refuses an attempt timeout below 1 ms: every
+		// library scenario would fail.
+		{"-scenarios", "mem", "-duration", "100ms", "-attempt-timeout", "500us"},
+		// An empty schema is pgstore's default, "webhook": the bench
+		// would delete its tenant's webhooks there.
+		{"-scenarios", "raw", "-duration", "100ms", "-pg", "postgres://127.0.0.1:1/none", "-pg-schema", ""},
 	} {
 		code, _, stderr := runBench(t, args...)
 		if code != 2 || !strings.Contains(stderr, "webhookbench") && !strings.Contains(stderr, "invalid") {
