@@ -767,3 +767,23 @@ func TestJSONDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetNeedsRaw: mem and bolt are judged against raw; run without it,
+// they say why they have no verdict rather than showing none silently.
+func TestTargetNeedsRaw(t *testing.T) {
+	rep := &report{Results: []*result{
+		{Scenario: "mem", Store: "memstore", Unit: "deliveries", PerSec: 900, Count: 900, Seconds: 1},
+		{Scenario: "bolt", Store: "boltstore", Unit: "deliveries", PerSec: 500, Count: 500, Seconds: 1},
+	}}
+	rep.judge()
+	var table bytes.Buffer
+	writeTable(&table, rep)
+	for _, name := range []string{"mem", "bolt"} {
+		if r := rep.find(name); r.Target != nil || !strings.Contains(r.Note, "raw") {
+			t.Errorf("%s without raw: target %v, note %q; want no target and a note naming raw", name, r.Target, r.Note)
+		}
+	}
+	if !strings.Contains(table.String(), "mem: ") {
+		t.Errorf("the table does not say why mem has no verdict:\n%s", table.String())
+	}
+}

@@ -183,13 +183,16 @@ func (rep *report) judge() {
 			}
 		}
 		switch r.Scenario {
-		case "mem":
-			if r.Ratio > 0 {
-				r.Target = atLeast("ratioToRaw", 0.80, r.Ratio)
+		case "mem", "bolt":
+			goal := 0.80
+			if r.Scenario == "bolt" {
+				goal = 0.50
 			}
-		case "bolt":
-			if r.Ratio > 0 {
-				r.Target = atLeast("ratioToRaw", 0.50, r.Ratio)
+			switch {
+			case r.Ratio > 0:
+				r.Target = atLeast("ratioToRaw", goal, r.Ratio)
+			case raw == nil:
+				r.Note = joinNote(r.Note, fmt.Sprintf("target (%s of raw) not judged: add raw to -scenarios", trimFloat(goal)))
 			}
 		case "emit":
 			r.Target = atLeast("perSecond", 20_000, r.PerSec)
