@@ -346,17 +346,12 @@ func TestPairedRatios(t *testing.T) {
 	mem := run("mem", 900, 300, 240)
 	fanout := run("fanout", 500, 200, 100)
 	hung := run("hung", 475, 100, 95)
-	if got := pairedMedian(mem, raw); math.Abs(got-0.8) > 1e-9 {
+	if got := pairedMedian(mem, raw, perSecond); math.Abs(got-0.8) > 1e-9 {
 		t.Errorf("paired mem/raw = %v, want 0.8", got)
 	}
 	rep := &report{}
 	for _, rs := range [][]*result{raw, mem, fanout, hung, run("emit", 30000, 20000, 25000), run("backlog", 9000, 8000, 7000)} {
-		r := median(rs)
-		r.pairedRaw = pairedMedian(rs, raw)
-		if r.Scenario == "hung" {
-			r.pairedFanout = pairedMedian(rs, fanout)
-		}
-		rep.Results = append(rep.Results, r)
+		rep.Results = append(rep.Results, aggregate(rs, raw, fanout))
 	}
 	rep.judge()
 	if m := rep.find("mem"); math.Abs(m.Ratio-0.8) > 1e-9 || !m.Target.Met {
@@ -370,7 +365,7 @@ func TestPairedRatios(t *testing.T) {
 			t.Errorf("%s has a ratio to raw, %v: it measures something else", name, r.Ratio)
 		}
 	}
-	if pairedMedian(run("mem", 800), run("raw", 1000)) != 0 {
+	if pairedMedian(run("mem", 800), run("raw", 1000), perSecond) != 0 {
 		t.Error("one round gave a paired median")
 	}
 }
@@ -794,5 +789,28 @@ func TestTargetNeedsRaw(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "mem: ") {
 		t.Errorf("the table does not say why mem has no verdict:\n%s", table.String())
+	}
+}
+
+// TestPairedCPURatio: over several rounds, cpuRatioToRaw is, like the rate
+// ratio, the median of the rounds' own ratios, not raw's median run's CPU
+// over the scenario's median run's from another round.
+func TestPairedCPURatio(t *testing.T) {
+	runs := func(name string, perSec, cpu []float64) []*result {
+		var rs []*result
+		for i := range perSec {
+			rs = append(rs, &result{Scenario: name, Unit: "deliveries", PerSec: perSec[i], Count: 1, CPUMicros: cpu[i]})
+		}
+		return rs
+	}
+	// Every round, mem costs 1.25 times raw's CPU; the machine slows down
+	// round by round, and mem's median rate is in the first round, raw's
+	// in the second.
+	raw := runs("raw", []float64{1000, 600, 300}, []float64{50, 100, 200})
+	mem := runs("mem", []float64{400, 480, 240}, []float64{62.5, 125, 250})
+	rep := &report{Results: []*result{aggregate(raw, raw, nil), aggregate(mem, raw, nil)}}
+	rep.judge()
+	if got := rep.find("mem").Extra["cpuRatioToRaw"]; math.Abs(got-0.8) > 1e-9 {
+		t.Errorf("mem cpuRatioToRaw = %v, want 0.8", got)
 	}
 }

@@ -51,9 +51,10 @@ type result struct {
 	Note  string `json:"note,omitempty"`
 	Error string `json:"error,omitempty"`
 
-	// pairedRaw and pairedFanout are the medians over several rounds of
-	// the per-round ratios to raw and (hung) to fanout; 0 with one round.
-	pairedRaw, pairedFanout float64
+	// pairedRaw, pairedCPU and pairedFanout are the medians over several
+	// rounds of the per-round ratios to raw (rate and CPU per unit) and
+	// (hung) to fanout; 0 with one round.
+	pairedRaw, pairedCPU, pairedFanout float64
 	// medianRSS is the median over several rounds of the runs' peak RSS
 	// (the higher middle one for an even count); 0 with one round.
 	medianRSS int64
@@ -175,11 +176,16 @@ func (rep *report) judge() {
 			}
 			// What the ratio would be if throughput were bound by the
 			// processor alone: raw's CPU per delivery over this one's.
-			if r != raw && r.Unit == raw.Unit && r.CPUMicros > 0 && raw.CPUMicros > 0 {
+			// With several rounds, the median of the rounds' own.
+			cpu := r.pairedCPU
+			if cpu == 0 && raw.CPUMicros > 0 {
+				cpu = cpuPerUnit(r, raw)
+			}
+			if r != raw && cpu > 0 {
 				if r.Extra == nil {
 					r.Extra = map[string]float64{}
 				}
-				r.Extra["cpuRatioToRaw"] = raw.CPUMicros / r.CPUMicros
+				r.Extra["cpuRatioToRaw"] = cpu
 			}
 		}
 		switch r.Scenario {

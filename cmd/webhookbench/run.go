@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,9 +106,10 @@ func (o *options) selected() []string {
 // RSS (backlog's target).
 func aggregate(rs, raw, fanout []*result) *result {
 	r := median(rs)
-	r.pairedRaw = pairedMedian(rs, raw)
+	r.pairedRaw = pairedMedian(rs, raw, perSecond)
+	r.pairedCPU = pairedMedian(rs, raw, cpuPerUnit)
 	if r.Scenario == "hung" {
-		r.pairedFanout = pairedMedian(rs, fanout)
+		r.pairedFanout = pairedMedian(rs, fanout, perSecond)
 	}
 	if r.Error == "" && len(rs) > 1 {
 		// The less favourable middle one for an even count: the higher.
@@ -122,14 +124,16 @@ func aggregate(rs, raw, fanout []*result) *result {
 }
 
 // pairedMedian is the median (the lower middle one for an even count) of
-// the rounds' ratios rs[i].PerSec / base[i].PerSec, over the rounds where
-// both ran; 0 with fewer than two such rounds, where the ratio of the
-// median runs is the same thing.
-func pairedMedian(rs, base []*result) float64 {
+// the rounds' ratios ratio(rs[i], base[i]), over the rounds where both ran
+// and the ratio is positive; 0 with fewer than two such rounds, where the
+// ratio of the median runs is the same thing.
+func pairedMedian(rs, base []*result, ratio func(r, base *result) float64) float64 {
 	var ratios []float64
 	for i := range min(len(rs), len(base)) {
-		if r, b := rs[i], base[i]; r.Error == "" && b.Error == "" && b.PerSec > 0 && r.Count > 0 {
-			ratios = append(ratios, r.PerSec/b.PerSec)
+		if r, b := rs[i], base[i]; r.Error == "" && b.Error == "" && r.Count > 0 {
+			if v := ratio(r, b); v > 0 && !math.IsInf(v, 0) {
+				ratios = append(ratios, v)
+			}
 		}
 	}
 	if len(ratios) < 2 {
@@ -137,6 +141,19 @@ func pairedMedian(rs, base []*result) float64 {
 	}
 	slices.Sort(ratios)
 	return ratios[(len(ratios)-1)/2]
+}
+
+// perSecond is r's rate over base's: how close r comes to base.
+func perSecond(r, base *result) float64 { return r.PerSec / base.PerSec }
+
+// cpuPerUnit is base's processor time per unit over r's: the rate ratio
+// if both were bound by the processor alone. 0 unless both are known and
+// count the same unit.
+func cpuPerUnit(r, base *result) float64 {
+	if r.Unit != base.Unit || r.CPUMicros <= 0 {
+		return 0
+	}
+	return base.CPUMicros / r.CPUMicros
 }
 
 // median returns the run with the median rate (the lower middle one for an
