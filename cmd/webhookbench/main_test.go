@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
@@ -812,5 +814,33 @@ func TestPairedCPURatio(t *testing.T) {
 	rep.judge()
 	if got := rep.find("mem").Extra["cpuRatioToRaw"]; math.Abs(got-0.8) > 1e-9 {
 		t.Errorf("mem cpuRatioToRaw = %v, want 0.8", got)
+	}
+}
+
+// TestChildArgsCarryEveryFlag: a child process runs its scenario with every
+// setting of its parent (-nosync, -dir, the profiles, …), not its defaults.
+func TestChildArgsCarryEveryFlag(t *testing.T) {
+	parent, err := parseFlags([]string{
+		"-duration", "3s", "-warmup", "0", "-concurrency", "12", "-window", "30", "-backlog", "77",
+		"-backlog-timeout", "9s", "-attempt-timeout", "250ms", "-per-webhook", "2", "-fanout-store", "mem",
+		"-nosync", "-data-bytes", "99", "-pg", "postgres://h/db", "-pg-schema", "s1", "-quiet",
+		"-dir", "/d", "-cpuprofile", "/c", "-memprofile", "/m",
+		// The parent's alone.
+		"-rounds", "3", "-json", "-inprocess", "-scenarios", "raw",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := parseFlags(parent.childArgs("bolt"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child.child != "bolt" {
+		t.Errorf("child scenario %q, want bolt", child.child)
+	}
+	ignore := cmpopts.IgnoreFields(options{}, "Rounds", "JSON", "InProcess", "Scenarios")
+	if diff := cmp.Diff(parent, child, cmp.AllowUnexported(options{}), ignore,
+		cmpopts.IgnoreFields(options{}, "child")); diff != "" {
+		t.Errorf("the child's settings differ from its parent's (-parent +child):\n%s", diff)
 	}
 }
