@@ -261,7 +261,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.FanoutStore, "fanout-store", "bolt", "store of the fanout and hung scenarios: bolt, mem or pg (with -pg)")
 	fs.BoolVar(&o.NoSync, "nosync", false, "open boltstore without fsync (not durable)")
 	fs.IntVar(&o.DataBytes, "data-bytes", 256, "approximate size of each event's data in bytes")
-	fs.StringVar(&o.PG, "pg", "", "PostgreSQL URL: adds the pg scenario")
+	fs.StringVar(&o.PG, "pg", "", "PostgreSQL URL: adds the pg scenario (the default -scenarios skips pg without it)")
 	fs.StringVar(&o.PGSchema, "pg-schema", "webhookbench", "PostgreSQL schema of the pg scenario (its webhooks and deliveries are deleted afterwards)")
 	scen := fs.String("scenarios", "raw,bare,mem,bolt,emit,fanout,hung,backlog,pg", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	fs.BoolVar(&o.JSON, "json", false, "write JSON to stdout and the table to stderr")
@@ -330,6 +330,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.PG != "" && o.PGSchema == "" {
 		bad = append(bad, "-pg-schema must not be empty (pgstore would use its default schema, "+pgstore.DefaultSchema+
 			", where the bench deletes its tenant's webhooks)")
+	}
+	scenariosSet := false
+	fs.Visit(func(f *flag.Flag) { scenariosSet = scenariosSet || f.Name == "scenarios" })
+	if scenariosSet && slices.Contains(o.Scenarios, "pg") && o.PG == "" {
+		// The default list has pg, skipped without -pg; named, it is asked for.
+		bad = append(bad, "-scenarios pg needs -pg")
 	}
 	switch {
 	case o.FanoutStore == "pg" && o.PG == "":
