@@ -365,6 +365,10 @@ func TestPairedRatios(t *testing.T) {
 	if h := rep.find("hung"); math.Abs(h.Target.Value-0.95) > 1e-9 {
 		t.Errorf("hung/fanout %v, want 0.95", h.Target.Value)
 	}
+	// Per endpoint (9 healthy against 10), from the same paired ratio.
+	if h := rep.find("hung"); math.Abs(h.Extra["perEndpointRatioToFanout"]-0.95*10/9) > 1e-9 {
+		t.Errorf("hung per-endpoint ratio to fanout %v, want 0.95 x 10/9", h.Extra["perEndpointRatioToFanout"])
+	}
 	for _, name := range []string{"emit", "backlog"} {
 		if r := rep.find(name); r.Ratio != 0 {
 			t.Errorf("%s has a ratio to raw, %v: it measures something else", name, r.Ratio)

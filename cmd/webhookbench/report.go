@@ -214,7 +214,7 @@ func (rep *report) judge() {
 				if r.Extra == nil {
 					r.Extra = map[string]float64{}
 				}
-				r.Extra["perEndpointRatioToFanout"] = (r.PerSec / 9) / (f.PerSec / 10)
+				r.Extra["perEndpointRatioToFanout"] = v * 10 / 9
 			}
 		case "backlog":
 			rss := r.PeakRSS
