@@ -250,7 +250,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("webhookbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario")
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario (backlog drains all of -backlog, within -backlog-timeout)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
@@ -269,8 +269,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress line")
 	fs.BoolVar(&o.InProcess, "inprocess", false, "run every scenario in this process (peak RSS is then the process's)")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the bolt files (default a new temporary directory)")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory to write <scenario>.cpu.pprof into")
-	fs.StringVar(&o.MemProfile, "memprofile", "", "directory to write <scenario>.heap.pprof into")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "directory to write <scenario>.cpu.pprof into (with -rounds, the last round's)")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "directory to write <scenario>.heap.pprof into (with -rounds, the last round's)")
 	fs.StringVar(&o.child, "child", "", "run one scenario and print its result as JSON (used by the parent process)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
