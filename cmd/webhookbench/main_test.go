@@ -618,15 +618,23 @@ func TestNothingCountedFails(t *testing.T) {
 
 // TestInterrupt: Ctrl-C stops the run within a few seconds; the scenario it
 // cut short is reported as interrupted (not as a measurement of a shorter
-// window), those it never ran as not run, the JSON stays valid, the exit
-// code is 1, and no bolt file is left in -dir, in a child process or in
-// this one.
+// window, nor as "context canceled"), those it never ran as not run, the
+// JSON stays valid, the exit code is 1, and no bolt file is left in -dir,
+// in a child process or in this one.
 func TestInterrupt(t *testing.T) {
-	for _, inProcess := range []bool{false, true} {
+	for _, c := range []struct {
+		scenarios string
+		inProcess bool
+	}{
+		{"bolt,emit", false},
+		{"bolt,emit", true},
+		// Cut short while it fills its store.
+		{"backlog", false},
+	} {
 		dir := t.TempDir()
-		args := []string{"-scenarios", "bolt,emit", "-duration", "30s", "-warmup", "0", "-concurrency", "4",
-			"-nosync", "-json", "-quiet", "-dir", dir}
-		if inProcess {
+		args := []string{"-scenarios", c.scenarios, "-duration", "30s", "-warmup", "0", "-concurrency", "4",
+			"-backlog", "50000000", "-nosync", "-json", "-quiet", "-dir", dir}
+		if c.inProcess {
 			args = append(args, "-inprocess")
 		}
 		ctx, cancel := context.WithCancel(t.Context())
@@ -638,22 +646,22 @@ func TestInterrupt(t *testing.T) {
 		timer.Stop()
 		cancel()
 		if took > 15*time.Second {
-			t.Errorf("inprocess %v: the run took %v after an interrupt at 1s", inProcess, took)
+			t.Errorf("%+v: the run took %v after an interrupt at 1s", c, took)
 		}
 		if code != 1 {
-			t.Errorf("inprocess %v: exit code %d, want 1; stderr:\n%s", inProcess, code, stderr.String())
+			t.Errorf("%+v: exit code %d, want 1; stderr:\n%s", c, code, stderr.String())
 		}
 		var rep report
 		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-			t.Fatalf("inprocess %v: stdout is not the JSON report: %v\n%s", inProcess, err, stdout.String())
+			t.Fatalf("%+v: stdout is not the JSON report: %v\n%s", c, err, stdout.String())
 		}
-		for _, name := range []string{"bolt", "emit"} {
-			if r := rep.find(name); r == nil || !strings.Contains(r.Error, "interrupted") {
-				t.Errorf("inprocess %v: %s result %+v; want an interrupted error", inProcess, name, r)
+		for _, name := range strings.Split(c.scenarios, ",") {
+			if r := rep.find(name); r == nil || !strings.HasPrefix(r.Error, "interrupted") {
+				t.Errorf("%+v: %s result %+v; want an interrupted error", c, name, r)
 			}
 		}
 		if left, _ := os.ReadDir(dir); len(left) > 0 {
-			t.Errorf("inprocess %v: -dir holds %v after the run", inProcess, left)
+			t.Errorf("%+v: -dir holds %v after the run", c, left)
 		}
 	}
 }

@@ -298,9 +298,15 @@ func runScenario(ctx context.Context, o *options, name string, stderr io.Writer)
 		r = &result{Error: "unknown scenario"}
 	}
 	r.Scenario = name
-	if ctx.Err() != nil && r.Error == "" {
-		// Cut short: what it counted is not a -duration measurement.
-		r.Error = "interrupted"
+	if err := ctx.Err(); err != nil {
+		// Cut short: what it counted is not a -duration measurement, and
+		// an error may be the interrupt's own doing.
+		switch {
+		case r.Error == "" || r.Error == err.Error():
+			r.Error = "interrupted"
+		case !strings.HasPrefix(r.Error, "interrupted"):
+			r.Error = "interrupted: " + r.Error
+		}
 	}
 	if b.boltFileBytes > 0 {
 		if r.Extra == nil {
