@@ -731,11 +731,11 @@ func TestTestAndRetryOfWebhookPausedMeanwhile(t *testing.T) {
 
 // Clients each updating their own field of one webhook (on a store whose
 // reads are slow, so a decision made on a read meets the writes made
-// meanwhile), while others rotate its secret (revoking the previous ones now and then), test it and
-// retry its delivery, lose no update answered 200: each field ends with
-// the last value its client was answered 200 for, the last rotation's
-// secret is current, and every delivery made meanwhile verifies with the
-// secrets answered.
+// meanwhile), while others rotate its secret (revoking the previous ones
+// now and then), test it and retry its delivery, lose no update answered
+// 200: each field ends with the last value its client was answered 200 for,
+// the last rotation's secret is current, and every delivery made meanwhile
+// verifies with the secrets answered.
 func TestConcurrentUpdatesOfDifferentFields(t *testing.T) {
 	concurrencyStores(t, func(t *testing.T, open func(t *testing.T) store.Store) {
 		h := newHarness(t, slowReads(open), options{})

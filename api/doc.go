@@ -40,9 +40,10 @@
 // refused with 409, since it is queued already. Either route answers 409
 // webhook_inactive at once, too, when the webhook is made inactive before
 // the attempt (paused by an update, or disabled when another delivery met
-// 410 Gone): the delivery failed with it, unsent. The delivery detail adds "event", "nextAttemptAt", "createdAt",
-// "updatedAt" and "attemptLog" (every attempt, oldest first) to the guide's
-// fields; its top-level request and response are the latest attempt's.
+// 410 Gone): the delivery failed with it, unsent. The delivery detail adds
+// "event", "nextAttemptAt", "createdAt", "updatedAt" and "attemptLog"
+// (every attempt, oldest first) to the guide's fields; its top-level
+// request and response are the latest attempt's.
 // Request bodies must be application/json objects in UTF-8, sent without
 // a content coding, whose field names match exactly (case included), once
 // each; the names inside headers are given once each too, each with a

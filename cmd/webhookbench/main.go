@@ -49,8 +49,8 @@
 // default) emitted but not yet received (or one event of fanout or hung,
 // when the window is smaller than its 10 deliveries), so the queue stays
 // short and the latency is that of a loaded pipeline rather than of an
-// ever-growing backlog. Each scenario warms up (-warmup, a tenth of -duration up to 1 s by
-// default) before it counts for -duration.
+// ever-growing backlog. Each scenario warms up (-warmup, a tenth of
+// -duration up to 1 s by default) before it counts for -duration.
 //
 // # Measures
 //

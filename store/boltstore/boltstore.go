@@ -93,10 +93,10 @@
 // reads the webhook first). Each reports the record, with its bucket and
 // key, once per record and Store, on Options.Logger at level ERROR. The
 // record itself is never deleted nor rewritten: it waits for an operator,
-// or for the newer release. The calls that name it (GetWebhook, ListWebhooks, GetDelivery,
-// ListDeliveries, ListAttempts, UpdateWebhook, Complete or Redeliver of
-// it, and DeleteWebhook of its webhook) return an error that names it and
-// change nothing.
+// or for the newer release. The calls that name it (GetWebhook,
+// ListWebhooks, GetDelivery, ListDeliveries, ListAttempts, UpdateWebhook,
+// Complete or Redeliver of it, and DeleteWebhook of its webhook) return an
+// error that names it and change nothing.
 //
 // # Costs
 //
