@@ -145,8 +145,8 @@ func Idempotency(store IdempotencyStore) func(http.Handler) http.Handler {
 // TTL or Lease.
 //
 //   - The first delivery reserves the key atomically and runs next; a 2xx
-//     answer marks the key done for TTL, any other answer or a panic
-//     releases it so the sender's retry is processed.
+//     answer marks the key done for TTL, any other answer, a panic or a
+//     runtime.Goexit releases it so the sender's retry is processed.
 //   - A duplicate of a finished event is answered 200 without running next.
 //   - A duplicate while the first is in flight is answered 409 with
 //     Retry-After.
@@ -220,10 +220,14 @@ func IdempotencyWithOptions(opts IdempotencyOptions) (func(http.Handler) http.Ha
 			// The outcome is recorded even if the client went away, so it
 			// must not depend on the request's context.
 			bg := context.WithoutCancel(ctx)
+			// returned stays false when next ends by panicking or by
+			// runtime.Goexit (which recover does not see): no answer is
+			// sent then, so the key must be released.
+			returned := false
 			defer func() {
 				p := recover()
 				var err error
-				if p == nil && sw.code() >= 200 && sw.code() < 300 {
+				if returned && sw.code() >= 200 && sw.code() < 300 {
 					err = opts.Store.Complete(bg, CompleteParams{Key: key, Token: token, TTL: opts.TTL})
 				} else {
 					err = opts.Store.Release(bg, ReleaseParams{Key: key, Token: token})
@@ -237,6 +241,7 @@ func IdempotencyWithOptions(opts IdempotencyOptions) (func(http.Handler) http.Ha
 				}
 			}()
 			next.ServeHTTP(sw, r)
+			returned = true
 		})
 	}, nil
 }

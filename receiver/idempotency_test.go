@@ -771,3 +771,94 @@ func TestAllowLegacyReplayIsBoundedByIdempotency(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotencyHandlerOutcomesOverHTTP runs Verify → Idempotency → Router
+// on a real server, with each store, for every way the consumer's first run
+// of an event can end. A run that did not succeed releases the key, so the
+// sender's retry runs the handler again (else the event is lost); a run
+// that succeeded keeps it, so the retry is acknowledged without a second
+// run.
+func TestIdempotencyHandlerOutcomesOverHTTP(t *testing.T) {
+	t.Parallel()
+	outcomes := []struct {
+		name string
+		// first is the handler's first run; started is closed when it runs.
+		first func(ctx context.Context, started chan<- struct{}) error
+		// cancel, when set, makes the client give up once the handler runs.
+		cancel bool
+		// wrap is applied to the router (a timeout, for instance).
+		wrap      func(http.Handler) http.Handler
+		wantFirst int // 0: no answer reaches the client
+		wantRuns  int // after the retry
+	}{
+		{name: "success", first: func(context.Context, chan<- struct{}) error { return nil }, wantFirst: 200, wantRuns: 1},
+		{name: "error", first: func(context.Context, chan<- struct{}) error { return errors.New("db down") }, wantFirst: 500, wantRuns: 2},
+		{name: "panic", first: func(context.Context, chan<- struct{}) error { panic("handler bug") }, wantFirst: 500, wantRuns: 2},
+		{name: "client gone", cancel: true, first: func(ctx context.Context, started chan<- struct{}) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		}, wantRuns: 2},
+		{name: "timeout", wrap: func(h http.Handler) http.Handler { return http.TimeoutHandler(h, 20*time.Millisecond, "timeout") },
+			first: func(ctx context.Context, _ chan<- struct{}) error {
+				<-ctx.Done()
+				return ctx.Err()
+			}, wantFirst: 503, wantRuns: 2},
+		{name: "goexit", first: func(context.Context, chan<- struct{}) error { runtime.Goexit(); return nil }, wantRuns: 2},
+	}
+	for _, o := range outcomes {
+		for name, ctor := range stores {
+			t.Run(o.name+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				r := newRouter(t, RouterOptions{})
+				var runs atomic.Int32
+				started := make(chan struct{})
+				r.On("order.created", func(ctx context.Context, e *Event) error {
+					if runs.Add(1) == 1 {
+						return o.first(ctx, started)
+					}
+					return nil
+				})
+				var h http.Handler = r
+				if o.wrap != nil {
+					h = o.wrap(h)
+				}
+				srv := httptest.NewServer(idemChain(t, ctor(t, time.Now), h))
+				defer srv.Close()
+
+				req := signedRequest(t, guideBody, guideID, guideTime, secret1)
+				req.RequestURI = ""
+				req.URL, _ = req.URL.Parse(srv.URL + "/webhooks/noa-server")
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if o.cancel {
+					go func() { <-started; cancel() }()
+				}
+				code := 0
+				if resp, err := srv.Client().Do(req.WithContext(ctx)); err == nil {
+					code = resp.StatusCode
+					resp.Body.Close()
+				}
+				if code != o.wantFirst {
+					t.Fatalf("first delivery: status %d, want %d", code, o.wantFirst)
+				}
+				// The sender retries; while the first run is still ending,
+				// it is told 409 and retries again.
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					code = postTo(t, srv, signedRequest(t, guideBody, guideID, guideTime, secret1))
+					if code != http.StatusConflict || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				if code != http.StatusOK {
+					t.Fatalf("retry: status %d, want 200", code)
+				}
+				if n := runs.Load(); int(n) != o.wantRuns {
+					t.Errorf("handler ran %d times, want %d", n, o.wantRuns)
+				}
+			})
+		}
+	}
+}
