@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,23 @@ func TestChainLogsAndAnswersHoldNoSecret(t *testing.T) {
 		if f != "" && strings.Contains(l, f) {
 			t.Fatalf("the logs hold %q:\n%s", f, l)
 		}
+	}
+}
+
+// TestHealthCountsGoexitAsFailed: a handler that ends with runtime.Goexit
+// sends no answer (the connection is closed), so Health counts it failed,
+// not processed.
+func TestHealthCountsGoexitAsFailed(t *testing.T) {
+	t.Parallel()
+	health := NewHealth(nil)
+	srv := httptest.NewServer(health.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { runtime.Goexit() })))
+	defer srv.Close()
+	if resp, err := srv.Client().Post(srv.URL, "application/json", strings.NewReader("{}")); err == nil {
+		resp.Body.Close()
+		t.Fatalf("an answer arrived: status %d", resp.StatusCode)
+	}
+	want := HealthStats{Received: 1, Failed: 1}
+	if d := cmp.Diff(want, health.Stats()); d != "" {
+		t.Fatalf("stats (-want +got):\n%s", d)
 	}
 }

@@ -73,22 +73,28 @@ func (h *Health) Handler() http.Handler {
 // Middleware counts the requests passing to next. Mount it outside Verify so
 // refused requests are counted (IP allowlist → Health → Verify →
 // Idempotency → Router). A panic in next is counted as failed and
-// re-panicked.
+// re-panicked; a runtime.Goexit in next is counted as failed.
 func (h *Health) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.received.Add(1)
 		o := &outcome{h: h}
 		sw := &statusWriter{ResponseWriter: w}
 		r = r.WithContext(context.WithValue(r.Context(), outcomeKey, o))
+		// returned stays false when next panics or calls runtime.Goexit;
+		// either way no answer is sent.
+		returned := false
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if !returned {
 				o.set(outcomeFailed)
-				o.finish(r.Context(), sw.code())
-				panic(p)
 			}
 			o.finish(r.Context(), sw.code())
+			if p != nil {
+				panic(p)
+			}
 		}()
 		next.ServeHTTP(sw, r)
+		returned = true
 	})
 }
 
