@@ -388,14 +388,33 @@ func (r *Router) enqueue(w http.ResponseWriter, req *http.Request, e *Event) {
 
 func (r *Router) work() {
 	b := r.bg
+	var cur *job // the job being processed
+	attempts := 0
 	defer b.wg.Done()
+	defer func() {
+		if cur != nil {
+			// The handler ended this goroutine with runtime.Goexit, which
+			// recover does not see: replace the worker (before Done, so
+			// that Stop keeps waiting) and fail the event.
+			b.wg.Add(1)
+			go r.work()
+			r.fail(cur.ctx, *cur, errHandlerGoexit, attempts)
+		}
+	}()
 	for j := range b.queue {
-		r.process(j)
+		cur = &j
+		r.process(j, &attempts)
+		cur = nil
 	}
 }
 
-// process runs one job with retries and reports its end.
-func (r *Router) process(j job) {
+// errHandlerGoexit is the failure of an event whose handler called
+// runtime.Goexit.
+var errHandlerGoexit = errors.New("receiver: handler exited its goroutine (runtime.Goexit)")
+
+// process runs one job with retries and reports its end. It counts the
+// handler's runs in *attempts.
+func (r *Router) process(j job, attempts *int) {
 	b := r.bg
 	ctx, cancel := context.WithCancel(j.ctx)
 	stop := context.AfterFunc(b.base, cancel)
@@ -420,6 +439,7 @@ func (r *Router) process(j job) {
 			return
 		default:
 		}
+		*attempts = attempt
 		err = r.safeDispatch(ctx, j.e)
 		if err == nil {
 			j.report(true)

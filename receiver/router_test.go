@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,5 +487,57 @@ func TestRouterChainOverHTTP(t *testing.T) {
 	}
 	if n := ran.Load(); n != 2 {
 		t.Errorf("the failing handler ran %d times, want 2 (each retry)", n)
+	}
+}
+
+// TestRouterBackgroundHandlerGoexit: a background handler that ends its
+// goroutine with runtime.Goexit fails its event (OnFailure, Health) and
+// does not take a worker with it: later events are still processed.
+func TestRouterBackgroundHandlerGoexit(t *testing.T) {
+	t.Parallel()
+	failures := make(chan string, 1)
+	r := newRouter(t, RouterOptions{
+		Background: &BackgroundOptions{Workers: 1},
+		OnFailure:  func(e *Event, err error) { failures <- e.ID },
+	})
+	processed := make(chan string, 1)
+	r.On("x.exit", func(context.Context, *Event) error { runtime.Goexit(); return nil })
+	r.On("x.ok", func(_ context.Context, e *Event) error { processed <- e.ID; return nil })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	health := NewHealth(nil)
+	for _, c := range []struct{ id, typ string }{{"evt_1", "x.exit"}, {"evt_2", "x.ok"}} {
+		if res := routed(t, health.Middleware(r), c.id, c.typ, `{}`); res.Code != http.StatusAccepted {
+			t.Fatalf("%s: status %d", c.id, res.Code)
+		}
+	}
+	for _, want := range []struct {
+		ch chan string
+		id string
+	}{{failures, "evt_1"}, {processed, "evt_2"}} {
+		select {
+		case id := <-want.ch:
+			if id != want.id {
+				t.Fatalf("got %s, want %s", id, want.id)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s was neither processed nor reported failed", want.id)
+		}
+	}
+	// The outcome is counted just after the handler returns.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s := health.Stats()
+		if s.Processed == 1 && s.Failed == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want 1 processed, 1 failed", s)
+		}
 	}
 }
