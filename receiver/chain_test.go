@@ -274,3 +274,27 @@ func TestHealthCountsGoexitAsFailed(t *testing.T) {
 		t.Fatalf("stats (-want +got):\n%s", d)
 	}
 }
+
+// TestHealthHandlerServesOnlyCounters pins what the metrics endpoint
+// exposes: the six documented numbers as uncached JSON, nothing else.
+func TestHealthHandlerServesOnlyCounters(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(NewHealth(nil).Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
+		t.Errorf("Content-Type %q, Cache-Control %q", ct, cc)
+	}
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"received": 0.0, "processed": 0.0, "failed": 0.0, "duplicates": 0.0, "rejected": 0.0, "successRate": 0.0}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("metrics (-want +got):\n%s", d)
+	}
+}
