@@ -1,7 +1,8 @@
 // Package store defines the records the webhook library persists and the
 // Store interface every storage backend implements.
 //
-// It is a leaf package: it imports nothing else of this module, so a backend
+// It is a leaf package: of this module it imports only internal/redact (the
+// rules of what its records hide when printed or logged), so a backend
 // (memstore, boltstore, pgstore, or a third party's) never depends on the
 // delivery engine. The exported conformance suite in store/storetest is the
 // single definition of correct behaviour for any Store.
