@@ -6,12 +6,16 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/noa-server/webhook/internal/redact"
 )
 
 // Header names of the two signature schemes every delivery carries.
@@ -380,4 +384,30 @@ func ParseTimestamp(s string) (int64, error) {
 		return 0, ErrMalformedHeader
 	}
 	return n, nil
+}
+
+// Format prints s as "webhook.Signer{secrets: [redacted] ×n}", whatever the
+// verb: a Signer holds its secrets, which fmt would otherwise print, as
+// strings and as the bytes of their keys, from its unexported fields.
+func (s *Signer) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "webhook.Signer{secrets: %s ×%d}", redact.Placeholder, len(s.keys))
+}
+
+// LogValue logs s as the number of its secrets, none of them shown.
+func (s *Signer) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("type", "webhook.Signer"), slog.Int("secrets", len(s.keys)))
+}
+
+// Format prints v as "webhook.Verifier{secrets: [redacted] ×n,
+// allowLegacy: b}", whatever the verb: a Verifier holds the keys of its
+// secrets, which fmt would otherwise print from its unexported fields.
+func (v *Verifier) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "webhook.Verifier{secrets: %s ×%d, allowLegacy: %t}", redact.Placeholder, len(v.keys), v.allowLegacy)
+}
+
+// LogValue logs v as the number of its secrets, none of them shown, and
+// whether it allows legacy requests.
+func (v *Verifier) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("type", "webhook.Verifier"), slog.Int("secrets", len(v.keys)),
+		slog.Bool("allowLegacy", v.allowLegacy))
 }

@@ -1,7 +1,11 @@
 package webhook
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -380,4 +384,50 @@ func mustSigner(t *testing.T, secrets ...string) *Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestPrintedSignerHidesSecrets prints and logs a Signer and a Verifier the
+// ways a host might and checks that none shows a secret, as a string or as
+// the bytes of its key, while each still says what it is.
+func TestPrintedSignerHidesSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		current  = "whsec_Q3VycmVudFNlY3JldEN1cnJlbnRTZWNyZXQ="
+		previous = "a-free-form-previous-secret-0123456789"
+	)
+	signer, err := NewSigner(current, previous)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := NewVerifier([]string{current, previous}, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(current, "whsec_"))
+	var shown []string // every form a printed secret could take
+	for _, b := range [][]byte{key, []byte(previous)} {
+		shown = append(shown,
+			strings.Trim(fmt.Sprint(b[:8]), "[]"),
+			strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%#v", b[:8]), "[]byte{"), "}"),
+			fmt.Sprintf("%x", b[:8]))
+	}
+	shown = append(shown, current, previous)
+	for name, v := range map[string]any{"Signer": signer, "Verifier": verifier} {
+		var text, js bytes.Buffer
+		slog.New(slog.NewTextHandler(&text, nil)).Info("x", slog.Any("v", v))
+		slog.New(slog.NewJSONHandler(&js, nil)).Info("x", slog.Any("v", v))
+		for _, out := range []string{
+			fmt.Sprintf("%v", v), fmt.Sprintf("%+v", v), fmt.Sprintf("%#v", v), fmt.Sprintf("%x", v),
+			fmt.Sprint(v), text.String(), js.String(),
+		} {
+			for _, s := range shown {
+				if strings.Contains(out, s) {
+					t.Errorf("%s printed shows %q:\n%s", name, s, out)
+				}
+			}
+			if !strings.Contains(out, name) {
+				t.Errorf("%s printed does not say what it is:\n%s", name, out)
+			}
+		}
+	}
 }
