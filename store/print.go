@@ -3,7 +3,6 @@ package store
 import (
 	"fmt"
 	"log/slog"
-	"maps"
 	"strings"
 
 	"github.com/noa-server/webhook/internal/redact"
@@ -64,9 +63,7 @@ func (w Webhook) LogValue() slog.Value {
 // hidden returns a copy of w with every secret's Value, every credential
 // header's value and the URL's user information and query hidden.
 func (w Webhook) hidden() Webhook {
-	if w.URL != "" {
-		w.URL = redact.QueryIn(redact.URL(w.URL), w.URL)
-	}
+	w.URL = redact.Logged(w.URL)
 	if w.Secrets != nil {
 		s := make([]Secret, len(w.Secrets))
 		for i, sec := range w.Secrets {
@@ -74,14 +71,7 @@ func (w Webhook) hidden() Webhook {
 		}
 		w.Secrets = s
 	}
-	if w.Headers != nil {
-		w.Headers = maps.Clone(w.Headers)
-		for k := range w.Headers {
-			if redact.Credential(k) {
-				w.Headers[k] = redact.Placeholder
-			}
-		}
-	}
+	w.Headers = redact.Headers(w.Headers)
 	return w
 }
 

@@ -2,7 +2,9 @@
 // dispatcher's attempt logs, the management API, the dashboard) hides what
 // may carry credentials, so that all of them hide the same: header values
 // (Credential), a URL's user information (URL) and a URL's query in the
-// text of a failure (QueryIn).
+// text of a failure (QueryIn). The records a host may print or log (a
+// webhook, its secrets, the input that creates one) hide them by the same
+// rules (Headers, Logged).
 package redact
 
 import (
@@ -70,4 +72,27 @@ func QueryIn(text, rawURL string) string {
 		text = strings.ReplaceAll(text, quoted[1:len(quoted)-1], hidden)
 	}
 	return text
+}
+
+// Headers returns a copy of h with the value of every credential header
+// (Credential) replaced by Placeholder; nil stays nil.
+func Headers(h map[string]string) map[string]string {
+	if h == nil {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if Credential(k) {
+			v = Placeholder
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Logged returns raw as a log may show it: without its user information
+// (URL) and with its query, where webhook URLs carry credentials, hidden
+// as "?" + Placeholder (QueryIn).
+func Logged(raw string) string {
+	return QueryIn(URL(raw), raw)
 }

@@ -1,6 +1,7 @@
 package redact_test
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/noa-server/webhook/internal/redact"
@@ -87,6 +88,37 @@ func TestQueryIn(t *testing.T) {
 	} {
 		if got := redact.QueryIn(tt.text, tt.url); got != tt.want {
 			t.Errorf("QueryIn(%q, %q) = %q, want %q", tt.text, tt.url, got, tt.want)
+		}
+	}
+}
+
+func TestHeaders(t *testing.T) {
+	t.Parallel()
+	in := map[string]string{"X-Api-Key": "k1", "authorization": "Bearer t", "X-Team": "payments"}
+	got := redact.Headers(in)
+	want := map[string]string{"X-Api-Key": redact.Placeholder, "authorization": redact.Placeholder, "X-Team": "payments"}
+	if !maps.Equal(got, want) {
+		t.Errorf("Headers(%v) = %v, want %v", in, got, want)
+	}
+	if in["X-Api-Key"] != "k1" {
+		t.Errorf("Headers changed its argument: %v", in)
+	}
+	if redact.Headers(nil) != nil {
+		t.Error("Headers(nil) is not nil")
+	}
+}
+
+func TestLogged(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://h.example/in":                     "https://h.example/in",
+		"https://h.example/in?token=abc123":        "https://h.example/in?[redacted]",
+		"https://ops:p4ss@h.example/in?key=k1&a=b": "https://h.example/in?[redacted]",
+		"https://ops:p4ss@exa mple.com/?k=v":       "[invalid URL]",
+		"":                                         "",
+	} {
+		if got := redact.Logged(raw); got != want {
+			t.Errorf("Logged(%q) = %q, want %q", raw, got, want)
 		}
 	}
 }
