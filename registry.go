@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/noa-server/webhook/internal/redact"
 	"github.com/noa-server/webhook/store"
 )
 
@@ -203,6 +205,50 @@ type WebhookInput struct {
 	// to MaxRateLimit; 0 means no cap. Each dispatcher applies it alone:
 	// replicas sharing a store each send up to this rate.
 	RateLimit float64
+}
+
+// plainWebhookInput has the fields of WebhookInput and none of its methods.
+type plainWebhookInput WebhookInput
+
+// Format prints in as fmt prints a struct, but with its Secret (when one is
+// supplied) and the values of its credential headers shown as
+// "[redacted]" and its URL's query as "?[redacted]", as a host's logs must
+// not hold them.
+func (in WebhookInput) Format(f fmt.State, verb rune) {
+	out := fmt.Sprintf(fmt.FormatString(f, verb), plainWebhookInput(in.hidden()))
+	if verb == 'v' && f.Flag('#') {
+		out = strings.Replace(out, "webhook.plainWebhookInput", "webhook.WebhookInput", 1)
+	}
+	fmt.Fprint(f, out)
+}
+
+// LogValue logs in as Format prints it, without its secrets.
+func (in WebhookInput) LogValue() slog.Value {
+	h := in.hidden()
+	attrs := []slog.Attr{
+		slog.String("URL", h.URL),
+		slog.Any("Events", h.Events),
+		slog.String("Description", h.Description),
+	}
+	if h.Active != nil {
+		attrs = append(attrs, slog.Bool("Active", *h.Active))
+	}
+	return slog.GroupValue(append(attrs,
+		slog.String("Secret", h.Secret),
+		slog.Any("Headers", h.Headers),
+		slog.Int("MaxAttempts", h.MaxAttempts),
+		slog.Float64("RateLimit", h.RateLimit),
+	)...)
+}
+
+// hidden returns a copy of in without what Format and LogValue hide.
+func (in WebhookInput) hidden() WebhookInput {
+	in.URL = redact.Logged(in.URL)
+	if in.Secret != "" {
+		in.Secret = redact.Placeholder
+	}
+	in.Headers = redact.Headers(in.Headers)
+	return in
 }
 
 // Bounds of a webhook's MaxAttempts and positive RateLimit.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
@@ -648,5 +649,43 @@ func TestRegistryRefusesUnderscoreReservedHeaders(t *testing.T) {
 	in.Headers = map[string]string{"X_Request_Source": "noa"}
 	if _, err := r.Create(ctx, "t", in); err != nil {
 		t.Errorf("header X_Request_Source: %v", err)
+	}
+}
+
+// TestPrintedWebhookInputHidesSecrets prints and logs the input of a
+// Create, as a host logging what it is about to register might, and checks
+// that neither its secret, a credential header's value nor its URL's query
+// appears, while the rest does.
+func TestPrintedWebhookInputHidesSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		secret = "whsec_SW5wdXRTZWNyZXRJbnB1dFNlY3JldElucHV0"
+		apiKey = "k3y-v4lue-0f-the-endpoint"
+		query  = "t0ken-in-the-query"
+	)
+	in := WebhookInput{
+		URL:         "https://hooks.example.com/in?token=" + query,
+		Events:      []string{"workflow.completed"},
+		Description: "payments",
+		Secret:      secret,
+		Headers:     map[string]string{"X-Api-Key": apiKey, "X-Team": "blue"},
+	}
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("x", slog.Any("in", in))
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("x", slog.Any("in", &in))
+	for _, out := range []string{
+		fmt.Sprintf("%v", in), fmt.Sprintf("%+v", in), fmt.Sprintf("%#v", in), fmt.Sprintf("%+v", &in),
+		fmt.Sprint(in), text.String(), js.String(),
+	} {
+		for _, s := range []string{secret, apiKey, query} {
+			if strings.Contains(out, s) {
+				t.Errorf("printed input shows %q:\n%s", s, out)
+			}
+		}
+		for _, want := range []string{"https://hooks.example.com/in", "workflow.completed", "payments", "X-Api-Key", "blue"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("printed input lacks %q:\n%s", want, out)
+			}
+		}
 	}
 }
