@@ -13,6 +13,7 @@ import (
 	"time"
 
 	webhook "github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/redact"
 )
 
 // DefaultMaxBodyBytes is the largest body the Verify middleware reads
@@ -53,6 +54,44 @@ type VerifyOptions struct {
 	// Logger receives one record per refused request (without secrets or
 	// signatures). Defaults to discarding.
 	Logger *slog.Logger
+}
+
+// plainVerifyOptions has the fields of VerifyOptions and none of its
+// methods.
+type plainVerifyOptions VerifyOptions
+
+// Format prints o as fmt prints a struct, but with each secret shown as
+// "[redacted]", as a host's logs must not hold them.
+func (o VerifyOptions) Format(f fmt.State, verb rune) {
+	o.Secrets = hiddenSecrets(o.Secrets)
+	out := fmt.Sprintf(fmt.FormatString(f, verb), plainVerifyOptions(o))
+	if verb == 'v' && f.Flag('#') {
+		out = strings.Replace(out, "receiver.plainVerifyOptions", "receiver.VerifyOptions", 1)
+	}
+	fmt.Fprint(f, out)
+}
+
+// LogValue logs o's settings with each secret shown as "[redacted]".
+func (o VerifyOptions) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("Secrets", hiddenSecrets(o.Secrets)),
+		slog.Duration("Tolerance", o.Tolerance),
+		slog.Bool("AllowLegacy", o.AllowLegacy),
+		slog.Int64("MaxBodyBytes", o.MaxBodyBytes),
+	)
+}
+
+// hiddenSecrets returns one redact.Placeholder for each of secrets; nil
+// stays nil.
+func hiddenSecrets(secrets []string) []string {
+	if secrets == nil {
+		return nil
+	}
+	out := make([]string, len(secrets))
+	for i := range out {
+		out[i] = redact.Placeholder
+	}
+	return out
 }
 
 // Verifier verifies signed deliveries and decodes their envelope. It is safe

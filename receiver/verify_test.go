@@ -3,7 +3,9 @@ package receiver
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -647,6 +649,31 @@ func TestVerifyDefaultBodyCap(t *testing.T) {
 		h.ServeHTTP(rec, signedRequest(t, bodyOf(tc.size), "x", guideTime, secret1))
 		if rec.Code != tc.want {
 			t.Errorf("a %d-byte body: status %d, want %d", tc.size, rec.Code, tc.want)
+		}
+	}
+}
+
+// TestPrintedVerifyOptionsHideSecrets prints and logs the options of a
+// receiver, as a host logging its configuration at start might, and checks
+// that its secrets do not appear while its other settings do.
+func TestPrintedVerifyOptionsHideSecrets(t *testing.T) {
+	t.Parallel()
+	const current, previous = "whsec_UmVjZWl2ZXJTZWNyZXRSZWNlaXZlclNlY3I=", "a-free-form-previous-secret-0123456789"
+	opts := VerifyOptions{Secrets: []string{current, previous}, Tolerance: 90 * time.Second, AllowLegacy: true}
+	var text, js bytes.Buffer
+	slog.New(slog.NewTextHandler(&text, nil)).Info("x", slog.Any("opts", opts))
+	slog.New(slog.NewJSONHandler(&js, nil)).Info("x", slog.Any("opts", &opts))
+	for _, out := range []string{
+		fmt.Sprintf("%v", opts), fmt.Sprintf("%+v", opts), fmt.Sprintf("%#v", opts), fmt.Sprintf("%+v", &opts),
+		fmt.Sprint(opts), text.String(), js.String(),
+	} {
+		for _, s := range []string{current, previous} {
+			if strings.Contains(out, s) {
+				t.Errorf("printed options show %q:\n%s", s, out)
+			}
+		}
+		if !strings.Contains(out, "1m30s") && !strings.Contains(out, "90000000000") || !strings.Contains(out, "true") {
+			t.Errorf("printed options lack the tolerance or AllowLegacy:\n%s", out)
 		}
 	}
 }
