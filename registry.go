@@ -696,10 +696,12 @@ func checkHeaders(h map[string]string) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(h))
 	for name, value := range h {
-		field := "headers." + truncate(name, 64)
 		if !validToken(name) {
-			return nil, invalid(field, "not a valid header name")
+			// Not named: an invalid name may be a whole header line
+			// pasted in ("Authorization: Bearer …"), credential included.
+			return nil, invalid("headers", "not a valid header name (the name is not shown, as it may hold a credential)")
 		}
+		field := "headers." + truncate(name, 64)
 		c := http.CanonicalHeaderKey(name)
 		if underscoreAlias(c, registryReservedHeader) {
 			return nil, invalid(field, "reserved header")
