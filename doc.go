@@ -81,7 +81,10 @@
 // # Security
 //
 // Generated secrets are 32 random bytes from crypto/rand; no secret appears
-// in errors, logs or attempt records. During a rotation
+// in errors, logs or attempt records, nor where fmt prints or slog logs a
+// [Webhook], a [WebhookInput], a [Signer] or a [Verifier]: each shows
+// "[redacted]" for a secret, a credential header's value and a URL's
+// query. During a rotation
 // ([Registry.RotateSecret]) the webhook-signature header of every delivery
 // carries a signature for the new secret and one for each previous secret
 // still in its grace period ([ActiveSecrets]), so receivers that verify it
