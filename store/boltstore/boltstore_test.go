@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,12 +207,7 @@ func TestCorruptRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log logBuffer
-	s, err = boltstore.Open(path, &boltstore.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, log := openLogged(t, path, false)
 	if _, err := s.GetWebhook(ctx, w.ID); err == nil {
 		t.Error("GetWebhook of a corrupt record: no error")
 	}
@@ -544,11 +538,7 @@ func TestNewerFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var log logBuffer
-	s, err = boltstore.Open(path, &boltstore.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, log := openLogged(t, path, false)
 	newer := func(what string, err error) {
 		t.Helper()
 		if err == nil || !strings.Contains(err.Error(), "newer release") || strings.Contains(err.Error(), "corrupt") {

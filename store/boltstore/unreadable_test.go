@@ -35,6 +35,19 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
+// openLogged opens the file at path with a Logger writing to the returned
+// buffer, and closes it when the test ends.
+func openLogged(t *testing.T, path string, noSync bool) (*boltstore.Store, *logBuffer) {
+	t.Helper()
+	log := new(logBuffer)
+	s, err := boltstore.Open(path, &boltstore.Options{NoSync: noSync, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, log
+}
+
 // reports counts the lines of log that report key.
 func reports(log, key string) int {
 	return strings.Count(log, "key="+key)
@@ -108,12 +121,7 @@ func TestUnreadableDelivery(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var log logBuffer
-			s, err = boltstore.Open(path, &boltstore.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s, log := openLogged(t, path, false)
 
 			got, err = s.Claim(ctx, store.ClaimParams{Now: base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "p"})
 			if err != nil {
@@ -222,12 +230,7 @@ func TestUnreadableWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log logBuffer
-	s, err = boltstore.Open(path, &boltstore.Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, log := openLogged(t, path, true)
 	for range 2 {
 		got, err := s.MatchWebhooks(ctx, tn, "workflow.completed")
 		if err != nil {
