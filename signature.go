@@ -390,24 +390,38 @@ func ParseTimestamp(s string) (int64, error) {
 // verb: a Signer holds its secrets, which fmt would otherwise print, as
 // strings and as the bytes of their keys, from its unexported fields.
 func (s *Signer) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "webhook.Signer{secrets: %s ×%d}", redact.Placeholder, len(s.keys))
+	fmt.Fprintf(f, "webhook.Signer{secrets: %s ×%d}", redact.Placeholder, s.secretCount())
 }
 
 // LogValue logs s as the number of its secrets, none of them shown.
 func (s *Signer) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("type", "webhook.Signer"), slog.Int("secrets", len(s.keys)))
+	return slog.GroupValue(slog.String("type", "webhook.Signer"), slog.Int("secrets", s.secretCount()))
+}
+
+// secretCount returns how many secrets s signs with: none for a nil Signer.
+func (s *Signer) secretCount() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.keys)
 }
 
 // Format prints v as "webhook.Verifier{secrets: [redacted] ×n,
 // allowLegacy: b}", whatever the verb: a Verifier holds the keys of its
 // secrets, which fmt would otherwise print from its unexported fields.
 func (v *Verifier) Format(f fmt.State, _ rune) {
+	if v == nil {
+		v = &Verifier{}
+	}
 	fmt.Fprintf(f, "webhook.Verifier{secrets: %s ×%d, allowLegacy: %t}", redact.Placeholder, len(v.keys), v.allowLegacy)
 }
 
 // LogValue logs v as the number of its secrets, none of them shown, and
 // whether it allows legacy requests.
 func (v *Verifier) LogValue() slog.Value {
+	if v == nil {
+		v = &Verifier{}
+	}
 	return slog.GroupValue(slog.String("type", "webhook.Verifier"), slog.Int("secrets", len(v.keys)),
 		slog.Bool("allowLegacy", v.allowLegacy))
 }

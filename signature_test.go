@@ -430,4 +430,13 @@ func TestPrintedSignerHidesSecrets(t *testing.T) {
 			}
 		}
 	}
+	// A nil Signer or Verifier (one without secrets) logs as one with
+	// none, as slog calls LogValue on it.
+	for _, v := range []slog.LogValuer{(*Signer)(nil), (*Verifier)(nil)} {
+		var text bytes.Buffer
+		slog.New(slog.NewTextHandler(&text, nil)).Info("x", slog.Any("v", v))
+		if !strings.Contains(text.String(), "v.secrets=0") {
+			t.Errorf("a nil %T logged: %s", v, text.String())
+		}
+	}
 }
