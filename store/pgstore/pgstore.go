@@ -103,9 +103,9 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // NUL bytes: a webhook or delivery with another string is refused with
 // store.ErrInvalid and nothing is written, and so is a Claim by an owner
 // with one. A lookup or filter by such a string finds nothing, as in the
-// other stores. An attempt's log (URL, headers,
-// error) is what a remote endpoint sent, so it is recorded with such bytes
-// replaced by U+FFFD instead.
+// other stores. An attempt's log (URL, headers, error) is what a remote
+// endpoint sent, so it is recorded with such bytes replaced by U+FFFD
+// instead.
 type Store struct {
 	pool    *pgxpool.Pool
 	ownPool bool
