@@ -219,12 +219,10 @@ func TestPGReplicas(t *testing.T) {
 		hooks = append(hooks, w)
 	}
 
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	cfg := func(name string, timeout, lease time.Duration) *webhook.Config {
 		return &webhook.Config{
 			Owner: name, UserAgent: name, Timeout: timeout, Lease: lease,
 			PollInterval: 100 * time.Millisecond, Workers: 8, PerWebhookConcurrency: 4,
-			AllowedRanges: loopback, AllowAnyPort: true,
 			Retry:     webhook.RetryPolicy{InitialInterval: 100 * time.Millisecond, Jitter: -1},
 			Retention: -1,
 		}
@@ -243,13 +241,7 @@ func TestPGReplicas(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	for _, r := range replicas {
-		d, err := webhook.New(r.s, r.cfg)
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		if err := d.Start(ctx); err != nil {
-			t.Fatalf("Start: %v", err)
-		}
+		d := startReplica(t, ctx, r.s, r.cfg)
 		ds = append(ds, d)
 	}
 	defer func() {
@@ -389,22 +381,15 @@ func TestPGReplicaWakeUp(t *testing.T) {
 	if err := emitterStore.CreateWebhook(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	cfg := func(owner string) *webhook.Config {
-		return &webhook.Config{Owner: owner, PollInterval: time.Hour, AllowedRanges: loopback, AllowAnyPort: true, Retention: -1}
+		return &webhook.Config{Owner: owner, PollInterval: time.Hour, Retention: -1}
 	}
 	// The emitting replica never starts its delivery loop.
 	emitter, err := webhook.New(emitterStore, cfg("emitter"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sleeper, err := webhook.New(sleeperStore, cfg("sleeper"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sleeper.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	sleeper := startReplica(t, t.Context(), sleeperStore, cfg("sleeper"))
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -480,14 +465,7 @@ func TestPGStopRecordsAnsweredAttempt(t *testing.T) {
 	if err := st.CreateWebhook(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	d, err := webhook.New(st, &webhook.Config{Owner: "stopping", AllowedRanges: loopback, AllowAnyPort: true, Retention: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	d := startReplica(t, t.Context(), st, &webhook.Config{Owner: "stopping", Retention: -1})
 	res, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}})
 	if err != nil || len(res.DeliveryIDs) != 1 {
 		t.Fatalf("Emit: %v, %v", res, err)
@@ -574,21 +552,13 @@ func TestPGLeaseOutlivesQueuedAttempt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	cfg := func(owner string, workers int) *webhook.Config {
 		return &webhook.Config{Owner: owner, Workers: workers, Timeout: time.Second, Lease: 1500 * time.Millisecond,
-			PollInterval: 50 * time.Millisecond, AllowedRanges: loopback, AllowAnyPort: true, Retention: -1}
+			PollInterval: 50 * time.Millisecond, Retention: -1}
 	}
 	var ds []*webhook.Dispatcher
 	for _, c := range []*webhook.Config{cfg("one-worker", 1), cfg("other", 4)} {
-		d, err := webhook.New(newStoreIn(t, schema), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
+		ds = append(ds, startReplica(t, t.Context(), newStoreIn(t, schema), c))
 	}
 	defer func() {
 		for _, d := range ds {
@@ -684,7 +654,6 @@ func TestPGReplicasOnTinyPools(t *testing.T) {
 			fail = w
 		}
 	}
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	var ds []*webhook.Dispatcher
 	for i := range 3 {
 		cfg, err := pgxpool.ParseConfig(testURL(t))
@@ -702,17 +671,10 @@ func TestPGReplicasOnTinyPools(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() }) // before the pool closes
-		d, err := webhook.New(st, &webhook.Config{
-			Owner: fmt.Sprint("tiny-", i), Workers: 8, PollInterval: 20 * time.Millisecond,
-			AllowedRanges: loopback, AllowAnyPort: true, Retention: -1,
+		d := startReplica(t, t.Context(), st, &webhook.Config{
+			Owner: fmt.Sprint("tiny-", i), Workers: 8, PollInterval: 20 * time.Millisecond, Retention: -1,
 			Retry: webhook.RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, Jitter: -1},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
 		ds = append(ds, d)
 	}
 	stopped := false
@@ -837,18 +799,10 @@ func TestPGStopOnExhaustedPool(t *testing.T) {
 	if err := st.CreateWebhook(t.Context(), w); err != nil {
 		t.Fatal(err)
 	}
-	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	// No poll and no wake-ups (recording hides them): once its attempt is
 	// under way, only its record uses the pool.
 	rec := &recording{Store: st, completing: make(chan struct{}, 1)}
-	d, err := webhook.New(rec, &webhook.Config{Owner: "exhausted", PollInterval: time.Hour,
-		AllowedRanges: loopback, AllowAnyPort: true, Retention: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	d := startReplica(t, t.Context(), rec, &webhook.Config{Owner: "exhausted", PollInterval: time.Hour, Retention: -1})
 	res, err := d.Emit(t.Context(), webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: map[string]any{"workflowId": "wf_1"}})
 	if err != nil || len(res.DeliveryIDs) != 1 {
 		t.Fatalf("Emit: %v, %v", res, err)
@@ -912,4 +866,20 @@ func (r *recording) Complete(ctx context.Context, p store.CompleteParams) error 
 	default:
 	}
 	return r.Store.Complete(ctx, p)
+}
+
+// startReplica starts a dispatcher on st with cfg, made to reach the
+// tests' loopback receivers; the caller stops it.
+func startReplica(t *testing.T, ctx context.Context, st store.Store, cfg *webhook.Config) *webhook.Dispatcher {
+	t.Helper()
+	cfg.AllowedRanges = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	cfg.AllowAnyPort = true
+	d, err := webhook.New(st, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return d
 }
