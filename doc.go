@@ -95,10 +95,10 @@
 // [RegistryOptions.MaxPreviousSecrets] previous secrets (5 by default) are
 // in their grace period, rather than cut one short; a revocation (grace
 // 0) is always accepted.
-// The default transport ([NewTransport]) checks every resolved address at
-// dial time and refuses loopback, private, link-local and other special
-// ranges, ignores proxy settings and follows no redirect; only ports 80 and
-// 443 are dialled. A [Registry] accepts only https URLs. Every webhook
+// The default transport checks every resolved address at dial time, as
+// [NewTransport]'s does, and refuses loopback, private, link-local and
+// other special ranges; it ignores proxy settings and follows no
+// redirect; only ports 80 and 443 are dialled. A [Registry] accepts only https URLs. Every webhook
 // belongs to a tenant and an [Event] reaches only its tenant's webhooks. A
 // [Verifier] refuses timestamps more than [DefaultTolerance] away from its
 // clock and, unless [VerifyOptions.AllowLegacy] is set, requests carrying

@@ -126,12 +126,13 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 	return g.check(ap)
 }
 
-// NewTransport returns the guarded HTTP transport deliveries use by default:
-// its dialer refuses special-purpose addresses and ports that are not
-// allowed after DNS resolution, it ignores environment proxies (a proxy
-// would hide the real destination from the guard), and it keeps
-// connections alive for reuse across attempts. It fails only on invalid
-// options.
+// NewTransport returns a net/http Transport with the SSRF guard of the
+// dispatcher's default transport, for a Config.Transport of your own (one
+// that wraps it to trace requests, say): its dialer refuses special-purpose
+// addresses and ports that are not allowed after DNS resolution, it
+// ignores environment proxies (a proxy would hide the real destination from
+// the guard), and it keeps connections alive for reuse across attempts. It
+// fails only on invalid options.
 func NewTransport(o TransportOptions) (*http.Transport, error) {
 	g, err := newGuard(o)
 	if err != nil {
@@ -141,28 +142,36 @@ func NewTransport(o TransportOptions) (*http.Transport, error) {
 }
 
 func newGuardedTransport(g *guard, o TransportOptions) *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            guardedDialer(g, o).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           maxIdlePerHost(o) * 4,
+		MaxIdleConnsPerHost:    maxIdlePerHost(o),
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+	}
+}
+
+// guardedDialer returns the dialer of the guarded transports: g checks
+// every address it connects to.
+func guardedDialer(g *guard, o TransportOptions) *net.Dialer {
 	dialTimeout := o.DialTimeout
 	if dialTimeout <= 0 {
 		dialTimeout = 10 * time.Second
 	}
-	idle := o.MaxIdleConnsPerHost
-	if idle <= 0 {
-		idle = DefaultWorkers
-	}
-	d := &net.Dialer{
+	return &net.Dialer{
 		Timeout:   dialTimeout,
 		KeepAlive: 30 * time.Second,
 		Control:   g.control,
 	}
-	return &http.Transport{
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           idle * 4,
-		MaxIdleConnsPerHost:    idle,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 64 << 10,
+}
+
+func maxIdlePerHost(o TransportOptions) int {
+	if o.MaxIdleConnsPerHost > 0 {
+		return o.MaxIdleConnsPerHost
 	}
+	return DefaultWorkers
 }

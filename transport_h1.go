@@ -1,0 +1,428 @@
+package webhook
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Transport is the dispatcher's default transport: HTTP/1.1 through the
+// guarded dialer, with keep-alive connections pooled per destination.
+//
+// It writes each request and reads its answer on the calling goroutine.
+// net/http's Transport runs a reading and a writing goroutine per
+// connection and hands every request and answer between them, which costs
+// a delivery about a fifth of its processor time on loopback. Writing the
+// request and parsing the answer are still net/http's own (Request.Write,
+// ReadResponse); what is here is the connection pool, the deadlines and
+// TLS setup.
+//
+// It speaks HTTP/1.1 alone, also over TLS (ALPN http/1.1): a delivery is
+// one request at a time, which gains nothing from HTTP/2's streams.
+type h1Transport struct {
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// tls is copied for every TLS connection; nil: crypto/tls's defaults
+	// (the system's roots).
+	tls              *tls.Config
+	handshakeTimeout time.Duration
+	idleTimeout      time.Duration
+	maxIdlePerHost   int
+	maxIdle          int
+
+	mu    sync.Mutex
+	idle  map[string][]*h1Conn // by destination; most recently used last
+	nidle int
+}
+
+// maxResponseHeaderBytes caps a response's status line and headers (and
+// those of each 1xx answer before it).
+const maxResponseHeaderBytes = 64 << 10
+
+// max1xx is how many informational answers (100 Continue, 103 Early
+// Hints) may come before the response.
+const max1xx = 5
+
+var (
+	errHeaderTooLarge = fmt.Errorf("response headers larger than %d bytes", maxResponseHeaderBytes)
+	errTooMany1xx     = fmt.Errorf("more than %d informational (1xx) responses", max1xx)
+	// aLongTimeAgo is a deadline that ends every blocked read and write.
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// timeoutError is a net.Error that timed out: classify records it as a
+// timeout.
+type timeoutError struct{ msg string }
+
+func (e timeoutError) Error() string { return e.msg }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// h1Conn is one connection of the pool.
+type h1Conn struct {
+	key    string
+	conn   net.Conn // the *tls.Conn over TLS
+	lim    limitReader
+	br     *bufio.Reader // reads through lim
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// limitReader reads from r until n bytes have been read, then fails with
+// errHeaderTooLarge. RoundTrip sets n for the headers and lifts it for the
+// body, which the dispatcher caps itself.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+func newH1Transport(dial func(ctx context.Context, network, address string) (net.Conn, error), maxIdlePerHost int) *h1Transport {
+	return &h1Transport{
+		dial:             dial,
+		handshakeTimeout: 10 * time.Second,
+		idleTimeout:      90 * time.Second,
+		maxIdlePerHost:   maxIdlePerHost,
+		maxIdle:          4 * maxIdlePerHost,
+		idle:             make(map[string][]*h1Conn),
+	}
+}
+
+// RoundTrip sends req and returns its answer, whose body must be closed.
+// The connection goes back to the pool when the body was read to its end
+// and closed, and neither side asked to close it.
+//
+// A connection taken from the pool may have been closed by the server
+// while it waited (an idle timeout, a restart). When sending on it fails,
+// or it ends before any byte of an answer, the request is sent once more
+// on a new connection, as a browser does.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	u := req.URL
+	port := ""
+	switch {
+	case u == nil:
+		closeBody(req)
+		return nil, errors.New("request without a URL")
+	case u.Scheme == "http":
+		port = "80"
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		closeBody(req)
+		return nil, fmt.Errorf("%w: scheme %q", ErrBlockedDestination, u.Scheme)
+	}
+	if p := u.Port(); p != "" {
+		port = p
+	}
+	host := u.Hostname()
+	addr := net.JoinHostPort(host, port)
+	key := u.Scheme + "://" + addr
+	ctx := req.Context()
+	for fresh := false; ; fresh = true {
+		var pc *h1Conn
+		if !fresh {
+			pc = t.take(key)
+		}
+		reused := pc != nil
+		if !reused {
+			var err error
+			if pc, err = t.connect(ctx, key, u.Scheme == "https", host, addr); err != nil {
+				closeBody(req)
+				return nil, err
+			}
+		}
+		resp, err := t.exchange(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		pc.conn.Close()
+		if !reused || !errors.Is(err, errStale) || req.GetBody == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		if req.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// errStale marks a failure before any byte of an answer arrived: the
+// request may be sent again on a new connection when the one that failed
+// came from the pool.
+var errStale = errors.New("connection closed before any answer")
+
+// staleError is an error of a pooled connection that the server had
+// probably closed.
+type staleError struct{ err error }
+
+func (e staleError) Error() string   { return e.err.Error() }
+func (e staleError) Unwrap() []error { return []error{e.err, errStale} }
+
+// gone reports whether err says the peer closed or reset the connection.
+func gone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// exchange writes req on pc and reads the answer's headers. On error the
+// caller closes pc.
+func (t *h1Transport) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
+	// The deadline and cancellation of ctx both end blocked reads and
+	// writes through this: no timer of our own.
+	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(staleIf(gone(err), err))
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(staleIf(gone(err), err))
+	}
+	pc.lim.n = maxResponseHeaderBytes
+	if _, err := pc.br.Peek(1); err != nil {
+		return fail(staleIf(gone(err), err))
+	}
+	var resp *http.Response
+	for n := 0; ; n++ {
+		var err error
+		if resp, err = http.ReadResponse(pc.br, req); err != nil {
+			return fail(err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		// 100 Continue or 103 Early Hints: the answer follows.
+		if n == max1xx {
+			return fail(errTooMany1xx)
+		}
+		pc.lim.n = maxResponseHeaderBytes
+	}
+	pc.lim.n = math.MaxInt64
+	b := &h1Body{t: t, pc: pc, ctx: ctx, rc: resp.Body, stop: stop,
+		// After a 101 the connection speaks another protocol.
+		keep: resp.StatusCode >= 200 && !resp.Close && !req.Close}
+	b.eof = resp.Body == http.NoBody
+	resp.Body = b
+	return resp, nil
+}
+
+func staleIf(stale bool, err error) error {
+	if stale {
+		return staleError{err}
+	}
+	return err
+}
+
+// closeBody closes req's body, as a RoundTripper must even when it fails.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// h1Body is an answer's body. Closing it returns the connection to the pool
+// when the body was read to its end, else closes the connection: what is
+// left unread may be endless.
+type h1Body struct {
+	t      *h1Transport
+	pc     *h1Conn
+	ctx    context.Context
+	rc     io.ReadCloser
+	stop   func() bool
+	keep   bool // the connection may be reused once the body is read
+	eof    bool
+	closed bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, errors.New("read on a closed response body")
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil && b.ctx.Err() != nil:
+		err = b.ctx.Err()
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	// stop reports false when the context ended and the connection's
+	// deadline has passed (or is being set): it cannot be reused.
+	if b.stop() && b.eof && b.keep {
+		b.t.put(b.pc)
+		return nil
+	}
+	return b.pc.conn.Close()
+}
+
+// take returns an idle connection to key, or nil.
+func (t *h1Transport) take(key string) *h1Conn {
+	now := time.Now()
+	var stale []*h1Conn
+	defer closeAll(&stale)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.idle[key]
+	for len(s) > 0 {
+		pc := s[len(s)-1]
+		s[len(s)-1] = nil
+		s = s[:len(s)-1]
+		t.nidle--
+		// Bytes waiting on an idle connection are no answer of ours: a
+		// server closing it (a TLS close_notify) or a broken one.
+		if now.Sub(pc.idleAt) < t.idleTimeout && pc.br.Buffered() == 0 {
+			t.setIdle(key, s)
+			return pc
+		}
+		stale = append(stale, pc)
+	}
+	t.setIdle(key, s)
+	return nil
+}
+
+// setIdle stores the idle connections of key; t.mu must be held.
+func (t *h1Transport) setIdle(key string, s []*h1Conn) {
+	if len(s) == 0 {
+		delete(t.idle, key)
+		return
+	}
+	t.idle[key] = s
+}
+
+// put returns pc to the pool, or closes it when the pool is full.
+func (t *h1Transport) put(pc *h1Conn) {
+	now := time.Now()
+	pc.idleAt = now
+	var stale []*h1Conn
+	defer closeAll(&stale)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.idle[pc.key]
+	// The oldest first: connections unused for idleTimeout are closed.
+	for len(s) > 0 && now.Sub(s[0].idleAt) >= t.idleTimeout {
+		stale = append(stale, s[0])
+		s = slices.Delete(s, 0, 1)
+		t.nidle--
+	}
+	if t.nidle >= t.maxIdle {
+		stale = append(stale, t.expiredLocked(now)...)
+	}
+	if len(s) >= t.maxIdlePerHost || t.nidle >= t.maxIdle {
+		t.setIdle(pc.key, s)
+		stale = append(stale, pc)
+		return
+	}
+	t.idle[pc.key] = append(s, pc)
+	t.nidle++
+}
+
+// expiredLocked takes the connections of every destination unused for
+// idleTimeout out of the pool; t.mu must be held.
+func (t *h1Transport) expiredLocked(now time.Time) []*h1Conn {
+	var out []*h1Conn
+	for key, s := range t.idle {
+		i := 0
+		for i < len(s) && now.Sub(s[i].idleAt) >= t.idleTimeout {
+			i++
+		}
+		if i > 0 {
+			out = append(out, s[:i]...)
+			t.nidle -= i
+			t.setIdle(key, slices.Delete(s, 0, i))
+		}
+	}
+	return out
+}
+
+// CloseIdleConnections closes every idle connection. The dispatcher calls
+// it when it stops.
+func (t *h1Transport) CloseIdleConnections() {
+	var all []*h1Conn
+	defer closeAll(&all)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.idle {
+		all = append(all, s...)
+	}
+	clear(t.idle)
+	t.nidle = 0
+}
+
+// closeAll closes the connections of *s: deferred before the pool's lock
+// is taken, it runs once the lock is released (a TLS close writes).
+func closeAll(s *[]*h1Conn) {
+	for _, pc := range *s {
+		pc.conn.Close()
+	}
+}
+
+// connect dials addr and, for TLS, makes the handshake with host.
+func (t *h1Transport) connect(ctx context.Context, key string, useTLS bool, host, addr string) (*h1Conn, error) {
+	conn, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if useTLS {
+		var cfg *tls.Config
+		if t.tls != nil {
+			cfg = t.tls.Clone()
+		} else {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = host
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, t.handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		expired := ctx.Err() == nil && hctx.Err() != nil
+		cancel()
+		if err != nil {
+			conn.Close()
+			if expired {
+				return nil, timeoutError{"TLS handshake timeout"}
+			}
+			return nil, err
+		}
+		conn = tc
+	}
+	pc := &h1Conn{key: key, conn: conn, lim: limitReader{r: conn, n: math.MaxInt64}}
+	pc.br = bufio.NewReaderSize(&pc.lim, 4<<10)
+	pc.bw = bufio.NewWriterSize(conn, 4<<10)
+	return pc, nil
+}

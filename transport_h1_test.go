@@ -1,0 +1,485 @@
+package webhook
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+)
+
+// newTestH1 returns the default transport of a dispatcher that may dial
+// loopback on any port.
+func newTestH1(t *testing.T) *h1Transport {
+	t.Helper()
+	o := TransportOptions{AllowedRanges: loopback, AllowAnyPort: true, MaxIdleConnsPerHost: 4}
+	g, err := newGuard(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// connCounter counts the connections a test server accepts and closes.
+type connCounter struct{ opened, closed atomic.Int64 }
+
+func (c *connCounter) track(srv *httptest.Server) {
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			c.opened.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			c.closed.Add(1)
+		}
+	}
+}
+
+// post sends one delivery-like request through rt and returns its status
+// and body.
+func post(ctx context.Context, rt http.RoundTripper, url string) (int, string, error) {
+	body := []byte(`{"n":1}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.GetBody = func() (io.ReadCloser, error) { return newBody(body), nil }
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func mustPost(t *testing.T, rt http.RoundTripper, url string) string {
+	t.Helper()
+	status, body, err := post(context.Background(), rt, url)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	if status != http.StatusOK {
+		t.Fatalf("status %d, want 200", status)
+	}
+	return body
+}
+
+func TestDefaultTransportReusesConnections(t *testing.T) {
+	st := newMemStore(t)
+	var conns connCounter
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	conns.track(srv)
+	srv.Start()
+	defer srv.Close()
+	addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
+	d := startDispatcher(t, st, testConfig())
+	for i := range 10 {
+		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+	}
+	if n := conns.opened.Load(); n != 1 {
+		t.Errorf("10 deliveries one after another opened %d connections, want 1", n)
+	}
+}
+
+// TestDefaultTransportSurvivesServerClosingIdleConnections: a receiver
+// that closes keep-alive connections after a short idle time (Node.js
+// does after 5 s) must not cost a failed attempt.
+func TestDefaultTransportSurvivesServerClosingIdleConnections(t *testing.T) {
+	st := newMemStore(t)
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
+	d := startDispatcher(t, st, testConfig())
+	for i := range 3 {
+		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		// The delivery's connection is idle in the pool: the server
+		// closes it.
+		rc.CloseClientConnections()
+		time.Sleep(20 * time.Millisecond) // the FIN arrives
+	}
+	if n := rc.count(); n != 3 {
+		t.Errorf("receiver got %d requests, want 3", n)
+	}
+}
+
+func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
+	// The first connection answers two requests and closes; every later
+	// one reads a request and closes without a word.
+	var accepted, requests atomic.Int64
+	url := rawServer(t, func(c net.Conn, n int) {
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for i := 1; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			requests.Add(1)
+			if n > 1 {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if i == 2 {
+				return
+			}
+		}
+	})
+	tr := newTestH1(t)
+	mustPost(t, tr, url)
+	mustPost(t, tr, url) // on the pooled connection
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("%d connections for two requests on a live connection, want 1", n)
+	}
+	time.Sleep(20 * time.Millisecond) // the server's FIN arrives
+	// The pooled connection is closed: the request goes once more, on a
+	// new connection, which fails too. No third try.
+	_, _, err := post(context.Background(), tr, url)
+	if err == nil {
+		t.Fatal("POST succeeded against a server that never answers")
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("error %v, want the connection's EOF", err)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+	// 2 answered + 1 on the new connection.
+	if n := requests.Load(); n != 3 {
+		t.Errorf("the server read %d requests, want 3", n)
+	}
+}
+
+// rawServer serves each accepted connection with handle (n counts the
+// connections from 1) and returns its URL.
+func rawServer(t *testing.T, handle func(c net.Conn, n int)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c, n)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/hook"
+}
+
+func TestH1NoResendOnAFreshConnection(t *testing.T) {
+	var requests atomic.Int64
+	url := rawServer(t, func(c net.Conn, _ int) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			requests.Add(1)
+		}
+	})
+	if _, _, err := post(context.Background(), newTestH1(t), url); err == nil {
+		t.Fatal("POST succeeded against a server that never answers")
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("the server read %d requests, want 1: a new connection's failure is the attempt's", n)
+	}
+}
+
+func TestH1TLS(t *testing.T) {
+	var conns connCounter
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true // offered by the server; the transport asks for HTTP/1.1
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	conns.track(srv)
+	srv.StartTLS()
+	defer srv.Close()
+
+	tr := newTestH1(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	tr.tls = &tls.Config{RootCAs: roots}
+	for range 3 {
+		if proto := mustPost(t, tr, srv.URL+"/hook"); proto != "HTTP/1.1" {
+			t.Errorf("request went as %s, want HTTP/1.1", proto)
+		}
+	}
+	if n := conns.opened.Load(); n != 1 {
+		t.Errorf("3 requests opened %d TLS connections, want 1", n)
+	}
+
+	// Without the test root the certificate is not trusted.
+	untrusting := newTestH1(t)
+	_, _, err := post(context.Background(), untrusting, srv.URL+"/hook")
+	var certErr *tls.CertificateVerificationError
+	if !errors.As(err, &certErr) {
+		t.Errorf("error %v, want a certificate verification error", err)
+	}
+	if class, _ := classify(err, false, time.Second); class != store.ErrorTLS {
+		t.Errorf("class %q, want tls", class)
+	}
+}
+
+func TestH1TLSHandshakeTimeout(t *testing.T) {
+	// Accepts and says nothing: the handshake never ends.
+	url := rawServer(t, func(c net.Conn, _ int) { io.Copy(io.Discard, c) })
+	tr := newTestH1(t)
+	tr.handshakeTimeout = 50 * time.Millisecond
+	_, _, err := post(context.Background(), tr, strings.Replace(url, "http:", "https:", 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || err.Error() != "TLS handshake timeout" {
+		t.Errorf("error %v, want a TLS handshake timeout", err)
+	}
+	if class, _ := classify(err, false, time.Second); class != store.ErrorTimeout {
+		t.Errorf("class %q, want timeout", class)
+	}
+}
+
+func TestH1ResponseHeaderLimit(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		ok   bool
+	}{{maxResponseHeaderBytes - 1024, true}, {maxResponseHeaderBytes + 1024, false}} {
+		url := rawServer(t, func(c net.Conn, _ int) {
+			req, err := http.ReadRequest(bufio.NewReader(c))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Big: %s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("a", tt.size))
+		})
+		_, _, err := post(context.Background(), newTestH1(t), url)
+		if tt.ok && err != nil {
+			t.Errorf("%d bytes of headers: %v", tt.size, err)
+		}
+		if !tt.ok && !errors.Is(err, errHeaderTooLarge) {
+			t.Errorf("%d bytes of headers: error %v, want %v", tt.size, err, errHeaderTooLarge)
+		}
+	}
+}
+
+func TestH1InformationalResponses(t *testing.T) {
+	for _, tt := range []struct {
+		n  int
+		ok bool
+	}{{1, true}, {max1xx, true}, {max1xx + 1, false}} {
+		url := rawServer(t, func(c net.Conn, _ int) {
+			req, err := http.ReadRequest(bufio.NewReader(c))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			for range tt.n {
+				io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		})
+		status, body, err := post(context.Background(), newTestH1(t), url)
+		if tt.ok && (err != nil || status != 200 || body != "ok") {
+			t.Errorf("%d × 103 then 200: %d %q %v, want 200 \"ok\"", tt.n, status, body, err)
+		}
+		if !tt.ok && !errors.Is(err, errTooMany1xx) {
+			t.Errorf("%d × 103: error %v, want %v", tt.n, err, errTooMany1xx)
+		}
+	}
+}
+
+func TestH1ConnectionReuseRules(t *testing.T) {
+	var conns connCounter
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/close":
+			w.Header().Set("Connection", "close")
+		case "/big":
+			w.Write(bytes.Repeat([]byte("x"), 1<<20))
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	conns.track(srv)
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(t)
+
+	mustPost(t, tr, srv.URL+"/ok")
+	mustPost(t, tr, srv.URL+"/ok")
+	if n := conns.opened.Load(); n != 1 {
+		t.Fatalf("%d connections for two requests, want 1", n)
+	}
+
+	// An answer saying Connection: close ends its connection.
+	mustPost(t, tr, srv.URL+"/close")
+	mustPost(t, tr, srv.URL+"/ok")
+	if n := conns.opened.Load(); n != 2 {
+		t.Errorf("%d connections after a Connection: close answer, want 2", n)
+	}
+
+	// A body closed before its end closes the connection: what is left
+	// may be endless, and is not read.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/big", strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mustPost(t, tr, srv.URL+"/ok")
+	if n := conns.opened.Load(); n != 3 {
+		t.Errorf("%d connections after a body left unread, want 3", n)
+	}
+	waitFor(t, "the server to see 2 connections closed", func() bool { return conns.closed.Load() == 2 })
+}
+
+func TestH1UnsolicitedBytesRetireAConnection(t *testing.T) {
+	var accepted atomic.Int64
+	url := rawServer(t, func(c net.Conn, _ int) {
+		accepted.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			// The answer, then bytes nobody asked for.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK")
+		}
+	})
+	tr := newTestH1(t)
+	mustPost(t, tr, url)
+	mustPost(t, tr, url)
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: one with bytes waiting is not reused", n)
+	}
+}
+
+func TestH1ContextEndsTheExchange(t *testing.T) {
+	hang, release := newGate()
+	defer release()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/body" {
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer release() // before srv.Close
+	tr := newTestH1(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := post(ctx, tr, srv.URL+"/headers"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung before the headers: %v, want %v", err, context.DeadlineExceeded)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/body", strings.NewReader("{}"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+		t.Errorf("hung in the body: %v, want %v", err, context.Canceled)
+	}
+	resp.Body.Close()
+	if tr.nidle != 0 {
+		t.Errorf("%d connections pooled after cancelled exchanges, want 0", tr.nidle)
+	}
+}
+
+func TestH1Pool(t *testing.T) {
+	var conns connCounter
+	gate, open := newGate()
+	var arrived sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			arrived.Done()
+			<-gate
+		}
+	}))
+	conns.track(srv)
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(t) // 4 idle per host
+
+	// Six at once need six connections; four stay, two are closed.
+	arrived.Add(6)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if _, _, err := post(context.Background(), tr, srv.URL+"/wait"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	arrived.Wait()
+	open()
+	wg.Wait()
+	if tr.nidle != 4 {
+		t.Errorf("%d idle connections, want the cap of 4", tr.nidle)
+	}
+	waitFor(t, "the server to see 2 connections closed", func() bool { return conns.closed.Load() == 2 })
+
+	// Connections unused for the idle timeout are closed, not reused.
+	tr.idleTimeout = 10 * time.Millisecond
+	time.Sleep(20 * time.Millisecond)
+	mustPost(t, tr, srv.URL+"/ok")
+	if n := conns.opened.Load(); n != 7 {
+		t.Errorf("%d connections opened, want 7: none of the expired ones reused", n)
+	}
+	waitFor(t, "the server to see 6 connections closed", func() bool { return conns.closed.Load() == 6 })
+
+	tr.CloseIdleConnections()
+	waitFor(t, "the server to see every connection closed", func() bool { return conns.closed.Load() == 7 })
+	if tr.nidle != 0 || len(tr.idle) != 0 {
+		t.Errorf("%d idle connections in %d lists after CloseIdleConnections", tr.nidle, len(tr.idle))
+	}
+}
+
+func TestH1RefusesOtherSchemes(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodPost, "ftp://example.com/x", strings.NewReader("{}"))
+	if _, err := newTestH1(t).RoundTrip(req); !errors.Is(err, ErrBlockedDestination) {
+		t.Errorf("ftp: %v, want %v", err, ErrBlockedDestination)
+	}
+}
