@@ -147,6 +147,7 @@ type Dispatcher struct {
 	st     store.Store
 	cfg    Config
 	rt     http.RoundTripper
+	h1     *h1Transport // rt when it is the default transport
 	log    *slog.Logger
 	hooksI Hooks
 	// userAgent is the User-Agent header's value, shared by every attempt.
@@ -280,6 +281,7 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		c.Owner = "dispatcher_" + id.String()
 	}
 	rt := c.Transport
+	var h1 *h1Transport
 	if rt == nil {
 		o := TransportOptions{
 			AllowedRanges:       c.AllowedRanges,
@@ -291,12 +293,14 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("webhook: config: %w", err)
 		}
-		rt = newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
+		h1 = newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
+		rt = h1
 	}
 	return &Dispatcher{
 		st:          st,
 		cfg:         c,
 		rt:          rt,
+		h1:          h1,
 		log:         c.Logger,
 		hooksI:      guardHooks(c.Hooks, c.Logger),
 		userAgent:   []string{c.UserAgent},
@@ -695,6 +699,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.stopLoop, d.abortWork = stopLoop, abortWork
 	d.loopDone = make(chan struct{})
 	d.workCtx = workCtx
+	if d.h1 != nil {
+		// Its attempts have no context (see send): Stop's cancellation
+		// reaches them through Abort.
+		context.AfterFunc(workCtx, d.h1.Abort)
+	}
 	d.state = stateRunning
 	// One pool goroutine per attempt that can be in flight, so startWork
 	// never waits. They keep their grown stacks from one attempt to the
@@ -1812,9 +1821,8 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	// Timed from before the deadline is set, so an attempt that runs into
 	// it lasts at least Timeout.
 	t0 := time.Now()
-	actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	req := (&http.Request{
+	deadline := t0.Add(d.cfg.Timeout)
+	req := &http.Request{
 		Method:        http.MethodPost,
 		URL:           t.u,
 		Proto:         "HTTP/1.1",
@@ -1825,15 +1833,24 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		GetBody:       func() (io.ReadCloser, error) { return newBody(del.Body), nil },
 		ContentLength: int64(len(del.Body)),
 		Host:          t.u.Host,
-	}).WithContext(actx)
-
+	}
 	// The transport directly: no redirect is ever followed, and a 3xx is
 	// the attempt's answer.
-	resp, err := d.rt.RoundTrip(req)
+	var resp *http.Response
+	var err error
+	if d.h1 != nil {
+		// The default transport ends the attempt at the deadline by
+		// itself, and on Stop's word (Start): no context per attempt.
+		resp, err = d.h1.roundTripUntil(req, deadline)
+	} else {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		resp, err = d.rt.RoundTrip(req.WithContext(actx))
+	}
 	if err != nil {
 		att.Duration = time.Since(t0)
 		class, msg := classify(err, ctx.Err() != nil, d.cfg.Timeout)
-		if class == store.ErrorTimeout && actx.Err() == nil {
+		if class == store.ErrorTimeout && time.Now().Before(deadline) {
 			// A limit of the transport's own (dial, TLS handshake) ended
 			// the attempt before Timeout: name it.
 			msg = "timeout: " + trimOp(err)

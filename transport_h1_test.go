@@ -483,3 +483,77 @@ func TestH1RefusesOtherSchemes(t *testing.T) {
 		t.Errorf("ftp: %v, want %v", err, ErrBlockedDestination)
 	}
 }
+
+func TestH1DeadlineAndAbort(t *testing.T) {
+	hang, release := newGate()
+	var arrived atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		if r.URL.Path == "/body" {
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer release() // before srv.Close
+	tr := newTestH1(t)
+	until := func(path string, deadline time.Time) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader("{}"))
+		return tr.roundTripUntil(req, deadline)
+	}
+
+	// The deadline ends an exchange waiting for headers, and one in the
+	// body.
+	if _, err := until("/headers", time.Now().Add(50*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung before the headers: %v, want %v", err, context.DeadlineExceeded)
+	}
+	resp, err := until("/body", time.Now().Add(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung in the body: %v, want %v", err, context.DeadlineExceeded)
+	}
+	resp.Body.Close()
+
+	// Abort ends exchanges whatever their deadline: one waiting for
+	// headers, one in its body.
+	far := time.Now().Add(time.Hour)
+	resp, err = until("/body", far)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := until("/headers", far)
+		errc <- err
+	}()
+	waitFor(t, "both requests to arrive", func() bool { return arrived.Load() == 4 })
+	start := time.Now()
+	tr.Abort()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("hung before the headers, aborted: %v, want %v", err, context.Canceled)
+	}
+	if _, err := io.ReadAll(resp.Body); !errors.Is(err, context.Canceled) {
+		t.Errorf("hung in the body, aborted: %v, want %v", err, context.Canceled)
+	}
+	resp.Body.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Abort took %v to end the exchanges", d)
+	}
+	// And none starts after it.
+	if _, err := until("/headers", far); !errors.Is(err, context.Canceled) {
+		t.Errorf("after Abort: %v, want %v", err, context.Canceled)
+	}
+	if n := arrived.Load(); n != 4 {
+		t.Errorf("%d requests reached the server, want 4: none after Abort", n)
+	}
+	if tr.nidle != 0 || len(tr.busy) != 0 {
+		t.Errorf("%d idle and %d busy connections left after Abort", tr.nidle, len(tr.busy))
+	}
+}
