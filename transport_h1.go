@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,7 +46,7 @@ type h1Transport struct {
 	abort   context.CancelFunc
 
 	mu      sync.Mutex
-	idle    map[string][]*h1Conn // by destination; most recently used last
+	idle    map[connKey][]*h1Conn // most recently used last
 	nidle   int
 	busy    map[*h1Conn]struct{} // in an exchange
 	aborted bool
@@ -76,7 +77,7 @@ func (timeoutError) Temporary() bool { return true }
 
 // h1Conn is one connection of the pool.
 type h1Conn struct {
-	key    string
+	key    connKey
 	conn   net.Conn // the *tls.Conn over TLS
 	lim    limitReader
 	br     *bufio.Reader // reads through lim
@@ -111,7 +112,7 @@ func newH1Transport(dial func(ctx context.Context, network, address string) (net
 		idleTimeout:      90 * time.Second,
 		maxIdlePerHost:   maxIdlePerHost,
 		maxIdle:          4 * maxIdlePerHost,
-		idle:             make(map[string][]*h1Conn),
+		idle:             make(map[connKey][]*h1Conn),
 		busy:             make(map[*h1Conn]struct{}),
 	}
 	t.stopped, t.abort = context.WithCancel(context.Background())
@@ -156,25 +157,15 @@ func (t *h1Transport) roundTripUntil(req *http.Request, deadline time.Time) (*ht
 // roundTrip sends req until ctx ends or deadline (when not zero) passes.
 func (t *h1Transport) roundTrip(req *http.Request, ctx context.Context, deadline time.Time) (*http.Response, error) {
 	u := req.URL
-	port := ""
-	switch {
-	case u == nil:
+	if u == nil {
 		closeBody(req)
 		return nil, errors.New("request without a URL")
-	case u.Scheme == "http":
-		port = "80"
-	case u.Scheme == "https":
-		port = "443"
-	default:
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
 		closeBody(req)
 		return nil, fmt.Errorf("%w: scheme %q", ErrBlockedDestination, u.Scheme)
 	}
-	if p := u.Port(); p != "" {
-		port = p
-	}
-	host := u.Hostname()
-	addr := net.JoinHostPort(host, port)
-	key := u.Scheme + "://" + addr
+	key := connKey{tls: u.Scheme == "https", host: u.Host}
 	for fresh := false; ; fresh = true {
 		var pc *h1Conn
 		if !fresh {
@@ -183,7 +174,7 @@ func (t *h1Transport) roundTrip(req *http.Request, ctx context.Context, deadline
 		reused := pc != nil
 		if !reused {
 			var err error
-			if pc, err = t.connect(ctx, deadline, key, u.Scheme == "https", host, addr); err != nil {
+			if pc, err = t.connect(ctx, deadline, key); err != nil {
 				closeBody(req)
 				return nil, t.cause(ctx, deadline, err)
 			}
@@ -365,7 +356,7 @@ func (t *h1Transport) begin(pc *h1Conn, deadline time.Time) error {
 }
 
 // take returns an idle connection to key, or nil.
-func (t *h1Transport) take(key string) *h1Conn {
+func (t *h1Transport) take(key connKey) *h1Conn {
 	now := time.Now()
 	var stale []*h1Conn
 	defer closeAll(&stale)
@@ -390,7 +381,7 @@ func (t *h1Transport) take(key string) *h1Conn {
 }
 
 // setIdle stores the idle connections of key; t.mu must be held.
-func (t *h1Transport) setIdle(key string, s []*h1Conn) {
+func (t *h1Transport) setIdle(key connKey, s []*h1Conn) {
 	if len(s) == 0 {
 		delete(t.idle, key)
 		return
@@ -471,9 +462,29 @@ func closeAll(s *[]*h1Conn) {
 	}
 }
 
-// connect dials addr and, for TLS, makes the handshake with host, until
+// connKey names the destination of a connection: a URL's scheme and host.
+// It is made without allocating, which its dial address is not.
+type connKey struct {
+	tls  bool
+	host string // the URL's host, with its port if it names one
+}
+
+// connect dials key's destination and, over TLS, makes the handshake, until
 // ctx ends or deadline (when not zero) passes, or Abort is called.
-func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key string, useTLS bool, host, addr string) (*h1Conn, error) {
+func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key connKey) (*h1Conn, error) {
+	host, port := key.host, "80"
+	if key.tls {
+		port = "443"
+	}
+	if h, p, err := net.SplitHostPort(key.host); err == nil {
+		host = h
+		if p != "" {
+			port = p
+		}
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	addr := net.JoinHostPort(host, port)
 	switch {
 	case ctx.Done() != nil:
 	case deadline.IsZero():
@@ -489,7 +500,7 @@ func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key strin
 	if err != nil {
 		return nil, err
 	}
-	if useTLS {
+	if key.tls {
 		var cfg *tls.Config
 		if t.tls != nil {
 			cfg = t.tls.Clone()

@@ -557,3 +557,26 @@ func TestH1DeadlineAndAbort(t *testing.T) {
 		t.Errorf("%d idle and %d busy connections left after Abort", tr.nidle, len(tr.busy))
 	}
 }
+
+func TestH1DialAddress(t *testing.T) {
+	for _, tt := range []struct{ url, addr string }{
+		{"http://example.com/x", "example.com:80"},
+		{"https://example.com/x", "example.com:443"},
+		{"http://example.com:/x", "example.com:80"},
+		{"https://example.com:8443/x", "example.com:8443"},
+		{"http://[2001:db8::1]/x", "[2001:db8::1]:80"},
+		{"https://[2001:db8::1]:8443/x", "[2001:db8::1]:8443"},
+	} {
+		var dialled string
+		tr := newTestH1(t)
+		tr.dial = func(_ context.Context, _, addr string) (net.Conn, error) {
+			dialled = addr
+			return nil, errors.New("no dial in this test")
+		}
+		req, _ := http.NewRequest(http.MethodPost, tt.url, strings.NewReader("{}"))
+		tr.RoundTrip(req)
+		if dialled != tt.addr {
+			t.Errorf("%s dialled %q, want %q", tt.url, dialled, tt.addr)
+		}
+	}
+}
