@@ -388,10 +388,14 @@ func TestH1UnsolicitedBytesRetireAConnection(t *testing.T) {
 	}
 }
 
-func TestH1ContextEndsTheExchange(t *testing.T) {
+// newStallingServer returns a server that never finishes an answer: on
+// /body it sends the headers and 7 of 100 bytes of body, elsewhere
+// nothing. arrived counts its requests.
+func newStallingServer(t *testing.T) (srv *httptest.Server, arrived *atomic.Int64) {
 	hang, release := newGate()
-	defer release()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	arrived = new(atomic.Int64)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
 		if r.URL.Path == "/body" {
 			w.Header().Set("Content-Length", "100")
 			io.WriteString(w, "partial")
@@ -402,8 +406,13 @@ func TestH1ContextEndsTheExchange(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	defer srv.Close()
-	defer release() // before srv.Close
+	t.Cleanup(srv.Close)
+	t.Cleanup(release) // runs before srv.Close
+	return srv, arrived
+}
+
+func TestH1ContextEndsTheExchange(t *testing.T) {
+	srv, _ := newStallingServer(t)
 	tr := newTestH1(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -485,22 +494,7 @@ func TestH1RefusesOtherSchemes(t *testing.T) {
 }
 
 func TestH1DeadlineAndAbort(t *testing.T) {
-	hang, release := newGate()
-	var arrived atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Add(1)
-		if r.URL.Path == "/body" {
-			w.Header().Set("Content-Length", "100")
-			io.WriteString(w, "partial")
-			w.(http.Flusher).Flush()
-		}
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer release() // before srv.Close
+	srv, arrived := newStallingServer(t)
 	tr := newTestH1(t)
 	until := func(path string, deadline time.Time) (*http.Response, error) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader("{}"))
