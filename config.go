@@ -132,8 +132,9 @@ type Config struct {
 	// from AllowedRanges, AllowedPorts and AllowAnyPort, and Workers idle
 	// connections kept per destination. It sends each attempt on the
 	// worker's goroutine, with net/http's request writer and response
-	// parser, and costs a delivery about a fifth less processor time than
-	// net/http's Transport. It speaks HTTP/1.1 only, over TLS too.
+	// parser: on loopback a request costs about a fifth less processor
+	// time than through net/http's Transport. It speaks HTTP/1.1 only,
+	// over TLS too.
 	//
 	// A Transport set here replaces the guard: only use one built with
 	// NewTransport, or one you trust equally. Redirects are never

@@ -22,11 +22,11 @@ import (
 //
 // It writes each request and reads its answer on the calling goroutine.
 // net/http's Transport runs a reading and a writing goroutine per
-// connection and hands every request and answer between them, which costs
-// a delivery about a fifth of its processor time on loopback. Writing the
-// request and parsing the answer are still net/http's own (Request.Write,
-// ReadResponse); what is here is the connection pool, the deadlines and
-// TLS setup.
+// connection and hands every request and answer between them: on
+// loopback, POSTs alone took 52 µs of processor time each through it
+// against 41 this way, server included. Writing the request and parsing
+// the answer are still net/http's own (Request.Write, ReadResponse); what
+// is here is the connection pool, the deadlines and TLS setup.
 //
 // It speaks HTTP/1.1 alone, also over TLS (ALPN http/1.1): a delivery is
 // one request at a time, which gains nothing from HTTP/2's streams.
@@ -41,7 +41,7 @@ type h1Transport struct {
 	maxIdle          int
 
 	// stopped ends the dials and TLS handshakes of roundTripUntil when
-	// abort is called.
+	// Abort is called.
 	stopped context.Context
 	abort   context.CancelFunc
 
@@ -86,7 +86,7 @@ type h1Conn struct {
 }
 
 // limitReader reads from r until n bytes have been read, then fails with
-// errHeaderTooLarge. RoundTrip sets n for the headers and lifts it for the
+// errHeaderTooLarge. exchange sets n for the headers and lifts it for the
 // body, which the dispatcher caps itself.
 type limitReader struct {
 	r io.Reader
@@ -147,9 +147,9 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // roundTripUntil is RoundTrip for the dispatcher's attempts, without a
 // context of their own: the exchange, the reading of the body included,
 // ends at deadline (context.DeadlineExceeded) or when Abort is called
-// (context.Canceled). It spares each attempt a context, its timer and its
-// registration with the dispatcher's, which cost as much as a tenth of
-// the client's processor time.
+// (context.Canceled). It spares each attempt a context with its timer, and
+// the registration of the context and of the connection's cancellation
+// with their parents.
 func (t *h1Transport) roundTripUntil(req *http.Request, deadline time.Time) (*http.Response, error) {
 	return t.roundTrip(req, context.Background(), deadline)
 }
@@ -238,6 +238,7 @@ func noStop() bool { return true }
 // caller releases pc.
 func (t *h1Transport) exchange(ctx context.Context, deadline time.Time, pc *h1Conn, req *http.Request) (*http.Response, error) {
 	if err := t.begin(pc, deadline); err != nil {
+		closeBody(req)
 		return nil, err
 	}
 	// The deadline, the cancellation of ctx and Abort all end blocked
@@ -403,18 +404,13 @@ func (t *h1Transport) release(pc *h1Conn, reuse bool) {
 		stale = append(stale, pc)
 		return
 	}
-	s := t.idle[pc.key]
-	// The oldest first: connections unused for idleTimeout are closed.
-	for len(s) > 0 && now.Sub(s[0].idleAt) >= t.idleTimeout {
-		stale = append(stale, s[0])
-		s = slices.Delete(s, 0, 1)
-		t.nidle--
-	}
 	if t.nidle >= t.maxIdle {
 		stale = append(stale, t.expiredLocked(now)...)
+	} else {
+		stale = append(stale, t.expiredOfLocked(pc.key, now)...)
 	}
+	s := t.idle[pc.key]
 	if len(s) >= t.maxIdlePerHost || t.nidle >= t.maxIdle {
-		t.setIdle(pc.key, s)
 		stale = append(stale, pc)
 		return
 	}
@@ -426,17 +422,26 @@ func (t *h1Transport) release(pc *h1Conn, reuse bool) {
 // idleTimeout out of the pool; t.mu must be held.
 func (t *h1Transport) expiredLocked(now time.Time) []*h1Conn {
 	var out []*h1Conn
-	for key, s := range t.idle {
-		i := 0
-		for i < len(s) && now.Sub(s[i].idleAt) >= t.idleTimeout {
-			i++
-		}
-		if i > 0 {
-			out = append(out, s[:i]...)
-			t.nidle -= i
-			t.setIdle(key, slices.Delete(s, 0, i))
-		}
+	for key := range t.idle {
+		out = append(out, t.expiredOfLocked(key, now)...)
 	}
+	return out
+}
+
+// expiredOfLocked takes key's connections unused for idleTimeout out of the
+// pool (the oldest come first); t.mu must be held.
+func (t *h1Transport) expiredOfLocked(key connKey, now time.Time) []*h1Conn {
+	s := t.idle[key]
+	i := 0
+	for i < len(s) && now.Sub(s[i].idleAt) >= t.idleTimeout {
+		i++
+	}
+	if i == 0 {
+		return nil
+	}
+	out := slices.Clone(s[:i])
+	t.nidle -= i
+	t.setIdle(key, slices.Delete(s, 0, i))
 	return out
 }
 

@@ -574,3 +574,28 @@ func TestH1DialAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestH1FullPoolMakesRoomFromExpired(t *testing.T) {
+	var connsA connCounter
+	a := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	connsA.track(a)
+	a.Start()
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer b.Close()
+	tr := newTestH1(t)
+	tr.maxIdlePerHost, tr.maxIdle = 1, 1
+
+	mustPost(t, tr, a.URL+"/hook") // the pool is full with a's connection
+	tr.idleTimeout = 10 * time.Millisecond
+	time.Sleep(20 * time.Millisecond)
+	mustPost(t, tr, b.URL+"/hook")
+	// b's connection takes the place of a's, expired.
+	waitFor(t, "a's connection to be closed", func() bool { return connsA.closed.Load() == 1 })
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	bKey := connKey{host: strings.TrimPrefix(b.URL, "http://")}
+	if tr.nidle != 1 || len(tr.idle) != 1 || len(tr.idle[bKey]) != 1 {
+		t.Errorf("pool holds %d connections in %v, want b's alone", tr.nidle, tr.idle)
+	}
+}
