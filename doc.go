@@ -98,11 +98,12 @@
 // The default transport checks every resolved address at dial time, as
 // [NewTransport]'s does, and refuses loopback, private, link-local and
 // other special ranges; it ignores proxy settings and follows no
-// redirect; only ports 80 and 443 are dialled. A [Registry] accepts only https URLs. Every webhook
-// belongs to a tenant and an [Event] reaches only its tenant's webhooks. A
-// [Verifier] refuses timestamps more than [DefaultTolerance] away from its
-// clock and, unless [VerifyOptions.AllowLegacy] is set, requests carrying
-// only the replayable legacy header (downgrade protection).
+// redirect; only ports 80 and 443 are dialled. A [Registry] accepts only
+// https URLs. Every webhook belongs to a tenant and an [Event] reaches
+// only its tenant's webhooks. A [Verifier] refuses timestamps more than
+// [DefaultTolerance] away from its clock and, unless
+// [VerifyOptions.AllowLegacy] is set, requests carrying only the
+// replayable legacy header (downgrade protection).
 //
 // For local development against a receiver on the same machine, relax the
 // guard with [Config.AllowedRanges] (127.0.0.0/8 and ::1/128) and
