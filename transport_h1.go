@@ -83,6 +83,32 @@ type h1Conn struct {
 	br     *bufio.Reader // reads through lim
 	bw     *bufio.Writer
 	idleAt time.Time
+
+	// raw and peek look at the socket under conn for what arrived while
+	// it was idle (see waiting); nil where they cannot.
+	raw     syscall.RawConn
+	peek    func(fd uintptr) bool
+	peekSaw bool // peek's answer
+}
+
+// waiting reports whether anything arrived on pc while it was idle: bytes
+// (a 408 a server sends before it closes an idle connection, or the late
+// end of an answer that was longer than it said) or the end of the
+// stream. None of it answers the next request, which would read it as its
+// own answer: net/http's Transport, which reads every idle connection,
+// closes such a connection, and so must the pool. The check costs one
+// system call and leaves the bytes unread.
+func (pc *h1Conn) waiting() bool {
+	if pc.peek == nil {
+		return false
+	}
+	// The last exchange's deadline has perhaps passed: the socket would
+	// not be read at all.
+	pc.conn.SetReadDeadline(time.Time{})
+	if err := pc.raw.Read(pc.peek); err != nil {
+		return true
+	}
+	return pc.peekSaw
 }
 
 // limitReader reads from r until n bytes have been read, then fails with
@@ -137,9 +163,11 @@ func (t *h1Transport) Abort() {
 // and closed, and neither side asked to close it.
 //
 // A connection taken from the pool may have been closed by the server
-// while it waited (an idle timeout, a restart). When sending on it fails,
-// or it ends before any byte of an answer, the request is sent once more
-// on a new connection, as a browser does.
+// while it waited (an idle timeout, a restart). One seen closed, or with
+// bytes waiting, before the request is written is not used (see waiting);
+// the server may still close it as the request goes. When sending on it
+// fails, or it ends before any byte of an answer, the request is sent once
+// more on a new connection, as a browser does.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.roundTrip(req, req.Context(), time.Time{})
 }
@@ -170,6 +198,10 @@ func (t *h1Transport) roundTrip(req *http.Request, ctx context.Context, deadline
 		var pc *h1Conn
 		if !fresh {
 			pc = t.take(key)
+			for pc != nil && pc.waiting() {
+				t.release(pc, false)
+				pc = t.take(key)
+			}
 		}
 		reused := pc != nil
 		if !reused {
@@ -370,7 +402,9 @@ func (t *h1Transport) take(key connKey) *h1Conn {
 		s = s[:len(s)-1]
 		t.nidle--
 		// Bytes waiting on an idle connection are no answer of ours: a
-		// server closing it (a TLS close_notify) or a broken one.
+		// server closing it (a TLS close_notify) or a broken one. Those
+		// still in the socket are for the caller to see (waiting), out
+		// of the lock.
 		if now.Sub(pc.idleAt) < t.idleTimeout && pc.br.Buffered() == 0 {
 			t.setIdle(key, s)
 			return pc
@@ -505,6 +539,7 @@ func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key connK
 	if err != nil {
 		return nil, err
 	}
+	raw := conn // the socket, which TLS wraps
 	if key.tls {
 		var cfg *tls.Config
 		if t.tls != nil {
@@ -531,6 +566,12 @@ func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key connK
 		conn = tc
 	}
 	pc := &h1Conn{key: key, conn: conn, lim: limitReader{r: conn, n: math.MaxInt64}}
+	if sc, ok := raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			pc.raw = rc
+			pc.peek = newIdlePeek(&pc.peekSaw)
+		}
+	}
 	pc.br = bufio.NewReaderSize(&pc.lim, 4<<10)
 	pc.bw = bufio.NewWriterSize(conn, 4<<10)
 	return pc, nil

@@ -126,8 +126,9 @@ func TestDefaultTransportSurvivesServerClosingIdleConnections(t *testing.T) {
 }
 
 func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
-	// The first connection answers two requests and closes; every later
-	// one reads a request and closes without a word.
+	// The first connection answers two requests, and closes when it has
+	// read the third (a server going down as the request arrives); every
+	// later one reads a request and closes without a word.
 	var accepted, requests atomic.Int64
 	url := rawServer(t, func(c net.Conn, n int) {
 		accepted.Add(1)
@@ -139,13 +140,10 @@ func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
 			}
 			io.Copy(io.Discard, req.Body)
 			requests.Add(1)
-			if n > 1 {
+			if n > 1 || i == 3 {
 				return
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			if i == 2 {
-				return
-			}
 		}
 	})
 	tr := newTestH1(t)
@@ -154,9 +152,8 @@ func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
 	if n := accepted.Load(); n != 1 {
 		t.Fatalf("%d connections for two requests on a live connection, want 1", n)
 	}
-	time.Sleep(20 * time.Millisecond) // the server's FIN arrives
-	// The pooled connection is closed: the request goes once more, on a
-	// new connection, which fails too. No third try.
+	// The pooled connection closes without an answer: the request goes
+	// once more, on a new connection, which fails too. No third try.
 	_, _, err := post(context.Background(), tr, url)
 	if err == nil {
 		t.Fatal("POST succeeded against a server that never answers")
@@ -167,9 +164,9 @@ func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
 	if n := accepted.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
 	}
-	// 2 answered + 1 on the new connection.
-	if n := requests.Load(); n != 3 {
-		t.Errorf("the server read %d requests, want 3", n)
+	// 2 answered + 1 on the pooled connection + 1 on the new one.
+	if n := requests.Load(); n != 4 {
+		t.Errorf("the server read %d requests, want 4", n)
 	}
 }
 
@@ -597,5 +594,52 @@ func TestH1FullPoolMakesRoomFromExpired(t *testing.T) {
 	bKey := connKey{host: strings.TrimPrefix(b.URL, "http://")}
 	if tr.nidle != 1 || len(tr.idle) != 1 || len(tr.idle[bKey]) != 1 {
 		t.Errorf("pool holds %d connections in %v, want b's alone", tr.nidle, tr.idle)
+	}
+}
+
+// TestH1BytesArrivingOnAnIdleConnectionRetireIt: bytes a server sends on
+// a connection after its answer ended, while it waits in the pool, are no
+// answer to the next request. Servers send a 408 on keep-alive connections
+// they close for idleness; a broken one sends more than the answer it
+// announced, late. Either must not be read as the next request's answer
+// (net/http's Transport closes such a connection too).
+func TestH1BytesArrivingOnAnIdleConnectionRetireIt(t *testing.T) {
+	for _, late := range []string{
+		"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n",
+	} {
+		var accepted, requests atomic.Int64
+		url := rawServer(t, func(c net.Conn, n int) {
+			accepted.Add(1)
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				requests.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				if n == 1 {
+					// The first connection sends more, once the
+					// answer was read; then it waits for the next
+					// request, which it would take for its own.
+					time.Sleep(20 * time.Millisecond)
+					io.WriteString(c, late)
+				}
+			}
+		})
+		tr := newTestH1(t)
+		mustPost(t, tr, url)
+		time.Sleep(50 * time.Millisecond) // the late bytes arrive
+		if status, _, err := post(context.Background(), tr, url); err != nil || status != http.StatusOK {
+			t.Errorf("after %q on the idle connection: %d, %v, want 200", late, status, err)
+		}
+		if n := accepted.Load(); n != 2 {
+			t.Errorf("after %q on the idle connection: %d connections, want 2", late, n)
+		}
+		if n := requests.Load(); n != 2 {
+			t.Errorf("after %q on the idle connection: the server read %d requests, want 2", late, n)
+		}
 	}
 }
