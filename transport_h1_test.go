@@ -597,6 +597,48 @@ func TestH1FullPoolMakesRoomFromExpired(t *testing.T) {
 	}
 }
 
+// tlsRawServer is rawServer over TLS, with the certificate of an httptest
+// server; it returns the URL and a transport that trusts it.
+func tlsRawServer(t *testing.T, handle func(c *tls.Conn, n int)) (string, *h1Transport) {
+	t.Helper()
+	cert := httptest.NewUnstartedServer(http.NotFoundHandler())
+	cert.StartTLS()
+	cert.Close()
+	cfg := &tls.Config{Certificates: cert.TLS.Certificates}
+	url := rawServer(t, func(c net.Conn, n int) {
+		tc := tls.Server(c, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		handle(tc, n)
+	})
+	tr := newTestH1(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Certificate())
+	tr.tls = &tls.Config{RootCAs: roots}
+	return strings.Replace(url, "http:", "https:", 1), tr
+}
+
+// TestH1DeadlineEndsAnExchangeWithAPeerThatDoesNotRead: an endpoint that
+// completes the TLS handshake and then reads nothing holds the request's
+// write, not a read: the deadline ends it too, and closing the connection
+// after it (a TLS close writes an alert) does not hold the attempt longer.
+func TestH1DeadlineEndsAnExchangeWithAPeerThatDoesNotRead(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	url, tr := tlsRawServer(t, func(*tls.Conn, int) { <-done })
+	body := bytes.Repeat([]byte("x"), 16<<20) // more than the sockets hold
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	start := time.Now()
+	_, err := tr.roundTripUntil(req, start.Add(300*time.Millisecond))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v, want %v", err, context.DeadlineExceeded)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the exchange ended %v after it began, with a deadline of 300ms", d)
+	}
+}
+
 // TestH1BytesArrivingOnAnIdleConnectionRetireIt: bytes a server sends on
 // a connection after its answer ended, while it waits in the pool, are no
 // answer to the next request. Servers send a 408 on keep-alive connections
