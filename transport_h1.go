@@ -299,7 +299,10 @@ func (t *h1Transport) exchange(ctx context.Context, deadline time.Time, pc *h1Co
 		if resp, err = http.ReadResponse(pc.br, req); err != nil {
 			return fail(err)
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+		// A status under 100 is no informational answer: it is the
+		// answer, as net/http's Transport has it (a strange one, whose
+		// connection is not reused).
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
 		// 100 Continue or 103 Early Hints: the answer follows.

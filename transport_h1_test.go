@@ -685,3 +685,25 @@ func TestH1BytesArrivingOnAnIdleConnectionRetireIt(t *testing.T) {
 		}
 	}
 }
+
+// TestH1StatusBelow100IsTheAnswer: a status under 100 is no informational
+// answer (those are 1xx): it is the answer, as net/http's Transport
+// returns it, not skipped to wait for another one the server never sends.
+func TestH1StatusBelow100IsTheAnswer(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	url := rawServer(t, func(c net.Conn, _ int) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n")
+		<-done
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if status, _, err := post(ctx, newTestH1(t), url); err != nil || status != 99 {
+		t.Errorf("answer 099: %d, %v, want 99", status, err)
+	}
+}
