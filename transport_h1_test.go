@@ -711,3 +711,45 @@ func TestH1StatusBelow100IsTheAnswer(t *testing.T) {
 		t.Errorf("answer 099: %d, %v, want 99", status, err)
 	}
 }
+
+// TestH1DeadlineAndAbortEndConnecting: the deadline and Abort end a dial
+// and a TLS handshake that never finish, as they end the exchange.
+func TestH1DeadlineAndAbortEndConnecting(t *testing.T) {
+	// Accepts and says nothing: the handshake never ends.
+	silent := strings.Replace(rawServer(t, func(c net.Conn, _ int) { io.Copy(io.Discard, c) }), "http:", "https:", 1)
+	for _, tt := range []struct {
+		name  string
+		url   string
+		dial  bool // a dial that ends only with its context
+		abort bool
+		want  error
+	}{
+		{"handshake, deadline", silent, false, false, context.DeadlineExceeded},
+		{"handshake, Abort", silent, false, true, context.Canceled},
+		{"dial, deadline", "http://example.com/hook", true, false, context.DeadlineExceeded},
+		{"dial, Abort", "http://example.com/hook", true, true, context.Canceled},
+	} {
+		tr := newTestH1(t)
+		if tt.dial {
+			tr.dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				<-ctx.Done()
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: ctx.Err()}
+			}
+		}
+		deadline := time.Now().Add(time.Hour)
+		if !tt.abort {
+			deadline = time.Now().Add(100 * time.Millisecond)
+		} else {
+			time.AfterFunc(100*time.Millisecond, tr.Abort)
+		}
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, tt.url, strings.NewReader("{}"))
+		_, err := tr.roundTripUntil(req, deadline)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("%s: error %v, want %v", tt.name, err, tt.want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %v", tt.name, d)
+		}
+	}
+}
