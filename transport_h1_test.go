@@ -677,7 +677,7 @@ func TestH1BytesArrivingOnAnIdleConnectionRetireIt(t *testing.T) {
 		})
 		tr := newTestH1(t)
 		mustPost(t, tr, url)
-		time.Sleep(50 * time.Millisecond) // the late bytes arrive
+		time.Sleep(200 * time.Millisecond) // the late bytes arrive
 		if status, _, err := post(context.Background(), tr, url); err != nil || status != http.StatusOK {
 			t.Errorf("after %q on the idle connection: %d, %v, want 200", late, status, err)
 		}
