@@ -83,6 +83,8 @@ type h1Conn struct {
 	br     *bufio.Reader // reads through lim
 	bw     *bufio.Writer
 	idleAt time.Time
+	// deadline is the one begin set last (zero: none).
+	deadline time.Time
 
 	// raw and peek look at the socket under conn for what arrived while
 	// it was idle (see waiting); nil where they cannot.
@@ -102,9 +104,12 @@ func (pc *h1Conn) waiting() bool {
 	if pc.peek == nil {
 		return false
 	}
-	// The last exchange's deadline has perhaps passed: the socket would
-	// not be read at all.
-	pc.conn.SetReadDeadline(time.Time{})
+	if !pc.deadline.IsZero() && !time.Now().Before(pc.deadline) {
+		// The last exchange's deadline has passed: the socket would not
+		// be read at all.
+		pc.conn.SetReadDeadline(time.Time{})
+		pc.deadline = time.Time{}
+	}
 	if err := pc.raw.Read(pc.peek); err != nil {
 		return true
 	}
@@ -388,6 +393,7 @@ func (t *h1Transport) begin(pc *h1Conn, deadline time.Time) error {
 	t.busy[pc] = struct{}{}
 	// Under t.mu: Abort's deadline cannot come before it and be lost.
 	pc.conn.SetDeadline(deadline)
+	pc.deadline = deadline
 	return nil
 }
 

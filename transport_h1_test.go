@@ -753,3 +753,28 @@ func TestH1DeadlineAndAbortEndConnecting(t *testing.T) {
 		}
 	}
 }
+
+// TestH1ReusesAConnectionIdleBeyondItsLastDeadline: a pooled connection
+// keeps the deadline of its last exchange, which passes while it waits; it
+// is still reused, not taken for broken.
+func TestH1ReusesAConnectionIdleBeyondItsLastDeadline(t *testing.T) {
+	var conns connCounter
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	conns.track(srv)
+	srv.Start()
+	defer srv.Close()
+	tr := newTestH1(t)
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hook", strings.NewReader("{}"))
+		resp, err := tr.roundTripUntil(req, time.Now().Add(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(150 * time.Millisecond)
+	}
+	if n := conns.opened.Load(); n != 1 {
+		t.Errorf("%d connections, want 1: the idle one was not reused", n)
+	}
+}
