@@ -133,19 +133,14 @@ func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
 	var accepted, requests atomic.Int64
 	url := rawServer(t, func(c net.Conn, n int) {
 		accepted.Add(1)
-		br := bufio.NewReader(c)
-		for i := 1; ; i++ {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
+		eachRequest(c, func(i int) bool {
 			requests.Add(1)
 			if n > 1 || i == 3 {
-				return
+				return false
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
+			return true
+		})
 	})
 	tr := newTestH1(t)
 	mustPost(t, tr, url)
@@ -168,6 +163,23 @@ func TestH1ResendsOnceOnAStaleConnection(t *testing.T) {
 	// 2 answered + 1 on the pooled connection + 1 on the new one.
 	if n := requests.Load(); n != 4 {
 		t.Errorf("the server read %d requests, want 4", n)
+	}
+}
+
+// eachRequest reads the requests arriving on c, discarding their bodies,
+// and calls handle with each one's number from 1, until handle returns
+// false or c ends.
+func eachRequest(c net.Conn, handle func(i int) bool) {
+	br := bufio.NewReader(c)
+	for i := 1; ; i++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		if !handle(i) {
+			return
+		}
 	}
 }
 
@@ -367,16 +379,11 @@ func TestH1UnsolicitedBytesRetireAConnection(t *testing.T) {
 	var accepted atomic.Int64
 	url := rawServer(t, func(c net.Conn, _ int) {
 		accepted.Add(1)
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
+		eachRequest(c, func(int) bool {
 			// The answer, then bytes nobody asked for.
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK")
-		}
+			return true
+		})
 	})
 	tr := newTestH1(t)
 	mustPost(t, tr, url)
@@ -657,13 +664,7 @@ func TestH1BytesArrivingOnAnIdleConnectionRetireIt(t *testing.T) {
 		var accepted, requests atomic.Int64
 		url := rawServer(t, func(c net.Conn, n int) {
 			accepted.Add(1)
-			br := bufio.NewReader(c)
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
+			eachRequest(c, func(int) bool {
 				requests.Add(1)
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 				if n == 1 {
@@ -673,7 +674,8 @@ func TestH1BytesArrivingOnAnIdleConnectionRetireIt(t *testing.T) {
 					time.Sleep(20 * time.Millisecond)
 					io.WriteString(c, late)
 				}
-			}
+				return true
+			})
 		})
 		tr := newTestH1(t)
 		mustPost(t, tr, url)
