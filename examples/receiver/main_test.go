@@ -105,13 +105,7 @@ func TestReceiverEndToEnd(t *testing.T) {
 			if c := post(false); c != 401 {
 				t.Fatalf("unsigned: %d", c)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !strings.Contains(logs.String(), "workflow_id=wf_42") {
-				if time.Now().After(deadline) {
-					t.Fatalf("handler did not log the event:\n%s", logs.String())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			logs.WaitFor(t, "workflow_id=wf_42") // the handler logged the event
 			resp, err := http.Get(base + "/webhooks/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -292,17 +286,7 @@ func TestMainSecondSignal(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	waitFor := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(logs.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in:\n%s", what, logs)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("webhook server running")
+	logs.WaitFor(t, "webhook server running")
 	_, addr, _ := strings.Cut(logs.String(), "addr=")
 	addr, _, _ = strings.Cut(addr, " ")
 
@@ -320,7 +304,7 @@ func TestMainSecondSignal(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("shutting down")
+	logs.WaitFor(t, "shutting down")
 	select {
 	case err := <-exited:
 		t.Fatalf("exited (%v) with a request in flight", err)

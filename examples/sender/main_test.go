@@ -736,17 +736,7 @@ func TestMainSecondSignal(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	waitFor := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(out.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in:\n%s", what, out)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("listening on http://")
+	out.WaitFor(t, "listening on http://")
 	_, addr, _ := strings.Cut(out.String(), "listening on http://")
 	addr, _, _ = strings.Cut(addr, "\n")
 
@@ -764,7 +754,7 @@ func TestMainSecondSignal(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("shutting down")
+	out.WaitFor(t, "shutting down")
 	select {
 	case err := <-exited:
 		t.Fatalf("exited (%v) with a request in flight", err)
