@@ -1,11 +1,8 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,6 +10,8 @@ import (
 	"time"
 
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/noa-server/webhook/internal/boltfile/boltfiletest"
 )
 
 // TestBoltStoreOpenFails: a file that is not bbolt's (long or short) and a
@@ -20,36 +19,13 @@ import (
 // errors.Is tells apart, and a failed open leaves the file as it was.
 func TestBoltStoreOpenFails(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		name string
-		data []byte // nil: no file
-		path string
-		want error
-	}{
-		{"not bbolt", bytes.Repeat([]byte("not a bbolt file\n"), 1000), "text.db", berrors.ErrInvalid},
-		{"short", []byte("hello"), "short.db", berrors.ErrInvalid},
-		{"no directory", nil, filepath.Join("missing", "idem.db"), fs.ErrNotExist},
-	} {
-		path := filepath.Join(dir, tc.path)
-		if tc.data != nil {
-			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+	boltfiletest.OpenFails(t, func(path string) error {
 		s, err := OpenBoltStore(path, BoltStoreOptions{})
 		if err == nil {
 			s.Close()
-			t.Errorf("%s: OpenBoltStore succeeded", tc.name)
-			continue
 		}
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: OpenBoltStore: %v, want %v", tc.name, err, tc.want)
-		}
-		if after, _ := os.ReadFile(path); !bytes.Equal(after, tc.data) {
-			t.Errorf("%s: the failed open changed the file: %d bytes before, %d after", tc.name, len(tc.data), len(after))
-		}
-	}
+		return err
+	})
 }
 
 // TestBoltStoreCloseInFlight closes the store while Reserve, Complete and
