@@ -133,8 +133,9 @@ type Config struct {
 	// connections kept per destination. It sends each attempt on the
 	// worker's goroutine, with net/http's request writer and response
 	// parser: on loopback a request costs about a fifth less processor
-	// time than through net/http's Transport. It speaks HTTP/1.1 only,
-	// over TLS too.
+	// time than through net/http's Transport. Over TLS it offers HTTP/2
+	// too: a server that chooses it costs one handshake, is remembered,
+	// and is sent to through a net/http Transport with the same guard.
 	//
 	// A Transport set here replaces the guard: only use one built with
 	// NewTransport, or one you trust equally. Redirects are never

@@ -146,8 +146,8 @@ const (
 type Dispatcher struct {
 	st     store.Store
 	cfg    Config
-	rt     http.RoundTripper
-	h1     *h1Transport // rt when it is the default transport
+	rt     http.RoundTripper // Config.Transport, or the default's for HTTP/2
+	h1     *h1Transport      // the default transport's own client, or nil
 	log    *slog.Logger
 	hooksI Hooks
 	// userAgent is the User-Agent header's value, shared by every attempt.
@@ -293,8 +293,10 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("webhook: config: %w", err)
 		}
+		// A client of our own (see h1Transport), and net/http's Transport
+		// for the servers that speak HTTP/2 over TLS.
 		h1 = newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
-		rt = h1
+		rt = newGuardedTransport(g, o)
 	}
 	return &Dispatcher{
 		st:          st,
@@ -807,6 +809,9 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.pool.Wait()
 	if c, ok := d.rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+	if d.h1 != nil {
+		d.h1.CloseIdleConnections()
 	}
 	close(d.done)
 	d.log.LogAttrs(ctx, slog.LevelInfo, "webhook dispatcher stopped", slog.String("owner", d.cfg.Owner))
@@ -1837,12 +1842,15 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	// The transport directly: no redirect is ever followed, and a 3xx is
 	// the attempt's answer.
 	var resp *http.Response
-	var err error
+	err := errOffersH2
 	if d.h1 != nil {
 		// The default transport ends the attempt at the deadline by
 		// itself, and on Stop's word (Start): no context per attempt.
 		resp, err = d.h1.roundTripUntil(req, deadline)
-	} else {
+	}
+	if err == errOffersH2 {
+		// Config.Transport, or the default one's HTTP/2 over TLS.
+		req.Body = newBody(del.Body)
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		resp, err = d.rt.RoundTrip(req.WithContext(actx))

@@ -119,7 +119,15 @@ func newStarted(t testing.TB, st store.Store, cfg *Config) *Dispatcher {
 // startDispatcher starts a dispatcher and stops it when the test ends.
 func startDispatcher(t *testing.T, st store.Store, cfg *Config) *Dispatcher {
 	t.Helper()
-	d := newStarted(t, st, cfg)
+	return startNew(t, mustNew(t, st, cfg))
+}
+
+// startNew starts d, made by New, and stops it when the test ends.
+func startNew(t *testing.T, d *Dispatcher) *Dispatcher {
+	t.Helper()
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -18,7 +18,9 @@ import (
 )
 
 // h1Transport is the dispatcher's default transport: HTTP/1.1 through the
-// guarded dialer, with keep-alive connections pooled per destination.
+// guarded dialer, with keep-alive connections pooled per destination, to
+// every server but those that offer HTTP/2 over TLS, which the dispatcher
+// sends to through net/http's Transport instead (see errOffersH2).
 //
 // It writes each request and reads its answer on the calling goroutine.
 // net/http's Transport runs a reading and a writing goroutine per
@@ -28,8 +30,9 @@ import (
 // the answer are still net/http's own (Request.Write, ReadResponse); what
 // is here is the connection pool, the deadlines and TLS setup.
 //
-// It speaks HTTP/1.1 alone, also over TLS (ALPN http/1.1): a delivery is
-// one request at a time, which gains nothing from HTTP/2's streams.
+// It speaks HTTP/1.1 alone. Over TLS it offers HTTP/2 too (ALPN h2,
+// http/1.1): a server that picks HTTP/2 is remembered, its connection
+// closed, and its requests refused with errOffersH2 from then on.
 type h1Transport struct {
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// tls is copied for every TLS connection; nil: crypto/tls's defaults
@@ -50,7 +53,17 @@ type h1Transport struct {
 	nidle   int
 	busy    map[*h1Conn]struct{} // in an exchange
 	aborted bool
+	// h2 holds the TLS destinations that chose HTTP/2, at most maxH2.
+	h2 map[connKey]struct{}
 }
+
+// errOffersH2 refuses a request to a server that speaks HTTP/2 over TLS:
+// the dispatcher sends it through net/http's Transport, which does.
+var errOffersH2 = errors.New("the server speaks HTTP/2")
+
+// maxH2 bounds the destinations remembered as speaking HTTP/2; the set
+// starts afresh when full, at the cost of one handshake per destination.
+const maxH2 = 4096
 
 // maxResponseHeaderBytes caps a response's status line and headers (and
 // those of each 1xx answer before it).
@@ -145,6 +158,7 @@ func newH1Transport(dial func(ctx context.Context, network, address string) (net
 		maxIdle:          4 * maxIdlePerHost,
 		idle:             make(map[connKey][]*h1Conn),
 		busy:             make(map[*h1Conn]struct{}),
+		h2:               make(map[connKey]struct{}),
 	}
 	t.stopped, t.abort = context.WithCancel(context.Background())
 	return t
@@ -199,6 +213,10 @@ func (t *h1Transport) roundTrip(req *http.Request, ctx context.Context, deadline
 		return nil, fmt.Errorf("%w: scheme %q", ErrBlockedDestination, u.Scheme)
 	}
 	key := connKey{tls: u.Scheme == "https", host: u.Host}
+	if key.tls && t.speaksH2(key) {
+		closeBody(req)
+		return nil, errOffersH2
+	}
 	for fresh := false; ; fresh = true {
 		var pc *h1Conn
 		if !fresh {
@@ -510,6 +528,24 @@ func closeAll(s *[]*h1Conn) {
 	}
 }
 
+// speaksH2 reports whether key's server chose HTTP/2 on a connection.
+func (t *h1Transport) speaksH2(key connKey) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.h2[key]
+	return ok
+}
+
+// markH2 remembers that key's server chose HTTP/2.
+func (t *h1Transport) markH2(key connKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.h2) >= maxH2 {
+		clear(t.h2)
+	}
+	t.h2[key] = struct{}{}
+}
+
 // connKey names the destination of a connection: a URL's scheme and host.
 // It is made without allocating, which its dial address is not.
 type connKey struct {
@@ -559,7 +595,7 @@ func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key connK
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
-		cfg.NextProtos = []string{"http/1.1"}
+		cfg.NextProtos = []string{"h2", "http/1.1"}
 		tc := tls.Client(conn, cfg)
 		hctx, cancel := context.WithTimeout(ctx, t.handshakeTimeout)
 		err := tc.HandshakeContext(hctx)
@@ -571,6 +607,11 @@ func (t *h1Transport) connect(ctx context.Context, deadline time.Time, key connK
 				return nil, timeoutError{"TLS handshake timeout"}
 			}
 			return nil, err
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			tc.Close()
+			t.markH2(key)
+			return nil, errOffersH2
 		}
 		conn = tc
 	}

@@ -100,6 +100,67 @@ func TestDefaultTransportReusesConnections(t *testing.T) {
 	if n := conns.opened.Load(); n != 1 {
 		t.Errorf("10 deliveries one after another opened %d connections, want 1", n)
 	}
+	// They went through the dispatcher's own client, whose pool holds the
+	// connection now.
+	d.h1.mu.Lock()
+	defer d.h1.mu.Unlock()
+	if d.h1.nidle != 1 {
+		t.Errorf("the client holds %d idle connections, want 1", d.h1.nidle)
+	}
+}
+
+// TestDefaultTransportHTTPS: a server that offers HTTP/2 over TLS gets it,
+// through net/http's Transport, after one handshake of the dispatcher's
+// own client, which learns it there; one that does not gets HTTP/1.1
+// through that client. Either way the connection is reused.
+func TestDefaultTransportHTTPS(t *testing.T) {
+	for _, h2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("h2 offered %v", h2), func(t *testing.T) { testHTTPS(t, h2) })
+	}
+}
+
+func testHTTPS(t *testing.T, h2 bool) {
+	var conns connCounter
+	protos := make(chan string, 10)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos <- r.Proto
+	}))
+	srv.EnableHTTP2 = h2
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	conns.track(srv)
+	srv.StartTLS()
+	defer srv.Close()
+
+	st := newMemStore(t)
+	addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
+	d := mustNew(t, st, testConfig())
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	d.h1.tls = &tls.Config{RootCAs: roots}
+	d.rt.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	startNew(t, d)
+	want, wantConns, wantIdle := "HTTP/1.1", int64(1), 1
+	if h2 {
+		want, wantConns, wantIdle = "HTTP/2.0", 2, 0
+	}
+	for i := range 3 {
+		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		if proto := <-protos; proto != want {
+			t.Errorf("delivery %d went as %s, want %s", i, proto, want)
+		}
+	}
+	if n := conns.opened.Load(); n != wantConns {
+		t.Errorf("3 deliveries opened %d TLS connections, want %d", n, wantConns)
+	}
+	d.h1.mu.Lock()
+	defer d.h1.mu.Unlock()
+	if d.h1.nidle != wantIdle {
+		t.Errorf("the dispatcher's own client holds %d idle connections, want %d", d.h1.nidle, wantIdle)
+	}
 }
 
 // TestDefaultTransportSurvivesServerClosingIdleConnections: a receiver
@@ -227,29 +288,43 @@ func TestH1NoResendOnAFreshConnection(t *testing.T) {
 	}
 }
 
+// TestH1TLS: HTTP/1.1 over TLS on one connection; a server that chooses
+// HTTP/2 is refused with errOffersH2, at once from then on.
 func TestH1TLS(t *testing.T) {
-	var conns connCounter
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.Proto)
-	}))
-	srv.EnableHTTP2 = true // offered by the server; the transport asks for HTTP/1.1
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	conns.track(srv)
-	srv.StartTLS()
-	defer srv.Close()
+	newServer := func(h2 bool, conns *connCounter) *httptest.Server {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Proto)
+		}))
+		srv.EnableHTTP2 = h2
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		conns.track(srv)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	var conns, h2Conns connCounter
+	srv, h2 := newServer(false, &conns), newServer(true, &h2Conns)
 
 	tr := newTestH1(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
+	roots.AddCert(h2.Certificate())
 	tr.tls = &tls.Config{RootCAs: roots}
 	for range 3 {
 		if proto := mustPost(t, tr, srv.URL+"/hook"); proto != "HTTP/1.1" {
 			t.Errorf("request went as %s, want HTTP/1.1", proto)
 		}
+		if _, _, err := post(context.Background(), tr, h2.URL+"/hook"); err != errOffersH2 {
+			t.Errorf("to a server choosing HTTP/2: %v, want %v", err, errOffersH2)
+		}
 	}
 	if n := conns.opened.Load(); n != 1 {
 		t.Errorf("3 requests opened %d TLS connections, want 1", n)
 	}
+	if n := h2Conns.opened.Load(); n != 1 {
+		t.Errorf("3 requests to the HTTP/2 server opened %d connections, want 1 (the first)", n)
+	}
+	waitFor(t, "the HTTP/2 server's connection to be closed", func() bool { return h2Conns.closed.Load() == 1 })
 
 	// Without the test root the certificate is not trusted.
 	untrusting := newTestH1(t)
@@ -439,6 +514,19 @@ func TestH1ContextEndsTheExchange(t *testing.T) {
 	resp.Body.Close()
 	if tr.nidle != 0 {
 		t.Errorf("%d connections pooled after cancelled exchanges, want 0", tr.nidle)
+	}
+}
+
+// TestH1RemembersBoundedH2Servers: the servers remembered as speaking
+// HTTP/2 are at most maxH2; the set starts afresh when full.
+func TestH1RemembersBoundedH2Servers(t *testing.T) {
+	tr := newTestH1(t)
+	for i := range maxH2 + 1 {
+		tr.markH2(connKey{tls: true, host: fmt.Sprintf("h%d.example.com", i)})
+	}
+	last := connKey{tls: true, host: fmt.Sprintf("h%d.example.com", maxH2)}
+	if n := len(tr.h2); n != 1 || !tr.speaksH2(last) {
+		t.Errorf("%d servers remembered, the last one %v; want it alone", n, tr.speaksH2(last))
 	}
 }
 
