@@ -1109,6 +1109,55 @@ func rateInterval(rate float64) time.Duration {
 // for the records of the attempts it cancelled.
 const recordGrace = 5 * time.Second
 
+// The first and the longest wait between two tries of an attempt's record
+// (see record).
+const (
+	recordRetryMin = 50 * time.Millisecond
+	recordRetryMax = 5 * time.Second
+)
+
+// record stores an attempt's outcome. A store failing for a reason that
+// may pass (a connection lost, a database failing over) is asked again,
+// with backoff, while the delivery's lease (ending at leaseEnds) lasts:
+// an attempt made must be recorded and its lease released, or the
+// delivery is sent again once the lease expires, and its attempt log
+// lacks one.
+//
+// Not under the attempt's context: Stop cancels that when it gives up
+// waiting, maybe while the record waits for the store. Stop ends the
+// tries when it gives up on the records too.
+func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
+	wait := recordRetryMin
+	for {
+		err := d.st.Complete(d.recordCtx, p)
+		if err == nil || !mayPass(err) || d.recordCtx.Err() != nil ||
+			!leaseEnds.IsZero() && d.cfg.Now().Add(wait).After(leaseEnds) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.recordCtx.Done():
+			t.Stop()
+			return err
+		}
+		wait = min(2*wait, recordRetryMax)
+	}
+}
+
+// mayPass reports whether a store's err may pass if the call is made
+// again: none of the store's answers about the data (not found, conflict,
+// lease lost, invalid), a closed store or an ended context.
+func mayPass(err error) bool {
+	for _, final := range []error{store.ErrNotFound, store.ErrConflict, store.ErrLeaseLost,
+		store.ErrInvalid, store.ErrClosed, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, final) {
+			return false
+		}
+	}
+	return true
+}
+
 // maxClaims is the most claims running at once.
 const maxClaims = 4
 
@@ -1678,11 +1727,7 @@ func (d *Dispatcher) deliver(ctx context.Context, del *store.Delivery, answered 
 
 	info.StatusCode, info.ErrorClass, info.Duration = att.ResponseStatus, att.ErrorClass, att.Duration
 
-	// Not ctx: Stop cancels it when it gives up waiting, maybe while the
-	// record waits for the store, and an attempt made must still be
-	// recorded and its lease released, or another process sends it again
-	// once the lease expires.
-	if err := d.st.Complete(d.recordCtx, p); err != nil {
+	if err := d.record(p, del.LeaseExpiresAt); err != nil {
 		d.log.LogAttrs(ctx, slog.LevelWarn, "webhook: record attempt",
 			slog.String("delivery_id", del.ID), slog.Int("attempt", number), slog.String("error", err.Error()))
 		// The attempt was made all the same: it is counted and reported

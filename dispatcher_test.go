@@ -1471,6 +1471,8 @@ func TestHooksPairWhenRecordFails(t *testing.T) {
 			hooks := &recordingHooks{}
 			cfg := testConfig()
 			cfg.Hooks = hooks
+			// A failing record is tried again while the lease lasts.
+			cfg.Timeout, cfg.Lease = 500*time.Millisecond, time.Second
 			d := startDispatcher(t, st, cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
@@ -1499,6 +1501,73 @@ func TestHooksPairWhenRecordFails(t *testing.T) {
 					s.Attempts, s.Succeeded, s.Failed, s.Retried, s.InFlight)
 			}
 		})
+	}
+}
+
+// TestRecordTriedAgainUntilTheStoreRecovers: a record that fails for a
+// reason that may pass is tried again, so the delivery is neither left
+// leased nor sent again, and its attempt is in the log; one refused for
+// good (the lease was lost) is tried once.
+func TestRecordTriedAgainUntilTheStoreRecovers(t *testing.T) {
+	var calls atomic.Int64
+	st := failingComplete{Store: newMemStore(t), fail: func(ctx context.Context, st store.Store, p store.CompleteParams) error {
+		if calls.Add(1) <= 3 {
+			return errInjected
+		}
+		return st.Complete(ctx, p)
+	}}
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "a", rc.URL)
+	d := startDispatcher(t, st, testConfig())
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusSuccess, 1)
+	if n := calls.Load(); n != 4 {
+		t.Errorf("Complete called %d times, want 4 (3 failures)", n)
+	}
+	if n := rc.count(); n != 1 {
+		t.Errorf("receiver got %d requests, want 1", n)
+	}
+	if as := attempts(t, st, id); len(as) != 1 || as[0].ResponseStatus != http.StatusOK {
+		t.Errorf("attempt log %+v, want the one attempt answered 200", as)
+	}
+
+	calls.Store(0)
+	lost := failingComplete{Store: newMemStore(t), fail: func(ctx context.Context, st store.Store, p store.CompleteParams) error {
+		calls.Add(1)
+		p.Owner = "another-process"
+		return st.Complete(ctx, p)
+	}}
+	w := addWebhook(t, lost, "a", rc.URL)
+	d = startDispatcher(t, lost, testConfig())
+	if _, _, err := d.SendTest(context.Background(), w.ID, nil); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("SendTest = %v, want %v", err, store.ErrLeaseLost)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("Complete called %d times after the lease was lost, want 1", n)
+	}
+}
+
+// TestStopEndsTheTriesOfARecord: a store that keeps failing holds Stop
+// no longer than its context and the records' grace.
+func TestStopEndsTheTriesOfARecord(t *testing.T) {
+	var calls atomic.Int64
+	st := failingComplete{Store: newMemStore(t), fail: func(context.Context, store.Store, store.CompleteParams) error {
+		calls.Add(1)
+		return errInjected
+	}}
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "a", rc.URL)
+	d := newStarted(t, st, testConfig())
+	emit(t, d)
+	waitFor(t, "the record to fail twice", func() bool { return calls.Load() >= 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := d.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Stop = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if took := time.Since(start); took > recordGrace+2*time.Second {
+		t.Errorf("Stop took %v, want at most its context and the grace of %v", took, recordGrace)
 	}
 }
 

@@ -26,8 +26,10 @@ type Hooks interface {
 	AttemptStarted(ctx context.Context, info AttemptInfo)
 	// AttemptFinished is called after an attempt is recorded, with its
 	// outcome and duration. It is called too for an attempt that could
-	// not be recorded, the store having failed or the delivery's lease
-	// having run out (store.ErrLeaseLost; logged at Warn either way). Its
+	// not be recorded, the store having failed until the delivery's lease
+	// ran out (a record that fails is tried again meanwhile, with
+	// backoff) or the lease having been lost (store.ErrLeaseLost; logged
+	// at Warn either way). Its
 	// StatusCode, ErrorClass and Duration then say what the attempt met,
 	// but its Outcome is empty, the delivery's next state being unknown
 	// (it is normally attempted again once its lease runs out), and
