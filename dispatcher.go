@@ -1128,10 +1128,16 @@ const (
 // tries when it gives up on the records too.
 func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
 	wait := recordRetryMin
+	// The lease also ends after what is left of it on the process's own
+	// clock: Config.Now may be a fake clock that does not move.
+	var until time.Time
+	if !leaseEnds.IsZero() {
+		until = time.Now().Add(leaseEnds.Sub(d.cfg.Now()))
+	}
 	for {
 		err := d.st.Complete(d.recordCtx, p)
 		if err == nil || !mayPass(err) || d.recordCtx.Err() != nil ||
-			!leaseEnds.IsZero() && d.cfg.Now().Add(wait).After(leaseEnds) {
+			!leaseEnds.IsZero() && (d.cfg.Now().Add(wait).After(leaseEnds) || time.Now().Add(wait).After(until)) {
 			return err
 		}
 		t := time.NewTimer(wait)

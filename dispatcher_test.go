@@ -1547,6 +1547,30 @@ func TestRecordTriedAgainUntilTheStoreRecovers(t *testing.T) {
 	}
 }
 
+// TestRecordTriesEndWithAFrozenClock: the tries of a failing record end
+// once the lease's length has passed, also with a Config.Now that does
+// not move (a fake clock): the record fails, and SendTest says so.
+func TestRecordTriesEndWithAFrozenClock(t *testing.T) {
+	st := failingComplete{Store: newMemStore(t), fail: injectError}
+	rc := newReceiver(t, nil)
+	w := addWebhook(t, st, "a", rc.URL)
+	cfg := testConfig()
+	cfg.Now = newFakeClock().Now
+	// A lease no shorter than the longest wait between two tries.
+	cfg.Timeout, cfg.Lease = time.Second, recordRetryMax
+	d := startDispatcher(t, st, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err := d.SendTest(ctx, w.ID, nil)
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("SendTest = %v after %v, want %v once the lease's %v have passed", err, time.Since(start), errInjected, cfg.Lease)
+	}
+	if took := time.Since(start); took > cfg.Lease+2*time.Second {
+		t.Errorf("SendTest took %v, want about the lease's %v", took, cfg.Lease)
+	}
+}
+
 // TestStopEndsTheTriesOfARecord: a store that keeps failing holds Stop
 // no longer than its context and the records' grace.
 func TestStopEndsTheTriesOfARecord(t *testing.T) {
