@@ -1134,8 +1134,13 @@ func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
 	if !leaseEnds.IsZero() {
 		until = time.Now().Add(leaseEnds.Sub(d.cfg.Now()))
 	}
-	for {
+	for tried := false; ; tried = true {
 		err := d.st.Complete(d.recordCtx, p)
+		if tried && (errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict)) && d.landed(p) {
+			// The failure before committed the record all the same (its
+			// answer was lost with the connection).
+			return nil
+		}
 		if err == nil || !mayPass(err) || d.recordCtx.Err() != nil ||
 			!leaseEnds.IsZero() && (d.cfg.Now().Add(wait).After(leaseEnds) || time.Now().Add(wait).After(until)) {
 			return err
@@ -1149,6 +1154,22 @@ func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
 		}
 		wait = min(2*wait, recordRetryMax)
 	}
+}
+
+// landed reports whether p's attempt is in the store, recorded by a
+// Complete whose answer was an error.
+func (d *Dispatcher) landed(p store.CompleteParams) bool {
+	as, err := d.st.ListAttempts(d.recordCtx, p.DeliveryID)
+	if err != nil {
+		return false
+	}
+	started := p.Attempt.StartedAt.Truncate(time.Microsecond)
+	for _, a := range as {
+		if a.Number == p.Attempt.Number && a.StartedAt.Truncate(time.Microsecond).Equal(started) {
+			return true
+		}
+	}
+	return false
 }
 
 // mayPass reports whether a store's err may pass if the call is made

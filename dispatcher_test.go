@@ -1547,6 +1547,41 @@ func TestRecordTriedAgainUntilTheStoreRecovers(t *testing.T) {
 	}
 }
 
+// TestRecordThatLandedDespiteItsError: a Complete that committed but
+// failed all the same (a connection lost before the commit's answer) is
+// not tried again into store.ErrLeaseLost: the attempt was recorded, and
+// is reported with its outcome.
+func TestRecordThatLandedDespiteItsError(t *testing.T) {
+	var calls atomic.Int64
+	st := failingComplete{Store: newMemStore(t), fail: func(ctx context.Context, st store.Store, p store.CompleteParams) error {
+		err := st.Complete(ctx, p)
+		if calls.Add(1) == 1 && err == nil {
+			return errInjected
+		}
+		return err
+	}}
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "a", rc.URL)
+	hooks := &recordingHooks{}
+	cfg := testConfig()
+	cfg.Hooks = hooks
+	d := startDispatcher(t, st, cfg)
+	id := emit(t, d)[0]
+	waitFor(t, "the attempt to be reported", func() bool { return hooks.count("finished") == 1 })
+	if info := hooks.lastFinished(); info.Outcome != store.StatusSuccess {
+		t.Errorf("AttemptFinished with outcome %q, want %q", info.Outcome, store.StatusSuccess)
+	}
+	if n := hooks.count("succeeded"); n != 1 {
+		t.Errorf("DeliverySucceeded called %d times, want 1", n)
+	}
+	if s := d.Stats(); s.Succeeded != 1 {
+		t.Errorf("Stats.Succeeded = %d, want 1", s.Succeeded)
+	}
+	if as := attempts(t, st, id); len(as) != 1 || rc.count() != 1 {
+		t.Errorf("%d attempts recorded, %d requests received; want 1 and 1", len(as), rc.count())
+	}
+}
+
 // TestRecordTriesEndWithAFrozenClock: the tries of a failing record end
 // once the lease's length has passed, also with a Config.Now that does
 // not move (a fake clock): the record fails, and SendTest says so.
