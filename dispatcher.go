@@ -1174,10 +1174,13 @@ func (d *Dispatcher) landed(p store.CompleteParams) bool {
 
 // mayPass reports whether a store's err may pass if the call is made
 // again: none of the store's answers about the data (not found, conflict,
-// lease lost, invalid), a closed store or an ended context.
+// lease lost, invalid), nor a closed store. A context error may pass: the
+// record's context is checked on its own (see record), and one of the
+// store's (a connect timeout while a database fails over, which net
+// reports as context.DeadlineExceeded) is no answer about the data.
 func mayPass(err error) bool {
 	for _, final := range []error{store.ErrNotFound, store.ErrConflict, store.ErrLeaseLost,
-		store.ErrInvalid, store.ErrClosed, context.Canceled, context.DeadlineExceeded} {
+		store.ErrInvalid, store.ErrClosed} {
 		if errors.Is(err, final) {
 			return false
 		}

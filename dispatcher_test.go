@@ -1582,6 +1582,35 @@ func TestRecordThatLandedDespiteItsError(t *testing.T) {
 	}
 }
 
+// TestRecordTriedAgainAfterAStoreTimeout: a store that cannot reach its
+// database in time (a connect timeout while it fails over: an error that
+// matches context.DeadlineExceeded, though no context of the dispatcher
+// ended) is asked again.
+func TestRecordTriedAgainAfterAStoreTimeout(t *testing.T) {
+	_, dialErr := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", "192.0.2.1:5432")
+	if !errors.Is(dialErr, context.DeadlineExceeded) {
+		t.Fatalf("dial: %v, want a timeout", dialErr)
+	}
+	var calls atomic.Int64
+	st := failingComplete{Store: newMemStore(t), fail: func(ctx context.Context, st store.Store, p store.CompleteParams) error {
+		if calls.Add(1) <= 2 {
+			return fmt.Errorf("failed to connect to `host=db.example user=webhook`: %w", dialErr)
+		}
+		return st.Complete(ctx, p)
+	}}
+	rc := newReceiver(t, nil)
+	addWebhook(t, st, "a", rc.URL)
+	d := startDispatcher(t, st, testConfig())
+	id := emit(t, d)[0]
+	waitStatus(t, st, id, store.StatusSuccess, 1)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("Complete called %d times, want 3 (2 timeouts)", n)
+	}
+	if n := rc.count(); n != 1 {
+		t.Errorf("receiver got %d requests, want 1", n)
+	}
+}
+
 // TestRecordTriesEndWithAFrozenClock: the tries of a failing record end
 // once the lease's length has passed, also with a Config.Now that does
 // not move (a fake clock): the record fails, and SendTest says so.
