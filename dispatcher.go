@@ -296,7 +296,11 @@ func New(st store.Store, cfg *Config) (*Dispatcher, error) {
 		// A client of our own (see h1Transport), and net/http's Transport
 		// for the servers that speak HTTP/2 over TLS.
 		h1 = newH1Transport(guardedDialer(g, o).DialContext, maxIdlePerHost(o))
-		rt = newGuardedTransport(g, o)
+		// Sending what the client of our own sends, and logging the
+		// answer as it came: no Accept-Encoding added, nothing unzipped.
+		h2 := newGuardedTransport(g, o)
+		h2.DisableCompression = true
+		rt = h2
 	}
 	return &Dispatcher{
 		st:          st,

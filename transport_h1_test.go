@@ -163,6 +163,49 @@ func testHTTPS(t *testing.T, h2 bool) {
 	}
 }
 
+// TestDefaultTransportSameOverHTTP2: an attempt over HTTP/2 (net/http's
+// Transport) is the one sent over HTTP/1.1 (the dispatcher's own client):
+// no Accept-Encoding asked for, and the answer logged as it came, not
+// decompressed, its Content-Encoding kept.
+func TestDefaultTransportSameOverHTTP2(t *testing.T) {
+	gzipped := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0} // ""
+	for _, h2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("h2 offered %v", h2), func(t *testing.T) {
+			got := make(chan string, 1)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- r.Header.Get("Accept-Encoding")
+				w.Header().Set("Content-Encoding", "gzip")
+				w.Write(gzipped)
+			}))
+			srv.EnableHTTP2 = h2
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+			srv.StartTLS()
+			defer srv.Close()
+
+			st := newMemStore(t)
+			addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
+			d := mustNew(t, st, testConfig())
+			roots := x509.NewCertPool()
+			roots.AddCert(srv.Certificate())
+			d.h1.tls = &tls.Config{RootCAs: roots}
+			d.rt.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+			startNew(t, d)
+			res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ae := <-got; ae != "" {
+				t.Errorf("the request asked for Accept-Encoding %q, want none", ae)
+			}
+			waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+			a := attempts(t, st, res.DeliveryIDs[0])[0]
+			if ce := a.ResponseHeaders.Get("Content-Encoding"); ce != "gzip" || !bytes.Equal(a.ResponseBody, gzipped) {
+				t.Errorf("attempt logged Content-Encoding %q, body %q; want gzip, %q", ce, a.ResponseBody, gzipped)
+			}
+		})
+	}
+}
+
 // TestDefaultTransportSurvivesServerClosingIdleConnections: a receiver
 // that closes keep-alive connections after a short idle time (Node.js
 // does after 5 s) must not cost a failed attempt.
