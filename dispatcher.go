@@ -736,17 +736,16 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // (each within Config.Timeout) and be recorded (a record the store keeps
 // failing is tried again until the delivery's lease runs out: bound Stop
 // with ctx), and returns once no goroutine of the Dispatcher is left. If
-// ctx ends first, the attempts in
-// flight are cancelled (recorded as canceled and due again at once, so
-// another process takes them without waiting for a lease to expire; they
-// spend none of the retry budget) and Stop returns ctx.Err() after they
-// are recorded (each bounded by a few seconds); with none in flight, Stop
-// returns nil whatever ctx. Stop also waits for the Emit calls that are
-// storing deliveries to hand to its workers; those end with their own
-// ctx. Stop before Start, and a second Stop, are safe (a second Stop
-// returns nil once the first has finished, ctx.Err() if ctx ends before);
-// a Start after Stop, or one that was still checking the store when Stop
-// came, returns ErrStopped.
+// ctx ends first, the attempts in flight are cancelled (recorded as
+// canceled and due again at once, so another process takes them without
+// waiting for a lease to expire; they spend none of the retry budget) and
+// Stop returns ctx.Err() after they are recorded (each bounded by a few
+// seconds); with none in flight, Stop returns nil whatever ctx. Stop also
+// waits for the Emit calls that are storing deliveries to hand to its
+// workers; those end with their own ctx. Stop before Start, and a second
+// Stop, are safe (a second Stop returns nil once the first has finished,
+// ctx.Err() if ctx ends before); a Start after Stop, or one that was still
+// checking the store when Stop came, returns ErrStopped.
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	switch d.state {
@@ -1150,6 +1149,10 @@ func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
 		if err == nil || !mayPass(err) || d.recordCtx.Err() != nil ||
 			!leaseEnds.IsZero() && (d.cfg.Now().Add(wait).After(leaseEnds) || time.Now().Add(wait).After(until)) {
 			return err
+		}
+		if !tried {
+			d.log.LogAttrs(d.recordCtx, slog.LevelWarn, "webhook: record attempt failed, trying again while the lease lasts",
+				slog.String("delivery_id", p.DeliveryID), slog.Int("attempt", p.Attempt.Number), slog.String("error", err.Error()))
 		}
 		t := time.NewTimer(wait)
 		select {

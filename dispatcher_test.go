@@ -1518,11 +1518,18 @@ func TestRecordTriedAgainUntilTheStoreRecovers(t *testing.T) {
 	}}
 	rc := newReceiver(t, nil)
 	addWebhook(t, st, "a", rc.URL)
-	d := startDispatcher(t, st, testConfig())
+	var logs testlog.Buffer
+	cfg := testConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	d := startDispatcher(t, st, cfg)
 	id := emit(t, d)[0]
 	waitStatus(t, st, id, store.StatusSuccess, 1)
 	if n := calls.Load(); n != 4 {
 		t.Errorf("Complete called %d times, want 4 (3 failures)", n)
+	}
+	// One warning when the tries begin, none for each try.
+	if n := strings.Count(logs.String(), "record attempt failed, trying again"); n != 1 {
+		t.Errorf("%d warnings of the tries, want 1:\n%s", n, logs.String())
 	}
 	if n := rc.count(); n != 1 {
 		t.Errorf("receiver got %d requests, want 1", n)
