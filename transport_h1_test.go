@@ -132,13 +132,7 @@ func testHTTPS(t *testing.T, h2 bool) {
 	defer srv.Close()
 
 	st := newMemStore(t)
-	addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
-	d := mustNew(t, st, testConfig())
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
-	d.h1.tls = &tls.Config{RootCAs: roots}
-	d.rt.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
-	startNew(t, d)
+	d := startTrusting(t, st, srv)
 	want, wantConns, wantIdle := "HTTP/1.1", int64(1), 1
 	if h2 {
 		want, wantConns, wantIdle = "HTTP/2.0", 2, 0
@@ -163,6 +157,20 @@ func testHTTPS(t *testing.T, h2 bool) {
 	}
 }
 
+// startTrusting adds a webhook of tenant acme for workflow.completed to
+// srv's /hook in st, and starts a dispatcher on the default transport
+// whose two clients trust srv's certificate.
+func startTrusting(t *testing.T, st store.Store, srv *httptest.Server) *Dispatcher {
+	t.Helper()
+	addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
+	d := mustNew(t, st, testConfig())
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	d.h1.tls = &tls.Config{RootCAs: roots}
+	d.rt.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	return startNew(t, d)
+}
+
 // TestDefaultTransportSameOverHTTP2: an attempt over HTTP/2 (net/http's
 // Transport) is the one sent over HTTP/1.1 (the dispatcher's own client):
 // no Accept-Encoding asked for, and the answer logged as it came, not
@@ -183,13 +191,7 @@ func TestDefaultTransportSameOverHTTP2(t *testing.T) {
 			defer srv.Close()
 
 			st := newMemStore(t)
-			addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
-			d := mustNew(t, st, testConfig())
-			roots := x509.NewCertPool()
-			roots.AddCert(srv.Certificate())
-			d.h1.tls = &tls.Config{RootCAs: roots}
-			d.rt.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
-			startNew(t, d)
+			d := startTrusting(t, st, srv)
 			res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme"})
 			if err != nil {
 				t.Fatal(err)
