@@ -70,6 +70,8 @@ func testEnqueueAtomic(t *testing.T, h *harness) {
 	w := h.webhook(t, tn, nil)
 	otherTenant := h.webhook(t, h.tenant(), nil)
 	existing := h.delivery(t, w, Base)
+	done := h.delivery(t, w, Base)
+	h.finish(t, done, store.StatusSuccess, Base)
 
 	for _, c := range []struct {
 		name string
@@ -87,6 +89,7 @@ func testEnqueueAtomic(t *testing.T, h *harness) {
 		{"unknown webhook", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.WebhookID = NewID("wh_"); return d }, store.ErrNotFound},
 		{"tenant mismatch", func() *store.Delivery { d := NewDelivery(otherTenant, "x.y"); d.Tenant = tn; return d }, store.ErrInvalid},
 		{"id in use", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.ID = existing.ID; return d }, store.ErrConflict},
+		{"id of a finished delivery", func() *store.Delivery { d := NewDelivery(w, "x.y"); d.ID = done.ID; return d }, store.ErrConflict},
 	} {
 		good1 := NewDelivery(w, "workflow.completed")
 		good2 := NewDelivery(w, "workflow.completed")
@@ -111,8 +114,8 @@ func testEnqueueAtomic(t *testing.T, h *harness) {
 		t.Errorf("refused batch stored %s (GetDelivery: %v)", a.ID, err)
 	}
 	c, err := h.s.CountDeliveries(h.ctx, w.ID)
-	if err != nil || c != (store.Counts{Pending: 1}) {
-		t.Errorf("CountDeliveries after refused batches = %+v, %v; want only the first delivery", c, err)
+	if err != nil || c != (store.Counts{Pending: 1, Success: 1}) {
+		t.Errorf("CountDeliveries after refused batches = %+v, %v; want only the first two deliveries", c, err)
 	}
 	if d := diff(existing, h.getDelivery(t, existing.ID)); d != "" {
 		t.Errorf("refused batches changed an existing delivery (-want +got):\n%s", d)
