@@ -35,3 +35,33 @@ func TestAttemptCodecRoundTrip(t *testing.T) {
 		t.Errorf("StartedAt = %v, want the instant %v", got.StartedAt, local)
 	}
 }
+
+func TestPackRoundTrip(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	full := store.Delivery{
+		ID: "del_1", WebhookID: "wh_1", EventID: "evt_1", EventType: "workflow.completed", Tenant: "acme",
+		Body: []byte(`{"a":1}`), Status: store.StatusFailed, Attempts: 7, RoundAttempts: 2,
+		NextAttemptAt: at.Add(time.Hour), LeaseOwner: "p", LeaseExpiresAt: at.Add(time.Minute),
+		LastStatusCode: 410, LastError: "HTTP 410 Gone", CreatedAt: at, UpdatedAt: at.Add(2 * time.Hour),
+	}
+	attempts := [][]byte{encodeAttempt(&store.Attempt{Number: 1}), {}, encodeAttempt(&store.Attempt{Number: 3, ResponseBody: []byte("x")})}
+	for name, c := range map[string]struct {
+		d        store.Delivery
+		attempts [][]byte
+	}{
+		"zero":       {store.Delivery{}, [][]byte{}},
+		"full":       {full, attempts},
+		"empty body": {store.Delivery{ID: "del_2", Body: []byte{}, Status: store.StatusSuccess}, [][]byte{}},
+	} {
+		b := packDelivery(&c.d, c.attempts)
+		d, as := unpackDelivery(b)
+		if !reflect.DeepEqual(d, c.d) || !reflect.DeepEqual(as, c.attempts) {
+			t.Errorf("%s: round trip = %#v, %q; want %#v, %q", name, d, as, c.d, c.attempts)
+		}
+		h := readHead(&dec{b: b})
+		if !h.updatedAt.Equal(c.d.UpdatedAt) || string(h.status) != string(c.d.Status) || string(h.tenant) != c.d.Tenant ||
+			string(h.webhookID) != c.d.WebhookID || string(h.eventID) != c.d.EventID || string(h.kind) != c.d.EventType {
+			t.Errorf("%s: head %+v does not match %+v", name, h, c.d)
+		}
+	}
+}

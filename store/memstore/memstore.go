@@ -10,7 +10,10 @@
 // Times are kept without their monotonic clock readings (see package time),
 // as a durable store reads them back: due times, leases and secret expiries
 // are compared by the wall clock, like the other stores do, also after the
-// wall clock steps or the machine resumes from suspend.
+// wall clock steps or the machine resumes from suspend. A finished
+// delivery is kept packed in one byte slice (see packDelivery), and its
+// times read back in UTC when they were in UTC and in time.Local
+// otherwise, as its attempts' are.
 package memstore
 
 import (
@@ -39,7 +42,8 @@ type Store struct {
 	webhooks       map[string]*store.Webhook
 	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
 
-	deliveries        map[string]*delRec
+	deliveries        map[string]*delRec  // the pending ones
+	packed            map[string][]byte   // the finished ones (see packDelivery)
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
@@ -47,7 +51,7 @@ type Store struct {
 	claims *claimIndex
 }
 
-// delRec is a stored delivery with its attempts and its place in the claim
+// delRec is a pending delivery with its attempts and its place in the claim
 // index.
 type delRec struct {
 	d        store.Delivery
@@ -64,6 +68,7 @@ func New() *Store {
 		webhooks:          make(map[string]*store.Webhook),
 		tenantWebhooks:    make(map[string][]string),
 		deliveries:        make(map[string]*delRec),
+		packed:            make(map[string][]byte),
 		tenantDeliveries:  make(map[string][]string),
 		webhookDeliveries: make(map[string][]string),
 		dedup:             make(map[dedupKey]string),
@@ -138,7 +143,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.webhooks, s.tenantWebhooks = nil, nil
-	s.deliveries, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil
+	s.deliveries, s.packed, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil, nil
 	s.dedup, s.claims = nil, nil
 	return nil
 }
@@ -279,7 +284,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	gone := make(map[string]bool)
 	for _, did := range s.webhookDeliveries[id] {
 		gone[did] = true
-		s.dropDelivery(s.deliveries[did])
+		s.dropDelivery(did)
 	}
 	delete(s.webhookDeliveries, id)
 	s.tenantDeliveries[w.Tenant] = slices.DeleteFunc(s.tenantDeliveries[w.Tenant], func(did string) bool { return gone[did] })
@@ -294,12 +299,24 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	return nil
 }
 
-// dropDelivery forgets r everywhere except the id slices, which the caller
-// filters in one pass.
-func (s *Store) dropDelivery(r *delRec) {
-	s.claims.remove(r)
+// dropDelivery forgets delivery id everywhere except the id slices, which
+// the caller filters in one pass.
+func (s *Store) dropDelivery(id string) {
+	if r, ok := s.deliveries[id]; ok {
+		s.claims.remove(r)
+		delete(s.deliveries, id)
+		delete(s.dedup, dedupKey{r.d.EventID, r.d.WebhookID})
+		return
+	}
+	h := readHead(&dec{b: s.packed[id]})
+	delete(s.packed, id)
+	delete(s.dedup, dedupKey{string(h.eventID), string(h.webhookID)})
+}
+
+// finish packs r, finished: it leaves the pending deliveries.
+func (s *Store) finish(r *delRec) {
+	s.packed[r.d.ID] = packDelivery(&r.d, r.attempts)
 	delete(s.deliveries, r.d.ID)
-	delete(s.dedup, dedupKey{r.d.EventID, r.d.WebhookID})
 }
 
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
@@ -367,7 +384,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			ids[i] = id
 			continue
 		}
-		if _, ok := s.deliveries[d.ID]; ok || batchIDs[d.ID] {
+		if s.exists(d.ID) || batchIDs[d.ID] {
 			return nil, fmt.Errorf("memstore: delivery %q: %w", d.ID, store.ErrConflict)
 		}
 		batch[key] = d.ID
@@ -445,9 +462,12 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	defer unlock()
 	r, ok := s.deliveries[p.DeliveryID]
 	if !ok {
+		if _, ok := s.packed[p.DeliveryID]; ok {
+			return fmt.Errorf("memstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
+		}
 		return notFound("delivery", p.DeliveryID)
 	}
-	if r.d.Status != store.StatusPending || r.d.LeaseOwner != p.Owner {
+	if r.d.LeaseOwner != p.Owner {
 		return fmt.Errorf("memstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
 	}
 	if p.Attempt.Number != r.d.Attempts+1 {
@@ -486,18 +506,29 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		w.DisabledReason = p.DisableWebhook
 		w.UpdatedAt = at
 		for _, did := range s.webhookDeliveries[w.ID] {
-			o := s.deliveries[did]
-			if o == r || o.d.Status != store.StatusPending || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(at) {
-				continue // an attempt in flight is recorded by its owner
+			o, ok := s.deliveries[did]
+			if !ok || o == r || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(at) {
+				continue // finished, or an attempt in flight its owner records
 			}
 			s.claims.remove(o)
 			o.d.Status = store.StatusFailed
 			o.d.LastError = p.DisableWebhook
 			o.d.LeaseOwner, o.d.LeaseExpiresAt = "", time.Time{}
 			o.d.UpdatedAt = at
+			s.finish(o)
 		}
 	}
+	if status != store.StatusPending {
+		s.finish(r)
+	}
 	return nil
+}
+
+// exists reports whether delivery id is stored, pending or finished.
+func (s *Store) exists(id string) bool {
+	_, pending := s.deliveries[id]
+	_, finished := s.packed[id]
+	return pending || finished
 }
 
 // Release gives up the owner's leases. See store.Store.
@@ -515,7 +546,7 @@ func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
 	defer unlock()
 	for _, id := range p.IDs {
 		r, ok := s.deliveries[id]
-		if !ok || r.d.Status != store.StatusPending || r.d.LeaseOwner != p.Owner {
+		if !ok || r.d.LeaseOwner != p.Owner {
 			continue
 		}
 		s.claims.remove(r)
@@ -535,11 +566,16 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, er
 		return nil, err
 	}
 	defer unlock()
-	r, ok := s.deliveries[id]
+	if r, ok := s.deliveries[id]; ok {
+		d := cloneDelivery(&r.d)
+		return &d, nil
+	}
+	b, ok := s.packed[id]
 	if !ok {
 		return nil, notFound("delivery", id)
 	}
-	d := cloneDelivery(&r.d)
+	d, _ := unpackDelivery(b)
+	d.Body = slices.Clone(d.Body)
 	return &d, nil
 }
 
@@ -570,17 +606,28 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 	var out []*store.Delivery
 	next := ""
 	for i := startBefore(ids, after); i >= 0; i-- {
-		r := s.deliveries[ids[i]]
-		if r.d.Tenant != p.Tenant ||
-			(p.Status != "" && r.d.Status != p.Status) ||
-			(p.EventType != "" && r.d.EventType != p.EventType) {
-			continue
+		var d store.Delivery
+		if r, ok := s.deliveries[ids[i]]; ok {
+			if r.d.Tenant != p.Tenant ||
+				(p.Status != "" && r.d.Status != p.Status) ||
+				(p.EventType != "" && r.d.EventType != p.EventType) {
+				continue
+			}
+			d = r.d
+		} else {
+			b := s.packed[ids[i]]
+			h := readHead(&dec{b: b})
+			if string(h.tenant) != p.Tenant ||
+				(p.Status != "" && string(h.status) != string(p.Status)) ||
+				(p.EventType != "" && string(h.kind) != p.EventType) {
+				continue
+			}
+			d, _ = unpackDelivery(b)
 		}
 		if len(out) == p.Limit {
 			next = encodeCursor(out[len(out)-1].ID)
 			break
 		}
-		d := r.d
 		if p.WithoutBody {
 			d.Body = nil
 		} else {
@@ -601,12 +648,16 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 		return nil, err
 	}
 	defer unlock()
-	r, ok := s.deliveries[deliveryID]
-	if !ok {
+	var attempts [][]byte
+	if r, ok := s.deliveries[deliveryID]; ok {
+		attempts = r.attempts
+	} else if b, ok := s.packed[deliveryID]; ok {
+		_, attempts = unpackDelivery(b)
+	} else {
 		return nil, notFound("delivery", deliveryID)
 	}
-	out := make([]*store.Attempt, len(r.attempts))
-	for i, a := range r.attempts {
+	out := make([]*store.Attempt, len(attempts))
+	for i, a := range attempts {
 		out[i] = decodeAttempt(deliveryID, a)
 	}
 	return out, nil
@@ -625,13 +676,17 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 		return nil, err
 	}
 	defer unlock()
-	r, ok := s.deliveries[p.ID]
+	if _, ok := s.deliveries[p.ID]; ok {
+		return nil, fmt.Errorf("memstore: delivery %q is pending: %w", p.ID, store.ErrConflict)
+	}
+	b, ok := s.packed[p.ID]
 	if !ok {
 		return nil, notFound("delivery", p.ID)
 	}
-	if r.d.Status == store.StatusPending {
-		return nil, fmt.Errorf("memstore: delivery %q is pending: %w", p.ID, store.ErrConflict)
-	}
+	r := &delRec{qi: -1, li: -1}
+	r.d, r.attempts = unpackDelivery(b)
+	delete(s.packed, p.ID)
+	s.deliveries[p.ID] = r
 	r.d.Status = store.StatusPending
 	r.d.RoundAttempts = 0
 	r.d.NextAttemptAt = wall(p.Now)
@@ -660,8 +715,8 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 	// found, rather than every purgeable one sorted (a batch would then cost
 	// as much as purging them all).
 	var victims []string
-	for id, r := range s.deliveries {
-		if r.d.Status.Finished() && r.d.UpdatedAt.Before(p.Before) {
+	for id, b := range s.packed {
+		if (&dec{b: b}).time().Before(p.Before) { // UpdatedAt, packed first
 			victims = append(victims, id)
 			if len(victims) == p.Limit {
 				break
@@ -675,11 +730,11 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 	tenants := make(map[string]bool)
 	webhooks := make(map[string]bool)
 	for _, id := range victims {
-		r := s.deliveries[id]
+		h := readHead(&dec{b: s.packed[id]})
 		gone[id] = true
-		tenants[r.d.Tenant] = true
-		webhooks[r.d.WebhookID] = true
-		s.dropDelivery(r)
+		tenants[string(h.tenant)] = true
+		webhooks[string(h.webhookID)] = true
+		s.dropDelivery(id)
 	}
 	isGone := func(id string) bool { return gone[id] }
 	for t := range tenants {
@@ -706,9 +761,11 @@ func (s *Store) CountDeliveries(ctx context.Context, webhookID string) (store.Co
 	}
 	var c store.Counts
 	for _, id := range s.webhookDeliveries[webhookID] {
-		switch s.deliveries[id].d.Status {
-		case store.StatusPending:
+		if _, ok := s.deliveries[id]; ok {
 			c.Pending++
+			continue
+		}
+		switch store.Status(readHead(&dec{b: s.packed[id]}).status) {
 		case store.StatusSuccess:
 			c.Success++
 		case store.StatusFailed:
