@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/http"
 	"time"
 
@@ -180,14 +181,8 @@ func (d *dec) header() http.Header {
 // alternating runs of 5 s, some 100,000 deliveries kept). The fields the
 // store filters on come first (see packedHead).
 
-// packDelivery returns d and its attempts packed.
-func packDelivery(d *store.Delivery, attempts [][]byte) []byte {
-	n := 96 + len(d.Status) + len(d.Tenant) + len(d.WebhookID) + len(d.EventID) + len(d.EventType) +
-		len(d.ID) + len(d.Body) + len(d.LeaseOwner) + len(d.LastError)
-	for _, a := range attempts {
-		n += binary.MaxVarintLen64 + len(a)
-	}
-	b := make([]byte, 0, n)
+// appendPacked appends d and its attempts, packed, to b.
+func appendPacked(b []byte, d *store.Delivery, attempts [][]byte) []byte {
 	b = appendTime(b, d.UpdatedAt)
 	b = appendStr(b, string(d.Status))
 	b = appendStr(b, d.Tenant)
@@ -217,6 +212,37 @@ func packDelivery(d *store.Delivery, attempts [][]byte) []byte {
 	return b
 }
 
+// packedLen is the length of what appendPacked appends.
+func packedLen(d *store.Delivery, attempts [][]byte) int {
+	n := timeLen(d.UpdatedAt) + strLen(string(d.Status)) + strLen(d.Tenant) + strLen(d.WebhookID) +
+		strLen(d.EventID) + strLen(d.EventType) + strLen(d.ID) + 1 +
+		varintLen(int64(d.Attempts)) + varintLen(int64(d.RoundAttempts)) + timeLen(d.NextAttemptAt) +
+		strLen(d.LeaseOwner) + timeLen(d.LeaseExpiresAt) + varintLen(int64(d.LastStatusCode)) +
+		strLen(d.LastError) + timeLen(d.CreatedAt) + uvarintLen(uint64(len(attempts)))
+	if d.Body != nil {
+		n += uvarintLen(uint64(len(d.Body))+1) - 1 + len(d.Body)
+	}
+	for _, a := range attempts {
+		n += uvarintLen(uint64(len(a))) + len(a)
+	}
+	return n
+}
+
+func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+// timeLen is the length of what appendTime appends.
+func timeLen(t time.Time) int {
+	if t.IsZero() {
+		return 1
+	}
+	return 1 + varintLen(t.Unix()) + uvarintLen(uint64(t.Nanosecond()))
+}
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// varintLen is the length of binary.AppendVarint's encoding of v (zig-zag).
+func varintLen(v int64) int { return uvarintLen(uint64(v<<1) ^ uint64(v>>63)) }
+
 // packedHead is what a packed delivery's first fields hold, read without
 // copying: its byte slices are the packed bytes themselves.
 type packedHead struct {
@@ -237,7 +263,7 @@ func readHead(d *dec) packedHead {
 	return h
 }
 
-// unpackDelivery is the inverse of packDelivery. The delivery's Body and
+// unpackDelivery is the inverse of appendPacked. The delivery's Body and
 // the attempts are b's own bytes: the caller copies what it hands out.
 func unpackDelivery(b []byte) (store.Delivery, [][]byte) {
 	d := dec{b: b}

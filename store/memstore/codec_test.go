@@ -52,8 +52,13 @@ func TestPackRoundTrip(t *testing.T) {
 		"zero":       {store.Delivery{}, [][]byte{}},
 		"full":       {full, attempts},
 		"empty body": {store.Delivery{ID: "del_2", Body: []byte{}, Status: store.StatusSuccess}, [][]byte{}},
+		"far times": {store.Delivery{ID: "del_3", Status: store.StatusFailed, Attempts: 1 << 40,
+			CreatedAt: time.Date(1900, 1, 1, 0, 0, 0, 999_999_999, time.UTC), UpdatedAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, [][]byte{}},
 	} {
-		b := packDelivery(&c.d, c.attempts)
+		b := appendPacked(nil, &c.d, c.attempts)
+		if n := packedLen(&c.d, c.attempts); n != len(b) {
+			t.Errorf("%s: packedLen = %d, want %d", name, n, len(b))
+		}
 		d, as := unpackDelivery(b)
 		if !reflect.DeepEqual(d, c.d) || !reflect.DeepEqual(as, c.attempts) {
 			t.Errorf("%s: round trip = %#v, %q; want %#v, %q", name, d, as, c.d, c.attempts)

@@ -11,7 +11,7 @@
 // as a durable store reads them back: due times, leases and secret expiries
 // are compared by the wall clock, like the other stores do, also after the
 // wall clock steps or the machine resumes from suspend. A finished
-// delivery is kept packed in one byte slice (see packDelivery), and its
+// delivery is kept packed in one byte slice (see appendPacked), and its
 // times read back in UTC when they were in UTC and in time.Local
 // otherwise, as its attempts' are.
 package memstore
@@ -43,7 +43,7 @@ type Store struct {
 	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
 
 	deliveries        map[string]*delRec  // the pending ones
-	packed            map[string][]byte   // the finished ones (see packDelivery)
+	packed            map[string][]byte   // the finished ones (see appendPacked)
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
@@ -313,9 +313,11 @@ func (s *Store) dropDelivery(id string) {
 	delete(s.dedup, dedupKey{string(h.eventID), string(h.webhookID)})
 }
 
-// finish packs r, finished: it leaves the pending deliveries.
+// finish packs r, finished: it leaves the pending deliveries. The packed
+// bytes are kept for Config.Retention (30 days by default), in a slice of
+// their own length.
 func (s *Store) finish(r *delRec) {
-	s.packed[r.d.ID] = packDelivery(&r.d, r.attempts)
+	s.packed[r.d.ID] = appendPacked(make([]byte, 0, packedLen(&r.d, r.attempts)), &r.d, r.attempts)
 	delete(s.deliveries, r.d.ID)
 }
 

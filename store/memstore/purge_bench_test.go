@@ -27,7 +27,7 @@ func finished(t testing.TB, s *Store, from, to int, at time.Time) {
 			Tenant: w.Tenant, Body: []byte("{}"), Status: store.StatusSuccess, Attempts: 1, RoundAttempts: 1,
 			CreatedAt: at, UpdatedAt: at, NextAttemptAt: at,
 		}}
-		s.packed[r.d.ID] = packDelivery(&r.d, nil)
+		s.packed[r.d.ID] = appendPacked(nil, &r.d, nil)
 		s.dedup[dedupKey{r.d.EventID, w.ID}] = r.d.ID
 		s.webhookDeliveries[w.ID] = append(s.webhookDeliveries[w.ID], r.d.ID)
 		s.tenantDeliveries[w.Tenant] = append(s.tenantDeliveries[w.Tenant], r.d.ID)
