@@ -31,12 +31,7 @@ func encodeAttempt(a *store.Attempt) []byte {
 	b = appendHeader(b, a.RequestHeaders)
 	b = binary.AppendVarint(b, int64(a.ResponseStatus))
 	b = appendHeader(b, a.ResponseHeaders)
-	if a.ResponseBody == nil {
-		b = append(b, 0)
-	} else {
-		b = binary.AppendUvarint(b, uint64(len(a.ResponseBody))+1)
-		b = append(b, a.ResponseBody...)
-	}
+	b = appendNilable(b, a.ResponseBody)
 	b = appendStr(b, string(a.ErrorClass))
 	return appendStr(b, a.Error)
 }
@@ -53,8 +48,8 @@ func decodeAttempt(deliveryID string, b []byte) *store.Attempt {
 	a.RequestHeaders = d.header()
 	a.ResponseStatus = int(d.varint())
 	a.ResponseHeaders = d.header()
-	if n := d.uvarint(); n > 0 {
-		a.ResponseBody = append([]byte{}, d.take(int(n-1))...)
+	if body := d.nilable(); body != nil {
+		a.ResponseBody = append([]byte{}, body...)
 	}
 	a.ErrorClass = store.ErrorClass(d.str())
 	a.Error = d.str()
@@ -70,6 +65,16 @@ func headerSize(h http.Header) int {
 		}
 	}
 	return n
+}
+
+// appendNilable appends p as 0 when it is nil, else as 1 + its length
+// and its bytes, so that nil and empty read back apart.
+func appendNilable(b, p []byte) []byte {
+	if p == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p))+1)
+	return append(b, p...)
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -190,12 +195,7 @@ func appendPacked(b []byte, d *store.Delivery, attempts [][]byte) []byte {
 	b = appendStr(b, d.EventID)
 	b = appendStr(b, d.EventType)
 	b = appendStr(b, d.ID)
-	if d.Body == nil {
-		b = append(b, 0)
-	} else {
-		b = binary.AppendUvarint(b, uint64(len(d.Body))+1)
-		b = append(b, d.Body...)
-	}
+	b = appendNilable(b, d.Body)
 	b = binary.AppendVarint(b, int64(d.Attempts))
 	b = binary.AppendVarint(b, int64(d.RoundAttempts))
 	b = appendTime(b, d.NextAttemptAt)
@@ -277,9 +277,7 @@ func unpackDelivery(b []byte) (store.Delivery, [][]byte) {
 		EventType: string(h.kind),
 		ID:        d.str(),
 	}
-	if n := d.uvarint(); n > 0 {
-		del.Body = d.take(int(n - 1))
-	}
+	del.Body = d.nilable()
 	del.Attempts = int(d.varint())
 	del.RoundAttempts = int(d.varint())
 	del.NextAttemptAt = d.time()
@@ -296,3 +294,12 @@ func unpackDelivery(b []byte) (store.Delivery, [][]byte) {
 }
 
 func (d *dec) bytes() []byte { return d.take(int(d.uvarint())) }
+
+// nilable reads what appendNilable wrote.
+func (d *dec) nilable() []byte {
+	n := d.uvarint()
+	if n == 0 {
+		return nil
+	}
+	return d.take(int(n - 1))
+}
