@@ -181,10 +181,10 @@ func (d *dec) header() http.Header {
 // The garbage collector scans a record (a store.Delivery, some 300 bytes
 // of pointers and strings) on every cycle; a packed delivery it only marks.
 // A store keeps far more finished deliveries than pending ones (for
-// Config.Retention, 30 days by default): packing them cut the processor
-// time of a delivery by 8 to 13% in webhookbench's memstore scenario (four
-// alternating runs of 5 s, some 100,000 deliveries kept). The fields the
-// store filters on come first (see packedHead).
+// webhook.Config.Retention, 30 days by default): packing them cut the
+// processor time of a delivery by 8 to 13% in webhookbench's memstore
+// scenario (four alternating runs of 5 s, some 100,000 deliveries kept).
+// The fields the store filters on come first (see packedHead).
 
 // appendPacked appends d and its attempts, packed, to b.
 func appendPacked(b []byte, d *store.Delivery, attempts [][]byte) []byte {

@@ -314,8 +314,8 @@ func (s *Store) dropDelivery(id string) {
 }
 
 // finish packs r, finished: it leaves the pending deliveries. The packed
-// bytes are kept for Config.Retention (30 days by default), in a slice of
-// their own length.
+// bytes are kept until purged (by default 30 days after the delivery
+// finished: webhook.Config.Retention), in a slice of their own length.
 func (s *Store) finish(r *delRec) {
 	s.packed[r.d.ID] = appendPacked(make([]byte, 0, packedLen(&r.d, r.attempts)), &r.d, r.attempts)
 	delete(s.deliveries, r.d.ID)
