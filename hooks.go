@@ -26,14 +26,13 @@ type Hooks interface {
 	AttemptStarted(ctx context.Context, info AttemptInfo)
 	// AttemptFinished is called after an attempt is recorded, with its
 	// outcome and duration. It is called too for an attempt that could
-	// not be recorded, the store having failed until the delivery's lease
-	// ran out (a record that fails is tried again meanwhile, with
-	// backoff) or the lease having been lost (store.ErrLeaseLost; logged
-	// at Warn either way). Its
-	// StatusCode, ErrorClass and Duration then say what the attempt met,
-	// but its Outcome is empty, the delivery's next state being unknown
-	// (it is normally attempted again once its lease runs out), and
-	// neither DeliverySucceeded nor DeliveryFailed follows.
+	// not be recorded, the store having failed (a failure that may pass
+	// is tried again, with backoff, while the delivery's lease lasts) or
+	// the lease having been lost (store.ErrLeaseLost; logged at Warn
+	// either way). Its StatusCode, ErrorClass and Duration then say what
+	// the attempt met, but its Outcome is empty, the delivery's next state
+	// being unknown (it is normally attempted again once its lease runs
+	// out), and neither DeliverySucceeded nor DeliveryFailed follows.
 	AttemptFinished(ctx context.Context, info AttemptInfo)
 	// DeliverySucceeded is called when a delivery got a 2xx.
 	DeliverySucceeded(ctx context.Context, d *Delivery)
