@@ -19,7 +19,7 @@ import (
 
 // h1Transport is the dispatcher's default transport: HTTP/1.1 through the
 // guarded dialer, with keep-alive connections pooled per destination, to
-// every server but those that offer HTTP/2 over TLS, which the dispatcher
+// every server but those that choose HTTP/2 over TLS, which the dispatcher
 // sends to through net/http's Transport instead (see errOffersH2).
 //
 // It writes each request and reads its answer on the calling goroutine.
