@@ -9,14 +9,16 @@ import (
 	"github.com/noa-server/webhook/store"
 )
 
-// Attempts are kept encoded: one pointer-free byte slice per attempt instead
-// of a struct with two header maps, so a store holding many attempts costs
-// the garbage collector nothing to scan and a fraction of the memory. The
-// format is private to this process: integers as varints, strings and byte
-// slices as a uvarint length + bytes, times as Unix seconds and nanoseconds.
-// Nil and empty headers and bodies are told apart, so an attempt reads back
-// as it was written (its StartedAt the same instant, in UTC when it was
-// written in UTC and in time.Local otherwise, without a monotonic reading).
+// Attempts are kept encoded: one pointer-free byte slice per attempt of a
+// pending delivery (a finished one's are packed with it, see appendPacked)
+// instead of a struct with two header maps, so a store holding many
+// attempts costs the garbage collector nothing to scan and a fraction of
+// the memory. The format is private to this process: integers as varints,
+// strings and byte slices as a uvarint length + bytes, times as Unix
+// seconds and nanoseconds. Nil and empty headers and bodies are told apart,
+// so an attempt reads back as it was written (its StartedAt the same
+// instant, in UTC when it was written in UTC and in time.Local otherwise,
+// without a monotonic reading).
 
 // encodeAttempt returns a's encoding; the delivery id is not stored (it is
 // the map key).
