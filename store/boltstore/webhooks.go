@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -339,7 +340,9 @@ func decodeCursor(c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
-	if err != nil || len(b) < 2 || b[0] != cursorVersion {
+	// The decoder skips \r and \n, even Strict: a cursor with them in is
+	// not one encodeCursor made.
+	if err != nil || len(b) < 2 || b[0] != cursorVersion || strings.ContainsAny(c, "\r\n") {
 		return "", invalid("malformed cursor")
 	}
 	return string(b[1:]), nil
