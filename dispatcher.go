@@ -1132,25 +1132,22 @@ const (
 // waiting, maybe while the record waits for the store. Stop ends the
 // tries when it gives up on the records too.
 func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
-	wait := recordRetryMin
+	err := d.st.Complete(d.recordCtx, p)
+	if err == nil {
+		return nil
+	}
 	// The lease also ends after what is left of it on the process's own
 	// clock: Config.Now may be a fake clock that does not move.
 	var until time.Time
 	if !leaseEnds.IsZero() {
 		until = time.Now().Add(leaseEnds.Sub(d.cfg.Now()))
 	}
-	for tried := false; ; tried = true {
-		err := d.st.Complete(d.recordCtx, p)
-		if tried && (errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict)) && d.landed(p) {
-			// The failure before committed the record all the same (its
-			// answer was lost with the connection).
-			return nil
-		}
-		if err == nil || !mayPass(err) || d.recordCtx.Err() != nil ||
+	for wait := recordRetryMin; ; wait = min(2*wait, recordRetryMax) {
+		if !mayPass(err) || d.recordCtx.Err() != nil ||
 			!leaseEnds.IsZero() && (d.cfg.Now().Add(wait).After(leaseEnds) || time.Now().Add(wait).After(until)) {
 			return err
 		}
-		if !tried {
+		if wait == recordRetryMin { // once, when the tries begin
 			d.log.LogAttrs(d.recordCtx, slog.LevelWarn, "webhook: record attempt failed, trying again while the lease lasts",
 				slog.String("delivery_id", p.DeliveryID), slog.Int("attempt", p.Attempt.Number), slog.String("error", err.Error()))
 		}
@@ -1161,7 +1158,14 @@ func (d *Dispatcher) record(p store.CompleteParams, leaseEnds time.Time) error {
 			t.Stop()
 			return err
 		}
-		wait = min(2*wait, recordRetryMax)
+		if err = d.st.Complete(d.recordCtx, p); err == nil {
+			return nil
+		}
+		if (errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict)) && d.landed(p) {
+			// The failure before committed the record all the same (its
+			// answer was lost with the connection).
+			return nil
+		}
 	}
 }
 
