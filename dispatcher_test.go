@@ -436,11 +436,7 @@ func testOneWrite(t *testing.T, tr http.RoundTripper, writes *writeCounter) {
 	d := startDispatcher(t, st, cfg)
 	const events = 3
 	for i := range events {
-		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		deliverOne(t, d, st, i)
 	}
 	if rc.count() != events {
 		t.Fatalf("receiver got %d requests, want %d", rc.count(), events)

@@ -91,11 +91,7 @@ func TestDefaultTransportReusesConnections(t *testing.T) {
 	addWebhook(t, st, "acme", srv.URL+"/hook", EventWorkflowCompleted)
 	d := startDispatcher(t, st, testConfig())
 	for i := range 10 {
-		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		deliverOne(t, d, st, i)
 	}
 	if n := conns.opened.Load(); n != 1 {
 		t.Errorf("10 deliveries one after another opened %d connections, want 1", n)
@@ -138,11 +134,7 @@ func testHTTPS(t *testing.T, h2 bool) {
 		want, wantConns, wantIdle = "HTTP/2.0", 2, 0
 	}
 	for i := range 3 {
-		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		deliverOne(t, d, st, i)
 		if proto := <-protos; proto != want {
 			t.Errorf("delivery %d went as %s, want %s", i, proto, want)
 		}
@@ -155,6 +147,18 @@ func testHTTPS(t *testing.T, h2 bool) {
 	if d.h1.nidle != wantIdle {
 		t.Errorf("the dispatcher's own client holds %d idle connections, want %d", d.h1.nidle, wantIdle)
 	}
+}
+
+// deliverOne emits workflow.completed number n for tenant acme, waits for
+// its one delivery to succeed at the first attempt, and returns its id.
+func deliverOne(t *testing.T, d *Dispatcher, st store.Store, n int) string {
+	t.Helper()
+	res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+	return res.DeliveryIDs[0]
 }
 
 // startTrusting adds a webhook of tenant acme for workflow.completed to
@@ -192,15 +196,11 @@ func TestDefaultTransportSameOverHTTP2(t *testing.T) {
 
 			st := newMemStore(t)
 			d := startTrusting(t, st, srv)
-			res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := deliverOne(t, d, st, 0)
 			if ae := <-got; ae != "" {
 				t.Errorf("the request asked for Accept-Encoding %q, want none", ae)
 			}
-			waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
-			a := attempts(t, st, res.DeliveryIDs[0])[0]
+			a := attempts(t, st, id)[0]
 			if ce := a.ResponseHeaders.Get("Content-Encoding"); ce != "gzip" || !bytes.Equal(a.ResponseBody, gzipped) {
 				t.Errorf("attempt logged Content-Encoding %q, body %q; want gzip, %q", ce, a.ResponseBody, gzipped)
 			}
@@ -217,11 +217,7 @@ func TestDefaultTransportSurvivesServerClosingIdleConnections(t *testing.T) {
 	addWebhook(t, st, "acme", rc.URL+"/hook", EventWorkflowCompleted)
 	d := startDispatcher(t, st, testConfig())
 	for i := range 3 {
-		res, err := d.Emit(context.Background(), Event{Type: EventWorkflowCompleted, Tenant: "acme", Data: map[string]int{"n": i}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, st, res.DeliveryIDs[0], store.StatusSuccess, 1)
+		deliverOne(t, d, st, i)
 		// The delivery's connection is idle in the pool: the server
 		// closes it.
 		rc.CloseClientConnections()
