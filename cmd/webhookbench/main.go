@@ -131,7 +131,12 @@
 //	             without a raw run
 //	errors       failed Emits or POSTs, and bodies without an emit time
 //	extra        scenario-specific figures by name (cpuRatioToRaw,
-//	             perEndpointRatioToFanout, hungRequests, fillSeconds, …)
+//	             perEndpointRatioToFanout, hungRequests, fillSeconds, …);
+//	             on boltstore, from its Stats over the measured window:
+//	             boltWriterBusy (the share of the window its group
+//	             commit held the file's writer), boltCallsPerCommit,
+//	             boltWriteShare (the share of that busy time spent
+//	             writing and syncing pages) and boltPagesPerUnit
 //	target       the target and its verdict, where the scenario has one
 //	             and it could be judged (below)
 //	note         a skip (pg without -pg) or a setting worth knowing

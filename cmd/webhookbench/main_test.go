@@ -186,6 +186,24 @@ func TestEveryScenario(t *testing.T) {
 	if r := got["emit"]; r != nil && r.Unit != "events" {
 		t.Errorf("emit unit = %q, want events", r.Unit)
 	}
+	// The scenarios on boltstore report its writer over the window; the
+	// others have none.
+	for name, r := range got {
+		if r.Error != "" {
+			continue
+		}
+		busy, ok := r.Extra["boltWriterBusy"]
+		if onBolt := r.Store == "boltstore"; ok != onBolt {
+			t.Errorf("%s on %q: boltWriterBusy present = %v", name, r.Store, ok)
+			continue
+		}
+		// Busy is timed inside the window's two readings, so it can only
+		// exceed the window by the reading's own rounding.
+		if ok && (busy <= 0 || busy > 1.01 || r.Extra["boltCallsPerCommit"] < 1 || r.Extra["boltPagesPerUnit"] <= 0 ||
+			r.Extra["boltWriteShare"] <= 0 || r.Extra["boltWriteShare"] > 1) {
+			t.Errorf("%s: bolt figures %v; want a busy share in (0, 1], at least a call per commit, pages written, a write share in (0, 1]", name, r.Extra)
+		}
+	}
 }
 
 // TestInProcessTable runs the ceiling in this process, with the table on

@@ -405,7 +405,8 @@ func (b *bench) library(ctx context.Context, storeKind string, paths []string, h
 	}
 	var phase atomic.Value
 	done := b.progress(&phase, rc.received.Load)
-	elapsed := b.measure(ctx, &phase, func() { rc.measuring.Store(true) }, func() { rc.measuring.Store(false) })
+	bm := newBoltMeter(st)
+	elapsed := b.measure(ctx, &phase, func() { rc.measuring.Store(true); bm.start() }, func() { rc.measuring.Store(false); bm.stop() })
 	close(stop)
 	wg.Wait()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.AttemptTimeout+30*time.Second)
@@ -418,6 +419,7 @@ func (b *bench) library(ctx context.Context, storeKind string, paths []string, h
 	r.PerSec = float64(r.Count) / r.Seconds
 	r.Errors = errs.Load() + rc.badBodies.Load()
 	latencies(r, &rc.hist, "emit-to-receipt")
+	bm.report(r)
 	s := d.Stats()
 	r.Extra["emitted"] = float64(s.Emitted)
 	r.Extra["attempts"] = float64(s.Attempts)
@@ -506,7 +508,8 @@ func (b *bench) emit(ctx context.Context) *result {
 	}
 	var phase atomic.Value
 	done := b.progress(&phase, emitted.Load)
-	elapsed := b.measure(ctx, &phase, func() { measuring.Store(true) }, func() { measuring.Store(false) })
+	bm := newBoltMeter(st)
+	elapsed := b.measure(ctx, &phase, func() { measuring.Store(true); bm.start() }, func() { measuring.Store(false); bm.stop() })
 	close(stop)
 	wg.Wait()
 	done()
@@ -516,6 +519,7 @@ func (b *bench) emit(ctx context.Context) *result {
 	r.PerSec = float64(r.Count) / r.Seconds
 	r.Errors = errs.Load()
 	latencies(r, &hist, "Emit call")
+	bm.report(r)
 	r.Extra["emitted"] = float64(emitted.Load())
 	if e, ok := firstErr.Load().(string); ok {
 		r.Note = joinNote(r.Note, "first Emit error: "+e)
@@ -600,6 +604,8 @@ func (b *bench) backlog(ctx context.Context) *result {
 	rc.target.Store(int64(n))
 	rc.floor.Store(b.clk.now())
 	rc.measuring.Store(true)
+	bm := newBoltMeter(st)
+	bm.start()
 	t1, cpu1 := time.Now(), cpuTime()
 	if err := d.Start(ctx); err != nil {
 		r.Error = err.Error()
@@ -614,6 +620,7 @@ func (b *bench) backlog(ctx context.Context) *result {
 	}
 	elapsed := time.Since(t1)
 	b.cpu = cpuTime() - cpu1
+	bm.stop()
 	rc.measuring.Store(false)
 	phase.Store("stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.AttemptTimeout+30*time.Second)
@@ -625,6 +632,7 @@ func (b *bench) backlog(ctx context.Context) *result {
 	r.PerSec = float64(r.Count) / r.Seconds
 	r.Errors = rc.badBodies.Load()
 	latencies(r, &rc.hist, "Start-to-receipt")
+	bm.report(r)
 	r.Extra["drainSeconds"] = elapsed.Seconds()
 	r.PeakRSS = peakRSS()
 	// What the resident set holds after the drain: the heap and stacks
@@ -651,4 +659,56 @@ func (b *bench) backlog(ctx context.Context) *result {
 		r.Note = joinNote(r.Note, "bolt without fsync (-nosync)")
 	}
 	return r
+}
+
+// boltMeter reads a boltstore's Stats when the measured window opens and
+// when it closes, and reports how busy the store's writer was in between.
+// It does nothing for the other stores (a nil *boltMeter).
+type boltMeter struct {
+	st     *boltstore.Store
+	t0, t1 time.Time
+	s0, s1 boltstore.Stats
+}
+
+func newBoltMeter(st store.Store) *boltMeter {
+	if bs, ok := st.(*boltstore.Store); ok {
+		return &boltMeter{st: bs}
+	}
+	return nil
+}
+
+func (m *boltMeter) start() {
+	if m != nil {
+		m.t0, m.s0 = time.Now(), m.st.Stats()
+	}
+}
+
+func (m *boltMeter) stop() {
+	if m != nil {
+		m.t1, m.s1 = time.Now(), m.st.Stats()
+	}
+}
+
+// report adds to r's extras, for the measured window: boltWriterBusy, the
+// share of the window the group commit held the file's writer (near 1, it
+// bounds the scenario); boltCallsPerCommit; boltWriteShare, the share of
+// that busy time spent writing pages and syncing them; and
+// boltPagesPerUnit, the pages written per delivery (or event) counted.
+func (m *boltMeter) report(r *result) {
+	if m == nil || m.t1.IsZero() {
+		return
+	}
+	busy := m.s1.Busy - m.s0.Busy
+	if window := m.t1.Sub(m.t0); window > 0 {
+		r.Extra["boltWriterBusy"] = busy.Seconds() / window.Seconds()
+	}
+	if commits := m.s1.Commits - m.s0.Commits; commits > 0 {
+		r.Extra["boltCallsPerCommit"] = float64(m.s1.Calls-m.s0.Calls) / float64(commits)
+	}
+	if busy > 0 {
+		r.Extra["boltWriteShare"] = (m.s1.WriteTime - m.s0.WriteTime).Seconds() / busy.Seconds()
+	}
+	if r.Count > 0 {
+		r.Extra["boltPagesPerUnit"] = float64(m.s1.PagesWritten-m.s0.PagesWritten) / float64(r.Count)
+	}
 }

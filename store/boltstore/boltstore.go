@@ -78,7 +78,8 @@
 // failing alone. The calls of a shared transaction update a webhook's
 // counters once, at its end. Records are encoded in a compact binary format
 // and copied out of the transaction: nothing a Store returns aliases
-// bbolt's memory.
+// bbolt's memory. [Store.Stats] counts the commits, the calls they held and
+// the time the writer spent in them.
 //
 // # Unreadable records
 //

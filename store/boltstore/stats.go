@@ -1,0 +1,39 @@
+package boltstore
+
+import "time"
+
+// Stats are counters of a Store's writes since Open, for telling whether
+// the file's writer bounds the store's throughput. Compare two readings
+// taken some time apart.
+type Stats struct {
+	// Commits is the number of transactions the group commit (Enqueue,
+	// Claim and Complete) ran, and Calls the number of those calls it ran
+	// in them: Calls / Commits is how many calls shared a commit and its
+	// fsyncs.
+	Commits, Calls int64
+	// Busy is the time the group commit spent in its transactions:
+	// running the calls, writing the pages and, without NoSync, waiting
+	// for the disk to sync them. Busy's growth over a period, divided by
+	// the period, is the share of the time that Enqueue, Claim and
+	// Complete had the file's writer; near 1, the writer bounds them.
+	Busy time.Duration
+	// PagesWritten is the number of pages every write transaction wrote
+	// (the group commit's and the other methods'; a page is the file's
+	// page size, 4 KiB on most machines), and WriteTime the time they
+	// spent writing them and, without NoSync, syncing them to disk.
+	PagesWritten int64
+	WriteTime    time.Duration
+}
+
+// Stats returns the store's counters. It is safe to call at any time,
+// after Close too.
+func (s *Store) Stats() Stats {
+	tx := s.db.Stats().TxStats
+	return Stats{
+		Commits:      s.commits.commits.Load(),
+		Calls:        s.commits.calls.Load(),
+		Busy:         time.Duration(s.commits.busy.Load()),
+		PagesWritten: tx.GetWrite(),
+		WriteTime:    tx.GetWriteTime(),
+	}
+}
