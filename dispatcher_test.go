@@ -827,8 +827,11 @@ func TestSlowEndpointDoesNotBlockOthers(t *testing.T) {
 		}
 		const events = 30
 		emitN(t, d, events)
-		waitFor(t, "every healthy endpoint to get every event", func() bool {
-			return d.Stats().Succeeded == 9*events
+		// Succeeded counts a delivery once recorded, a moment before its
+		// worker lets go of it: wait for both.
+		waitFor(t, "every healthy endpoint to get every event, and only the slow one's in flight", func() bool {
+			s := d.Stats()
+			return s.Succeeded == 9*events && s.InFlight == 2
 		})
 		for i, rc := range healthy {
 			if n := rc.count(); n != events {
