@@ -1922,8 +1922,6 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
-		Body:          newBody(del.Body),
-		GetBody:       func() (io.ReadCloser, error) { return newBody(del.Body), nil },
 		ContentLength: int64(len(del.Body)),
 		Host:          t.u.Host,
 	}
@@ -1934,11 +1932,15 @@ func (d *Dispatcher) send(ctx context.Context, t *target, del *store.Delivery, n
 	if d.h1 != nil {
 		// The default transport ends the attempt at the deadline by
 		// itself, and on Stop's word (Start): no context per attempt.
+		// It writes a payload's bytes itself (writeRequest).
+		req.Body = newPayload(del.Body)
+		req.GetBody = func() (io.ReadCloser, error) { return newPayload(del.Body), nil }
 		resp, err = d.h1.roundTripUntil(req, deadline)
 	}
 	if err == errOffersH2 {
 		// Config.Transport, or the default one's HTTP/2 over TLS.
 		req.Body = newBody(del.Body)
+		req.GetBody = func() (io.ReadCloser, error) { return newBody(del.Body), nil }
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		resp, err = d.rt.RoundTrip(req.WithContext(actx))
