@@ -152,7 +152,11 @@ func (s *Store) commitBatch(batch []*commitCall) {
 			batch = slices.Delete(batch, failed, failed+1)
 			continue
 		}
-		s.commits.commits.Add(1)
+		if err == nil {
+			// Only a transaction that committed: one that bbolt failed
+			// (to begin, to write or to sync) ran no commit.
+			s.commits.commits.Add(1)
+		}
 		for _, c := range batch {
 			c.ch <- commitMsg{err: err}
 		}

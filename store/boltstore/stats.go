@@ -7,9 +7,10 @@ import "time"
 // taken some time apart.
 type Stats struct {
 	// Commits is the number of transactions the group commit (Enqueue,
-	// Claim and Complete) ran, and Calls the number of those calls it ran
-	// in them: Calls / Commits is how many calls shared a commit and its
-	// fsyncs.
+	// Claim and Complete) committed (one bbolt failed counts not), and
+	// Calls the number of those calls it ran, whether they succeeded or
+	// failed: Calls / Commits is about how many calls shared a commit and
+	// its fsyncs.
 	Commits, Calls int64
 	// Busy is the time the group commit spent in its transactions:
 	// running the calls, writing the pages and, without NoSync, waiting
