@@ -693,7 +693,8 @@ func (m *boltMeter) stop() {
 // share of the window the group commit held the file's writer (near 1, it
 // bounds the scenario); boltCallsPerCommit; boltWriteShare, the share of
 // that busy time spent writing pages and syncing them; and
-// boltPagesPerUnit, the pages written per delivery (or event) counted.
+// boltPagesPerUnit, the page writes (Stats.PagesWritten: a node of several
+// pages is one) per delivery (or event) counted.
 func (m *boltMeter) report(r *result) {
 	if m == nil || m.t1.IsZero() {
 		return

@@ -18,10 +18,13 @@ type Stats struct {
 	// the period, is the share of the time that Enqueue, Claim and
 	// Complete had the file's writer; near 1, the writer bounds them.
 	Busy time.Duration
-	// PagesWritten is the number of pages every write transaction wrote
-	// (the group commit's and the other methods'; a page is the file's
-	// page size, 4 KiB on most machines), and WriteTime the time they
-	// spent writing them and, without NoSync, syncing them to disk.
+	// PagesWritten is the number of page writes of every write
+	// transaction (the group commit's and the other methods'), as bbolt
+	// counts them: one per node it wrote, however many pages the node
+	// spans (a record larger than a page makes one write of several
+	// pages), and one for the meta page of each commit. WriteTime is the
+	// time they spent writing them and, without NoSync, syncing them to
+	// disk.
 	PagesWritten int64
 	WriteTime    time.Duration
 }

@@ -2,7 +2,11 @@ package boltstore
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/storetest"
 )
 
 // TestStatsCommitFailed: a transaction that fails on bbolt's side, not in
@@ -28,5 +32,30 @@ func TestStatsCommitFailed(t *testing.T) {
 	}
 	if after.Calls != before.Calls+1 {
 		t.Errorf("Calls %d -> %d after a failed call: want one more", before.Calls, after.Calls)
+	}
+}
+
+// TestStatsPagesWritten pins what PagesWritten counts: bbolt's page
+// writes, one per node however many pages it spans, not pages.
+func TestStatsPagesWritten(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(filepath.Join(t.TempDir(), "pages.db"), &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := storetest.NewWebhook("tenant-pages")
+	if err := s.CreateWebhook(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	d := storetest.NewDelivery(w, "workflow.completed")
+	d.Body = []byte(`{"x":"` + strings.Repeat("a", 256<<10) + `"}`)
+	if _, err := s.Enqueue(ctx, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	n := s.Stats().PagesWritten - before.PagesWritten
+	if pages := int64(len(d.Body) / s.db.Info().PageSize); n <= 0 || n >= pages {
+		t.Errorf("PagesWritten grew by %d for a body of %d pages: want some writes, far fewer than its pages", n, pages)
 	}
 }
