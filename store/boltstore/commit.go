@@ -47,9 +47,12 @@ type committer struct {
 	running bool // a leader is committing
 	last    int  // calls in the latest commit
 
-	// For Stats: the transactions committed, the calls they held, and
-	// the time spent in them (nanoseconds).
-	commits, calls, busy atomic.Int64
+	// For Stats: the transactions committed and the calls they held;
+	// under mu, the time spent in the finished rounds and when the
+	// round in progress began (zero when none is).
+	commits, calls atomic.Int64
+	busy           time.Duration
+	since          time.Time
 
 	// free holds calls that have returned, for reuse with their channel:
 	// once a call has received its result nothing sends to it again.
@@ -114,14 +117,15 @@ func (s *Store) lead() {
 	batch := g.queue
 	g.last = len(batch)
 	g.queue = nil
+	g.since = time.Now()
 	g.mu.Unlock()
 
-	start := time.Now()
 	s.commitBatch(batch)
-	g.busy.Add(int64(time.Since(start)))
-	g.calls.Add(int64(len(batch)))
 
 	g.mu.Lock()
+	g.busy += time.Since(g.since)
+	g.since = time.Time{}
+	g.calls.Add(int64(len(batch)))
 	if len(g.queue) == 0 {
 		g.running = false
 		g.mu.Unlock()

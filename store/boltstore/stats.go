@@ -12,9 +12,10 @@ type Stats struct {
 	// failed: Calls / Commits is about how many calls shared a commit and
 	// its fsyncs.
 	Commits, Calls int64
-	// Busy is the time the group commit spent in its transactions:
-	// running the calls, writing the pages and, without NoSync, waiting
-	// for the disk to sync them. Busy's growth over a period, divided by
+	// Busy is the time the group commit spent in its transactions, up to
+	// the reading (the one in progress included): running the calls,
+	// writing the pages and, without NoSync, waiting for the disk to sync
+	// them. Busy's growth over a period, divided by
 	// the period, is the share of the time that Enqueue, Claim and
 	// Complete had the file's writer; near 1, the writer bounds them.
 	Busy time.Duration
@@ -33,10 +34,19 @@ type Stats struct {
 // after Close too.
 func (s *Store) Stats() Stats {
 	tx := s.db.Stats().TxStats
+	g := &s.commits
+	g.mu.Lock()
+	busy := g.busy
+	if !g.since.IsZero() {
+		// The round in progress, up to now: two readings bound the
+		// time between them.
+		busy += time.Since(g.since)
+	}
+	g.mu.Unlock()
 	return Stats{
-		Commits:      s.commits.commits.Load(),
-		Calls:        s.commits.calls.Load(),
-		Busy:         time.Duration(s.commits.busy.Load()),
+		Commits:      g.commits.Load(),
+		Calls:        g.calls.Load(),
+		Busy:         busy,
 		PagesWritten: tx.GetWrite(),
 		WriteTime:    tx.GetWriteTime(),
 	}
