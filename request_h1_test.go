@@ -3,9 +3,12 @@ package webhook
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 )
 
 // testRequest is a request as send makes it for the h1 transport.
@@ -165,6 +168,36 @@ func FuzzWriteRequest(f *testing.F) {
 	})
 }
 
+// FuzzWriteRequestMore compares writeRequest with Request.Write along the
+// dimensions FuzzWriteRequest keeps fixed: a Host apart from the URL's,
+// RawPath, ForceQuery and Opaque, several header names and values, the
+// method, Close, a ContentLength off the body's and a body read from.
+func FuzzWriteRequestMore(f *testing.F) {
+	f.Add("hooks.example.com", "other.example", "/a%2Fb", "/a/b", "", false, "X-A", "1", "x-a", "2", "3", "POST", false, 0, 0, []byte(`{}`))
+	f.Add("[::1]:80", "", "", "/p", "", true, "User-Agent", "ua", "Content-Length", "9", "", "POST", false, 0, 0, []byte("x"))
+	f.Add("h", "h:1", "", "", "//x", false, "Host", "e", "Trailer", "t", "", "PUT", true, -1, 1, []byte("xy"))
+	f.Fuzz(func(t *testing.T, urlHost, reqHost, rawPath, path, opaque string, forceQuery bool,
+		k1, v1, k2, v2, v3, method string, close bool, lenDelta, read int, body []byte) {
+		u := &url.URL{Scheme: "http", Host: urlHost, Path: path, RawPath: rawPath, Opaque: opaque, ForceQuery: forceQuery}
+		h := http.Header{"Content-Type": contentTypeJSON, k1: {v1}, k2: {v2, v3}}
+		req := testRequest(u, h, body)
+		req.Host = reqHost
+		req.Method = method
+		req.Close = close
+		req.ContentLength += int64(lenDelta % 3)
+		if read > 0 && len(body) > 0 {
+			req.Body.Read(make([]byte, read%len(body)+1))
+		}
+		ours, theirs, errOurs, errTheirs := writeBoth(req)
+		if (errOurs != nil) != (errTheirs != nil) {
+			t.Fatalf("writeRequest: %v; Request.Write: %v", errOurs, errTheirs)
+		}
+		if errTheirs == nil && !bytes.Equal(ours, theirs) {
+			t.Fatalf("writeRequest wrote\n%q\nRequest.Write wrote\n%q", ours, theirs)
+		}
+	})
+}
+
 // BenchmarkWriteRequest compares writeRequest with net/http's
 // Request.Write on a request with the dispatcher's headers.
 func BenchmarkWriteRequest(b *testing.B) {
@@ -202,4 +235,48 @@ func BenchmarkWriteRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWriteRequestResendsPayload: a payload request that meets a stale
+// pooled connection goes again, whole, on a new one: the resend takes
+// GetBody's fresh payload, as the first write left its own read.
+func TestWriteRequestResendsPayload(t *testing.T) {
+	got := make(chan string, 4)
+	srv := rawServer(t, func(c net.Conn, n int) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 1; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(req.Body)
+			got <- string(b)
+			if n == 1 && i == 2 {
+				return // the pooled connection closes on the second request
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	tr := newTestH1(t)
+	u, err := url.Parse(srv + "/in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"id":"evt_1"}`)
+	for range 2 {
+		req := testRequest(u, http.Header{"Content-Type": contentTypeJSON}, body)
+		req.GetBody = func() (io.ReadCloser, error) { return newPayload(body), nil }
+		resp, err := tr.roundTripUntil(req, time.Now().Add(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for i := range 3 {
+		if b := <-got; b != string(body) {
+			t.Errorf("request %d carried %q, want %q", i+1, b, body)
+		}
+	}
 }
