@@ -11,6 +11,24 @@ import (
 	"time"
 )
 
+// dispatcherHeader returns a header like those send sets: the library's
+// own names and values, two signature schemes among them.
+func dispatcherHeader() http.Header {
+	return http.Header{
+		"Content-Type":        contentTypeJSON,
+		"User-Agent":          {"noa-webhook/1.0"},
+		"X-Webhook-Id":        {"wh_01JEXAMPLE0000000000000000"},
+		"X-Webhook-Event":     {"workflow.completed"},
+		"X-Webhook-Delivery":  {"del_01JEXAMPLE0000000000000000"},
+		"X-Webhook-Attempt":   {"1"},
+		"X-Webhook-Timestamp": {"1733390000"},
+		"X-Webhook-Signature": {"sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		"Webhook-Id":          {"evt_01JEXAMPLE0000000000000000"},
+		"Webhook-Timestamp":   {"1733390000"},
+		"Webhook-Signature":   {"v1,ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8="},
+	}
+}
+
 // testRequest is a request as send makes it for the h1 transport.
 func testRequest(u *url.URL, h http.Header, body []byte) *http.Request {
 	return &http.Request{
@@ -19,18 +37,25 @@ func testRequest(u *url.URL, h http.Header, body []byte) *http.Request {
 	}
 }
 
-// writeBoth writes req with writeRequest, and a copy of it whose body is
-// the same bytes with net/http's Request.Write.
-func writeBoth(req *http.Request) (ours, theirs []byte, errOurs, errTheirs error) {
+// sameAsNetHTTP writes req with writeRequest, and a copy of it whose body
+// is the same bytes with net/http's Request.Write, and fails t unless both
+// fail or both write the same bytes.
+func sameAsNetHTTP(t testing.TB, req *http.Request) {
+	t.Helper()
 	p := req.Body.(*payload)
 	twin := *req
 	twin.Body = newBody(bytes.Clone(p.b[len(p.b)-p.Len():])) // what is left to read
-	var a, b bytes.Buffer
-	wa := bufio.NewWriter(&a)
-	errOurs = writeRequest(wa, req)
-	wa.Flush()
-	errTheirs = twin.Write(&b)
-	return a.Bytes(), b.Bytes(), errOurs, errTheirs
+	var ours, theirs bytes.Buffer
+	w := bufio.NewWriter(&ours)
+	errOurs := writeRequest(w, req)
+	w.Flush()
+	errTheirs := twin.Write(&theirs)
+	if (errOurs != nil) != (errTheirs != nil) {
+		t.Fatalf("writeRequest: %v; Request.Write: %v", errOurs, errTheirs)
+	}
+	if errTheirs == nil && !bytes.Equal(ours.Bytes(), theirs.Bytes()) {
+		t.Fatalf("writeRequest wrote\n%q\nRequest.Write wrote\n%q", ours.Bytes(), theirs.Bytes())
+	}
 }
 
 // TestWriteRequestAsNetHTTP checks that writeRequest writes what
@@ -40,17 +65,7 @@ func writeBoth(req *http.Request) (ours, theirs []byte, errOurs, errTheirs error
 func TestWriteRequestAsNetHTTP(t *testing.T) {
 	body := []byte(`{"id":"evt_1","event":"workflow.completed"}`)
 	base := func() (*url.URL, http.Header) {
-		u := &url.URL{Scheme: "http", Host: "hooks.example.com", Path: "/in"}
-		h := http.Header{
-			"Content-Type":       contentTypeJSON,
-			"User-Agent":         {"noa-webhook/1.0"},
-			"X-Webhook-Id":       {"wh_1"},
-			"X-Webhook-Event":    {"workflow.completed"},
-			"X-Webhook-Delivery": {"del_1"},
-			"X-Webhook-Attempt":  {"1"},
-			"Webhook-Signature":  {"v1,abc="},
-		}
-		return u, h
+		return &url.URL{Scheme: "http", Host: "hooks.example.com", Path: "/in"}, dispatcherHeader()
 	}
 	cases := []struct {
 		name   string
@@ -103,13 +118,7 @@ func TestWriteRequestAsNetHTTP(t *testing.T) {
 			if plain != tc.plain {
 				t.Errorf("written directly = %v, want %v", plain, tc.plain)
 			}
-			ours, theirs, errOurs, errTheirs := writeBoth(req)
-			if (errOurs != nil) != (errTheirs != nil) {
-				t.Fatalf("writeRequest: %v; Request.Write: %v", errOurs, errTheirs)
-			}
-			if errTheirs == nil && !bytes.Equal(ours, theirs) {
-				t.Errorf("writeRequest wrote\n%q\nRequest.Write wrote\n%q", ours, theirs)
-			}
+			sameAsNetHTTP(t, req)
 			if plain && req.Body.(*payload).Len() != 0 {
 				t.Error("the payload is unread after writeRequest")
 			}
@@ -158,13 +167,7 @@ func FuzzWriteRequest(f *testing.F) {
 			h["User-Agent"] = []string{ua}
 		}
 		req := testRequest(u, h, body)
-		ours, theirs, errOurs, errTheirs := writeBoth(req)
-		if (errOurs != nil) != (errTheirs != nil) {
-			t.Fatalf("writeRequest: %v; Request.Write: %v", errOurs, errTheirs)
-		}
-		if errTheirs == nil && !bytes.Equal(ours, theirs) {
-			t.Fatalf("writeRequest wrote\n%q\nRequest.Write wrote\n%q", ours, theirs)
-		}
+		sameAsNetHTTP(t, req)
 	})
 }
 
@@ -188,13 +191,7 @@ func FuzzWriteRequestMore(f *testing.F) {
 		if read > 0 && len(body) > 0 {
 			req.Body.Read(make([]byte, read%len(body)+1))
 		}
-		ours, theirs, errOurs, errTheirs := writeBoth(req)
-		if (errOurs != nil) != (errTheirs != nil) {
-			t.Fatalf("writeRequest: %v; Request.Write: %v", errOurs, errTheirs)
-		}
-		if errTheirs == nil && !bytes.Equal(ours, theirs) {
-			t.Fatalf("writeRequest wrote\n%q\nRequest.Write wrote\n%q", ours, theirs)
-		}
+		sameAsNetHTTP(t, req)
 	})
 }
 
@@ -202,19 +199,7 @@ func FuzzWriteRequestMore(f *testing.F) {
 // Request.Write on a request with the dispatcher's headers.
 func BenchmarkWriteRequest(b *testing.B) {
 	u := &url.URL{Scheme: "http", Host: "127.0.0.1:8080", Path: "/ok/mem"}
-	h := http.Header{
-		"Content-Type":        contentTypeJSON,
-		"User-Agent":          {"noa-webhook/1.0"},
-		"X-Webhook-Id":        {"wh_01JEXAMPLE0000000000000000"},
-		"X-Webhook-Event":     {"workflow.completed"},
-		"X-Webhook-Delivery":  {"del_01JEXAMPLE0000000000000000"},
-		"X-Webhook-Attempt":   {"1"},
-		"X-Webhook-Timestamp": {"1733390000"},
-		"X-Webhook-Signature": {"sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
-		"Webhook-Id":          {"evt_01JEXAMPLE0000000000000000"},
-		"Webhook-Timestamp":   {"1733390000"},
-		"Webhook-Signature":   {"v1,ASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4mrze8="},
-	}
+	h := dispatcherHeader()
 	body := bytes.Repeat([]byte("x"), 450)
 	w := bufio.NewWriterSize(discard{}, 4096)
 	b.Run("direct", func(b *testing.B) {

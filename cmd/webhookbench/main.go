@@ -136,7 +136,8 @@
 //	             boltWriterBusy (the share of the window its group
 //	             commit held the file's writer), boltCallsPerCommit,
 //	             boltWriteShare (the share of that busy time spent
-//	             writing and syncing pages) and boltPagesPerUnit
+//	             writing and syncing pages) and boltPageWritesPerUnit
+//	             (bbolt's page writes per delivery or event)
 //	target       the target and its verdict, where the scenario has one
 //	             and it could be judged (below)
 //	note         a skip (pg without -pg) or a setting worth knowing

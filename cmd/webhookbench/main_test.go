@@ -199,7 +199,7 @@ func TestEveryScenario(t *testing.T) {
 		}
 		// Busy counts the commit in progress up to each reading, so it can
 		// only exceed the window by the readings' own rounding.
-		if ok && (busy <= 0 || busy > 1.01 || r.Extra["boltCallsPerCommit"] < 1 || r.Extra["boltPagesPerUnit"] <= 0 ||
+		if ok && (busy <= 0 || busy > 1.01 || r.Extra["boltCallsPerCommit"] < 1 || r.Extra["boltPageWritesPerUnit"] <= 0 ||
 			r.Extra["boltWriteShare"] <= 0 || r.Extra["boltWriteShare"] > 1) {
 			t.Errorf("%s: bolt figures %v; want a busy share in (0, 1], at least a call per commit, pages written, a write share in (0, 1]", name, r.Extra)
 		}

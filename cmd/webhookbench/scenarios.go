@@ -693,7 +693,7 @@ func (m *boltMeter) stop() {
 // share of the window the group commit held the file's writer (near 1, it
 // bounds the scenario); boltCallsPerCommit; boltWriteShare, the share of
 // that busy time spent writing pages and syncing them; and
-// boltPagesPerUnit, the page writes (Stats.PagesWritten: a node of several
+// boltPageWritesPerUnit, the page writes (Stats.PageWrites: a node of several
 // pages is one) per delivery (or event) counted.
 func (m *boltMeter) report(r *result) {
 	if m == nil || m.t1.IsZero() {
@@ -710,6 +710,6 @@ func (m *boltMeter) report(r *result) {
 		r.Extra["boltWriteShare"] = (m.s1.WriteTime - m.s0.WriteTime).Seconds() / busy.Seconds()
 	}
 	if r.Count > 0 {
-		r.Extra["boltPagesPerUnit"] = float64(m.s1.PagesWritten-m.s0.PagesWritten) / float64(r.Count)
+		r.Extra["boltPageWritesPerUnit"] = float64(m.s1.PageWrites-m.s0.PageWrites) / float64(r.Count)
 	}
 }

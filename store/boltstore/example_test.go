@@ -89,7 +89,7 @@ func ExampleStore_Stats() {
 	}
 	after := s.Stats()
 	fmt.Println("commits:", after.Commits-before.Commits, "calls:", after.Calls-before.Calls)
-	fmt.Println("writer busy:", after.Busy > before.Busy, "pages written:", after.PagesWritten > before.PagesWritten)
+	fmt.Println("writer busy:", after.Busy > before.Busy, "pages written:", after.PageWrites > before.PageWrites)
 	// Output:
 	// commits: 2 calls: 2
 	// writer busy: true pages written: true

@@ -7,27 +7,26 @@ import "time"
 // taken some time apart.
 type Stats struct {
 	// Commits is the number of transactions the group commit (Enqueue,
-	// Claim and Complete) committed (one bbolt failed counts not), and
-	// Calls the number of those calls it ran, whether they succeeded or
-	// failed: Calls / Commits is about how many calls shared a commit and
-	// its fsyncs.
+	// Claim and Complete) committed, a transaction that bbolt failed to
+	// begin, write or sync not counted; Calls is the number of those
+	// calls it ran, failed ones included. Calls / Commits is about how
+	// many calls shared a commit and its fsyncs.
 	Commits, Calls int64
-	// Busy is the time the group commit spent in its transactions, up to
-	// the reading (the one in progress included): running the calls,
+	// Busy is the time the group commit spent in its transactions up to
+	// the reading, the one in progress included: running the calls,
 	// writing the pages and, without NoSync, waiting for the disk to sync
-	// them. Busy's growth over a period, divided by
-	// the period, is the share of the time that Enqueue, Claim and
+	// them. Busy's growth between two readings, divided by the time
+	// between them, is the share of that time that Enqueue, Claim and
 	// Complete had the file's writer; near 1, the writer bounds them.
 	Busy time.Duration
-	// PagesWritten is the number of page writes of every write
-	// transaction (the group commit's and the other methods'), as bbolt
-	// counts them: one per node it wrote, however many pages the node
-	// spans (a record larger than a page makes one write of several
-	// pages), and one for the meta page of each commit. WriteTime is the
-	// time they spent writing them and, without NoSync, syncing them to
-	// disk.
-	PagesWritten int64
-	WriteTime    time.Duration
+	// PageWrites is the number of page writes of every write transaction
+	// (the group commit's and the other methods'), as bbolt counts them:
+	// one per node it wrote, however many pages the node spans (a record
+	// larger than a page makes one write of several pages), and one for
+	// the meta page of each commit. WriteTime is the time they took,
+	// syncing to disk included (without NoSync).
+	PageWrites int64
+	WriteTime  time.Duration
 }
 
 // Stats returns the store's counters. It is safe to call at any time,
@@ -44,10 +43,10 @@ func (s *Store) Stats() Stats {
 	}
 	g.mu.Unlock()
 	return Stats{
-		Commits:      g.commits.Load(),
-		Calls:        g.calls.Load(),
-		Busy:         busy,
-		PagesWritten: tx.GetWrite(),
-		WriteTime:    tx.GetWriteTime(),
+		Commits:    g.commits.Load(),
+		Calls:      g.calls.Load(),
+		Busy:       busy,
+		PageWrites: tx.GetWrite(),
+		WriteTime:  tx.GetWriteTime(),
 	}
 }

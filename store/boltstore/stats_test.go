@@ -23,7 +23,7 @@ func TestStats(t *testing.T) {
 	if before.Commits != 0 || before.Calls != 0 || before.Busy != 0 {
 		t.Fatalf("Stats before any Enqueue, Claim or Complete = %+v, want no commits", before)
 	}
-	if before.PagesWritten == 0 || before.WriteTime == 0 {
+	if before.PageWrites == 0 || before.WriteTime == 0 {
 		t.Errorf("Stats after Open and CreateWebhook = %+v, want the pages they wrote", before)
 	}
 
@@ -37,8 +37,8 @@ func TestStats(t *testing.T) {
 	if got.Commits != sequential || got.Calls != sequential {
 		t.Errorf("after %d Enqueues one after another: Commits = %d, Calls = %d, want %d each", sequential, got.Commits, got.Calls, sequential)
 	}
-	if got.Busy <= 0 || got.PagesWritten <= before.PagesWritten || got.WriteTime <= before.WriteTime {
-		t.Errorf("Stats = %+v after %+v, want Busy, PagesWritten and WriteTime grown", got, before)
+	if got.Busy <= 0 || got.PageWrites <= before.PageWrites || got.WriteTime <= before.WriteTime {
+		t.Errorf("Stats = %+v after %+v, want Busy, PageWrites and WriteTime grown", got, before)
 	}
 
 	err := s.Complete(ctx, store.CompleteParams{
