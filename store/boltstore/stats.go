@@ -13,9 +13,10 @@ type Stats struct {
 	// many calls shared a commit and its fsyncs.
 	Commits, Calls int64
 	// Busy is the time the group commit spent in its transactions up to
-	// the reading, the one in progress included: running the calls,
-	// writing the pages and, without NoSync, waiting for the disk to sync
-	// them. Busy's growth between two readings, divided by the time
+	// the reading, the one in progress included: waiting for the file's
+	// write lock while another method's transaction holds it, running the
+	// calls, writing the pages and, without NoSync, waiting for the disk
+	// to sync them. Busy's growth between two readings, divided by the time
 	// between them, is the share of that time that Enqueue, Claim and
 	// Complete had the file's writer; near 1, the writer bounds them.
 	Busy time.Duration
