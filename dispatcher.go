@@ -2119,7 +2119,7 @@ func newTarget(w *store.Webhook, now time.Time) *target {
 		t.custom = make(http.Header, len(w.Headers))
 		for k, v := range w.Headers {
 			ck := http.CanonicalHeaderKey(k)
-			if reservedHeader(ck) || !validHeaderName(ck) || !validHeaderValue(v) {
+			if reservedHeader(ck) || !validToken(ck) || !validHeaderValue(v) {
 				continue
 			}
 			t.custom[ck] = []string{v}
@@ -2190,19 +2190,6 @@ func activeSecrets(ss []store.Secret, now time.Time) []string {
 		out = append(out, s.Value)
 	}
 	return out
-}
-
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func validHeaderValue(v string) bool {

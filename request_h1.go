@@ -123,7 +123,7 @@ func plainHead(req *http.Request, fields []headerField) (p *payload, host, ruri 
 			}
 			continue
 		}
-		if !isToken(k) {
+		if !validToken(k) {
 			return p, "", "", fields, false
 		}
 		for _, v := range vs {
@@ -170,26 +170,3 @@ func plainValue(v string) bool {
 	}
 	return strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0
 }
-
-// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2),
-// which is what a header name must be.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// tokenByte marks the bytes a token may hold.
-var tokenByte = func() (t [256]bool) {
-	for c := range t {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
-	}
-	return t
-}()

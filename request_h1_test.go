@@ -132,7 +132,7 @@ func TestWriteRequestAllocations(t *testing.T) {
 	u := &url.URL{Scheme: "http", Host: "hooks.example.com:8080", Path: "/in"}
 	h := http.Header{"Content-Type": contentTypeJSON, "User-Agent": {"noa-webhook/1.0"}, "X-Webhook-Id": {"wh_1"}}
 	body := []byte(`{"id":"evt_1"}`)
-	w := bufio.NewWriterSize(discard{}, 4096)
+	w := bufio.NewWriterSize(io.Discard, 4096)
 	reqs := make([]*http.Request, 0, 200)
 	for range 200 {
 		reqs = append(reqs, testRequest(u, h, body))
@@ -148,10 +148,6 @@ func TestWriteRequestAllocations(t *testing.T) {
 		t.Errorf("writeRequest allocates %v times per request, want 0", allocs)
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // FuzzWriteRequest compares writeRequest with Request.Write on arbitrary
 // hosts, paths, queries, headers and bodies.
@@ -201,7 +197,7 @@ func BenchmarkWriteRequest(b *testing.B) {
 	u := &url.URL{Scheme: "http", Host: "127.0.0.1:8080", Path: "/ok/mem"}
 	h := dispatcherHeader()
 	body := bytes.Repeat([]byte("x"), 450)
-	w := bufio.NewWriterSize(discard{}, 4096)
+	w := bufio.NewWriterSize(io.Discard, 4096)
 	b.Run("direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
