@@ -432,7 +432,9 @@ type Store interface {
 	Enqueue(ctx context.Context, ds []*Delivery) ([]string, error)
 	// Claim leases up to Limit pending deliveries that are due and not under
 	// a live lease, oldest NextAttemptAt first. A delivery is never handed to
-	// two claimers while its lease is live.
+	// two claimers while its lease is live. A store that no other process
+	// can share (memstore, boltstore) may keep its leases in memory only:
+	// closing it then ends them.
 	Claim(ctx context.Context, p ClaimParams) ([]*Delivery, error)
 	// Complete records an attempt and moves the delivery to its next state,
 	// releasing the lease.

@@ -15,7 +15,7 @@
 //	dedup                  p(eventID) + webhookID -> id    Enqueue's (EventID, WebhookID) uniqueness
 //	due                    t(NextAttemptAt) + id -> webhookID   claimable pending deliveries
 //	due_held               p(webhookID) + t(NextAttemptAt) + id -> ""  the same, of webhooks a claim held apart
-//	leased                 t(LeaseExpiresAt) + id -> webhookID  pending deliveries under a lease
+//	leased                 (empty: where an earlier release kept leases; emptied on Open)
 //	finished               t(UpdatedAt) + id -> ""         success/failed deliveries, for Purge
 //	attempts               p(deliveryID) + uint32 number -> attempt
 //	counts                 webhookID -> 3 x uint64         CountDeliveries
@@ -28,51 +28,56 @@
 //
 // # Leases
 //
-// Every pending delivery is in exactly one of due and leased (or due_held,
-// below). Claim first moves the leases that have expired by Now from leased
-// back to due (each expired lease is moved once, so this is amortised O(1)
-// per claim), then walks due from its start: every entry up to Now is
+// Only one process can open a bbolt file (bbolt locks it), so a lease can
+// never outlive the Store that granted it: the Store keeps its leases in
+// memory, not in the file. A Claim is one read transaction, which waits
+// for no commit (no fsync) and writes nothing, and a Release writes
+// nothing at all. Closing the file ends every lease: after
+// a crash, the deliveries that were in flight are due again as soon as
+// the file is opened, with no lease to wait out (at least once, as before).
+// Opening a file whose leased index an earlier release filled moves those
+// deliveries back to due.
+//
+// Every pending delivery is in exactly one of due and due_held (below),
+// leased or not, until a Complete takes it out. Claim walks due from its
+// start: every entry up to Now that is not under a live lease is
 // claimable, in exactly the order the contract asks for, ascending
-// (NextAttemptAt, ID), and a claimed delivery's key moves to leased at its
-// LeaseExpiresAt. A claim therefore reads O(log n + k) keys however many
-// deliveries are pending, leased or not yet due; only the deliveries of
-// SkipWebhooks, which Claim must step over, add to it (their webhook id is
-// the index value, so stepping over one decodes nothing).
+// (NextAttemptAt, ID). It steps over the leased ones with a map lookup
+// each (at most the deliveries this process has in flight) and over the
+// deliveries of SkipWebhooks (their webhook id is the index value, so
+// stepping over one decodes nothing): it reads O(log n + k) keys plus
+// those, however many deliveries are pending or not yet due. A lease that
+// has expired is claimable again; its former owner may still complete the
+// delivery until someone else claims it.
+//
+// A claim's snapshot may predate the commit of a call that took a delivery
+// out of due: a Complete (which also ends the lease once it commits), a
+// webhook's disabling or deletion. Such a call marks the delivery with its
+// transaction's id before committing, and a claim steps over a delivery
+// marked after its snapshot. A mark is dropped once every snapshot open,
+// and every one opened later, includes its commit.
 //
 // A webhook the dispatcher skips is one at its concurrency limit, and one
 // that hangs stays there while its deliveries pile up in due, ahead of
 // everyone else's: every claim would step over all of them. So a claim
 // that steps over more than a few dozen such deliveries moves them to
-// due_held, keyed by webhook first, and while a webhook has deliveries
-// there its new due ones go there too. A claim takes the held deliveries
-// of the webhooks it does not skip, merged in due order with what it takes
-// from due, and passes over a skipped webhook's held ones with one seek;
-// once a webhook has none held, its deliveries go to due again. Every
-// pending delivery is in exactly one of due, due_held and leased. A claim
-// that meets only skipped webhooks' deliveries first reads the webhooks'
-// pending counters: when no other webhook has any, it stops there and
-// holds nothing (a healthy webhook at its limit, draining a backlog, keeps
-// it in due).
-//
-// A single index keyed by max(NextAttemptAt, LeaseExpiresAt) would also skip
-// live leases, but it would order a delivery whose lease expired by its
-// expiry instead of its NextAttemptAt and break the claim order. A delivery
-// moved back to due keeps its expired lease in the record (its former owner
-// may still complete it until someone else claims it), and Claim checks the
-// record's lease against Now, so a Claim with an earlier Now than a previous
-// one still never takes a live lease.
-//
-// A delivery enqueued already leased goes straight into leased, at its
-// LeaseExpiresAt. Complete and Release look for a delivery with a lease in
-// leased first, where it is while the lease is live (one seek, which also
-// finds the entry to delete), and in due only when it is not there.
+// due_held (in a write of its own, through the group commit), keyed by
+// webhook first, and while a webhook has deliveries there its new due ones
+// go there too. A claim takes the held deliveries of the webhooks it does
+// not skip, merged in due order with what it takes from due, and passes
+// over a skipped webhook's held ones with one seek; once a webhook has none
+// held, its deliveries go to due again. A claim that meets only skipped
+// webhooks' deliveries first reads the webhooks' pending counters: when no
+// other webhook has any, it stops there and holds nothing (a healthy
+// webhook at its limit, draining a backlog, keeps it in due).
 //
 // # Transactions
 //
-// Each method is one bbolt transaction: Enqueue of a batch, Claim, Complete
-// and the rest are one Update each (bbolt serialises writers, which makes
-// Claim atomic) and reads are one View. Concurrent Enqueue, Claim and Complete
-// calls share transactions and fsyncs (group commit, without a timer: a lone
+// Each method is one bbolt transaction: Enqueue of a batch, Complete and
+// the rest are one Update each, and Claim and the reads are one View each
+// (a Claim that moves deliveries to due_held writes that in an Update of
+// its own). Concurrent Enqueue and Complete calls share transactions and
+// fsyncs (group commit, without a timer: a lone
 // caller never waits for company, though it yields the processor once so
 // that writers already runnable can join it), each still succeeding or
 // failing alone. The calls of a shared transaction update a webhook's
@@ -181,6 +186,7 @@ type Store struct {
 	commits committer // group commit of Enqueue, Claim and Complete
 	hold    holding   // when a Claim moves deliveries to due_held
 	hooks   hookCache // MatchWebhooks' webhooks
+	leases  leaseTable
 
 	mu     sync.RWMutex // guards closed against Close
 	closed bool
@@ -226,13 +232,13 @@ func Open(path string, opts *Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return voidLeases(tx, o.Logger)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, clock: o.Clock, log: o.Logger, hold: holding{after: maxSkipScan, most: maxHeldMove}}, nil
+	return &Store{db: db, clock: o.Clock, log: o.Logger, hold: holding{after: maxSkipScan, most: maxHeldMove}, leases: newLeaseTable()}, nil
 }
 
 // Close closes the file after the transactions in progress end. Calls after

@@ -30,7 +30,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	now := s.now()
 	// The function may run again (see write): it sets every slot each time.
 	ids := make([]string, len(ds))
+	// The leases of the deliveries stored leased are granted before the
+	// commit that makes them claimable, and taken back if it fails.
+	var granted []int // indexes in ds
 	err := s.write(ctx, func(w *wtx) error {
+		granted = granted[:0]
 		tx := w.Tx
 		deliveries, dedup := tx.Bucket(bDeliveries), tx.Bucket(bDedup)
 		for i, in := range ds {
@@ -61,9 +65,6 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 				Tenant: in.Tenant, Body: in.Body, Status: store.StatusPending,
 				NextAttemptAt: in.NextAttemptAt, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 			}
-			if in.LeaseOwner != "" {
-				d.LeaseOwner, d.LeaseExpiresAt = in.LeaseOwner, in.LeaseExpiresAt
-			}
 			if d.CreatedAt.IsZero() {
 				d.CreatedAt = now
 			}
@@ -86,13 +87,14 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if err := tx.Bucket(bDelWebhook).Put(kv.webhookKey, nil); err != nil {
 				return err
 			}
-			if d.LeaseOwner != "" {
-				err = tx.Bucket(bLeased).Put(kv.indexKey, kv.indexValue)
-			} else {
-				err = putDue(tx, kv.indexKey, kv.indexValue)
-			}
-			if err != nil {
+			if err := putDue(tx, kv.indexKey, kv.indexValue); err != nil {
 				return err
+			}
+			if in.LeaseOwner != "" {
+				s.leases.mu.Lock()
+				s.leases.grant(d.ID, in.LeaseOwner, in.LeaseExpiresAt)
+				s.leases.mu.Unlock()
+				granted = append(granted, i)
 			}
 			w.cnt.add(d.WebhookID, store.StatusPending, 1)
 			ids[i] = d.ID
@@ -100,6 +102,9 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		return nil
 	})
 	if err != nil {
+		for _, i := range granted {
+			s.leases.release(ds[i].LeaseOwner, []string{ds[i].ID})
+		}
 		return nil, err
 	}
 	return ids, nil
@@ -112,20 +117,13 @@ type enqueueWrites struct {
 	record, id            []byte // deliveries
 	dedupKey              []byte // dedup, whose value is id
 	tenantKey, webhookKey []byte // deliveries_by_tenant and _by_webhook
-	indexKey, indexValue  []byte // leased when d has a lease, due otherwise
+	indexKey, indexValue  []byte // due
 }
 
 func newEnqueueWrites(d *store.Delivery) enqueueWrites {
-	var (
-		id, wid = len(d.ID), len(d.WebhookID)
-		rec     = deliveryLen(d)
-		idx     = wid // due value: the webhook id
-	)
-	if d.LeaseOwner != "" {
-		idx += timeKeyLen // leased value: NextAttemptAt and the webhook id
-	}
-	b := make([]byte, 0, rec+id+prefixLen(len(d.EventID))+wid+prefixLen(len(d.Tenant))+id+
-		prefixLen(wid)+id+timeKeyLen+id+idx)
+	id, wid := len(d.ID), len(d.WebhookID)
+	b := make([]byte, 0, deliveryLen(d)+id+prefixLen(len(d.EventID))+wid+prefixLen(len(d.Tenant))+id+
+		prefixLen(wid)+id+timeKeyLen+id+wid)
 	var kv enqueueWrites
 	b = appendDelivery(b, d)
 	kv.record = carve(b, 0)
@@ -142,17 +140,10 @@ func newEnqueueWrites(d *store.Delivery) enqueueWrites {
 	b = append(appendPrefix(b, d.WebhookID), d.ID...)
 	kv.webhookKey = carve(b, m)
 	m = len(b)
-	if d.LeaseOwner != "" {
-		b = appendTimeKey(b, d.LeaseExpiresAt, d.ID)
-		kv.indexKey = carve(b, m)
-		m = len(b)
-		b = appendLeasedValue(b, d)
-	} else {
-		b = appendTimeKey(b, d.NextAttemptAt, d.ID)
-		kv.indexKey = carve(b, m)
-		m = len(b)
-		b = append(b, d.WebhookID...)
-	}
+	b = appendTimeKey(b, d.NextAttemptAt, d.ID)
+	kv.indexKey = carve(b, m)
+	m = len(b)
+	b = append(b, d.WebhookID...)
 	kv.indexValue = carve(b, m)
 	return kv
 }
@@ -174,43 +165,9 @@ func putDelivery(tx *bolt.Tx, d *store.Delivery) error {
 	return tx.Bucket(bDeliveries).Put([]byte(d.ID), encodeDelivery(d))
 }
 
-// leasedValue is the value of a leased-index entry: the delivery's
-// NextAttemptAt (so an expired lease moves back to due without decoding the
-// record) and its webhook id.
-func leasedValue(d *store.Delivery) []byte {
-	return appendLeasedValue(make([]byte, 0, timeKeyLen+len(d.WebhookID)), d)
-}
-
-// appendLeasedValue appends d's leased-index value to b.
-func appendLeasedValue(b []byte, d *store.Delivery) []byte {
-	return append(appendTime(b, d.NextAttemptAt), d.WebhookID...)
-}
-
-// unindexPending removes a pending delivery from the due or leased index,
-// wherever it is. A delivery with a lease is usually in leased (always
-// while the lease is live): one seek there finds and removes it. Only a
-// delivery without a lease, or whose expired lease Claim moved back to due,
-// is looked for in due, where it must then be.
+// unindexPending removes a pending delivery from due (or due_held).
 func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
-	var leased *bolt.Cursor
-	if !d.LeaseExpiresAt.IsZero() {
-		leased = tx.Bucket(bLeased).Cursor()
-	}
-	return unindexPendingAt(tx, leased, d.ID, []byte(d.WebhookID), d.NextAttemptAt, d.LeaseExpiresAt)
-}
-
-// unindexPendingAt is unindexPending of the delivery id of webhookID due at
-// next, with a lease until leaseExpires (zero without), given a cursor of
-// leased (which only a delivery with a lease needs).
-func unindexPendingAt(tx *bolt.Tx, leased *bolt.Cursor, id string, webhookID []byte, next, leaseExpires time.Time) error {
-	if !leaseExpires.IsZero() {
-		var kb [64]byte // a Seek keeps no key
-		key := appendTimeKey(kb[:0], leaseExpires, id)
-		if k, _ := leased.Seek(key); bytes.Equal(k, key) {
-			return leased.Delete()
-		}
-	}
-	return deleteDue(tx, timeKey(next, id), webhookID)
+	return deleteDue(tx, timeKey(d.NextAttemptAt, d.ID), []byte(d.WebhookID))
 }
 
 // putDue indexes the due entry key (t(NextAttemptAt) + id) of a delivery of
@@ -272,19 +229,22 @@ func unindexState(tx *bolt.Tx, d *store.Delivery) error {
 
 // deleteDelivery removes a delivery, its index entries and its attempts;
 // cnt (when not nil) records the change of counts.
-func deleteDelivery(tx *bolt.Tx, id string, cnt counts) error {
+func deleteDelivery(tx *bolt.Tx, lt *leaseTable, id string, cnt counts) error {
 	d, err := getDelivery(tx, id)
 	if err != nil {
 		return err
 	}
-	return deleteRecord(tx, d, cnt)
+	return deleteRecord(tx, lt, d, cnt)
 }
 
 // deleteRecord is deleteDelivery of the stored delivery d.
-func deleteRecord(tx *bolt.Tx, d *store.Delivery, cnt counts) error {
+func deleteRecord(tx *bolt.Tx, lt *leaseTable, d *store.Delivery, cnt counts) error {
 	id := d.ID
 	if err := unindexState(tx, d); err != nil {
 		return err
+	}
+	if d.Status == store.StatusPending {
+		lt.markMoved(tx, id)
 	}
 	for _, del := range []struct {
 		bucket []byte
@@ -324,9 +284,11 @@ func deleteRecord(tx *bolt.Tx, d *store.Delivery, cnt counts) error {
 }
 
 // Claim leases up to p.Limit due deliveries not under a live lease, oldest
-// NextAttemptAt first (ties by id), in one transaction, so two claimers
-// never receive the same delivery while its lease is live. It reads
-// O(log n + k) index entries; see the package documentation.
+// NextAttemptAt first (ties by id). It reads one snapshot and writes
+// nothing: the leases are the Store's, in memory (see Leases in the package
+// documentation), granted under one lock, so two claimers never receive
+// the same delivery while its lease is live. It reads O(log n + k) index
+// entries; see the package documentation.
 func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delivery, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
@@ -338,99 +300,25 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 			skip[id] = true
 		}
 	}
-	nowKey := appendTime(nil, p.Now)
-	expires := p.Now.Add(p.Lease).Round(0) // returned as stored: no monotonic reading
-	var out []*store.Delivery
-	// Claim joins the group commit: under load its writes share a commit
-	// (one fsync) with the Completes and Enqueues that arrived meanwhile.
-	err := s.write(ctx, func(w *wtx) error {
-		tx := w.Tx
-		out = nil
-		due, leased, heldIdx := tx.Bucket(bDue), tx.Bucket(bLeased), tx.Bucket(bHeld)
-
-		// 1. Move the leases that expired by Now back to due (or to
-		// due_held, for a held webhook).
-		var expired [][2][]byte
-		c := leased.Cursor()
-		for k, v := c.First(); k != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], nowKey) <= 0; k, v = c.Next() {
-			if len(k) < timeKeyLen || len(v) < timeKeyLen {
-				return fmt.Errorf("boltstore: leased index: %w", errCorrupt)
-			}
-			expired = append(expired, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-		}
-		for _, e := range expired {
-			k, v := e[0], e[1]
-			dk := append(bytes.Clone(v[:timeKeyLen]), k[timeKeyLen:]...)
-			if err := putDue(tx, dk, v[timeKeyLen:]); err != nil {
-				return err
-			}
-			if err := leased.Delete(k); err != nil {
-				return err
-			}
-		}
-
-		// 2. Take the first Limit due deliveries: from due, and from
-		// due_held for the held webhooks not skipped.
-		var picks []pick
-		var stepped [][2][]byte // the skipped entries stepped over: key, webhook id
-		c = due.Cursor()
-		for k, v := c.First(); k != nil && len(picks) < p.Limit; k, v = c.Next() {
-			if len(k) < timeKeyLen {
-				return fmt.Errorf("boltstore: due index: %w", errCorrupt)
-			}
-			if bytes.Compare(k[:timeKeyLen], nowKey) > 0 {
-				break
-			}
-			if skip[string(v)] {
-				if len(stepped) == s.hold.after && !othersPending(w, skip) {
-					break // only skipped webhooks have deliveries to claim
-				}
-				if len(stepped) < s.hold.most {
-					stepped = append(stepped, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-				}
-				continue
-			}
-			if d := s.claimable(ctx, tx, k, p.Now); d != nil {
-				picks = append(picks, pick{key: bytes.Clone(k), d: d})
-			}
-		}
-		held, err := s.pickHeld(ctx, tx, nowKey, skip, p.Limit, p.Now)
-		if err != nil {
-			return err
-		}
-		if len(held) > 0 {
-			picks = append(picks, held...)
-			slices.SortFunc(picks, func(a, b pick) int { return bytes.Compare(a.key, b.key) })
-			picks = picks[:min(len(picks), p.Limit)]
-		}
-		for _, pk := range picks {
-			d := pk.d
-			var err error
-			if pk.held {
-				var kb [heldKeyBuf]byte
-				err = heldIdx.Delete(appendHeldKey(kb[:0], []byte(d.WebhookID), pk.key))
-			} else {
-				err = due.Delete(pk.key)
-			}
-			if err != nil {
-				return err
-			}
-			d.LeaseOwner, d.LeaseExpiresAt = p.Owner, expires
-			if err := putDelivery(tx, d); err != nil {
-				return err
-			}
-			if err := leased.Put(timeKey(expires, d.ID), leasedValue(d)); err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		// 3. A claim that stepped over many deliveries of the webhooks it
-		// skips moves them to due_held, where no claim steps over them
-		// again: a webhook at its limit with a backlog (a hung endpoint's)
-		// would otherwise cost every claim a step per delivery it holds.
-		if len(stepped) > s.hold.after {
+	out, stepped, err := s.claim(ctx, p, skip)
+	if err != nil {
+		return nil, err
+	}
+	// A claim that stepped over many deliveries of the webhooks it skips
+	// moves them to due_held, where no claim steps over them again: a
+	// webhook at its limit with a backlog (a hung endpoint's) would
+	// otherwise cost every claim a step per delivery it holds. The move
+	// spares later claims work and changes no answer, so a failed one is
+	// left to the next claim that steps over them.
+	if len(stepped) > s.hold.after {
+		_ = s.write(ctx, func(w *wtx) error {
+			due, heldIdx := w.Bucket(bDue), w.Bucket(bHeld)
+			c := due.Cursor()
 			for _, e := range stepped {
-				if err := due.Delete(e[0]); err != nil {
+				if k, _ := c.Seek(e[0]); !bytes.Equal(k, e[0]) {
+					continue // claimed, completed or moved since the snapshot
+				}
+				if err := c.Delete(); err != nil {
 					return err
 				}
 				var kb [heldKeyBuf]byte
@@ -438,13 +326,81 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) ([]*store.Delive
 					return err
 				}
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+			return nil
+		})
 	}
 	return out, nil
+}
+
+// claim takes Claim's deliveries from one snapshot, and returns them with
+// the due entries of the skipped webhooks it stepped over (key, webhook id;
+// at most s.hold.most of them).
+func (s *Store) claim(ctx context.Context, p store.ClaimParams, skip map[string]bool) (out []*store.Delivery, stepped [][2][]byte, err error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer s.mu.RUnlock()
+	tx, done, err := s.leases.snapshot(s.db)
+	if err != nil {
+		return nil, nil, mapErr(err)
+	}
+	defer done()
+	return s.claimIn(ctx, tx, p, skip)
+}
+
+// claimIn is claim in the snapshot tx, which s.leases.snapshot opened.
+func (s *Store) claimIn(ctx context.Context, tx *bolt.Tx, p store.ClaimParams, skip map[string]bool) (out []*store.Delivery, stepped [][2][]byte, err error) {
+	snap := tx.ID()
+	nowKey := appendTime(nil, p.Now)
+	expires := p.Now.Add(p.Lease).Round(0) // returned as stored: no monotonic reading
+	c := claimer{s: s, ctx: ctx, tx: tx, snap: snap, now: p.Now}
+
+	// The deliveries are picked and leased under the lease table's lock,
+	// which no bbolt call waits under (see leaseTable.snapshot).
+	s.leases.mu.Lock()
+	defer s.leases.mu.Unlock()
+	// 1. The first Limit due deliveries: from due, and from due_held for
+	// the held webhooks not skipped.
+	var picks []pick
+	cur := tx.Bucket(bDue).Cursor()
+	for k, v := cur.First(); k != nil && len(picks) < p.Limit; k, v = cur.Next() {
+		if len(k) < timeKeyLen {
+			return nil, nil, fmt.Errorf("boltstore: due index: %w", errCorrupt)
+		}
+		if bytes.Compare(k[:timeKeyLen], nowKey) > 0 {
+			break
+		}
+		if skip[string(v)] {
+			if len(stepped) == s.hold.after && !othersPending(tx, skip) {
+				break // only skipped webhooks have deliveries to claim
+			}
+			if len(stepped) < s.hold.most {
+				stepped = append(stepped, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+			}
+			continue
+		}
+		if d := c.claimable(k); d != nil {
+			picks = append(picks, pick{key: k, d: d})
+		}
+	}
+	held, err := c.pickHeld(nowKey, skip, p.Limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(held) > 0 {
+		picks = append(picks, held...)
+		slices.SortFunc(picks, func(a, b pick) int { return bytes.Compare(a.key, b.key) })
+		picks = picks[:min(len(picks), p.Limit)]
+	}
+	// 2. Lease them.
+	out = make([]*store.Delivery, len(picks))
+	for i, pk := range picks {
+		d := pk.d
+		d.LeaseOwner, d.LeaseExpiresAt = p.Owner, expires
+		s.leases.grant(d.ID, p.Owner, expires)
+		out[i] = d
+	}
+	return out, stepped, nil
 }
 
 // A claim that steps over more than maxSkipScan deliveries of the webhooks
@@ -459,24 +415,17 @@ const (
 )
 
 // othersPending reports whether a webhook not in skip has pending
-// deliveries (counting the changes of the transaction so far), or whether
-// there are too many webhooks to tell: whether a claim that has met only
-// skipped webhooks' deliveries may find another's further on.
-func othersPending(w *wtx, skip map[string]bool) bool {
-	c := w.Tx.Bucket(bCounts).Cursor()
+// deliveries, or whether there are too many webhooks to tell: whether a
+// claim that has met only skipped webhooks' deliveries may find another's
+// further on.
+func othersPending(tx *bolt.Tx, skip map[string]bool) bool {
+	c := tx.Bucket(bCounts).Cursor()
 	n := 0
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if n++; n > maxWebhookScan {
 			return true
 		}
-		if skip[string(k)] {
-			continue
-		}
-		pending := readCounts(v).Pending
-		if d := w.cnt[string(k)]; d != nil {
-			pending += d.Pending
-		}
-		if pending > 0 {
+		if !skip[string(k)] && readCounts(v).Pending > 0 {
 			return true
 		}
 	}
@@ -487,37 +436,45 @@ func othersPending(w *wtx, skip map[string]bool) bool {
 // are the defaults; tests lower them to hold at every chance.
 type holding struct{ after, most int }
 
-// pick is a due delivery a claim takes, with its due key (t + id) and
-// whether it is in due_held.
+// pick is a due delivery a claim takes, with its due key (t + id, in the
+// claim's snapshot).
 type pick struct {
-	key  []byte
-	held bool
-	d    *store.Delivery
+	key []byte
+	d   *store.Delivery
 }
 
-// claimable reads the delivery of the due key k, or nil when it is under a
-// live lease at now (a claim with an earlier Now than a previous sweep),
-// or when its record cannot be read: that one is reported and stepped over,
-// so that it holds back no delivery behind it.
-func (s *Store) claimable(ctx context.Context, tx *bolt.Tx, k []byte, now time.Time) *store.Delivery {
+// claimer is what a claim's steps share. s.leases.mu is held.
+type claimer struct {
+	s    *Store
+	ctx  context.Context
+	tx   *bolt.Tx
+	snap int
+	now  time.Time
+}
+
+// claimable reads the delivery of the due key k, or nil when the claim may
+// not take it: under a live lease, out of due since the snapshot (see
+// leaseTable), or with a record that cannot be read, which is reported and
+// stepped over, so that it holds back no delivery behind it.
+func (c *claimer) claimable(k []byte) *store.Delivery {
 	id := k[timeKeyLen:]
-	d, err := getDelivery(tx, string(id))
-	if err != nil {
-		s.stepOver(ctx, "Claim", bDeliveries, id, err)
+	if !c.s.leases.claimable(string(id), c.snap, c.now) {
 		return nil
 	}
-	if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
+	d, err := getDelivery(c.tx, string(id))
+	if err != nil {
+		c.s.stepOver(c.ctx, "Claim", bDeliveries, id, err)
 		return nil
 	}
 	return d
 }
 
 // pickHeld returns up to limit of the due_held deliveries due by nowKey and
-// claimable at now of each held webhook not in skip, in no set order.
-func (s *Store) pickHeld(ctx context.Context, tx *bolt.Tx, nowKey []byte, skip map[string]bool, limit int, now time.Time) ([]pick, error) {
+// claimable of each held webhook not in skip, in no set order.
+func (c *claimer) pickHeld(nowKey []byte, skip map[string]bool, limit int) ([]pick, error) {
 	var picks []pick
-	c := tx.Bucket(bHeld).Cursor()
-	for k, _ := c.First(); k != nil; {
+	cur := c.tx.Bucket(bHeld).Cursor()
+	for k, _ := cur.First(); k != nil; {
 		n, m := binary.Uvarint(k)
 		if m <= 0 || n > uint64(len(k)-m) {
 			return nil, errHeldIndex
@@ -526,7 +483,7 @@ func (s *Store) pickHeld(ctx context.Context, tx *bolt.Tx, nowKey []byte, skip m
 		next := successor(pfx)
 		if !skip[string(pfx[m:])] {
 			got := 0
-			for hk := k; hk != nil && got < limit && bytes.HasPrefix(hk, pfx); hk, _ = c.Next() {
+			for hk := k; hk != nil && got < limit && bytes.HasPrefix(hk, pfx); hk, _ = cur.Next() {
 				dk := hk[len(pfx):]
 				if len(dk) < timeKeyLen {
 					return nil, errHeldIndex
@@ -534,8 +491,8 @@ func (s *Store) pickHeld(ctx context.Context, tx *bolt.Tx, nowKey []byte, skip m
 				if bytes.Compare(dk[:timeKeyLen], nowKey) > 0 {
 					break
 				}
-				if d := s.claimable(ctx, tx, dk, now); d != nil {
-					picks = append(picks, pick{key: bytes.Clone(dk), held: true, d: d})
+				if d := c.claimable(dk); d != nil {
+					picks = append(picks, pick{key: dk, d: d})
 					got++
 				}
 			}
@@ -543,7 +500,7 @@ func (s *Store) pickHeld(ctx context.Context, tx *bolt.Tx, nowKey []byte, skip m
 		if next == nil {
 			break
 		}
-		k, _ = c.Seek(next)
+		k, _ = cur.Seek(next)
 	}
 	return picks, nil
 }
@@ -582,7 +539,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if err != nil {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, err)
 		}
-		if r.Status != store.StatusPending || string(r.LeaseOwner) != p.Owner {
+		if r.Status != store.StatusPending || !s.leases.owns(p.DeliveryID, p.Owner) {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
 		}
 		if number != r.Attempts+1 {
@@ -601,7 +558,11 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			active = !off
 		}
 		status, countsRound := p.Outcome(active)
-		if err := unindexPendingAt(tx, w.cursor(bLeased), p.DeliveryID, r.WebhookID, r.NextAttemptAt, r.LeaseExpiresAt); err != nil {
+		if !s.leases.take(tx, p.DeliveryID, p.Owner) {
+			// Claimed by another since the check above, its lease expired.
+			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
+		}
+		if err := deleteDue(tx, timeKey(r.NextAttemptAt, p.DeliveryID), r.WebhookID); err != nil {
 			return err
 		}
 		w.cnt.moveRaw(r.WebhookID, r.Status, status)
@@ -713,8 +674,8 @@ func (s *Store) disableWebhook(ctx context.Context, tx *bolt.Tx, webhookID, exce
 			s.stepOver(ctx, "Complete", bDeliveries, []byte(id), err)
 			continue
 		}
-		if d.LeaseOwner != "" && d.LeaseExpiresAt.After(now) {
-			continue
+		if !s.leases.takeUnleased(tx, id, now) {
+			continue // an attempt in flight, which its owner records
 		}
 		if err := unindexPending(tx, d); err != nil {
 			return err
@@ -744,32 +705,14 @@ func (s *Store) Release(ctx context.Context, p store.ReleaseParams) error {
 			return invalid("release of an empty id")
 		}
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
-		for _, id := range p.IDs {
-			v := tx.Bucket(bDeliveries).Get([]byte(id))
-			if v == nil {
-				continue
-			}
-			d, err := decodeDelivery(v)
-			if err != nil {
-				return fmt.Errorf("boltstore: delivery %q: %w", id, err)
-			}
-			if d.Status != store.StatusPending || d.LeaseOwner != p.Owner {
-				continue
-			}
-			if err := unindexPending(tx, d); err != nil {
-				return err
-			}
-			d.LeaseOwner, d.LeaseExpiresAt = "", time.Time{}
-			if err := putDelivery(tx, d); err != nil {
-				return err
-			}
-			if err := indexState(tx, d); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	// The leases are in memory only: nothing to write. The store is
+	// checked open all the same, as every call does.
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	s.leases.release(p.Owner, p.IDs)
+	return nil
 }
 
 // GetDelivery returns a copy of one delivery.
@@ -782,7 +725,11 @@ func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, er
 		d, err = getDelivery(tx, id)
 		return err
 	})
-	return d, err
+	if err != nil {
+		return nil, err
+	}
+	s.leases.overlay(d)
+	return d, nil
 }
 
 // ListDeliveries returns up to p.Limit of the tenant's deliveries matching
@@ -857,6 +804,9 @@ func (s *Store) ListDeliveries(ctx context.Context, p store.ListDeliveriesParams
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	for _, d := range page {
+		s.leases.overlay(d)
 	}
 	return page, next, nil
 }
@@ -973,7 +923,7 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 					return fmt.Errorf("boltstore: %w", err)
 				}
 			}
-			if err := deleteRecord(tx, d, cnt); err != nil {
+			if err := deleteRecord(tx, &s.leases, d, cnt); err != nil {
 				return err
 			}
 		}

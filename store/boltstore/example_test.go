@@ -84,7 +84,14 @@ func ExampleStore_Stats() {
 	}}); err != nil {
 		panic(err)
 	}
+	// A Claim writes nothing (its leases are in memory); a Complete does.
 	if _, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 10, Lease: 30 * time.Second, Owner: "worker-1"}); err != nil {
+		panic(err)
+	}
+	if err := s.Complete(ctx, store.CompleteParams{
+		DeliveryID: "del_1", Owner: "worker-1", Status: store.StatusSuccess, Now: now,
+		Attempt: &store.Attempt{DeliveryID: "del_1", Number: 1, StartedAt: now, ResponseStatus: 200},
+	}); err != nil {
 		panic(err)
 	}
 	after := s.Stats()

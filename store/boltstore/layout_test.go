@@ -73,7 +73,15 @@ func TestLayout(t *testing.T) {
 		string(bDeliveries): {}, string(bDelTenant): {}, string(bDelWebhook): {}, string(bDedup): {},
 		string(bDue): {}, string(bHeld): {}, string(bLeased): {}, string(bFinished): {}, string(bAttempts): {},
 	}
-	for _, d := range []*store.Delivery{done, retried, due, held} {
+	// The lease of held is the Store's, in memory: the file holds held
+	// without one, due at its NextAttemptAt.
+	got, err := s.GetDelivery(ctx, held.ID)
+	if err != nil || got.LeaseOwner != "owner" || !got.LeaseExpiresAt.Equal(lease) {
+		t.Fatalf("GetDelivery(held) = %+v, %v; want leased to owner until %v", got, err, lease)
+	}
+	stored := *held
+	stored.LeaseOwner, stored.LeaseExpiresAt = "", time.Time{}
+	for _, d := range []*store.Delivery{done, retried, due, &stored} {
 		want[string(bDeliveries)][d.ID] = string(encodeDelivery(d))
 		want[string(bDelTenant)][string(pairKey(d.Tenant, d.ID))] = ""
 		want[string(bDelWebhook)][string(pairKey(d.WebhookID, d.ID))] = ""
@@ -81,7 +89,7 @@ func TestLayout(t *testing.T) {
 	}
 	want[string(bDue)][string(timeKey(due.NextAttemptAt, due.ID))] = w.ID
 	want[string(bDue)][string(timeKey(next, retried.ID))] = w.ID
-	want[string(bLeased)][string(timeKey(lease, held.ID))] = string(leasedValue(held))
+	want[string(bDue)][string(timeKey(held.NextAttemptAt, held.ID))] = w.ID
 	want[string(bFinished)][string(timeKey(now, done.ID))] = ""
 	refs := func(d *store.Delivery) attemptRefs {
 		return attemptRefs{d.ID, d.EventID, d.EventType, d.WebhookID}

@@ -6,8 +6,9 @@ import "time"
 // the file's writer bounds the store's throughput. Compare two readings
 // taken some time apart.
 type Stats struct {
-	// Commits is the number of transactions the group commit (Enqueue,
-	// Claim and Complete) committed, a transaction that bbolt failed to
+	// Commits is the number of transactions the group commit (Enqueue and
+	// Complete, and a Claim's move of deliveries to due_held; a Claim
+	// itself writes nothing) committed, a transaction that bbolt failed to
 	// begin, write or sync not counted; Calls is the number of those
 	// calls it ran, failed ones included. Calls / Commits is about how
 	// many calls shared a commit and its fsyncs.
@@ -17,8 +18,8 @@ type Stats struct {
 	// write lock while another method's transaction holds it, running the
 	// calls, writing the pages and, without NoSync, waiting for the disk
 	// to sync them. Busy's growth between two readings, divided by the time
-	// between them, is the share of that time that Enqueue, Claim and
-	// Complete had the file's writer; near 1, the writer bounds them.
+	// between them, is the share of that time that Enqueue and Complete
+	// had the file's writer; near 1, the writer bounds them.
 	Busy time.Duration
 	// PageWrites is the number of page writes of every write transaction
 	// (the group commit's and the other methods'), as bbolt counts them:

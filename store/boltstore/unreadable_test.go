@@ -122,6 +122,11 @@ func TestUnreadableDelivery(t *testing.T) {
 			}
 
 			s, log := openLogged(t, path, false)
+			// Closing the file ended o's lease of leasedA: o claims it again.
+			got, err = s.Claim(ctx, store.ClaimParams{Now: base.Add(2 * time.Second), Limit: 3, Lease: 2 * time.Hour, Owner: "o"})
+			if err != nil || len(got) != 1 || got[0].ID != leasedA.ID {
+				t.Fatalf("Claim after reopening = %q, %v; want leasedA", idsOf(got), err)
+			}
 
 			got, err = s.Claim(ctx, store.ClaimParams{Now: base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "p"})
 			if err != nil {

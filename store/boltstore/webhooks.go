@@ -180,7 +180,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 					return fmt.Errorf("boltstore: %w", err)
 				}
 			}
-			if err := deleteDelivery(tx, string(did), nil); err != nil {
+			if err := deleteDelivery(tx, &s.leases, string(did), nil); err != nil {
 				return err
 			}
 		}
