@@ -42,11 +42,17 @@ type leaseTable struct {
 	// prune is the number of marks at which the next mark drops those no
 	// snapshot needs any more.
 	prune int
+	// grants counts the leases granted, to tell a lease from a later one
+	// of the same delivery.
+	grants uint64
 }
 
 type lease struct {
 	owner   string
 	expires time.Time
+	// n is the lease's grant (leaseTable.grants): a commit ends the
+	// lease it took, not one granted after it.
+	n uint64
 }
 
 // minPrune is the fewest marks that make a mark prune the others.
@@ -102,7 +108,8 @@ func (t *leaseTable) claimable(id string, snap int, now time.Time) bool {
 // lease reads back as a stored time does: in UTC, without a monotonic
 // reading.
 func (t *leaseTable) grant(id, owner string, expires time.Time) {
-	t.leases[id] = lease{owner, expires.Round(0).UTC()}
+	t.grants++
+	t.leases[id] = lease{owner, expires.Round(0).UTC(), t.grants}
 }
 
 // markMoved marks delivery id as taken out of due by the write transaction
@@ -140,16 +147,23 @@ func (t *leaseTable) takeUnleased(tx *bolt.Tx, id string, now time.Time) bool {
 	return true
 }
 
-// markLocked is markMoved with t.mu held.
+// markLocked is markMoved with t.mu held. The commit ends the lease the
+// delivery has now, if any, and no later one: bbolt runs the commit
+// handlers after it has let other transactions in, and a claim that read
+// the committed file meanwhile may have leased the delivery again (its
+// lease expired, and due again at once), which its commit must not end.
 func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 	txid := tx.ID()
 	t.moved[id] = txid
 	if len(t.moved) >= t.prune {
 		t.pruneLocked()
 	}
+	l, leased := t.leases[id]
 	tx.OnCommit(func() {
 		t.mu.Lock()
-		delete(t.leases, id)
+		if cur, ok := t.leases[id]; leased && ok && cur.n == l.n {
+			delete(t.leases, id)
+		}
 		t.committed = max(t.committed, txid)
 		t.mu.Unlock()
 	})

@@ -1,0 +1,106 @@
+package boltstore
+
+import (
+	"testing"
+	"time"
+
+	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/storetest"
+)
+
+// oneCommit runs the calls, each a function that makes one group-commit
+// write (Enqueue, Complete, s.write), in one transaction of the group
+// commit, in the order given, and returns their errors.
+func oneCommit(t *testing.T, s *Store, calls ...func() error) []error {
+	t.Helper()
+	g := &s.commits
+	queued := func() int {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.queue)
+	}
+	// A leader is running: the calls queue up until it hands over.
+	g.mu.Lock()
+	if g.running || len(g.queue) > 0 {
+		g.mu.Unlock()
+		t.Fatal("oneCommit: the group commit is busy")
+	}
+	g.running = true
+	g.mu.Unlock()
+	errs := make([]chan error, len(calls))
+	for i, call := range calls {
+		errs[i] = make(chan error, 1)
+		go func() { errs[i] <- call() }()
+		for deadline := time.Now().Add(10 * time.Second); queued() < i+1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("oneCommit: call %d did not queue", i)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	g.mu.Lock()
+	first := g.queue[0]
+	g.mu.Unlock()
+	first.ch <- commitMsg{lead: true}
+	out := make([]error, len(calls))
+	for i := range calls {
+		out[i] = <-errs[i]
+	}
+	return out
+}
+
+// TestCompleteCommitKeepsNewLease: a Complete that schedules a retry ends
+// its owner's lease once its transaction has committed. A claim that reads
+// the committed file before that (bbolt runs the commit handlers after it
+// has let readers and writers in) may lease the delivery again, its first
+// lease having expired; ending the lease must not end that new one, or a
+// third claimer receives the delivery while the second's lease is live.
+func TestCompleteCommitKeepsNewLease(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	d := enqueueDue(t, s, w, 1)[0]
+	now := storetest.Base.Add(time.Minute)
+	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	// a's lease has expired by later; its Complete schedules a retry due
+	// by then.
+	later := now.Add(10 * time.Minute)
+	var second []*store.Delivery
+	var secondErr error
+	errs := oneCommit(t, s,
+		func() error {
+			return s.write(ctx, func(w *wtx) error {
+				w.OnCommit(func() {
+					second, secondErr = s.Claim(ctx, store.ClaimParams{Now: later, Limit: 1, Lease: time.Minute, Owner: "b"})
+				})
+				return nil
+			})
+		},
+		func() error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "a", Status: store.StatusPending,
+				NextAttemptAt: now.Add(2 * time.Minute), Now: later, Attempt: storetest.NewAttempt(d.ID, 1, 503)})
+		})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if secondErr != nil || len(second) != 1 {
+		t.Fatalf("Claim after the commit = %v, %v; want the retried delivery", idsOf(second), secondErr)
+	}
+	// b's lease is live until later+1m: nobody else may claim it.
+	third, err := s.Claim(ctx, store.ClaimParams{Now: later, Limit: 1, Lease: time.Minute, Owner: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(third) != 0 {
+		t.Errorf("delivery %s handed to c while b's lease is live", d.ID)
+	}
+	err = s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "b", Status: store.StatusSuccess,
+		Now: later, Attempt: storetest.NewAttempt(d.ID, 2, 200)})
+	if err != nil {
+		t.Errorf("Complete by b, whose lease is live: %v", err)
+	}
+}
