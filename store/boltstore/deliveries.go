@@ -539,7 +539,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if err != nil {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, err)
 		}
-		if r.Status != store.StatusPending || !s.leases.owns(p.DeliveryID, p.Owner) {
+		if r.Status != store.StatusPending || !s.leases.owns(tx, p.DeliveryID, p.Owner) {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
 		}
 		if number != r.Attempts+1 {

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -102,5 +103,35 @@ func TestCompleteCommitKeepsNewLease(t *testing.T) {
 		Now: later, Attempt: storetest.NewAttempt(d.ID, 2, 200)})
 	if err != nil {
 		t.Errorf("Complete by b, whose lease is live: %v", err)
+	}
+}
+
+// TestCompleteTwiceInOneCommit: a Complete ends the lease, so a second
+// Complete by the same owner gets ErrLeaseLost (as the conformance suite
+// asks of two calls in turn) also when both share a commit.
+func TestCompleteTwiceInOneCommit(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	d := enqueueDue(t, s, w, 1)[0]
+	now := storetest.Base.Add(time.Minute)
+	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	complete := func(n int) func() error {
+		return func() error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "a", Status: store.StatusPending,
+				NextAttemptAt: now.Add(time.Hour), Now: now, Attempt: storetest.NewAttempt(d.ID, n, 503)})
+		}
+	}
+	errs := oneCommit(t, s, complete(1), complete(2))
+	if errs[0] != nil {
+		t.Fatalf("first Complete: %v", errs[0])
+	}
+	if !errors.Is(errs[1], store.ErrLeaseLost) {
+		t.Errorf("second Complete in the same commit: %v, want ErrLeaseLost", errs[1])
+	}
+	if as, err := s.ListAttempts(ctx, d.ID); err != nil || len(as) != 1 {
+		t.Errorf("ListAttempts = %d attempts, %v; want 1", len(as), err)
 	}
 }

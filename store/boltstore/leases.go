@@ -53,6 +53,10 @@ type lease struct {
 	// n is the lease's grant (leaseTable.grants): a commit ends the
 	// lease it took, not one granted after it.
 	n uint64
+	// by is the write transaction that has taken the delivery (and ends
+	// the lease when it commits): for the calls after it in the same
+	// transaction, the lease has ended already.
+	by *bolt.Tx
 }
 
 // minPrune is the fewest marks that make a mark prune the others.
@@ -78,13 +82,14 @@ func (t *leaseTable) overlay(d *store.Delivery) {
 }
 
 // owns reports whether owner holds a lease of delivery id, live or
-// expired: the owner of an expired lease may still complete the delivery
-// until another claim takes it.
-func (t *leaseTable) owns(id, owner string) bool {
+// expired, that the write transaction tx has not taken already: the owner
+// of an expired lease may still complete the delivery until another claim
+// takes it.
+func (t *leaseTable) owns(tx *bolt.Tx, id, owner string) bool {
 	t.mu.Lock()
 	l, ok := t.leases[id]
 	t.mu.Unlock()
-	return ok && l.owner == owner
+	return ok && l.owner == owner && l.by != tx
 }
 
 // live reports whether delivery id is under a lease that has not expired
@@ -109,7 +114,7 @@ func (t *leaseTable) claimable(id string, snap int, now time.Time) bool {
 // reading.
 func (t *leaseTable) grant(id, owner string, expires time.Time) {
 	t.grants++
-	t.leases[id] = lease{owner, expires.Round(0).UTC(), t.grants}
+	t.leases[id] = lease{owner: owner, expires: expires.Round(0).UTC(), n: t.grants}
 }
 
 // markMoved marks delivery id as taken out of due by the write transaction
@@ -128,7 +133,7 @@ func (t *leaseTable) markMoved(tx *bolt.Tx, id string) {
 func (t *leaseTable) take(tx *bolt.Tx, id, owner string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l, ok := t.leases[id]; !ok || l.owner != owner {
+	if l, ok := t.leases[id]; !ok || l.owner != owner || l.by == tx {
 		return false
 	}
 	t.markLocked(tx, id)
@@ -159,6 +164,9 @@ func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 		t.pruneLocked()
 	}
 	l, leased := t.leases[id]
+	if leased {
+		t.leases[id] = lease{l.owner, l.expires, l.n, tx}
+	}
 	tx.OnCommit(func() {
 		t.mu.Lock()
 		if cur, ok := t.leases[id]; leased && ok && cur.n == l.n {
