@@ -135,3 +135,53 @@ func TestCompleteTwiceInOneCommit(t *testing.T) {
 		t.Errorf("ListAttempts = %d attempts, %v; want 1", len(as), err)
 	}
 }
+
+// TestGetDeliveryFinishedHasNoLease: a delivery that a Complete finished
+// is shown without a lease, also when it is read between the commit and
+// the end of the lease in the table.
+func TestGetDeliveryFinishedHasNoLease(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	d := enqueueDue(t, s, w, 1)[0]
+	now := storetest.Base.Add(time.Minute)
+	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	var read *store.Delivery
+	var listed []*store.Delivery
+	var readErr error
+	errs := oneCommit(t, s,
+		func() error {
+			return s.write(ctx, func(w *wtx) error {
+				w.OnCommit(func() {
+					read, readErr = s.GetDelivery(ctx, d.ID)
+					if readErr == nil {
+						listed, _, readErr = s.ListDeliveries(ctx, store.ListDeliveriesParams{Tenant: d.Tenant, Limit: 10})
+					}
+				})
+				return nil
+			})
+		},
+		func() error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "a", Status: store.StatusSuccess,
+				Now: now, Attempt: storetest.NewAttempt(d.ID, 1, 200)})
+		})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if readErr != nil {
+		t.Fatal(readErr)
+	}
+	if read.Status != store.StatusSuccess || read.LeaseOwner != "" || !read.LeaseExpiresAt.IsZero() {
+		t.Errorf("GetDelivery after the commit: status %s, lease %q until %v; want success without a lease",
+			read.Status, read.LeaseOwner, read.LeaseExpiresAt)
+	}
+	for _, l := range listed {
+		if l.LeaseOwner != "" || !l.LeaseExpiresAt.IsZero() {
+			t.Errorf("ListDeliveries after the commit: %s %s with lease %q", l.ID, l.Status, l.LeaseOwner)
+		}
+	}
+}

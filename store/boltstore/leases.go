@@ -73,11 +73,16 @@ func newLeaseTable() leaseTable {
 
 // overlay sets d's lease fields from the table: the records in the file
 // hold none (or, written by an earlier release of the library, one that a
-// reopening voided).
+// reopening voided). Only a pending delivery has a lease: the table still
+// holds the lease of a delivery that a commit has just finished until the
+// commit's handlers have run, and a read in between must not show it.
 func (t *leaseTable) overlay(d *store.Delivery) {
-	t.mu.Lock()
-	l := t.leases[d.ID]
-	t.mu.Unlock()
+	var l lease
+	if d.Status == store.StatusPending {
+		t.mu.Lock()
+		l = t.leases[d.ID]
+		t.mu.Unlock()
+	}
 	d.LeaseOwner, d.LeaseExpiresAt = l.owner, l.expires
 }
 
