@@ -301,10 +301,16 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	return mapErr(s.db.Update(func(tx *bolt.Tx) error {
+	var btx *bolt.Tx
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		btx = tx
 		packAppendBuckets(tx)
 		return fn(tx)
-	}))
+	})
+	if err != nil && btx != nil {
+		s.leases.abort(btx) // its marks did not commit
+	}
+	return mapErr(err)
 }
 
 // mapErr turns the bbolt errors that have a store meaning into the store's

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/storetest"
 )
@@ -183,5 +185,42 @@ func TestGetDeliveryFinishedHasNoLease(t *testing.T) {
 		if l.LeaseOwner != "" || !l.LeaseExpiresAt.IsZero() {
 			t.Errorf("ListDeliveries after the commit: %s %s with lease %q", l.ID, l.Status, l.LeaseOwner)
 		}
+	}
+}
+
+// TestFailedCompleteLeavesDeliveryClaimable: a Complete that fails after
+// it has marked its delivery taken (here: disabling a webhook whose record
+// cannot be read) is rolled back, and so is its mark: once its owner
+// releases it, the delivery, still pending and due, is claimable at once,
+// without waiting for some other commit.
+func TestFailedCompleteLeavesDeliveryClaimable(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	d := enqueueDue(t, s, w, 1)[0]
+	now := storetest.Base.Add(time.Minute)
+	p := store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"}
+	if got, err := s.Claim(ctx, p); err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bWebhooks).Put([]byte(w.ID), []byte{1, 200, 200, 200})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "a", Status: store.StatusFailed,
+		DisableWebhook: "410 Gone", Now: now, Attempt: storetest.NewAttempt(d.ID, 1, 410)})
+	if err == nil {
+		t.Fatal("Complete disabling an unreadable webhook succeeded")
+	}
+	if got, err := s.GetDelivery(ctx, d.ID); err != nil || got.Status != store.StatusPending {
+		t.Fatalf("GetDelivery after the failed Complete = %+v, %v; want it pending", got, err)
+	}
+	if err := s.Release(ctx, store.ReleaseParams{Owner: "a", IDs: []string{d.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	p.Owner = "b"
+	if got, err := s.Claim(ctx, p); err != nil || len(got) != 1 {
+		t.Errorf("Claim after the failed Complete and the Release = %v, %v; want %s", idsOf(got), err, d.ID)
 	}
 }

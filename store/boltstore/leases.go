@@ -45,6 +45,19 @@ type leaseTable struct {
 	// grants counts the leases granted, to tell a lease from a later one
 	// of the same delivery.
 	grants uint64
+	// undo holds the marks that the latest write transaction to mark made
+	// and what they replaced, until it commits: abort takes them back if
+	// it does not.
+	undo []undoMark
+}
+
+// undoMark is a mark of the write transaction tx and the mark it replaced
+// (had: whether there was one).
+type undoMark struct {
+	tx   *bolt.Tx
+	id   string
+	prev int
+	had  bool
 }
 
 type lease struct {
@@ -164,6 +177,11 @@ func (t *leaseTable) takeUnleased(tx *bolt.Tx, id string, now time.Time) bool {
 // lease expired, and due again at once), which its commit must not end.
 func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 	txid := tx.ID()
+	if len(t.undo) > 0 && t.undo[0].tx != tx {
+		t.undo = t.undo[:0] // writers are serial: the one before has ended
+	}
+	prev, had := t.moved[id]
+	t.undo = append(t.undo, undoMark{tx, id, prev, had})
 	t.moved[id] = txid
 	if len(t.moved) >= t.prune {
 		t.pruneLocked()
@@ -178,8 +196,33 @@ func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 			delete(t.leases, id)
 		}
 		t.committed = max(t.committed, txid)
+		if len(t.undo) > 0 && t.undo[0].tx == tx {
+			t.undo = t.undo[:0]
+		}
 		t.mu.Unlock()
 	})
+}
+
+// abort takes back the marks of the write transaction tx, which did not
+// commit: a claim would otherwise step over those deliveries, still due,
+// until some later commit reused tx's id. It is called once tx has ended;
+// when another write transaction has marked since, tx's marks are left
+// (that one may have marked the same deliveries, and a later commit ends
+// the wait anyway).
+func (t *leaseTable) abort(tx *bolt.Tx) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.undo) == 0 || t.undo[0].tx != tx {
+		return
+	}
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		if u := t.undo[i]; u.had {
+			t.moved[u.id] = u.prev
+		} else {
+			delete(t.moved, u.id)
+		}
+	}
+	t.undo = t.undo[:0]
 }
 
 // pruneLocked drops the marks every snapshot includes. t.mu is held.
