@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -223,4 +224,43 @@ func TestFailedCompleteLeavesDeliveryClaimable(t *testing.T) {
 	if got, err := s.Claim(ctx, p); err != nil || len(got) != 1 {
 		t.Errorf("Claim after the failed Complete and the Release = %v, %v; want %s", idsOf(got), err, d.ID)
 	}
+}
+
+// TestDisableAfterCompleteInOneCommit: a Complete that disables its
+// webhook fails the webhook's other pending deliveries that are not
+// leased, among them one whose lease an earlier Complete in the same
+// commit ended (as when the two commit in turn).
+func TestDisableAfterCompleteInOneCommit(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	ds := enqueueDue(t, s, w, 2)
+	now := storetest.Base.Add(time.Minute)
+	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 2, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	errs := oneCommit(t, s,
+		func() error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: ds[0].ID, Owner: "a", Status: store.StatusPending,
+				NextAttemptAt: now.Add(time.Hour), Now: now, Attempt: storetest.NewAttempt(ds[0].ID, 1, 503)})
+		},
+		func() error {
+			return s.Complete(ctx, store.CompleteParams{DeliveryID: ds[1].ID, Owner: "a", Status: store.StatusFailed,
+				DisableWebhook: "410 Gone", Now: now, Attempt: storetest.NewAttempt(ds[1].ID, 1, 410)})
+		})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if d, err := s.GetDelivery(ctx, ds[0].ID); err != nil || d.Status != store.StatusFailed {
+		t.Errorf("the retried delivery after the webhook's disabling: %v; want it failed", describe(d, err))
+	}
+}
+
+func describe(d *store.Delivery, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s, attempts %d, lease %q", d.Status, d.Attempts, d.LeaseOwner)
 }

@@ -160,10 +160,12 @@ func (t *leaseTable) take(tx *bolt.Tx, id, owner string) bool {
 
 // takeUnleased is markMoved of a delivery that must be under no live lease
 // at now: it reports whether it is not, and marks only then, in one step.
+// A lease that tx has taken already (a Complete before, in the same
+// commit) has ended for it.
 func (t *leaseTable) takeUnleased(tx *bolt.Tx, id string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.live(id, now) {
+	if l, ok := t.leases[id]; ok && l.by != tx && l.expires.After(now) {
 		return false
 	}
 	t.markLocked(tx, id)
