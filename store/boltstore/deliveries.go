@@ -31,10 +31,11 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	// The function may run again (see write): it sets every slot each time.
 	ids := make([]string, len(ds))
 	// The leases of the deliveries stored leased are granted before the
-	// commit that makes them claimable, and taken back if it fails.
+	// commit that makes them claimable, and taken back if it fails: those
+	// of every run of the function, since a run can fail where an earlier
+	// one did not (another writer may commit between two runs).
 	var granted []int // indexes in ds
 	err := s.write(ctx, func(w *wtx) error {
-		granted = granted[:0]
 		tx := w.Tx
 		deliveries, dedup := tx.Bucket(bDeliveries), tx.Bucket(bDedup)
 		for i, in := range ds {
@@ -101,10 +102,13 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		}
 		return nil
 	})
-	if err != nil {
-		for _, i := range granted {
+	for _, i := range granted {
+		// Not stored by the run that committed (failed, or stored already).
+		if err != nil || ids[i] != ds[i].ID {
 			s.leases.release(ds[i].LeaseOwner, []string{ds[i].ID})
 		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return ids, nil

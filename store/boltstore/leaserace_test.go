@@ -264,3 +264,55 @@ func describe(d *store.Delivery, err error) string {
 	}
 	return fmt.Sprintf("%s, attempts %d, lease %q", d.Status, d.Attempts, d.LeaseOwner)
 }
+
+// TestEnqueueLeasedRunAgainFails: the group commit runs an Enqueue's
+// function again when another call in its commit fails, and other writers
+// may commit in between: here one deletes the webhook, and the Enqueue
+// fails on its last run. The leases its earlier runs granted are taken
+// back too.
+func TestEnqueueLeasedRunAgainFails(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	d := storetest.NewDelivery(w, "workflow.completed")
+	d.LeaseOwner, d.LeaseExpiresAt = "a", storetest.Base.Add(time.Hour)
+	deleted := make(chan error, 1)
+	errFail := errors.New("failing call")
+	var once bool
+	errs := oneCommit(t, s,
+		func() error {
+			_, err := s.Enqueue(ctx, []*store.Delivery{d})
+			return err
+		},
+		func() error {
+			return s.write(ctx, func(*wtx) error {
+				if !once {
+					once = true
+					// Another writer waits for the file's writer lock.
+					go func() { deleted <- s.DeleteWebhook(ctx, w.ID) }()
+					time.Sleep(50 * time.Millisecond)
+				}
+				return errFail
+			})
+		},
+		func() error {
+			return s.write(ctx, func(*wtx) error {
+				time.Sleep(10 * time.Millisecond)
+				return errFail
+			})
+		})
+	if err := <-deleted; err != nil {
+		t.Fatalf("DeleteWebhook: %v", err)
+	}
+	if errs[0] == nil {
+		t.Skip("the DeleteWebhook committed after the Enqueue: nothing to check")
+	}
+	if !errors.Is(errs[0], store.ErrNotFound) {
+		t.Fatalf("Enqueue: %v, want ErrNotFound", errs[0])
+	}
+	s.leases.mu.Lock()
+	n := len(s.leases.leases)
+	s.leases.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d leases left by an Enqueue that failed", n)
+	}
+}
