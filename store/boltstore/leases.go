@@ -180,7 +180,7 @@ func (t *leaseTable) takeUnleased(tx *bolt.Tx, id string, now time.Time) bool {
 func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 	txid := tx.ID()
 	if len(t.undo) > 0 && t.undo[0].tx != tx {
-		t.undo = t.undo[:0] // writers are serial: the one before has ended
+		t.endUndo() // writers are serial: the one before has ended
 	}
 	prev, had := t.moved[id]
 	t.undo = append(t.undo, undoMark{tx, id, prev, had})
@@ -199,7 +199,7 @@ func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 		}
 		t.committed = max(t.committed, txid)
 		if len(t.undo) > 0 && t.undo[0].tx == tx {
-			t.undo = t.undo[:0]
+			t.endUndo()
 		}
 		t.mu.Unlock()
 	})
@@ -224,6 +224,12 @@ func (t *leaseTable) abort(tx *bolt.Tx) {
 			delete(t.moved, u.id)
 		}
 	}
+	t.endUndo()
+}
+
+// endUndo empties t.undo, keeping no transaction or id. t.mu is held.
+func (t *leaseTable) endUndo() {
+	clear(t.undo)
 	t.undo = t.undo[:0]
 }
 
