@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -314,5 +315,37 @@ func TestEnqueueLeasedRunAgainFails(t *testing.T) {
 	s.leases.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d leases left by an Enqueue that failed", n)
+	}
+}
+
+// cancelLater is a context whose Err reports nil n times, then Canceled.
+type cancelLater struct {
+	context.Context
+	n int
+}
+
+func (c *cancelLater) Err() error {
+	if c.n > 0 {
+		c.n--
+		return nil
+	}
+	return context.Canceled
+}
+
+// TestCanceledDeleteWebhookLeavesDeliveriesClaimable: a DeleteWebhook
+// canceled half way through marks the deliveries it removed so far, and
+// rolls back: they are pending and due as before, and claimable at once.
+func TestCanceledDeleteWebhookLeavesDeliveriesClaimable(t *testing.T) {
+	ctx := t.Context()
+	s, w := leaseStore(t)
+	const n = 300 // DeleteWebhook checks its context every 256 deliveries
+	enqueueDue(t, s, w, n)
+	err := s.DeleteWebhook(&cancelLater{Context: ctx, n: 1}, w.ID)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("DeleteWebhook with a context canceled on the way: %v, want Canceled", err)
+	}
+	got, err := s.Claim(ctx, store.ClaimParams{Now: storetest.Base.Add(time.Hour), Limit: store.MaxPageLimit, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != min(n, store.MaxPageLimit) {
+		t.Errorf("Claim after the canceled DeleteWebhook = %d deliveries, %v; want %d", len(got), err, min(n, store.MaxPageLimit))
 	}
 }
