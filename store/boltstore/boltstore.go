@@ -301,15 +301,14 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	var btx *bolt.Tx
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		btx = tx
 		packAppendBuckets(tx)
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			s.leases.abort(tx) // rolled back: its marks will not commit
+			return err
+		}
+		return nil
 	})
-	if err != nil && btx != nil {
-		s.leases.abort(btx) // its marks did not commit
-	}
 	return mapErr(err)
 }
 

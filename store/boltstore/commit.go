@@ -140,9 +140,12 @@ func (s *Store) lead() {
 func (s *Store) commitBatch(batch []*commitCall) {
 	for len(batch) > 0 {
 		failed, ferr := -1, error(nil)
-		var btx *bolt.Tx
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			btx = tx
+		err := s.db.Update(func(tx *bolt.Tx) (err error) {
+			defer func() {
+				if err != nil {
+					s.leases.abort(tx) // rolled back: its marks will not commit
+				}
+			}()
 			packAppendBuckets(tx)
 			w := newWtx(tx)
 			for i, c := range batch {
@@ -153,9 +156,6 @@ func (s *Store) commitBatch(batch []*commitCall) {
 			}
 			return w.cnt.flush(tx)
 		})
-		if err != nil && btx != nil {
-			s.leases.abort(btx) // its marks did not commit
-		}
 		if failed >= 0 {
 			batch[failed].ch <- commitMsg{err: ferr}
 			batch = slices.Delete(batch, failed, failed+1)

@@ -205,12 +205,12 @@ func (t *leaseTable) markLocked(tx *bolt.Tx, id string) {
 	})
 }
 
-// abort takes back the marks of the write transaction tx, which did not
-// commit: a claim would otherwise step over those deliveries, still due,
-// until some later commit reused tx's id. It is called once tx has ended;
-// when another write transaction has marked since, tx's marks are left
-// (that one may have marked the same deliveries, and a later commit ends
-// the wait anyway).
+// abort takes back the marks of the write transaction tx, which a call's
+// error rolls back: a claim would otherwise step over those deliveries,
+// still due, until some later commit reused tx's id. It is called in tx,
+// before the rollback. (A transaction whose Commit fails keeps its marks:
+// bbolt may have written its meta page before failing to sync it, so
+// that readers see it, and a later commit ends the wait anyway.)
 func (t *leaseTable) abort(tx *bolt.Tx) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
