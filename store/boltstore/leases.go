@@ -218,10 +218,15 @@ func (t *leaseTable) abort(tx *bolt.Tx) {
 		return
 	}
 	for i := len(t.undo) - 1; i >= 0; i-- {
-		if u := t.undo[i]; u.had {
+		u := t.undo[i]
+		if u.had {
 			t.moved[u.id] = u.prev
 		} else {
 			delete(t.moved, u.id)
+		}
+		if l, ok := t.leases[u.id]; ok && l.by == tx {
+			l.by = nil // not taken after all (and tx is not kept)
+			t.leases[u.id] = l
 		}
 	}
 	t.endUndo()
