@@ -54,8 +54,11 @@
 // out of due: a Complete (which also ends the lease once it commits), a
 // webhook's disabling or deletion. Such a call marks the delivery with its
 // transaction's id before committing, and a claim steps over a delivery
-// marked after its snapshot. A mark is dropped once every snapshot open,
-// and every one opened later, includes its commit.
+// marked after its snapshot; a call whose error rolls the transaction back
+// takes its marks back. A mark is dropped once every snapshot open, and
+// every one opened later, includes its commit. The commit ends the lease it
+// took, and no lease granted after it; within the transaction, the calls
+// after the one that took it see it ended already.
 //
 // A webhook the dispatcher skips is one at its concurrency limit, and one
 // that hangs stays there while its deliveries pile up in due, ahead of
