@@ -54,6 +54,20 @@ func oneCommit(t *testing.T, s *Store, calls ...func() error) []error {
 	return out
 }
 
+// claimedByA opens a store with one delivery, which owner "a" has
+// claimed at now, for a minute.
+func claimedByA(t *testing.T) (s *Store, d *store.Delivery, now time.Time) {
+	t.Helper()
+	s, w := leaseStore(t)
+	d = enqueueDue(t, s, w, 1)[0]
+	now = storetest.Base.Add(time.Minute)
+	got, err := s.Claim(t.Context(), store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v, %v", idsOf(got), err)
+	}
+	return s, d, now
+}
+
 // TestCompleteCommitKeepsNewLease: a Complete that schedules a retry ends
 // its owner's lease once its transaction has committed. A claim that reads
 // the committed file before that (bbolt runs the commit handlers after it
@@ -62,13 +76,7 @@ func oneCommit(t *testing.T, s *Store, calls ...func() error) []error {
 // third claimer receives the delivery while the second's lease is live.
 func TestCompleteCommitKeepsNewLease(t *testing.T) {
 	ctx := t.Context()
-	s, w := leaseStore(t)
-	d := enqueueDue(t, s, w, 1)[0]
-	now := storetest.Base.Add(time.Minute)
-	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
-	if err != nil || len(got) != 1 {
-		t.Fatalf("Claim = %v, %v", idsOf(got), err)
-	}
+	s, d, now := claimedByA(t)
 	// a's lease has expired by later; its Complete schedules a retry due
 	// by then.
 	later := now.Add(10 * time.Minute)
@@ -115,13 +123,7 @@ func TestCompleteCommitKeepsNewLease(t *testing.T) {
 // asks of two calls in turn) also when both share a commit.
 func TestCompleteTwiceInOneCommit(t *testing.T) {
 	ctx := t.Context()
-	s, w := leaseStore(t)
-	d := enqueueDue(t, s, w, 1)[0]
-	now := storetest.Base.Add(time.Minute)
-	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
-	if err != nil || len(got) != 1 {
-		t.Fatalf("Claim = %v, %v", idsOf(got), err)
-	}
+	s, d, now := claimedByA(t)
 	complete := func(n int) func() error {
 		return func() error {
 			return s.Complete(ctx, store.CompleteParams{DeliveryID: d.ID, Owner: "a", Status: store.StatusPending,
@@ -145,13 +147,7 @@ func TestCompleteTwiceInOneCommit(t *testing.T) {
 // the end of the lease in the table.
 func TestGetDeliveryFinishedHasNoLease(t *testing.T) {
 	ctx := t.Context()
-	s, w := leaseStore(t)
-	d := enqueueDue(t, s, w, 1)[0]
-	now := storetest.Base.Add(time.Minute)
-	got, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1, Lease: time.Minute, Owner: "a"})
-	if err != nil || len(got) != 1 {
-		t.Fatalf("Claim = %v, %v", idsOf(got), err)
-	}
+	s, d, now := claimedByA(t)
 	var read *store.Delivery
 	var listed []*store.Delivery
 	var readErr error
