@@ -1,7 +1,10 @@
 package boltstore
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,4 +226,158 @@ func idsOf(ds []*store.Delivery) []string {
 		out[i] = d.ID
 	}
 	return out
+}
+
+// TestLeasesUnderLoad: enqueuers (some deliveries stored leased, as the
+// dispatcher's Emit does), claimers that complete (half of the first
+// attempts scheduling a retry due at once) or release what they claim, all
+// at once. No delivery is handed to a second claimer while its lease is
+// live (leases do not expire here, so every owner's Complete succeeds),
+// every delivery ends succeeded with the attempts made, and the table is
+// empty at the end.
+func TestLeasesUnderLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, w := leaseStore(t)
+	const (
+		enqueuers = 2
+		batches   = 60
+		batch     = 10
+		n         = enqueuers * batches * batch
+		claimers  = 4
+	)
+	now := storetest.Base.Add(time.Minute)
+	var (
+		mu       sync.Mutex
+		holder   = map[string]string{} // delivery id -> owner, while leased
+		attempts = map[string]int{}
+		done     int
+		wg       sync.WaitGroup
+	)
+	take := func(id, owner string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := holder[id]; ok {
+			t.Errorf("delivery %s handed to %s while %s holds it", id, owner, prev)
+		}
+		holder[id] = owner
+	}
+	drop := func(id string) {
+		mu.Lock()
+		delete(holder, id)
+		mu.Unlock()
+	}
+	finish := func(id, owner string) {
+		mu.Lock()
+		attempts[id]++
+		a := attempts[id]
+		mu.Unlock()
+		p := store.CompleteParams{DeliveryID: id, Owner: owner, Now: now, Attempt: storetest.NewAttempt(id, a, 200), Status: store.StatusSuccess}
+		if a == 1 && id[len(id)-1]%2 == 0 {
+			p.Attempt.ResponseStatus, p.Status, p.NextAttemptAt = 503, store.StatusPending, now
+		}
+		drop(id) // before the commit, which may let another claim take it
+		if err := s.Complete(ctx, p); err != nil {
+			t.Errorf("%s: Complete of %s (attempt %d): %v", owner, id, a, err)
+			return
+		}
+		if p.Status == store.StatusSuccess {
+			mu.Lock()
+			done++
+			mu.Unlock()
+		}
+	}
+	for e := range enqueuers {
+		wg.Go(func() {
+			owner := fmt.Sprintf("emitter-%d", e)
+			for range batches {
+				var ds []*store.Delivery
+				for j := range batch {
+					d := storetest.NewDelivery(w, "workflow.completed")
+					d.NextAttemptAt = now
+					if j%3 == 0 {
+						d.LeaseOwner, d.LeaseExpiresAt = owner, now.Add(time.Hour)
+					}
+					ds = append(ds, d)
+				}
+				// The handed-over leases are taken before the Enqueue:
+				// its commit makes them claimable by others.
+				for _, d := range ds {
+					if d.LeaseOwner != "" {
+						take(d.ID, owner)
+					}
+				}
+				if _, err := s.Enqueue(ctx, ds); err != nil {
+					t.Errorf("Enqueue: %v", err)
+					return
+				}
+				for _, d := range ds {
+					if d.LeaseOwner != "" {
+						finish(d.ID, owner)
+					}
+				}
+			}
+		})
+	}
+	for c := range claimers {
+		wg.Go(func() {
+			owner := fmt.Sprintf("claimer-%d", c)
+			for i := 0; ; i++ {
+				mu.Lock()
+				all := done == n
+				mu.Unlock()
+				if all || ctx.Err() != nil || t.Failed() {
+					return
+				}
+				ds, err := s.Claim(ctx, store.ClaimParams{Now: now, Limit: 1 + (i+c)%8, Lease: time.Hour, Owner: owner})
+				if err != nil {
+					t.Errorf("%s: Claim: %v", owner, err)
+					return
+				}
+				for _, d := range ds {
+					take(d.ID, owner)
+				}
+				for k, d := range ds {
+					if (i+k)%5 == 0 {
+						drop(d.ID)
+						if err := s.Release(ctx, store.ReleaseParams{Owner: owner, IDs: []string{d.ID}}); err != nil {
+							t.Errorf("%s: Release: %v", owner, err)
+						}
+						continue
+					}
+					finish(d.ID, owner)
+				}
+				if len(ds) == 0 {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%d of %d deliveries succeeded in a minute", done, n)
+	}
+	if done != n {
+		t.Fatalf("%d deliveries succeeded, want %d", done, n)
+	}
+	c, err := s.CountDeliveries(ctx, w.ID)
+	if err != nil || c != (store.Counts{Success: n}) {
+		t.Errorf("counts %+v, %v; want %d succeeded", c, err, n)
+	}
+	s.leases.mu.Lock()
+	leases, marks := len(s.leases.leases), len(s.leases.moved)
+	s.leases.mu.Unlock()
+	if leases != 0 || marks >= 2*minPrune {
+		t.Errorf("the table holds %d leases and %d marks at the end, want none and fewer than %d", leases, marks, 2*minPrune)
+	}
+	path := s.db.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkFile(path); err != nil {
+		t.Errorf("file at the end: %v", err)
+	}
 }
