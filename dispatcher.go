@@ -730,9 +730,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops claiming deliveries, gives back unsent those claimed and not
-// yet sent (waiting for a worker or for a slot of their webhook: due at
-// once for the next process), waits for the attempts in flight to finish
+// Stop stops claiming deliveries (a claim already in flight runs to its
+// end), gives back unsent those claimed and not yet sent (waiting for a
+// worker or for a slot of their webhook: due at once for the next
+// process), waits for the attempts in flight to finish
 // (each within Config.Timeout) and be recorded (a record the store keeps
 // failing is tried again until the delivery's lease runs out: bound Stop
 // with ctx), and returns once no goroutine of the Dispatcher is left. If
@@ -1282,7 +1283,13 @@ func (d *Dispatcher) claim(ctx, workCtx context.Context, now time.Time, limit in
 			d.mu.Unlock()
 		}
 	}()
-	ds, err := d.st.Claim(ctx, store.ClaimParams{
+	// A claim in flight when Stop begins runs to its end (within a lease),
+	// and its deliveries are given back unsent as the rest: cancelled, it
+	// could commit in the store and lose its answer (a database's reply
+	// to a cancelled query), leaving them leased until the leases expire.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Lease)
+	defer cancel()
+	ds, err := d.st.Claim(cctx, store.ClaimParams{
 		Now:          now,
 		Limit:        limit,
 		Lease:        d.cfg.Lease,
