@@ -733,10 +733,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // Stop stops claiming deliveries (a claim already in flight runs to its
 // end), gives back unsent those claimed and not yet sent (waiting for a
 // worker or for a slot of their webhook: due at once for the next
-// process), waits for the attempts in flight to finish
-// (each within Config.Timeout) and be recorded (a record the store keeps
-// failing is tried again until the delivery's lease runs out: bound Stop
-// with ctx), and returns once no goroutine of the Dispatcher is left. If
+// process), waits for the attempts in flight to finish (each within
+// Config.Timeout) and be recorded (a record the store keeps failing is
+// tried again until the delivery's lease runs out: bound Stop with ctx),
+// and returns once no goroutine of the Dispatcher is left. If
 // ctx ends first, the attempts in flight are cancelled (recorded as
 // canceled and due again at once, so another process takes them without
 // waiting for a lease to expire; they spend none of the retry budget) and

@@ -17,8 +17,9 @@ import (
 // (and a Claim's rare move to due_held) go through a committer instead: the
 // first writer to arrive becomes the leader and commits at once; writers
 // that arrive while it commits queue up, and the next leader (the oldest of
-// them) runs them all in one transaction, one fsync. A lone writer waits for nobody; under load, transactions grow
-// with the load. Unlike bbolt's DB.Batch there is no timer.
+// them) runs them all in one transaction, one fsync. A lone writer waits
+// for nobody; under load, transactions grow with the load. Unlike bbolt's
+// DB.Batch there is no timer.
 //
 // A leader that finds itself alone first yields the processor once
 // (runtime.Gosched), so that writers already runnable can join it. Without
