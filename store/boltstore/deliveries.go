@@ -543,7 +543,10 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		if err != nil {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, err)
 		}
-		if r.Status != store.StatusPending || !s.leases.owns(tx, p.DeliveryID, p.Owner) {
+		// The check of the lease marks the delivery taken, in one step (see
+		// leaseTable.take); an error below rolls the transaction back, and
+		// the mark with it (see leaseTable.abort).
+		if r.Status != store.StatusPending || !s.leases.take(tx, p.DeliveryID, p.Owner) {
 			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
 		}
 		if number != r.Attempts+1 {
@@ -562,10 +565,6 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 			active = !off
 		}
 		status, countsRound := p.Outcome(active)
-		if !s.leases.take(tx, p.DeliveryID, p.Owner) {
-			// Claimed by another since the check above, its lease expired.
-			return fmt.Errorf("boltstore: delivery %q: %w", p.DeliveryID, store.ErrLeaseLost)
-		}
 		if err := deleteDue(tx, timeKey(r.NextAttemptAt, p.DeliveryID), r.WebhookID); err != nil {
 			return err
 		}

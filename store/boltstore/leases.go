@@ -99,17 +99,6 @@ func (t *leaseTable) overlay(d *store.Delivery) {
 	d.LeaseOwner, d.LeaseExpiresAt = l.owner, l.expires
 }
 
-// owns reports whether owner holds a lease of delivery id, live or
-// expired, that the write transaction tx has not taken already: the owner
-// of an expired lease may still complete the delivery until another claim
-// takes it.
-func (t *leaseTable) owns(tx *bolt.Tx, id, owner string) bool {
-	t.mu.Lock()
-	l, ok := t.leases[id]
-	t.mu.Unlock()
-	return ok && l.owner == owner && l.by != tx
-}
-
 // live reports whether delivery id is under a lease that has not expired
 // at now. t.mu is held.
 func (t *leaseTable) live(id string, now time.Time) bool {
@@ -145,7 +134,9 @@ func (t *leaseTable) markMoved(tx *bolt.Tx, id string) {
 	t.mu.Unlock()
 }
 
-// take is markMoved of a delivery that owner must hold a lease of: it
+// take is markMoved of a delivery that owner must hold a lease of, live or
+// expired (the owner of an expired lease may still complete the delivery
+// until another claim takes it), and that tx has not taken already: it
 // reports whether owner does, and marks only then. The check and the mark
 // are one step, so no claim takes the delivery over in between.
 func (t *leaseTable) take(tx *bolt.Tx, id, owner string) bool {
