@@ -124,6 +124,14 @@
 // decoding it, so a Status or EventType filter costs the deliveries it steps
 // over. Disabling a webhook (Complete with DisableWebhook) and DeleteWebhook
 // visit each of the webhook's deliveries.
+//
+// Enqueue and Complete encode what they write in buffers they reuse once
+// their transaction has ended, and a Claim reads its deliveries through one
+// cursor, each decoded in two allocations and its body: the garbage a
+// delivery leaves, and so how often the collector runs, is what bounds a
+// busy store on a small machine as much as its disk (webhookbench's bolt
+// scenario, GOGC=400 against the default: about 30% more deliveries a
+// second).
 package boltstore
 
 import (

@@ -188,6 +188,25 @@ func (d *dec) raw() []byte {
 
 func (d *dec) str() string { return string(d.raw()) }
 
+// strs reads len(dst) (at most 8) consecutive length-prefixed strings into
+// dst with one allocation, which they share.
+func (d *dec) strs(dst ...*string) {
+	var spans [8][2]int // offsets in from
+	from := d.b
+	for i := range dst {
+		r := d.raw()
+		end := len(from) - len(d.b)
+		spans[i] = [2]int{end - len(r), end}
+	}
+	if d.err != nil {
+		return
+	}
+	all := string(from[:len(from)-len(d.b)])
+	for i, p := range dst {
+		*p = all[spans[i][0]:spans[i][1]]
+	}
+}
+
 // bytes returns a copy of the next length-prefixed field; nil when empty.
 func (d *dec) bytes() []byte {
 	r := d.raw()
@@ -558,7 +577,8 @@ func decodeDeliveryBody(b []byte, body bool) (*store.Delivery, error) {
 	if !ok {
 		d.fail()
 	}
-	x := &store.Delivery{Status: st, EventType: d.str(), ID: d.str(), WebhookID: d.str(), EventID: d.str(), Tenant: d.str()}
+	x := &store.Delivery{Status: st}
+	d.strs(&x.EventType, &x.ID, &x.WebhookID, &x.EventID, &x.Tenant)
 	x.Attempts = d.int()
 	x.RoundAttempts = d.int()
 	x.NextAttemptAt = d.time()
@@ -759,7 +779,12 @@ func attemptLen(a *store.Attempt, refs *attemptRefs) int {
 // whose first is the id of a's delivery. The record leaves out a.DeliveryID:
 // decodeAttempt takes it from refs.
 func encodeAttempt(a *store.Attempt, refs attemptRefs) []byte {
-	e := enc{b: make([]byte, 0, attemptLen(a, &refs))}
+	return appendAttempt(make([]byte, 0, attemptLen(a, &refs)), a, refs)
+}
+
+// appendAttempt appends encodeAttempt(a, refs) to b.
+func appendAttempt(b []byte, a *store.Attempt, refs attemptRefs) []byte {
+	e := enc{b: slices.Grow(b, attemptLen(a, &refs))}
 	e.byte(attemptV3)
 	e.varint(int64(a.Number))
 	e.time(a.StartedAt)

@@ -174,6 +174,35 @@ func (s *Store) commitBatch(batch []*commitCall) {
 	}
 }
 
+// writeBufs holds the buffers that Enqueue and Complete encode their writes
+// in. bbolt keeps a Put's value until the transaction ends (and copies its
+// key), and write returns only once the call's function will not run again,
+// so a call's buffer is free again when its write returns, whether the
+// transaction committed or not. Reusing them keeps the records, most of
+// their bytes bodies, from being garbage the collector must chase at every
+// delivery.
+var writeBufs sync.Pool // of *[]byte
+
+// maxPooledBuf is the largest buffer writeBufs keeps: one that a large
+// body grew goes to the collector.
+const maxPooledBuf = 64 << 10
+
+// getWriteBuf returns an empty buffer from writeBufs.
+func getWriteBuf() *[]byte {
+	if p, ok := writeBufs.Get().(*[]byte); ok {
+		*p = (*p)[:0]
+		return p
+	}
+	return new([]byte)
+}
+
+// putWriteBuf gives p back to writeBufs once nothing uses its bytes.
+func putWriteBuf(p *[]byte) {
+	if cap(*p) <= maxPooledBuf {
+		writeBufs.Put(p)
+	}
+}
+
 // wtx is the write transaction that the calls of a group commit share,
 // with the count deltas they make: the counters of a webhook are read and
 // written once per transaction, not once per call. A transaction that is

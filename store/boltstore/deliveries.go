@@ -28,6 +28,17 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 		return []string{}, nil
 	}
 	now := s.now()
+	// What each delivery writes is encoded before the transaction, which
+	// holds the file's writer for every call it shares, into one pooled
+	// buffer: bbolt keeps a Put's value until the transaction ends and
+	// copies its key, so the buffer is free again once write returns.
+	buf := getWriteBuf()
+	defer putWriteBuf(buf)
+	kvs := make([]enqueueWrites, len(ds))
+	for i, in := range ds {
+		d := newStored(in, now)
+		kvs[i], *buf = appendEnqueueWrites(*buf, &d)
+	}
 	// The function may run again (see write): it sets every slot each time.
 	ids := make([]string, len(ds))
 	// The leases of the deliveries stored leased are granted before the
@@ -61,21 +72,7 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			if w.get(bDeliveries, append(kb[:0], in.ID...)) != nil {
 				return fmt.Errorf("boltstore: delivery %q: %w", in.ID, store.ErrConflict)
 			}
-			d := store.Delivery{
-				ID: in.ID, WebhookID: in.WebhookID, EventID: in.EventID, EventType: in.EventType,
-				Tenant: in.Tenant, Body: in.Body, Status: store.StatusPending,
-				NextAttemptAt: in.NextAttemptAt, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
-			}
-			if d.CreatedAt.IsZero() {
-				d.CreatedAt = now
-			}
-			if d.UpdatedAt.IsZero() {
-				d.UpdatedAt = d.CreatedAt
-			}
-			if d.NextAttemptAt.IsZero() {
-				d.NextAttemptAt = d.CreatedAt
-			}
-			kv := newEnqueueWrites(&d)
+			kv := &kvs[i]
 			if err := deliveries.Put(kv.id, kv.record); err != nil {
 				return err
 			}
@@ -93,12 +90,12 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 			}
 			if in.LeaseOwner != "" {
 				s.leases.mu.Lock()
-				s.leases.grant(d.ID, in.LeaseOwner, in.LeaseExpiresAt)
+				s.leases.grant(in.ID, in.LeaseOwner, in.LeaseExpiresAt)
 				s.leases.mu.Unlock()
 				granted = append(granted, i)
 			}
-			w.cnt.add(d.WebhookID, store.StatusPending, 1)
-			ids[i] = d.ID
+			w.cnt.add(in.WebhookID, store.StatusPending, 1)
+			ids[i] = in.ID
 		}
 		return nil
 	})
@@ -114,9 +111,27 @@ func (s *Store) Enqueue(ctx context.Context, ds []*store.Delivery) ([]string, er
 	return ids, nil
 }
 
-// enqueueWrites are the keys and values Enqueue writes for a delivery, all
-// carved from one allocation (bbolt keeps a Put's value until the
-// transaction ends, and copies its key).
+// newStored returns the delivery Enqueue stores for in: pending, its
+// unset times defaulted (CreatedAt to now, the others to CreatedAt).
+func newStored(in *store.Delivery, now time.Time) store.Delivery {
+	d := store.Delivery{
+		ID: in.ID, WebhookID: in.WebhookID, EventID: in.EventID, EventType: in.EventType,
+		Tenant: in.Tenant, Body: in.Body, Status: store.StatusPending,
+		NextAttemptAt: in.NextAttemptAt, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
+	}
+	if d.CreatedAt.IsZero() {
+		d.CreatedAt = now
+	}
+	if d.UpdatedAt.IsZero() {
+		d.UpdatedAt = d.CreatedAt
+	}
+	if d.NextAttemptAt.IsZero() {
+		d.NextAttemptAt = d.CreatedAt
+	}
+	return d
+}
+
+// enqueueWrites are the keys and values Enqueue writes for a delivery.
 type enqueueWrites struct {
 	record, id            []byte // deliveries
 	dedupKey              []byte // dedup, whose value is id
@@ -124,14 +139,17 @@ type enqueueWrites struct {
 	indexKey, indexValue  []byte // due
 }
 
-func newEnqueueWrites(d *store.Delivery) enqueueWrites {
+// appendEnqueueWrites appends d's writes to b, and returns them carved
+// from it with the extended b.
+func appendEnqueueWrites(b []byte, d *store.Delivery) (enqueueWrites, []byte) {
 	id, wid := len(d.ID), len(d.WebhookID)
-	b := make([]byte, 0, deliveryLen(d)+id+prefixLen(len(d.EventID))+wid+prefixLen(len(d.Tenant))+id+
+	b = slices.Grow(b, deliveryLen(d)+id+prefixLen(len(d.EventID))+wid+prefixLen(len(d.Tenant))+id+
 		prefixLen(wid)+id+timeKeyLen+id+wid)
 	var kv enqueueWrites
-	b = appendDelivery(b, d)
-	kv.record = carve(b, 0)
 	m := len(b)
+	b = appendDelivery(b, d)
+	kv.record = carve(b, m)
+	m = len(b)
 	b = append(b, d.ID...)
 	kv.id = carve(b, m)
 	m = len(b)
@@ -149,14 +167,20 @@ func newEnqueueWrites(d *store.Delivery) enqueueWrites {
 	m = len(b)
 	b = append(b, d.WebhookID...)
 	kv.indexValue = carve(b, m)
-	return kv
+	return kv, b
 }
 
 // getDelivery reads a delivery in tx; ErrNotFound when absent.
 func getDelivery(tx *bolt.Tx, id string) (*store.Delivery, error) {
-	v := tx.Bucket(bDeliveries).Get([]byte(id))
-	if v == nil {
-		return nil, notFound("delivery", id)
+	return seekDelivery(tx.Bucket(bDeliveries).Cursor(), []byte(id))
+}
+
+// seekDelivery reads a delivery with c, a cursor of deliveries;
+// ErrNotFound when absent.
+func seekDelivery(c *bolt.Cursor, id []byte) (*store.Delivery, error) {
+	k, v := c.Seek(id)
+	if !bytes.Equal(k, id) {
+		return nil, notFound("delivery", string(id))
 	}
 	d, err := decodeDelivery(v)
 	if err != nil {
@@ -449,11 +473,12 @@ type pick struct {
 
 // claimer is what a claim's steps share. s.leases.mu is held.
 type claimer struct {
-	s    *Store
-	ctx  context.Context
-	tx   *bolt.Tx
-	snap int
-	now  time.Time
+	s       *Store
+	ctx     context.Context
+	tx      *bolt.Tx
+	snap    int
+	now     time.Time
+	records *bolt.Cursor // of deliveries, once the claim reads one
 }
 
 // claimable reads the delivery of the due key k, or nil when the claim may
@@ -465,7 +490,12 @@ func (c *claimer) claimable(k []byte) *store.Delivery {
 	if !c.s.leases.claimable(string(id), c.snap, c.now) {
 		return nil
 	}
-	d, err := getDelivery(c.tx, string(id))
+	// One cursor for every record the claim reads: bbolt's Get makes a
+	// new one, and grows its stack, on every call.
+	if c.records == nil {
+		c.records = c.tx.Bucket(bDeliveries).Cursor()
+	}
+	d, err := seekDelivery(c.records, id)
 	if err != nil {
 		c.s.stepOver(c.ctx, "Claim", bDeliveries, id, err)
 		return nil
@@ -521,10 +551,14 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		return fmt.Errorf("boltstore: %w", err)
 	}
 	// The attempt is encoded before the transaction, with the delivery's
-	// values its headers carry when the dispatcher sent it, and again inside
-	// only when the record holds others.
+	// values its headers carry when the dispatcher sent it (and again
+	// inside only when the record holds others), first in a pooled buffer
+	// (see Enqueue) that then holds what the transaction writes after it.
 	refs := guessAttemptRefs(p.DeliveryID, p.Attempt.RequestHeaders)
-	attempt := encodeAttempt(p.Attempt, refs)
+	buf := getWriteBuf()
+	defer putWriteBuf(buf)
+	*buf = appendAttempt(*buf, p.Attempt, refs)
+	attempt := carve(*buf, 0)
 	number, code, lastError := p.Attempt.Number, p.Attempt.ResponseStatus, p.Attempt.Error
 	if p.DisableWebhook != "" {
 		defer s.hooks.drop() // the webhook is written too
@@ -581,17 +615,22 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		r.LeaseOwner, r.LeaseExpiresAt = nil, time.Time{}
 		r.UpdatedAt = p.Now
 
-		// The attempt's key, the record and its index entry, in one
-		// allocation: the index is due (valued with the webhook id) when
-		// pending, finished otherwise.
+		// The attempt's key, the record and its index entry, in the pooled
+		// buffer after the attempt: the index is due (valued with the
+		// webhook id) when pending, finished otherwise.
 		idxTime, idxValue := r.UpdatedAt, 0
 		if r.Status == store.StatusPending {
 			idxTime, idxValue = r.NextAttemptAt, len(r.WebhookID)
 		}
-		b := make([]byte, 0, prefixLen(len(p.DeliveryID))+4+r.len()+timeKeyLen+len(p.DeliveryID)+idxValue)
-		b = appendAttemptKey(b, p.DeliveryID, number)
-		attemptKey := carve(b, 0)
+		// Grown, the buffer's new array holds a copy of the attempt, which
+		// keeps its own; a run after a rolled-back one writes over that
+		// run's bytes only.
+		b := slices.Grow((*buf)[:len(attempt)], prefixLen(len(p.DeliveryID))+4+r.len()+timeKeyLen+len(p.DeliveryID)+idxValue)
+		*buf = b // grown for the next user
 		m := len(b)
+		b = appendAttemptKey(b, p.DeliveryID, number)
+		attemptKey := carve(b, m)
+		m = len(b)
 		b = r.appendTo(b)
 		record := carve(b, m)
 		m = len(b)
