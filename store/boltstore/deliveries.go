@@ -202,12 +202,11 @@ func unindexPending(tx *bolt.Tx, d *store.Delivery) error {
 // webhookID: in due_held when the webhook has deliveries held there (see
 // Claim), in due otherwise.
 func putDue(tx *bolt.Tx, key, webhookID []byte) error {
-	var kb [heldKeyBuf]byte // bbolt copies a key
-	hk := appendHeldKey(kb[:0], webhookID, key)
-	if held(tx, hk[:len(hk)-len(key)]) {
-		return tx.Bucket(bHeld).Put(hk, nil)
+	var pb [heldKeyBuf]byte
+	if !held(tx, appendPrefix(pb[:0], webhookID)) {
+		return tx.Bucket(bDue).Put(key, webhookID)
 	}
-	return tx.Bucket(bDue).Put(key, webhookID)
+	return tx.Bucket(bHeld).Put(appendHeldKey(nil, webhookID, key), nil)
 }
 
 // deleteDue removes the due entry key of a delivery of webhookID from due,
@@ -487,7 +486,7 @@ type claimer struct {
 // stepped over, so that it holds back no delivery behind it.
 func (c *claimer) claimable(k []byte) *store.Delivery {
 	id := k[timeKeyLen:]
-	if !c.s.leases.claimable(string(id), c.snap, c.now) {
+	if !c.s.leases.claimable(id, c.snap, c.now) {
 		return nil
 	}
 	// One cursor for every record the claim reads: bbolt's Get makes a

@@ -108,11 +108,12 @@ func (t *leaseTable) live(id string, now time.Time) bool {
 
 // claimable reports whether a Claim that reads the snapshot snap and runs
 // at now may lease delivery id, which snap holds in due. t.mu is held.
-func (t *leaseTable) claimable(id string, snap int, now time.Time) bool {
-	if t.live(id, now) {
+func (t *leaseTable) claimable(id []byte, snap int, now time.Time) bool {
+	// Looked up as m[string(id)], which converts nothing (live would).
+	if l, ok := t.leases[string(id)]; ok && l.expires.After(now) {
 		return false
 	}
-	tx, ok := t.moved[id]
+	tx, ok := t.moved[string(id)]
 	return !ok || tx <= snap
 }
 
