@@ -14,6 +14,22 @@ import (
 	"github.com/noa-server/webhook/store/storetest"
 )
 
+// refusedEventID is an event id longer than a bbolt key holds: an Enqueue
+// of it fails at the delivery's second Put, after the record's.
+var refusedEventID = strings.Repeat("e", bolt.MaxKeySize)
+
+// openWithWebhook opens a store without fsync that holds one webhook of
+// tenant.
+func openWithWebhook(t *testing.T, tenant string) (*boltstore.Store, string, *store.Webhook) {
+	t.Helper()
+	s, path := open(t, &boltstore.Options{NoSync: true})
+	w := storetest.NewWebhook(tenant)
+	if err := s.CreateWebhook(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	return s, path, w
+}
+
 // TestGroupCommitWriteFails: calls that bbolt refuses half way through
 // their writes (an event id longer than a key holds, refused by the second
 // Put of the delivery), sharing commits with Enqueue, Claim and Complete
@@ -21,12 +37,7 @@ import (
 // others are all stored, and the file's indexes agree with its records.
 func TestGroupCommitWriteFails(t *testing.T) {
 	ctx := t.Context()
-	s, path := open(t, &boltstore.Options{NoSync: true})
-	w := storetest.NewWebhook("tenant-groupfail")
-	if err := s.CreateWebhook(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	long := strings.Repeat("e", bolt.MaxKeySize)
+	s, path, w := openWithWebhook(t, "tenant-groupfail")
 	const n = 60
 	var (
 		wg   sync.WaitGroup
@@ -39,7 +50,7 @@ func TestGroupCommitWriteFails(t *testing.T) {
 			ok, refused := storetest.NewDelivery(w, "user.login"), storetest.NewDelivery(w, "user.login")
 			batch := []*store.Delivery{ok}
 			if i%3 == 0 {
-				refused.EventID = long
+				refused.EventID = refusedEventID
 				batch = append(batch, refused)
 			}
 			_, err := s.Enqueue(ctx, batch)
@@ -47,7 +58,7 @@ func TestGroupCommitWriteFails(t *testing.T) {
 			defer mu.Unlock()
 			switch {
 			case i%3 == 0 && !errors.Is(err, store.ErrInvalid):
-				t.Errorf("Enqueue with a %d-byte event id: %v, want ErrInvalid", len(long), err)
+				t.Errorf("Enqueue with a %d-byte event id: %v, want ErrInvalid", len(refusedEventID), err)
 			case i%3 == 0:
 				bad = append(bad, ok.ID, refused.ID)
 			case err != nil:

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/boltstore"
 	"github.com/noa-server/webhook/store/storetest"
@@ -24,12 +22,7 @@ import (
 // commit.
 func TestWritesKeepTheirBytes(t *testing.T) {
 	ctx := t.Context()
-	s, path := open(t, &boltstore.Options{NoSync: true})
-	w := storetest.NewWebhook("tenant-bytes")
-	if err := s.CreateWebhook(ctx, w); err != nil {
-		t.Fatal(err)
-	}
-	long := strings.Repeat("e", bolt.MaxKeySize)
+	s, path, w := openWithWebhook(t, "tenant-bytes")
 	const workers, rounds = 32, 20
 	type stored struct {
 		body, response []byte
@@ -51,10 +44,10 @@ func TestWritesKeepTheirBytes(t *testing.T) {
 				batch := []*store.Delivery{d}
 				if i%4 == 0 {
 					refused := storetest.NewDelivery(w, "user.login")
-					refused.EventID = long // refused by bbolt after d's writes
+					refused.EventID = refusedEventID // refused by bbolt after d's writes
 					batch = append(batch, refused)
 					if _, err := s.Enqueue(ctx, batch); !errors.Is(err, store.ErrInvalid) {
-						t.Errorf("Enqueue with a %d-byte event id: %v, want ErrInvalid", len(long), err)
+						t.Errorf("Enqueue with a %d-byte event id: %v, want ErrInvalid", len(refusedEventID), err)
 					}
 					continue
 				}
