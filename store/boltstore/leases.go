@@ -99,17 +99,11 @@ func (t *leaseTable) overlay(d *store.Delivery) {
 	d.LeaseOwner, d.LeaseExpiresAt = l.owner, l.expires
 }
 
-// live reports whether delivery id is under a lease that has not expired
-// at now. t.mu is held.
-func (t *leaseTable) live(id string, now time.Time) bool {
-	l, ok := t.leases[id]
-	return ok && l.expires.After(now)
-}
-
 // claimable reports whether a Claim that reads the snapshot snap and runs
 // at now may lease delivery id, which snap holds in due. t.mu is held.
 func (t *leaseTable) claimable(id []byte, snap int, now time.Time) bool {
-	// Looked up as m[string(id)], which converts nothing (live would).
+	// Looked up as m[string(id)], which converts nothing: under a lease
+	// that has not expired, not claimable.
 	if l, ok := t.leases[string(id)]; ok && l.expires.After(now) {
 		return false
 	}
