@@ -127,11 +127,11 @@
 //
 // Enqueue and Complete encode what they write in buffers they reuse once
 // their transaction has ended, and a Claim reads its deliveries through one
-// cursor, each decoded in two allocations and its body: the garbage a
-// delivery leaves, and so how often the collector runs, is what bounds a
-// busy store on a small machine as much as its disk (webhookbench's bolt
-// scenario, GOGC=400 against the default: about 30% more deliveries a
-// second).
+// cursor and decodes each in two allocations (the delivery and its ids)
+// and a copy of its body: the garbage a delivery leaves, and so how often
+// the collector runs, bounds a busy store on a small machine as much as its
+// disk does (webhookbench's bolt scenario, GOGC=400 against the default:
+// about 30% more deliveries a second).
 package boltstore
 
 import (
