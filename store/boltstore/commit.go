@@ -178,9 +178,8 @@ func (s *Store) commitBatch(batch []*commitCall) {
 // in. bbolt keeps a Put's value until the transaction ends (and copies its
 // key), and write returns only once the call's function will not run again,
 // so a call's buffer is free again when its write returns, whether the
-// transaction committed or not. Reusing them keeps the records, most of
-// their bytes bodies, from being garbage the collector must chase at every
-// delivery.
+// transaction committed or not. Reused, they spare the collector a
+// record's bytes (a body, mostly) at every Enqueue and Complete.
 var writeBufs sync.Pool // of *[]byte
 
 // maxPooledBuf is the largest buffer writeBufs keeps: one that a large
