@@ -13,7 +13,8 @@
 // Every scenario uses the same receiver (an HTTP server on 127.0.0.1 that
 // reads the body and answers 200 at once) and the same concurrency
 // (-concurrency, 64 by default: POSTing goroutines for raw; dispatcher
-// workers and emitting goroutines for the library):
+// workers for the library, whose events come from -emitters goroutines,
+// as many as -concurrency by default):
 //
 //	raw      the ceiling: plain net/http POSTs of the same requests as the
 //	         library's: bodies of the same shape and size, each built for its
@@ -102,6 +103,7 @@
 //	rounds       -rounds
 //	warmup       the warm-up of each scenario (a Go duration)
 //	concurrency  -concurrency
+//	emitters     the goroutines that call Emit in the library scenarios
 //	window       the window in deliveries
 //	backlog      -backlog
 //	attemptTimeout  -attempt-timeout (a Go duration)
@@ -180,6 +182,7 @@ type options struct {
 	Rounds         int
 	Warmup         time.Duration
 	Concurrency    int
+	Emitters       int
 	Window         int
 	Backlog        int
 	BacklogTimeout time.Duration
@@ -260,6 +263,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
+	fs.IntVar(&o.Emitters, "emitters", 0, "goroutines calling Emit in the library scenarios (default -concurrency); each waits for its Emit, which with boltstore waits for a commit")
 	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency; an event of fanout needs 10, and one is let through alone when the window is smaller)")
 	fs.IntVar(&o.Backlog, "backlog", 100_000, "pending deliveries the backlog scenario drains")
 	fs.DurationVar(&o.BacklogTimeout, "backlog-timeout", 5*time.Minute, "longest the backlog drain may take")
@@ -319,6 +323,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.Concurrency < 1 || o.Concurrency > 1000 {
 		bad = append(bad, "-concurrency must be 1 to 1000")
 	}
+	if o.Emitters < 0 || o.Emitters > 10000 {
+		bad = append(bad, "-emitters must be 0 to 10000")
+	}
 	if o.PerWebhook < 0 {
 		bad = append(bad, "-per-webhook must not be negative")
 	}
@@ -362,6 +369,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.Window == 0 {
 		o.Window = 4 * o.Concurrency
 	}
+	if o.Emitters == 0 {
+		o.Emitters = o.Concurrency
+	}
 	warmupSet := false
 	fs.Visit(func(f *flag.Flag) { warmupSet = warmupSet || f.Name == "warmup" })
 	if !warmupSet {
@@ -390,6 +400,7 @@ func (o *options) childArgs(name string) []string {
 		"-duration", o.Duration.String(),
 		"-warmup", o.Warmup.String(),
 		"-concurrency", fmt.Sprint(o.Concurrency),
+		"-emitters", fmt.Sprint(o.Emitters),
 		"-window", fmt.Sprint(o.Window),
 		"-backlog", fmt.Sprint(o.Backlog),
 		"-backlog-timeout", o.BacklogTimeout.String(),

@@ -80,8 +80,8 @@ func TestEveryScenario(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 			t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout)
 		}
-		if rep.Concurrency != 8 || rep.Backlog != 2000 || rep.NumCPU < 1 {
-			t.Errorf("report settings = concurrency %d, backlog %d, numCPU %d", rep.Concurrency, rep.Backlog, rep.NumCPU)
+		if rep.Concurrency != 8 || rep.Emitters != 8 || rep.Backlog != 2000 || rep.NumCPU < 1 {
+			t.Errorf("report settings = concurrency %d, emitters %d, backlog %d, numCPU %d", rep.Concurrency, rep.Emitters, rep.Backlog, rep.NumCPU)
 		}
 		for _, r := range rep.Results {
 			got[r.Scenario], tables[r.Scenario] = r, stderr
@@ -294,6 +294,45 @@ func TestHungNeedsFanout(t *testing.T) {
 	}
 }
 
+// TestEmittersFlag: -emitters sets how many goroutines call Emit, apart
+// from -concurrency. With one, no two Enqueues can share a commit, so every
+// commit of the emit scenario holds exactly one call; with eight (the
+// default, as many as -concurrency) they do share. The library scenarios
+// start their emitters the same way (goEmitters).
+func TestEmittersFlag(t *testing.T) {
+	callsPerCommit := func(extra ...string) float64 {
+		t.Helper()
+		args := append([]string{"-scenarios", "emit", "-duration", "300ms", "-warmup", "100ms",
+			"-concurrency", "8", "-nosync", "-json", "-quiet"}, extra...)
+		code, stdout, stderr := runBench(t, args...)
+		if code != 0 {
+			t.Fatalf("%q: exit code %d; stderr:\n%s", args, code, stderr)
+		}
+		var rep report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || len(rep.Results) != 1 {
+			t.Fatalf("%q: report %v, err %v", args, stdout, err)
+		}
+		want := 8
+		if len(extra) > 0 {
+			want = 1
+		}
+		if rep.Emitters != want || !strings.Contains(stderr, fmt.Sprintf("emitters %d,", want)) {
+			t.Errorf("%q: report says %d emitters, table:\n%s", args, rep.Emitters, stderr)
+		}
+		r := rep.Results[0]
+		if r.Count == 0 {
+			t.Fatalf("%q: nothing emitted: %+v", args, r)
+		}
+		return r.Extra["boltCallsPerCommit"]
+	}
+	if got := callsPerCommit("-emitters", "1"); got != 1 {
+		t.Errorf("one emitter: %v calls a commit, want 1", got)
+	}
+	if got := callsPerCommit(); got <= 1 {
+		t.Errorf("eight emitters: %v calls a commit, want more than 1", got)
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-duration", "0s"},
@@ -302,6 +341,7 @@ func TestBadFlags(t *testing.T) {
 		{"-fanout-store", "sqlite"},
 		{"-fanout-store", "pg"}, // without -pg
 		{"-concurrency", "0"},
+		{"-emitters", "-1"},
 		{"-backlog", "-1"},
 		{"extra"},
 		// The library refuses an attempt timeout below 1 ms: every

@@ -122,6 +122,7 @@ type report struct {
 	Rounds      int       `json:"rounds"`
 	Warmup      string    `json:"warmup"`
 	Concurrency int       `json:"concurrency"`
+	Emitters    int       `json:"emitters"`
 	Window      int       `json:"window"`
 	Backlog     int       `json:"backlog"`
 	Attempt     string    `json:"attemptTimeout"`
@@ -142,6 +143,7 @@ func newReport(o *options) *report {
 		Rounds:      o.Rounds,
 		Warmup:      o.Warmup.String(),
 		Concurrency: o.Concurrency,
+		Emitters:    o.Emitters,
 		Window:      o.Window,
 		Backlog:     o.Backlog,
 		Attempt:     o.AttemptTimeout.String(),
@@ -247,8 +249,8 @@ func writeTable(w io.Writer, rep *report) {
 	if rep.Rounds > 1 {
 		rounds = fmt.Sprintf(", median of %d rounds", rep.Rounds)
 	}
-	fmt.Fprintf(w, "webhookbench %s %s/%s, %d CPU, concurrency %d, window %d, %s per scenario%s, bolt %s, attempt timeout %s\n\n",
-		rep.GoVersion, rep.GOOS, rep.GOARCH, rep.NumCPU, rep.Concurrency, rep.Window, rep.Duration, rounds, fsync, rep.Attempt)
+	fmt.Fprintf(w, "webhookbench %s %s/%s, %d CPU, concurrency %d, emitters %d, window %d, %s per scenario%s, bolt %s, attempt timeout %s\n\n",
+		rep.GoVersion, rep.GOOS, rep.GOARCH, rep.NumCPU, rep.Concurrency, rep.Emitters, rep.Window, rep.Duration, rounds, fsync, rep.Attempt)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tstore\tper second\tunit\tCPU µs/unit\tp50 ms\tp99 ms\tpeak RSS MiB\tvs raw\ttarget\t")
 	var notes []string

@@ -354,7 +354,7 @@ func (b *bench) fanout(ctx context.Context, hung bool) *result {
 	return b.library(ctx, b.o.FanoutStore+"store", paths, healthy, b.o.perWebhook())
 }
 
-// library emits events matching one webhook per path from -concurrency
+// library emits events matching one webhook per path from -emitters
 // goroutines, at most -window deliveries ahead of the receiver, while a
 // dispatcher with -concurrency workers delivers them.
 func (b *bench) library(ctx context.Context, storeKind string, paths []string, healthy, perWebhook int) *result {
@@ -385,24 +385,19 @@ func (b *bench) library(ctx context.Context, storeKind string, paths []string, h
 	var wg sync.WaitGroup
 	var seq, errs atomic.Int64
 	var firstErr atomic.Value
-	for range b.o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 0, b.o.DataBytes+64)
-			for rc.acquire(healthy, stop) {
-				buf = eventData(buf[:0], b.clk.now(), seq.Add(1), b.o.DataBytes)
-				ev := webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(buf)}
-				if _, err := d.Emit(ctx, ev); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
+	b.goEmitters(&wg, func(buf []byte) {
+		for rc.acquire(healthy, stop) {
+			buf = eventData(buf[:0], b.clk.now(), seq.Add(1), b.o.DataBytes)
+			ev := webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(buf)}
+			if _, err := d.Emit(ctx, ev); err != nil {
+				if ctx.Err() != nil {
+					return
 				}
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
 			}
-		}()
-	}
+		}
+	})
 	var phase atomic.Value
 	done := b.progress(&phase, rc.received.Load)
 	bm := newBoltMeter(st)
@@ -442,8 +437,16 @@ func (b *bench) library(ctx context.Context, storeKind string, paths []string, h
 	return r
 }
 
+// goEmitters starts -emitters goroutines, counted by wg, each running f
+// with a buffer of its own for its events' data.
+func (b *bench) goEmitters(wg *sync.WaitGroup, f func(buf []byte)) {
+	for range b.o.Emitters {
+		wg.Go(func() { f(make([]byte, 0, b.o.DataBytes+64)) })
+	}
+}
+
 // emit measures durable Emit alone: boltstore, one matching webhook per
-// event, no delivery loop, -concurrency emitters without a window.
+// event, no delivery loop, -emitters goroutines without a window.
 func (b *bench) emit(ctx context.Context) *result {
 	r := &result{Store: "boltstore", Unit: "events", Extra: map[string]float64{}}
 	rc := newReceiver(b.clk, 0)
@@ -471,41 +474,36 @@ func (b *bench) emit(ctx context.Context) *result {
 	var measuring atomic.Bool
 	var hist histogram
 	var firstErr atomic.Value
-	for range b.o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 0, b.o.DataBytes+64)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				t0 := b.clk.now()
-				buf = eventData(buf[:0], t0, seq.Add(1), b.o.DataBytes)
-				ev := webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(buf)}
-				res, err := d.Emit(ctx, ev)
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				if len(res.DeliveryIDs) != 1 {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("Emit stored %d deliveries, want 1", len(res.DeliveryIDs)))
-				}
-				emitted.Add(1)
-				if measuring.Load() {
-					measured.Add(1)
-					hist.record(b.clk.now() - t0)
-				}
+	b.goEmitters(&wg, func(buf []byte) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
 			}
-		}()
-	}
+			t0 := b.clk.now()
+			buf = eventData(buf[:0], t0, seq.Add(1), b.o.DataBytes)
+			ev := webhook.Event{Type: webhook.EventWorkflowCompleted, Tenant: tenant, Data: json.RawMessage(buf)}
+			res, err := d.Emit(ctx, ev)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				continue
+			}
+			if len(res.DeliveryIDs) != 1 {
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("Emit stored %d deliveries, want 1", len(res.DeliveryIDs)))
+			}
+			emitted.Add(1)
+			if measuring.Load() {
+				measured.Add(1)
+				hist.record(b.clk.now() - t0)
+			}
+		}
+	})
 	var phase atomic.Value
 	done := b.progress(&phase, emitted.Load)
 	bm := newBoltMeter(st)
