@@ -871,14 +871,25 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 // delivery as recorded after it: from ch when a worker of this Dispatcher
 // makes it, or from the store, read every PollInterval, when another
 // Dispatcher sharing the store claimed the delivery first. ErrNoAttempt
-// when the store finished the delivery without it.
+// when the store finished the delivery without it. ch must be among id's
+// waiters; an earlier attempt received on it puts it back.
 func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan attemptDone) (*Delivery, *Attempt, error) {
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	for {
 		select {
 		case r := <-ch:
-			return r.d, r.a, r.err
+			if r.a == nil || r.a.Number > after {
+				return r.d, r.a, r.err
+			}
+			// An earlier attempt: its worker recorded it, the caller read
+			// it from the store and added this waiter, and then the worker
+			// handed the attempt to the waiters it found. Wait on for the
+			// one asked for (polling finds it if the worker is gone by now).
+			d.mu.Lock()
+			d.waiters[id] = append(d.waiters[id], ch)
+			d.mu.Unlock()
+			continue
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-d.stopped:

@@ -1033,6 +1033,100 @@ func TestSendNowAndSendTest(t *testing.T) {
 	})
 }
 
+// TestSendNowAfterAnAttemptSeenInTheStore: a SendNow that comes while the
+// worker of the delivery's previous attempt has recorded it but not yet
+// handed it to its waiters (a caller that read that attempt from the
+// store: SendTest's poll, or the API) returns the attempt it made, not the
+// previous one.
+func TestSendNowAfterAnAttemptSeenInTheStore(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		completed, recorded := newGate()
+		release, resume := newGate()
+		t.Cleanup(resume) // before the dispatcher stops, whatever happens
+		redeliver, redelivered := newGate()
+		st := &gatedRecord{Store: newStore(t), recorded: recorded, release: release, redelivered: redelivered}
+		var ok atomic.Bool
+		rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if !ok.Load() {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			// The previous attempt's worker goes on first.
+			time.Sleep(20 * time.Millisecond)
+		})
+		addWebhook(t, st, "a", rc.URL, EventUserLogin)
+		cfg := testConfig()
+		cfg.Retry.MaxAttempts = 1
+		d := startDispatcher(t, st, cfg)
+		ctx := context.Background()
+		res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitGate(t, completed, "the first attempt recorded")
+		ok.Store(true)
+		type sent struct {
+			del *Delivery
+			a   *Attempt
+			err error
+		}
+		got := make(chan sent, 1)
+		go func() {
+			del, a, err := d.SendNow(ctx, res.DeliveryIDs[0])
+			got <- sent{del, a, err}
+		}()
+		waitGate(t, redeliver, "SendNow's redelivery")
+		resume()
+		select {
+		case s := <-got:
+			if s.err != nil {
+				t.Fatalf("SendNow: %v", s.err)
+			}
+			if s.a.Number != 2 || s.a.ResponseStatus != http.StatusOK || s.del.Status != store.StatusSuccess || s.del.Attempts != 2 {
+				t.Errorf("SendNow = attempt %d (HTTP %d), delivery %s after %d attempts; want attempt 2, 200, success after 2",
+					s.a.Number, s.a.ResponseStatus, s.del.Status, s.del.Attempts)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SendNow did not return")
+		}
+	})
+}
+
+// gatedRecord is a store whose first Complete, once it has recorded the
+// attempt, closes recorded and waits for release, and whose first
+// Redeliver closes redelivered.
+type gatedRecord struct {
+	store.Store
+	completeOnce, redeliverOnce sync.Once
+	recorded, redelivered       func()
+	release                     <-chan struct{}
+}
+
+func (s *gatedRecord) Complete(ctx context.Context, p store.CompleteParams) error {
+	err := s.Store.Complete(ctx, p)
+	s.completeOnce.Do(func() {
+		s.recorded()
+		<-s.release
+	})
+	return err
+}
+
+func (s *gatedRecord) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.Delivery, error) {
+	d, err := s.Store.Redeliver(ctx, p)
+	s.redeliverOnce.Do(s.redelivered)
+	return d, err
+}
+
+// waitGate waits for gate to close, or fails the test after 10 s.
+func waitGate(t *testing.T, gate <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-gate:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
 // readSignal is a store that tells when GetDelivery has read delivery id.
 type readSignal struct {
 	store.Store
