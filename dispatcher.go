@@ -842,8 +842,9 @@ func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Deliver
 // first; a pending one is attempted as soon as it is due and a worker is
 // free (it is due at once unless a retry is scheduled). The attempt may be
 // made by another Dispatcher sharing the store (a replica on pgstore):
-// SendNow then reads it from the store, within PollInterval. The
-// Dispatcher must be running (ErrNotRunning). A failed attempt is not an
+// SendNow then reads it from the store, within PollInterval. One this
+// Dispatcher makes is returned once its Hooks were called and Stats
+// counts it. The Dispatcher must be running (ErrNotRunning). A failed attempt is not an
 // error: read the returned attempt. A delivery finished meanwhile without
 // that attempt (failed with its webhook) returns ErrNoAttempt. If ctx ends
 // first, SendNow returns ctx.Err() and the attempt still happens.
@@ -909,6 +910,13 @@ func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan at
 			}
 			continue
 		}
+		if d.inFlight(id) {
+			// A worker of this Dispatcher made the attempt (or makes the
+			// next): it answers on ch once it has reported it to the hooks
+			// and Stats, or leaves the delivery unsent and this loop reads
+			// the store again.
+			continue
+		}
 		atts, err := d.st.ListAttempts(ctx, id)
 		if err != nil {
 			continue
@@ -919,6 +927,15 @@ func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan at
 			}
 		}
 	}
+}
+
+// inFlight reports whether delivery id is claimed or handed over here and
+// its worker has not finished with it.
+func (d *Dispatcher) inFlight(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.held[id]
+	return ok
 }
 
 // SendTest delivers a webhook.test event to one webhook, whatever events it

@@ -1042,7 +1042,6 @@ func TestSendNowAfterAnAttemptSeenInTheStore(t *testing.T) {
 	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		completed, recorded := newGate()
 		release, resume := newGate()
-		t.Cleanup(resume) // before the dispatcher stops, whatever happens
 		redeliver, redelivered := newGate()
 		st := &gatedRecord{Store: newStore(t), recorded: recorded, release: release, redelivered: redelivered}
 		var ok atomic.Bool
@@ -1058,6 +1057,7 @@ func TestSendNowAfterAnAttemptSeenInTheStore(t *testing.T) {
 		cfg := testConfig()
 		cfg.Retry.MaxAttempts = 1
 		d := startDispatcher(t, st, cfg)
+		t.Cleanup(resume) // before Stop, which waits for the worker
 		ctx := context.Background()
 		res, err := d.Emit(ctx, Event{Type: EventUserLogin, Tenant: "a"})
 		if err != nil {
@@ -1090,6 +1090,67 @@ func TestSendNowAfterAnAttemptSeenInTheStore(t *testing.T) {
 			t.Fatal("SendNow did not return")
 		}
 	})
+}
+
+// TestSendTestReturnsAfterTheHooks: the attempt a SendTest (or SendNow)
+// gets was made by this Dispatcher: it returns once the attempt was
+// reported to the hooks and counted in Stats, not as soon as the store
+// shows it (which its polling, for an attempt another Dispatcher makes,
+// would see first).
+func TestSendTestReturnsAfterTheHooks(t *testing.T) {
+	eachStore(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		rc := newReceiver(t, nil)
+		w := addWebhook(t, st, "a", rc.URL, EventUserLogin)
+		entered, enter := newGate()
+		release, resume := newGate()
+		hooks := &blockingHooks{enter: enter, release: release}
+		cfg := testConfig()
+		cfg.Hooks = hooks
+		d := startDispatcher(t, st, cfg)
+		t.Cleanup(resume) // before Stop, which waits for the hook
+		type sent struct {
+			del *Delivery
+			err error
+		}
+		got := make(chan sent, 1)
+		go func() {
+			del, _, err := d.SendTest(context.Background(), w.ID, nil)
+			got <- sent{del, err}
+		}()
+		waitGate(t, entered, "DeliverySucceeded")
+		// The attempt is in the store; the hook has not returned.
+		select {
+		case s := <-got:
+			t.Fatalf("SendTest returned (%v) before DeliverySucceeded did", s.err)
+		case <-time.After(20 * cfg.PollInterval):
+		}
+		resume()
+		select {
+		case s := <-got:
+			if s.err != nil || s.del.Status != store.StatusSuccess {
+				t.Fatalf("SendTest = %+v, %v", s.del, s.err)
+			}
+			if st := d.Stats(); st.Attempts != 1 || st.Succeeded != 1 {
+				t.Errorf("Stats = %+v; want 1 attempt, 1 succeeded", st)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SendTest did not return")
+		}
+	})
+}
+
+// blockingHooks closes enter (through the func) in DeliverySucceeded and
+// waits there for release.
+type blockingHooks struct {
+	NopHooks
+	enter   func()
+	release <-chan struct{}
+}
+
+func (h *blockingHooks) DeliverySucceeded(context.Context, *Delivery) {
+	h.enter()
+	<-h.release
 }
 
 // gatedRecord is a store whose first Complete, once it has recorded the
