@@ -105,6 +105,22 @@ type h1Conn struct {
 	raw     syscall.RawConn
 	peek    func(fd uintptr) bool
 	peekSaw bool // peek's answer
+
+	// broken marks a connection whose exchange failed: close sends no
+	// TLS close_notify on it (see close).
+	broken bool
+}
+
+// close closes pc. A broken TLS connection is closed under its TLS layer:
+// its failed write may have stopped inside a record, and a peer that
+// stopped reading leaves no room for the alert, whose write crypto/tls
+// lets wait 5 s.
+func (pc *h1Conn) close() {
+	if tc, ok := pc.conn.(*tls.Conn); ok && pc.broken {
+		tc.NetConn().Close()
+		return
+	}
+	pc.conn.Close()
 }
 
 // waiting reports whether anything arrived on pc while it was idle: bytes
@@ -239,6 +255,7 @@ func (t *h1Transport) roundTrip(req *http.Request, ctx context.Context, deadline
 		if err == nil {
 			return resp, nil
 		}
+		pc.broken = true
 		t.release(pc, false)
 		if !reused || !errors.Is(err, errStale) || req.GetBody == nil {
 			return nil, err
@@ -525,7 +542,7 @@ func (t *h1Transport) CloseIdleConnections() {
 // is taken, it runs once the lock is released (a TLS close writes).
 func closeAll(s *[]*h1Conn) {
 	for _, pc := range *s {
-		pc.conn.Close()
+		pc.close()
 	}
 }
 

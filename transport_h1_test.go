@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -774,6 +775,84 @@ func TestH1DeadlineEndsAnExchangeWithAPeerThatDoesNotRead(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the exchange ended %v after it began, with a deadline of 300ms", d)
 	}
+}
+
+// TestH1ClosingABrokenTLSConnectionWritesNothing: a connection whose
+// exchange failed is closed under its TLS layer, without the close_notify
+// alert, whose write would wait up to 5 s (crypto/tls's limit) behind a
+// request the peer stopped reading. The connections here model a send
+// buffer that a write which timed out left full: every write after it
+// waits out its deadline.
+func TestH1ClosingABrokenTLSConnectionWritesNothing(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	url, tr := tlsRawServer(t, func(*tls.Conn, int) { <-done })
+	dial := tr.dial
+	var late atomic.Int64
+	tr.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &fullAfterFailure{Conn: c, late: &late}, nil
+	}
+	body := bytes.Repeat([]byte("x"), 16<<20) // more than the sockets hold
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	start := time.Now()
+	_, err := tr.roundTripUntil(req, start.Add(300*time.Millisecond))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v, want %v", err, context.DeadlineExceeded)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the exchange ended %v after it began, with a deadline of 300ms", d)
+	}
+	if n := late.Load(); n != 0 {
+		t.Errorf("%d writes after the one that failed, want none", n)
+	}
+}
+
+// fullAfterFailure is a connection whose writes, once one has failed,
+// wait for the write deadline and fail: a send buffer that never drains.
+// late counts them.
+type fullAfterFailure struct {
+	net.Conn
+	late *atomic.Int64
+
+	mu       sync.Mutex
+	full     bool
+	deadline time.Time
+}
+
+func (c *fullAfterFailure) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *fullAfterFailure) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *fullAfterFailure) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	full, deadline := c.full, c.deadline
+	c.mu.Unlock()
+	if full {
+		c.late.Add(1)
+		time.Sleep(time.Until(deadline))
+		return 0, os.ErrDeadlineExceeded
+	}
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.mu.Lock()
+		c.full = true
+		c.mu.Unlock()
+	}
+	return n, err
 }
 
 // TestH1BytesArrivingOnAnIdleConnectionRetireIt: bytes a server sends on
