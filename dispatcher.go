@@ -844,10 +844,11 @@ func (d *Dispatcher) Redeliver(ctx context.Context, deliveryID string) (*Deliver
 // made by another Dispatcher sharing the store (a replica on pgstore):
 // SendNow then reads it from the store, within PollInterval. One this
 // Dispatcher makes is returned once its Hooks were called and Stats
-// counts it. The Dispatcher must be running (ErrNotRunning). A failed attempt is not an
-// error: read the returned attempt. A delivery finished meanwhile without
-// that attempt (failed with its webhook) returns ErrNoAttempt. If ctx ends
-// first, SendNow returns ctx.Err() and the attempt still happens.
+// counts it. The Dispatcher must be running (ErrNotRunning). A failed
+// attempt is not an error: read the returned attempt. A delivery finished
+// meanwhile without that attempt (failed with its webhook) returns
+// ErrNoAttempt. If ctx ends first, SendNow returns ctx.Err() and the
+// attempt still happens.
 func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery, *Attempt, error) {
 	ch, err := d.addWaiter(deliveryID)
 	if err != nil {
@@ -873,24 +874,30 @@ func (d *Dispatcher) SendNow(ctx context.Context, deliveryID string) (*Delivery,
 // makes it, or from the store, read every PollInterval, when another
 // Dispatcher sharing the store claimed the delivery first. ErrNoAttempt
 // when the store finished the delivery without it. ch must be among id's
-// waiters; an earlier attempt received on it puts it back.
+// waiters; an earlier attempt received on it puts it back, and a later one
+// sends await to the store.
 func (d *Dispatcher) await(ctx context.Context, id string, after int, ch chan attemptDone) (*Delivery, *Attempt, error) {
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	for {
 		select {
 		case r := <-ch:
-			if r.a == nil || r.a.Number > after {
+			if r.a == nil || r.a.Number == after+1 {
 				return r.d, r.a, r.err
 			}
-			// An earlier attempt: its worker recorded it, the caller read
-			// it from the store and added this waiter, and then the worker
-			// handed the attempt to the waiters it found. Wait on for the
-			// one asked for (polling finds it if the worker is gone by now).
-			d.mu.Lock()
-			d.waiters[id] = append(d.waiters[id], ch)
-			d.mu.Unlock()
-			continue
+			if r.a.Number <= after {
+				// An earlier attempt: its worker recorded it, the caller
+				// read it from the store and added this waiter, and then
+				// the worker handed the attempt to the waiters it found.
+				// Wait on for the one asked for (polling finds it if the
+				// worker is gone by now).
+				d.mu.Lock()
+				d.waiters[id] = append(d.waiters[id], ch)
+				d.mu.Unlock()
+				continue
+			}
+			// A later one: another Dispatcher made the one asked for,
+			// which the store holds.
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-d.stopped:

@@ -103,7 +103,7 @@
 //	rounds       -rounds
 //	warmup       the warm-up of each scenario (a Go duration)
 //	concurrency  -concurrency
-//	emitters     the goroutines that call Emit in the library scenarios
+//	emitters     -emitters: the goroutines that call Emit (library scenarios and emit)
 //	window       the window in deliveries
 //	backlog      -backlog
 //	attemptTimeout  -attempt-timeout (a Go duration)
@@ -262,7 +262,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario (backlog drains all of -backlog, within -backlog-timeout)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
-	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers and emitters (library)")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers (library), and emitters unless -emitters")
 	fs.IntVar(&o.Emitters, "emitters", 0, "goroutines calling Emit in the library scenarios (default -concurrency); each waits for its Emit, which with boltstore waits for a commit")
 	fs.IntVar(&o.Window, "window", 0, "most deliveries emitted and not yet received (default 4 x concurrency; an event of fanout needs 10, and one is let through alone when the window is smaller)")
 	fs.IntVar(&o.Backlog, "backlog", 100_000, "pending deliveries the backlog scenario drains")
