@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -54,8 +57,49 @@ func lockKey(schema string) int64 {
 	return int64(h.Sum64())
 }
 
-// migrate creates the schema and applies the migrations it lacks, in one
-// transaction holding a transaction-scoped advisory lock: concurrent
+// codeLockNotAvailable is PostgreSQL's error code of a statement that
+// waited lock_timeout for a lock.
+const codeLockNotAvailable = "55P03"
+
+// maxMigrationPause is the longest pause between two tries of a migration
+// that waited too long for a table lock.
+const maxMigrationPause = 30 * time.Second
+
+// migrate creates the schema and applies the migrations it lacks. A try
+// whose statement waited s.lockTimeout for a table lock (see
+// Options.MigrationLockTimeout) is rolled back, and tried again after a
+// pause, until ctx ends.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.MaxInterval, b.MaxElapsedTime = max(s.lockTimeout, time.Millisecond), 2, maxMigrationPause, 0
+	b.Reset()
+	for {
+		err := s.migrateOnce(ctx, ms)
+		if err == nil {
+			return nil
+		}
+		if pgCode(err) != codeLockNotAvailable {
+			return fmt.Errorf("pgstore: migrating schema %q: %w", s.schema, err)
+		}
+		pause := b.NextBackOff()
+		s.log.LogAttrs(ctx, slog.LevelWarn, "pgstore: a migration gave up waiting for a table lock that another transaction holds; trying again",
+			slog.String("schema", s.schema), slog.Duration("lock_timeout", s.lockTimeout), slog.Duration("pause", pause), slog.String("error", err.Error()))
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("pgstore: migrating schema %q: gave up waiting for a table lock: %w (last try: %w)", s.schema, ctx.Err(), err)
+		}
+	}
+}
+
+// migrateOnce creates the schema and applies the migrations it lacks, in
+// one transaction holding a transaction-scoped advisory lock: concurrent
 // callers wait, then find the work done. Versions the database has but this
 // code does not know (a newer replica migrated first) are left alone.
 //
@@ -63,14 +107,19 @@ func lockKey(schema string) int64 {
 // the statements after the lock see what the holder before committed: a
 // stricter level would keep the snapshot taken when the lock was asked
 // for, and a waiter would create the schema a second time and fail.
-func (s *Store) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
-	if err != nil {
-		return err
-	}
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+//
+// The lock timeout is set once the advisory lock is held: a caller waiting
+// for another's migration waits for it to end, however long it takes.
+func (s *Store) migrateOnce(ctx context.Context, ms []migration) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.schema)); err != nil {
 			return err
+		}
+		if s.lockTimeout > 0 {
+			msec := max(s.lockTimeout.Milliseconds(), 1)
+			if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", strconv.FormatInt(msec, 10)); err != nil {
+				return err
+			}
 		}
 		// DDL only when something is missing, so a role without CREATE
 		// privileges runs against a schema an administrator migrated.
@@ -116,8 +165,4 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("pgstore: migrating schema %q: %w", s.schema, err)
-	}
-	return nil
 }

@@ -1,15 +1,18 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/noa-server/webhook/store"
 	"github.com/noa-server/webhook/store/storetest"
@@ -27,6 +30,18 @@ func schemaVersions(t *testing.T, s *Store) []int {
 		t.Fatal(err)
 	}
 	return vs
+}
+
+// downgradeTo1 takes s's schema back to what migration 0001 made.
+func downgradeTo1(t *testing.T, s *Store, pool *pgxpool.Pool) {
+	t.Helper()
+	if _, err := pool.Exec(t.Context(), s.q.sql(`
+		ALTER TABLE {{schema}}.deliveries DROP COLUMN held;
+		CREATE INDEX deliveries_claimable ON {{schema}}.deliveries (next_attempt_at, id)
+			WHERE status = 'pending' AND lease_owner = '';
+		DELETE FROM {{schema}}.schema_migrations WHERE version = 2`)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPGMigrateNewerSchema opens a schema that a newer release migrated
@@ -74,12 +89,8 @@ func TestPGMigrateFailureRollsBack(t *testing.T) {
 	old, pool := newTestStore(t)
 	// Back to the schema of migration 0001, with a table whose name
 	// 0002's last index takes.
-	if _, err := pool.Exec(ctx, old.q.sql(`
-		ALTER TABLE {{schema}}.deliveries DROP COLUMN held;
-		CREATE INDEX deliveries_claimable ON {{schema}}.deliveries (next_attempt_at, id)
-			WHERE status = 'pending' AND lease_owner = '';
-		DELETE FROM {{schema}}.schema_migrations WHERE version = 2;
-		CREATE TABLE {{schema}}.deliveries_claimable_webhook (x integer)`)); err != nil {
+	downgradeTo1(t, old, pool)
+	if _, err := pool.Exec(ctx, old.q.sql(`CREATE TABLE {{schema}}.deliveries_claimable_webhook (x integer)`)); err != nil {
 		t.Fatal(err)
 	}
 	w := storetest.NewWebhook("tenant_f")
@@ -180,5 +191,95 @@ func TestPGQuotedSchema(t *testing.T) {
 	}
 	if _, err := s.GetDelivery(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetDelivery after Purge: %v, want ErrNotFound", err)
+	}
+}
+
+// TestPGMigrateYieldsToALongTransaction: migration 0002 alters deliveries,
+// which a long transaction has read (a report, a pg_dump), so it waits for
+// that transaction to end, and every later statement on the table waits
+// behind it. It waits MigrationLockTimeout at a time: between its tries, a
+// query on the table goes through. A New whose context ends meanwhile
+// fails, the schema as it was; one that outlasts the transaction migrates.
+func TestPGMigrateYieldsToALongTransaction(t *testing.T) {
+	ctx := t.Context()
+	old, pool := newTestStore(t)
+	downgradeTo1(t, old, pool)
+	deliveries := old.q.sql(`{{schema}}.deliveries`)
+	count := old.q.sql(`SELECT count(*) FROM {{schema}}.deliveries`)
+
+	long, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(context.Background())
+	if _, err := long.Exec(ctx, count); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Schema: old.schema, MigrationLockTimeout: 50 * time.Millisecond}
+
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	s, err := New(short, pool, opts)
+	cancel()
+	if err == nil {
+		s.Close()
+		t.Fatal("New migrated while a transaction held deliveries")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || pgCode(err) != codeLockNotAvailable {
+		t.Fatalf("New whose context ended while it waited for a lock: %v; want the deadline and the lock timeout", err)
+	}
+	if got := schemaVersions(t, old); len(got) != 1 || got[0] != 1 {
+		t.Errorf("schema_migrations after New gave up = %v, want [1]", got)
+	}
+
+	var logs bytes.Buffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	type result struct {
+		s   *Store
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := New(ctx, pool, opts)
+		done <- result{s, err}
+	}()
+	// Once the migration has asked for its lock, a query on the table.
+	waiting := false
+	for deadline := time.Now().Add(10 * time.Second); !waiting && time.Now().Before(deadline); {
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+				WHERE relation = to_regclass($1) AND mode = 'AccessExclusiveLock' AND NOT granted)`,
+			deliveries).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !waiting {
+		t.Fatal("the migration never waited for its lock on deliveries")
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
+	var n int
+	err = pool.QueryRow(qctx, count).Scan(&n)
+	qcancel()
+	if err != nil {
+		t.Fatalf("a query on deliveries while the migration waits for its lock: %v", err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("New returned (%v) while the long transaction still held deliveries", r.err)
+	default:
+	}
+
+	if err := long.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("New once the long transaction ended: %v", r.err)
+	}
+	defer r.s.Close()
+	if got := schemaVersions(t, r.s); len(got) != 2 {
+		t.Errorf("schema_migrations = %v, want [1 2]", got)
+	}
+	if !strings.Contains(logs.String(), "gave up waiting for a table lock") {
+		t.Errorf("New logged %q, want a warning for each try that waited too long", logs.String())
 	}
 }

@@ -6,7 +6,10 @@
 // [New] takes a pgxpool.Pool the host already has; [Open] makes and owns
 // one from a connection URL. Both create the schema (by default
 // [DefaultSchema]) and apply the embedded migrations under an advisory
-// lock, so replicas starting at once migrate exactly once.
+// lock, so replicas starting at once migrate exactly once. A migration
+// waits at most [Options.MigrationLockTimeout] at a time for a lock on a
+// table in use, and tries again after a pause: the statements queued behind
+// it on the table are not held up for as long as another transaction runs.
 //
 // # Replicas
 //
@@ -89,10 +92,30 @@ type Options struct {
 	// schema an unquoted CREATE SCHEMA MyHooks makes (myhooks). Defaults to
 	// DefaultSchema.
 	Schema string
-	// Logger receives the wake-up listener's connection errors. Defaults to
-	// a logger that discards everything.
+	// Logger receives the wake-up listener's connection errors, and a
+	// warning each time New's migration gives up waiting for a table lock
+	// (see MigrationLockTimeout). Defaults to a logger that discards
+	// everything.
 	Logger *slog.Logger
+	// MigrationLockTimeout bounds each wait of a migration for a lock on a
+	// table in use (PostgreSQL's lock_timeout, set for the migration's
+	// transaction only). A schema change such as ALTER TABLE waits for
+	// every transaction using the table to end, and every later statement
+	// on the table waits behind it: one long transaction (a report, a
+	// pg_dump) would stall the replicas still serving for as long as it
+	// runs. When the time is up the migration is rolled back, the queued
+	// statements proceed, and New tries again after a pause (about the
+	// timeout, doubled at each try up to 30 s, randomised so that replicas
+	// starting together spread their tries), until its context ends, when
+	// it returns an error that wraps both the context's and PostgreSQL's
+	// lock timeout (SQLSTATE 55P03). Defaults to
+	// DefaultMigrationLockTimeout; a negative value waits as long as it
+	// takes.
+	MigrationLockTimeout time.Duration
 }
+
+// DefaultMigrationLockTimeout is Options.MigrationLockTimeout's default.
+const DefaultMigrationLockTimeout = 2 * time.Second
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
@@ -113,6 +136,8 @@ type Store struct {
 	channel string // notification channel
 	log     *slog.Logger
 	q       queries
+
+	lockTimeout time.Duration // Options.MigrationLockTimeout, defaulted
 
 	closed atomic.Bool
 
@@ -198,6 +223,10 @@ func newStore(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lockTimeout := opts.MigrationLockTimeout
+	if lockTimeout == 0 {
+		lockTimeout = DefaultMigrationLockTimeout
+	}
 	// A channel name is at most 63 bytes; a long schema is hashed.
 	channel := "webhook_wake:" + schema
 	if len(channel) > 63 {
@@ -215,6 +244,8 @@ func newStore(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		subs:    make(map[*subscriber]struct{}),
 		stopCtx: stopCtx,
 		stop:    stop,
+
+		lockTimeout: lockTimeout,
 	}
 	return s, nil
 }
