@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,7 +26,8 @@ import (
 // After the fifth failed attempt the delivery is failed, about 43 minutes
 // (plus the attempts' own durations) after it was emitted. A Retry-After
 // header on 429, 502, 503 and 504 replaces the computed delay, clamped to
-// [DefaultMinRetryAfter, DefaultMaxRetryAfter].
+// [DefaultMinRetryAfter, DefaultMaxRetryAfter] and lengthened by up to
+// DefaultJitter.
 const (
 	// DefaultMaxAttempts is the number of attempts of a delivery, the
 	// first included, before it fails.
@@ -66,7 +68,9 @@ type RetryPolicy struct {
 	// At most about 73 years: a longer one is read as that.
 	MaxInterval time.Duration
 	// Jitter is the fraction by which each delay is randomised, both ways
-	// (0.2 gives ±20%; a delay at MaxInterval varies below it only).
+	// (0.2 gives ±20%; a delay at MaxInterval varies below it only). A
+	// delay from Retry-After varies upwards only (0.2 gives +0 to 20%), up
+	// to MaxRetryAfter.
 	// Defaults to DefaultJitter; a negative value means no jitter (exact
 	// delays, as tests want); 1 or more is refused by New.
 	Jitter float64
@@ -120,7 +124,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // first attempt of the round) failed with res is tried again, and after what
 // delay. It never retries once attempt reaches MaxAttempts. Retry-After is
 // honoured on 429, 502, 503 and 504, clamped to [MinRetryAfter,
-// MaxRetryAfter]; otherwise the delay is InitialInterval * Multiplier^(attempt-1)
+// MaxRetryAfter], then lengthened by up to Jitter (never shortened, nor
+// past MaxRetryAfter); otherwise the delay is InitialInterval * Multiplier^(attempt-1)
 // with jitter, capped at MaxInterval (a jittered delay that would exceed
 // the cap is drawn below it instead, so retries at the cap stay spread).
 func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) {
@@ -132,7 +137,14 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 		attempt = 1
 	}
 	if res.RetryAfter > 0 && honoursRetryAfter(res.StatusCode) {
-		return min(max(res.RetryAfter, p.MinRetryAfter), p.MaxRetryAfter), true
+		d := min(max(res.RetryAfter, p.MinRetryAfter), p.MaxRetryAfter)
+		// Later only: the receiver asked not to be called sooner. Spread,
+		// the deliveries it turned away together do not all come back in
+		// the same instant.
+		if p.Jitter > 0 {
+			d = min(d+rand.N(time.Duration(float64(d)*p.Jitter)+1), p.MaxRetryAfter)
+		}
+		return d, true
 	}
 	jitter := max(p.Jitter, 0)
 	b := &backoff.ExponentialBackOff{

@@ -9,6 +9,38 @@ import (
 	"github.com/noa-server/webhook/store"
 )
 
+// TestRetryAfterJitter: with the default jitter, a delay from Retry-After
+// is lengthened by up to 20%, never shortened: the deliveries an endpoint
+// turned away together come back spread, none before it asked. At
+// MaxRetryAfter it stays there.
+func TestRetryAfterJitter(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		asked     time.Duration
+		least     time.Duration
+		most      time.Duration
+		spreadMin time.Duration
+	}{
+		{"100s", 100 * time.Second, 100 * time.Second, 120 * time.Second, 10 * time.Second},
+		{"raised to the floor", time.Millisecond, DefaultMinRetryAfter, DefaultMinRetryAfter * 6 / 5, 100 * time.Millisecond},
+		{"capped", 48 * time.Hour, DefaultMaxRetryAfter, DefaultMaxRetryAfter, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
+			for range 200 {
+				got, retry := RetryPolicy{}.Next(1, AttemptResult{StatusCode: http.StatusTooManyRequests, RetryAfter: tt.asked})
+				if !retry || got < tt.least || got > tt.most {
+					t.Fatalf("Retry-After %v: delay %v, %v; want %v to %v", tt.asked, got, retry, tt.least, tt.most)
+				}
+				lo, hi = min(lo, got), max(hi, got)
+			}
+			if hi-lo < tt.spreadMin {
+				t.Errorf("Retry-After %v: 200 delays within %v to %v, want them spread over %v at least", tt.asked, lo, hi, tt.spreadMin)
+			}
+		})
+	}
+}
+
 func TestRetryPolicyNext(t *testing.T) {
 	p := RetryPolicy{Jitter: -1}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
