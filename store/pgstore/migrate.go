@@ -77,14 +77,22 @@ func (s *Store) migrate(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.Multiplier, b.MaxInterval, b.MaxElapsedTime = max(s.lockTimeout, time.Millisecond), 2, maxMigrationPause, 0
 	b.Reset()
+	var lockErr error // the last try's that waited too long for a lock
+	gaveUp := func() error {
+		return fmt.Errorf("pgstore: migrating schema %q: gave up waiting for a table lock: %w (last try: %w)", s.schema, ctx.Err(), lockErr)
+	}
 	for {
 		err := s.migrateOnce(ctx, ms)
 		if err == nil {
 			return nil
 		}
 		if pgCode(err) != codeLockNotAvailable {
+			if lockErr != nil && ctx.Err() != nil {
+				return gaveUp() // ctx ended during a try, likely waiting for the lock again
+			}
 			return fmt.Errorf("pgstore: migrating schema %q: %w", s.schema, err)
 		}
+		lockErr = err
 		pause := b.NextBackOff()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "pgstore: a migration gave up waiting for a table lock that another transaction holds; trying again",
 			slog.String("schema", s.schema), slog.Duration("lock_timeout", s.lockTimeout), slog.Duration("pause", pause), slog.String("error", err.Error()))
@@ -93,7 +101,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("pgstore: migrating schema %q: gave up waiting for a table lock: %w (last try: %w)", s.schema, ctx.Err(), err)
+			return gaveUp()
 		}
 	}
 }
