@@ -36,6 +36,9 @@ const (
 	// RegistryOptions.MaxPreviousSecrets): with the current secret, six
 	// signatures at most in webhook-signature.
 	DefaultMaxPreviousSecrets = 5
+	// DefaultMaxWebhooks is the default cap on a tenant's webhooks (see
+	// RegistryOptions.MaxWebhooks).
+	DefaultMaxWebhooks = 100
 	// MaxURLLength is the longest webhook URL accepted, in bytes.
 	MaxURLLength = 2048
 	// MaxHeaders caps a webhook's custom headers.
@@ -100,6 +103,25 @@ func (e *RotationLimitError) Error() string {
 // Is reports whether target is ErrRotationLimit.
 func (e *RotationLimitError) Is(target error) bool { return target == ErrRotationLimit }
 
+// ErrWebhookLimit is matched (errors.Is) by every *WebhookLimitError.
+var ErrWebhookLimit = errors.New("webhook: the tenant has the most webhooks allowed")
+
+// WebhookLimitError reports a Create refused because the tenant already
+// has Limit webhooks (RegistryOptions.MaxWebhooks). Nothing was stored; a
+// Delete frees a place.
+type WebhookLimitError struct {
+	// Limit is the cap that was reached.
+	Limit int
+}
+
+// Error says what the cap is.
+func (e *WebhookLimitError) Error() string {
+	return fmt.Sprintf("webhook: create refused: the tenant has %d webhooks, the most allowed", e.Limit)
+}
+
+// Is reports whether target is ErrWebhookLimit.
+func (e *WebhookLimitError) Is(target error) bool { return target == ErrWebhookLimit }
+
 func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
@@ -130,6 +152,14 @@ type RegistryOptions struct {
 	// grace period a receiver was promised. Defaults to
 	// DefaultMaxPreviousSecrets.
 	MaxPreviousSecrets int
+	// MaxWebhooks caps how many webhooks one tenant may have: Create
+	// refuses, with a *WebhookLimitError, to go beyond it. Each event a
+	// tenant emits is stored and sent once per matching webhook, so the cap
+	// bounds what one of its events costs. The check is atomic on a store
+	// that implements store.CappedCreator (the three of this module); on
+	// another, concurrent creates may overshoot it. Defaults to
+	// DefaultMaxWebhooks; negative for no cap.
+	MaxWebhooks int
 }
 
 // Registry manages webhooks on behalf of tenants: it validates input,
@@ -165,6 +195,9 @@ func NewRegistry(st store.Store, opts RegistryOptions) *Registry {
 	}
 	if opts.MaxPreviousSecrets <= 0 {
 		opts.MaxPreviousSecrets = DefaultMaxPreviousSecrets
+	}
+	if opts.MaxWebhooks == 0 {
+		opts.MaxWebhooks = DefaultMaxWebhooks
 	}
 	return &Registry{st: st, opts: opts}
 }
@@ -322,10 +355,40 @@ func (r *Registry) Create(ctx context.Context, tenant string, in WebhookInput) (
 	w.ID = "wh_" + id.String()
 	w.CreatedAt = r.opts.Now().UTC()
 	w.UpdatedAt = w.CreatedAt
-	if err := r.st.CreateWebhook(ctx, w); err != nil {
+	if err := r.create(ctx, w); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// create stores w, within RegistryOptions.MaxWebhooks.
+func (r *Registry) create(ctx context.Context, w *store.Webhook) error {
+	most := r.opts.MaxWebhooks
+	if most < 0 {
+		return r.st.CreateWebhook(ctx, w)
+	}
+	if cc, ok := r.st.(store.CappedCreator); ok {
+		err := cc.CreateWebhookCapped(ctx, w, most)
+		if errors.Is(err, store.ErrLimit) {
+			return &WebhookLimitError{Limit: most}
+		}
+		return err
+	}
+	n := 0
+	for cursor := ""; ; {
+		ws, next, err := r.st.ListWebhooks(ctx, store.ListWebhooksParams{Tenant: w.Tenant, Cursor: cursor, Limit: min(most, store.MaxPageLimit)})
+		if err != nil {
+			return err
+		}
+		if n += len(ws); n >= most {
+			return &WebhookLimitError{Limit: most}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return r.st.CreateWebhook(ctx, w)
 }
 
 // Get returns tenant's webhook id, or ErrNotFound.

@@ -498,6 +498,79 @@ func TestRegistryRotationLimit(t *testing.T) {
 	}
 }
 
+// uncappedStore hides its store's CreateWebhookCapped, as a store of the
+// host's that does not implement store.CappedCreator would.
+type uncappedStore struct{ store.Store }
+
+// TestRegistryWebhookLimit: Create stops at MaxWebhooks a tenant (100 by
+// default) with a *WebhookLimitError and stores nothing, on a store that
+// caps atomically and on one that does not; concurrent creates stop there
+// too. Another tenant is not held back, and a negative MaxWebhooks is no
+// cap.
+func TestRegistryWebhookLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	count := func(t *testing.T, r *Registry, tenant string) int {
+		t.Helper()
+		ws, _, err := r.List(ctx, tenant, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ws)
+	}
+	fill := func(t *testing.T, r *Registry, tenant string, n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := r.Create(ctx, tenant, validInput()); err != nil {
+				t.Fatalf("create %d of %d: %v", i+1, n, err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		wrap   func(store.Store) store.Store
+		limit  int // MaxWebhooks
+		filled int // the cap reached
+	}{
+		{"default", func(st store.Store) store.Store { return st }, 0, DefaultMaxWebhooks},
+		{"capped store", func(st store.Store) store.Store { return st }, 3, 3},
+		{"counted", func(st store.Store) store.Store { return uncappedStore{st} }, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New()
+			t.Cleanup(func() { st.Close() })
+			r := NewRegistry(tc.wrap(st), RegistryOptions{MaxWebhooks: tc.limit})
+			fill(t, r, "t", tc.filled)
+			_, err := r.Create(ctx, "t", validInput())
+			le, ok := errors.AsType[*WebhookLimitError](err)
+			if !ok || !errors.Is(err, ErrWebhookLimit) || le.Limit != tc.filled {
+				t.Fatalf("create at the cap: %v, want a *WebhookLimitError of %d", err, tc.filled)
+			}
+			if n := count(t, r, "t"); n != tc.filled {
+				t.Errorf("after a refused create the tenant has %d webhooks, want %d", n, tc.filled)
+			}
+			if _, err := r.Create(ctx, "other", validInput()); err != nil {
+				t.Errorf("another tenant's create: %v", err)
+			}
+		})
+	}
+
+	t.Run("concurrent", func(t *testing.T) {
+		r := newTestRegistry(t, RegistryOptions{MaxWebhooks: 3})
+		var wg sync.WaitGroup
+		for range 12 {
+			wg.Go(func() { r.Create(ctx, "t", validInput()) })
+		}
+		wg.Wait()
+		if n := count(t, r, "t"); n != 3 {
+			t.Errorf("12 concurrent creates with a cap of 3 stored %d", n)
+		}
+	})
+	t.Run("no cap", func(t *testing.T) {
+		fill(t, newTestRegistry(t, RegistryOptions{MaxWebhooks: -1}), "t", DefaultMaxWebhooks+1)
+	})
+}
+
 // TestRegistryConcurrentChanges rotates a webhook's secret while another
 // goroutine updates it: each change is read and written in one store
 // transaction, so no rotation is undone by an update that read the webhook

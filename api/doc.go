@@ -69,7 +69,10 @@
 // from its bearer token); a refusal, or a tenant that is empty, not UTF-8
 // or holds a NUL byte, is answered 401. Every route sees only
 // that tenant's webhooks and deliveries: another tenant's id is answered
-// exactly like an id that does not exist (404).
+// exactly like an id that does not exist (404). A tenant has at most
+// webhook.RegistryOptions.MaxWebhooks webhooks (100 by default), since each
+// gets its own copy of every event it subscribes to: a create beyond is
+// refused with 409 too_many_webhooks.
 //
 // # Secrets
 //

@@ -63,6 +63,7 @@ type options struct {
 	sendTimeout time.Duration
 	noStart     bool
 	perWebhook  int // Config.PerWebhookConcurrency
+	maxWebhooks int // RegistryOptions.MaxWebhooks
 	// regNow is the Registry's clock (of rotations and of createdAt and
 	// updatedAt); nil is time.Now.
 	regNow func() time.Time
@@ -128,7 +129,7 @@ func newHarness(t *testing.T, open func(t *testing.T) store.Store, o options) *h
 		tenant = bearerTenant
 	}
 	h, err := api.New(api.Config{
-		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: true, Now: o.regNow}),
+		Registry:     webhook.NewRegistry(st, webhook.RegistryOptions{AllowHTTP: true, Now: o.regNow, MaxWebhooks: o.maxWebhooks}),
 		Dispatcher:   disp,
 		Store:        st,
 		Tenant:       tenant,

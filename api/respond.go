@@ -21,6 +21,7 @@ const (
 	CodeConflict             = "conflict"               // 409: the record's state forbids the operation
 	CodeWebhookInactive      = "webhook_inactive"       // 409: the webhook is inactive
 	CodeTooManySecrets       = "too_many_secrets"       // 409: a rotation would exceed the previous secrets in their grace period
+	CodeTooManyWebhooks      = "too_many_webhooks"      // 409: the tenant has the most webhooks allowed
 	CodePayloadTooLarge      = "payload_too_large"      // 413: the body or the event data is over its cap
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415: a body that is not application/json, or is content-coded
 	CodeInternal             = "internal_error"         // 500: a fault of the server; details are in its log

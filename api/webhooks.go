@@ -344,6 +344,10 @@ func (h *handler) registryError(err error) error {
 				"rotate again from %s, when the first expires, or with gracePeriodSeconds 0 to revoke them all now",
 			le.Limit, toStamp(le.NextExpiry)))
 	}
+	if le, ok := errors.AsType[*webhook.WebhookLimitError](err); ok {
+		return errorf(http.StatusConflict, CodeTooManyWebhooks, fmt.Sprintf(
+			"the tenant has %d webhooks, the most allowed: delete one before creating another", le.Limit))
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errNoWebhook

@@ -614,6 +614,34 @@ func TestRotateSecretLimit(t *testing.T) {
 	})
 }
 
+// A tenant stops at the Registry's cap on webhooks: the next create is
+// answered 409 too_many_webhooks, documented, naming the cap, and stores
+// nothing. Another tenant is not held back, and a delete frees a place.
+func TestWebhookLimit(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) store.Store) {
+		h := newHarness(t, open, options{maxWebhooks: 3, noStart: true})
+		var ids []string
+		for range 3 {
+			id, _ := h.create(tokenA)
+			ids = append(ids, id)
+		}
+		r := h.do("POST", "/v1/webhooks", tokenA, `{"url":"`+h.recv.url()+`","events":["*"]}`).must(t, http.StatusConflict)
+		code, field := r.errCode(t)
+		msg := r.body["error"].(map[string]any)["message"].(string)
+		if code != api.CodeTooManyWebhooks || field != "" || !strings.Contains(msg, "3 webhooks") {
+			t.Errorf("a create at the cap: code %q, field %q, message %q; want %q, no field, and the cap", code, field, msg, api.CodeTooManyWebhooks)
+		}
+		if items := h.do("GET", "/v1/webhooks", tokenA, "").must(t, http.StatusOK).items(t); len(items) != 3 {
+			t.Errorf("after a refused create the tenant has %d webhooks, want 3", len(items))
+		}
+		checkDocumented(t, h, "POST", "/v1/webhooks", http.StatusConflict, api.CodeTooManyWebhooks)
+
+		h.create(tokenB)
+		h.do("DELETE", "/v1/webhooks/"+ids[0], tokenA, "").must(t, http.StatusOK)
+		h.create(tokenA)
+	})
+}
+
 // Custom headers are stored and sent, but credential-like values are never
 // shown back.
 func TestHeadersRedacted(t *testing.T) {

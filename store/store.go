@@ -38,7 +38,23 @@ var (
 	ErrInvalid = errors.New("store: invalid input")
 	// ErrClosed reports a call on a Store after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrLimit reports a CreateWebhookCapped refused because the tenant
+	// has as many webhooks as the cap allows. Nothing was changed.
+	ErrLimit = errors.New("store: limit reached")
 )
+
+// CappedCreator is implemented by a Store that can cap a tenant's webhooks
+// atomically; the three stores of this module do. The Registry uses it
+// when its store has it (see webhook.RegistryOptions.MaxWebhooks), and
+// otherwise counts the tenant's webhooks before CreateWebhook, a check
+// that concurrent creates can overshoot.
+type CappedCreator interface {
+	// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max
+	// webhooks or more already: it then stores nothing and returns
+	// ErrLimit. The count and the write are one step, so concurrent calls
+	// never take a tenant past max. A max of 0 or less is no cap.
+	CreateWebhookCapped(ctx context.Context, w *Webhook, max int) error
+}
 
 // Status is the state of a delivery, in the guide's words.
 type Status string

@@ -17,6 +17,12 @@ import (
 // UpdatedAt (when zero) to CreatedAt, and writes both back into w.
 // ErrConflict when the id is in use, ErrInvalid without an id or tenant.
 func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	return s.CreateWebhookCapped(ctx, w, 0)
+}
+
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// more already (store.ErrLimit). See store.CappedCreator.
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) error {
 	switch {
 	case w == nil:
 		return invalid("nil webhook")
@@ -38,6 +44,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 		if b.Get([]byte(c.ID)) != nil {
 			return fmt.Errorf("boltstore: webhook %q: %w", c.ID, store.ErrConflict)
 		}
+		if max > 0 && countPrefix(tx.Bucket(bWebhookTenant), pairKey(c.Tenant, ""), max) >= max {
+			return fmt.Errorf("boltstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
+		}
 		if err := b.Put([]byte(c.ID), encodeWebhook(&c)); err != nil {
 			return err
 		}
@@ -51,6 +60,16 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	}
 	w.CreatedAt, w.UpdatedAt = c.CreatedAt, c.UpdatedAt
 	return nil
+}
+
+// countPrefix counts the keys of b that start with pfx, up to most.
+func countPrefix(b *bolt.Bucket, pfx []byte, most int) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx) && n < most; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 // getWebhook reads a webhook in tx; ErrNotFound when absent.

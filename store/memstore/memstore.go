@@ -154,6 +154,12 @@ func (s *Store) Close() error {
 // now, and when w.UpdatedAt is zero it is set to CreatedAt; both are written
 // back into w.
 func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	return s.CreateWebhookCapped(ctx, w, 0)
+}
+
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// more already (store.ErrLimit). See store.CappedCreator.
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) error {
 	if err := checkWebhook(w); err != nil {
 		return err
 	}
@@ -164,6 +170,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	defer unlock()
 	if _, ok := s.webhooks[w.ID]; ok {
 		return fmt.Errorf("memstore: webhook %q: %w", w.ID, store.ErrConflict)
+	}
+	if max > 0 && len(s.tenantWebhooks[w.Tenant]) >= max {
+		return fmt.Errorf("memstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
 	}
 	if w.CreatedAt.IsZero() {
 		w.CreatedAt = now()

@@ -18,7 +18,7 @@ const (
 type queries struct {
 	schema string // quoted
 
-	insertWebhook, getWebhook, lockWebhook, listWebhooks, listWebhooksAfter, updateWebhook, deleteWebhook, matchWebhooks string
+	insertWebhook, countTenantWebhooks, getWebhook, lockWebhook, listWebhooks, listWebhooksAfter, updateWebhook, deleteWebhook, matchWebhooks string
 
 	enqueue, enqueueLookup, claim, complete, lockWebhookOf, disableWebhook, failOthers                string
 	release, getDelivery, redeliver, existsDelivery, listAttempts, purge, purgeLimit, countDeliveries string
@@ -29,6 +29,7 @@ func buildQueries(quoted string) queries {
 	f := q.sql
 	q.insertWebhook = f(`INSERT INTO {{schema}}.webhooks (` + webhookCols + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
+	q.countTenantWebhooks = f(`SELECT count(*) FROM (SELECT 1 FROM {{schema}}.webhooks WHERE tenant = $1 LIMIT $2) t`)
 	q.getWebhook = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks WHERE id = $1`)
 	q.lockWebhook = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks WHERE id = $1 FOR UPDATE`)
 	q.listWebhooks = f(`SELECT ` + webhookCols + ` FROM {{schema}}.webhooks

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
 
@@ -118,7 +119,16 @@ func validateWebhook(w *store.Webhook) error {
 // CreateWebhook stores w. It sets CreatedAt to now when zero and UpdatedAt
 // to CreatedAt when zero, writing both back into w. ErrConflict when the
 // id is taken.
-func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) (err error) {
+func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
+	return s.CreateWebhookCapped(ctx, w, 0)
+}
+
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// more already (store.ErrLimit). See store.CappedCreator. The creates of
+// one tenant's webhooks under a cap take turns, across replicas, on a
+// transaction-scoped advisory lock of the tenant, so each counts what the
+// ones before it stored.
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) (err error) {
 	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
@@ -138,9 +148,29 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) (err error)
 		return invalid("webhook %q: %v", w.ID, err)
 	}
 	err = retry(ctx, func() error {
-		_, err := s.pool.Exec(ctx, s.q.insertWebhook, args...)
-		return err
+		if max <= 0 {
+			_, err := s.pool.Exec(ctx, s.q.insertWebhook, args...)
+			return err
+		}
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tenantLockKey(s.schema, c.Tenant)); err != nil {
+				return err
+			}
+			// A statement of its own, so its snapshot follows the lock.
+			var n int
+			if err := tx.QueryRow(ctx, s.q.countTenantWebhooks, c.Tenant, max).Scan(&n); err != nil {
+				return err
+			}
+			if n >= max {
+				return fmt.Errorf("pgstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
+			}
+			_, err := tx.Exec(ctx, s.q.insertWebhook, args...)
+			return err
+		})
 	})
+	if errors.Is(err, store.ErrLimit) {
+		return err
+	}
 	if pgCode(err) == codeUniqueViolation {
 		return fmt.Errorf("pgstore: webhook %q exists: %w", w.ID, store.ErrConflict)
 	}
@@ -149,6 +179,15 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) (err error)
 	}
 	w.CreatedAt, w.UpdatedAt = ts(c.CreatedAt), ts(c.UpdatedAt)
 	return nil
+}
+
+// tenantLockKey is the advisory lock that serializes the capped creates of
+// one tenant's webhooks in schema (see Store.CreateWebhookCapped). Two
+// tenants whose keys collide only take turns.
+func tenantLockKey(schema, tenant string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("github.com/noa-server/webhook/store/pgstore:tenant:" + schema + "\x00" + tenant))
+	return int64(h.Sum64())
 }
 
 // GetWebhook returns the webhook with the given id, of any tenant.

@@ -14,6 +14,7 @@ var webhookTests = []subtest{
 	{"RoundTrip", testWebhookRoundTrip},
 	{"CreateSetsTimes", testWebhookCreateSetsTimes},
 	{"CreateConflict", testWebhookCreateConflict},
+	{"CreateCapped", testWebhookCreateCapped},
 	{"Update", testWebhookUpdate},
 	{"UpdateKeepsIdentity", testWebhookUpdateKeepsIdentity},
 	{"UpdateConcurrent", testWebhookUpdateConcurrent},
@@ -72,6 +73,76 @@ func testWebhookCreateConflict(t *testing.T, h *harness) {
 	wantErr(t, "CreateWebhook with a used id", h.s.CreateWebhook(h.ctx, dup), store.ErrConflict)
 	if d := diff(w, h.getWebhook(t, w.ID)); d != "" {
 		t.Errorf("webhook changed by a refused create (-want +got):\n%s", d)
+	}
+}
+
+// testWebhookCreateCapped: CreateWebhookCapped stores a tenant's webhooks
+// up to the cap and refuses the next with ErrLimit, storing nothing; other
+// tenants, a cap of 0 and a place freed by a delete are not refused; and
+// concurrent creates never take a tenant past the cap.
+func testWebhookCreateCapped(t *testing.T, h *harness) {
+	cc, ok := h.s.(store.CappedCreator)
+	if !ok {
+		t.Skip("the store does not implement store.CappedCreator")
+	}
+	const most = 3
+	tenant := h.tenant()
+	var ws []*store.Webhook
+	for range most {
+		w := NewWebhook(tenant)
+		if err := cc.CreateWebhookCapped(h.ctx, w, most); err != nil {
+			t.Fatalf("CreateWebhookCapped under the cap: %v", err)
+		}
+		ws = append(ws, w)
+	}
+	over := NewWebhook(tenant)
+	wantErr(t, "CreateWebhookCapped at the cap", cc.CreateWebhookCapped(h.ctx, over, most), store.ErrLimit)
+	if _, err := h.s.GetWebhook(h.ctx, over.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetWebhook of the refused webhook: %v, want ErrNotFound", err)
+	}
+	if err := cc.CreateWebhookCapped(h.ctx, NewWebhook(h.tenant()), most); err != nil {
+		t.Errorf("CreateWebhookCapped for another tenant: %v", err)
+	}
+	if err := cc.CreateWebhookCapped(h.ctx, NewWebhook(tenant), 0); err != nil {
+		t.Errorf("CreateWebhookCapped with no cap: %v", err)
+	}
+	// most+1 now: two deletes free one place.
+	for _, w := range ws[:2] {
+		if err := h.s.DeleteWebhook(h.ctx, w.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cc.CreateWebhookCapped(h.ctx, over, most); err != nil {
+		t.Errorf("CreateWebhookCapped once deletes freed a place: %v", err)
+	}
+
+	racing := h.tenant()
+	const callers = 12
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() { errs <- cc.CreateWebhookCapped(h.ctx, NewWebhook(racing), most) })
+	}
+	wg.Wait()
+	close(errs)
+	created, refused := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case errors.Is(err, store.ErrLimit):
+			refused++
+		default:
+			t.Errorf("concurrent CreateWebhookCapped: %v", err)
+		}
+	}
+	got, _, err := h.s.ListWebhooks(h.ctx, store.ListWebhooksParams{Tenant: racing, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created != most || refused != callers-most || len(got) != most {
+		t.Errorf("%d concurrent creates with a cap of %d: %d created, %d refused, %d stored; want %d, %d, %d",
+			callers, most, created, refused, len(got), most, callers-most, most)
 	}
 }
 
