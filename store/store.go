@@ -49,11 +49,12 @@ var (
 // otherwise counts the tenant's webhooks before CreateWebhook, a check
 // that concurrent creates can overshoot.
 type CappedCreator interface {
-	// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max
+	// CreateWebhookCapped is CreateWebhook, unless w.Tenant has limit
 	// webhooks or more already: it then stores nothing and returns
 	// ErrLimit. The count and the write are one step, so concurrent calls
-	// never take a tenant past max. A max of 0 or less is no cap.
-	CreateWebhookCapped(ctx context.Context, w *Webhook, max int) error
+	// never take a tenant past limit. An id in use is ErrConflict, as in
+	// CreateWebhook, whatever the count. A limit of 0 or less is no cap.
+	CreateWebhookCapped(ctx context.Context, w *Webhook, limit int) error
 }
 
 // Status is the state of a delivery, in the guide's words.

@@ -20,9 +20,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	return s.CreateWebhookCapped(ctx, w, 0)
 }
 
-// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has limit webhooks or
 // more already (store.ErrLimit). See store.CappedCreator.
-func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) error {
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, limit int) error {
 	switch {
 	case w == nil:
 		return invalid("nil webhook")
@@ -44,8 +44,8 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max i
 		if b.Get([]byte(c.ID)) != nil {
 			return fmt.Errorf("boltstore: webhook %q: %w", c.ID, store.ErrConflict)
 		}
-		if max > 0 && countPrefix(tx.Bucket(bWebhookTenant), pairKey(c.Tenant, ""), max) >= max {
-			return fmt.Errorf("boltstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
+		if limit > 0 && countPrefix(tx.Bucket(bWebhookTenant), pairKey(c.Tenant, ""), limit) >= limit {
+			return fmt.Errorf("boltstore: tenant has %d webhooks, the most allowed: %w", limit, store.ErrLimit)
 		}
 		if err := b.Put([]byte(c.ID), encodeWebhook(&c)); err != nil {
 			return err

@@ -157,9 +157,9 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	return s.CreateWebhookCapped(ctx, w, 0)
 }
 
-// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has limit webhooks or
 // more already (store.ErrLimit). See store.CappedCreator.
-func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) error {
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, limit int) error {
 	if err := checkWebhook(w); err != nil {
 		return err
 	}
@@ -171,8 +171,8 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max i
 	if _, ok := s.webhooks[w.ID]; ok {
 		return fmt.Errorf("memstore: webhook %q: %w", w.ID, store.ErrConflict)
 	}
-	if max > 0 && len(s.tenantWebhooks[w.Tenant]) >= max {
-		return fmt.Errorf("memstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
+	if limit > 0 && len(s.tenantWebhooks[w.Tenant]) >= limit {
+		return fmt.Errorf("memstore: tenant has %d webhooks, the most allowed: %w", limit, store.ErrLimit)
 	}
 	if w.CreatedAt.IsZero() {
 		w.CreatedAt = now()

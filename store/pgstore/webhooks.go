@@ -123,12 +123,12 @@ func (s *Store) CreateWebhook(ctx context.Context, w *store.Webhook) error {
 	return s.CreateWebhookCapped(ctx, w, 0)
 }
 
-// CreateWebhookCapped is CreateWebhook, unless w.Tenant has max webhooks or
+// CreateWebhookCapped is CreateWebhook, unless w.Tenant has limit webhooks or
 // more already (store.ErrLimit). See store.CappedCreator. The creates of
 // one tenant's webhooks under a cap take turns, across replicas, on a
 // transaction-scoped advisory lock of the tenant, so each counts what the
 // ones before it stored.
-func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max int) (err error) {
+func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, limit int) (err error) {
 	defer s.closing(&err)
 	if err := s.check(ctx); err != nil {
 		return err
@@ -148,7 +148,7 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max i
 		return invalid("webhook %q: %v", w.ID, err)
 	}
 	err = retry(ctx, func() error {
-		if max <= 0 {
+		if limit <= 0 {
 			_, err := s.pool.Exec(ctx, s.q.insertWebhook, args...)
 			return err
 		}
@@ -156,16 +156,20 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, max i
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tenantLockKey(s.schema, c.Tenant)); err != nil {
 				return err
 			}
-			// A statement of its own, so its snapshot follows the lock.
-			var n int
-			if err := tx.QueryRow(ctx, s.q.countTenantWebhooks, c.Tenant, max).Scan(&n); err != nil {
+			// Inserted first, so that an id in use is a conflict whatever
+			// the count; counted after, in a statement whose snapshot
+			// follows the lock, and rolled back when over the cap.
+			if _, err := tx.Exec(ctx, s.q.insertWebhook, args...); err != nil {
 				return err
 			}
-			if n >= max {
-				return fmt.Errorf("pgstore: tenant has %d webhooks, the most allowed: %w", max, store.ErrLimit)
+			var n int
+			if err := tx.QueryRow(ctx, s.q.countTenantWebhooks, c.Tenant, limit+1).Scan(&n); err != nil {
+				return err
 			}
-			_, err := tx.Exec(ctx, s.q.insertWebhook, args...)
-			return err
+			if n > limit {
+				return fmt.Errorf("pgstore: tenant has %d webhooks, the most allowed: %w", limit, store.ErrLimit)
+			}
+			return nil
 		})
 	})
 	if errors.Is(err, store.ErrLimit) {

@@ -113,7 +113,7 @@ func classify(err error) string {
 		err  error
 	}{
 		{"ErrNotFound", store.ErrNotFound}, {"ErrConflict", store.ErrConflict}, {"ErrLeaseLost", store.ErrLeaseLost},
-		{"ErrInvalid", store.ErrInvalid}, {"ErrClosed", store.ErrClosed}, {"errChange", errChange},
+		{"ErrInvalid", store.ErrInvalid}, {"ErrClosed", store.ErrClosed}, {"ErrLimit", store.ErrLimit}, {"errChange", errChange},
 	} {
 		if errors.Is(err, s.err) {
 			is = append(is, s.name)
@@ -415,12 +415,22 @@ func (g *gen) createWebhook() call {
 	if g.chance(70) {
 		w.UpdatedAt = g.at(w.CreatedAt.Add(g.dur(time.Minute)))
 	} // else zero: the store sets it to CreatedAt
+	// Some creates are capped, at a cap small enough to be reached.
+	limit := 0
+	if g.chance(30) {
+		limit = 1 + g.rng.IntN(4)
+	}
 	return call{
-		desc:   fmt.Sprintf("CreateWebhook(%s of %q, events %q, active %v)", id, tenant, w.Events, w.Active),
+		desc:   fmt.Sprintf("CreateWebhook(%s of %q, events %q, active %v, cap %d)", id, tenant, w.Events, w.Active, limit),
 		writes: true,
 		run: func(_ int, s store.Store) (any, error) {
 			c := w.Clone()
-			err := s.CreateWebhook(ctx, c)
+			var err error
+			if limit > 0 {
+				err = s.(store.CappedCreator).CreateWebhookCapped(ctx, c, limit)
+			} else {
+				err = s.CreateWebhook(ctx, c)
+			}
 			return [2]time.Time{c.CreatedAt, c.UpdatedAt}, err // what it wrote back
 		},
 		done: func(_ any, err error) {
