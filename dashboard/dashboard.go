@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode"
@@ -82,7 +83,9 @@ type Config struct {
 	RotationGrace time.Duration
 	// Now is the clock of the chart. Defaults to time.Now.
 	Now func() time.Time
-	// Logger receives server faults (the 500s). Defaults to silence.
+	// Logger receives server faults (the 500s), a panic among them (of a
+	// page, of Tenant or of Store), with its stack: the browser gets the
+	// error page. Defaults to silence.
 	Logger *slog.Logger
 }
 
@@ -229,7 +232,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
+	defer h.recoverPanic(w, r)
 	h.mux.ServeHTTP(w, r)
+}
+
+// recoverPanic answers a panic of a page (or of the host's Tenant function
+// or store) with the error page and logs it with its stack, instead of
+// letting net/http drop the connection. http.ErrAbortHandler, a deliberate
+// abort, goes on up.
+func (h *handler) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelError, "dashboard: panic",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+	h.fail(w, r, errInternal)
 }
 
 // staticFiles serves the embedded assets, cacheable for a short while,

@@ -832,6 +832,41 @@ func TestClientGoneIsNoServerFault(t *testing.T) {
 	}
 }
 
+// panickyStore is a store of the host's with a bug: its webhook listings
+// panic.
+type panickyStore struct{ store.Store }
+
+func (panickyStore) ListWebhooks(context.Context, store.ListWebhooksParams) ([]*store.Webhook, string, error) {
+	panic("the host's store has a bug")
+}
+
+// TestPanicIsAnErrorPage: a panic while a page is served (here in the
+// host's store) is answered with the error page and logged with its stack,
+// instead of reaching net/http, which drops the connection.
+func TestPanicIsAnErrorPage(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	var logs bytes.Buffer
+	h, _ := bareDashboard(t, panickyStore{st}, func(c *dashboard.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	rec := func() *httptest.ResponseRecorder {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("the panic left the dashboard: %v", p)
+			}
+		}()
+		return get(context.Background(), h, "/")
+	}()
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "Server error") {
+		t.Errorf("a page that panicked = %d, %q; want 500 with the error page", rec.Code, rec.Body.String())
+	}
+	if l := logs.String(); !strings.Contains(l, "dashboard: panic") || !strings.Contains(l, "the host's store has a bug") ||
+		!strings.Contains(l, "panickyStore.ListWebhooks") {
+		t.Errorf("the panic was logged as %q; want the message, the panic and its stack", l)
+	}
+}
+
 // stalledStore is a store whose delivery listings wait for their
 // context to end.
 type stalledStore struct{ store.Store }

@@ -30,6 +30,10 @@
 // the answer of a rotation, which is never cached; credential-like header
 // values and the user information (a password) of a URL are never shown.
 //
+// A panic while a request is served (in a page, or in the host's Tenant or
+// Store) is answered with the error page and logged with its stack through
+// Config.Logger, rather than dropping the connection.
+//
 // # Scale
 //
 // Pages read one page of records through the store's indexes (ListWebhooks,
