@@ -134,10 +134,32 @@ type secretPage struct {
 // A rotation the Registry refuses because the webhook has the most
 // previous secrets in their grace period is answered 409 with when the
 // first of them expires.
+//
+// The form sends the version of the webhook its page showed. A rotation
+// changes it, so a form sent again (a reload of this answer, which the
+// browser resubmits) is answered 409 and rotates nothing: a second
+// rotation would replace the secret just shown, which the user may have
+// copied already, and X-Webhook-Signature would stop using it at once. A
+// request without a version (a script) rotates whatever the version.
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, tenant string) error {
 	id := r.PathValue("id")
 	if !tenancy.ValidID(id, "wh_") {
 		return errNoWebhook
+	}
+	if err := r.ParseForm(); err != nil {
+		return errBadForm
+	}
+	if v := r.PostForm.Get("version"); v != "" {
+		cur, err := h.reg.Get(r.Context(), tenant, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return errNoWebhook
+		}
+		if err != nil {
+			return fmt.Errorf("read webhook: %w", err)
+		}
+		if webhookVersion(cur) != v {
+			return errChanged
+		}
 	}
 	wh, err := h.reg.RotateSecret(r.Context(), tenant, id, h.grace)
 	if errors.Is(err, store.ErrNotFound) {

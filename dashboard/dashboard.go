@@ -324,6 +324,8 @@ var (
 	errDisabled     = &pageError{http.StatusConflict, "Webhook disabled", "The webhook was disabled meanwhile and the delivery failed with it, unsent; its page says why."}
 	errPending      = &pageError{http.StatusConflict, "Already queued", "This delivery is pending: its next attempt is already scheduled."}
 	errEnded        = &pageError{http.StatusServiceUnavailable, "Request ended", "The request ended before its page was ready; try again."}
+	errBadForm      = &pageError{http.StatusBadRequest, "Bad request", "The form could not be read."}
+	errChanged      = &pageError{http.StatusConflict, "Webhook changed", "The webhook changed since its page was loaded, perhaps rotated by this same form sent again: the secret was not rotated. Open the webhook's page again to rotate it."}
 	errInternal     = &pageError{http.StatusInternalServerError, "Server error", "Something went wrong on the server; it has been logged."}
 )
 

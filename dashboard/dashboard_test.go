@@ -608,6 +608,54 @@ func TestRotateSecretShowsTheNewSecretOnce(t *testing.T) {
 	}
 }
 
+// TestRotateSecretSentAgain: the rotation form sent again (the browser
+// resubmits it when the secret's page is reloaded) is answered 409 and
+// rotates nothing, so the secret just shown stays the one that signs. The
+// form from a page loaded afresh rotates again.
+func TestRotateSecretSentAgain(t *testing.T) {
+	e := newEnv(t, envOptions{noStart: true})
+	wh := e.addWebhook(t, alice, "http://127.0.0.1:1/hook", newSecret())
+	c := e.client(t, "alice-token")
+	self := "/dashboard/webhooks/" + wh.ID
+	versionRE := regexp.MustCompile(`name="version" value="([^"]+)"`)
+	formOf := func() url.Values {
+		t.Helper()
+		_, page := c.get(self)
+		m := versionRE.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatal("the webhook's page has no rotation form with a version")
+		}
+		return url.Values{"version": {html.UnescapeString(m[1])}}
+	}
+	form := formOf()
+	if code, _ := c.postForm(self+"/rotate-secret", form); code != http.StatusOK {
+		t.Fatalf("rotate = %d", code)
+	}
+	shown, err := e.st.GetWebhook(context.Background(), wh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := c.postForm(self+"/rotate-secret", form)
+	if code != http.StatusConflict || !strings.Contains(body, "was not rotated") {
+		t.Errorf("the form sent again = %d, %q; want 409 saying the secret was not rotated", code, body)
+	}
+	after, err := e.st.GetWebhook(context.Background(), wh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Secrets[0].Value != shown.Secrets[0].Value || len(after.Secrets) != len(shown.Secrets) {
+		t.Error("the form sent again rotated the secret")
+	}
+	for _, s := range after.Secrets {
+		if strings.Contains(body, s.Value) {
+			t.Error("the refusal shows a secret")
+		}
+	}
+	if code, _ := c.postForm(self+"/rotate-secret", formOf()); code != http.StatusOK {
+		t.Errorf("rotate from the page loaded again = %d, want 200", code)
+	}
+}
+
 // A rotation beyond the Registry's limit of previous secrets in their
 // grace period is a 409 page that says when the first of them expires,
 // not a server error, and shows no secret.

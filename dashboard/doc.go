@@ -29,6 +29,9 @@
 // answered 404, like one that does not exist. A signing secret appears only in
 // the answer of a rotation, which is never cached; credential-like header
 // values and the user information (a password) of a URL are never shown.
+// The rotation form carries the version of the webhook its page showed, so
+// the same form sent again (a reload of the secret's page) rotates nothing:
+// the secret just shown stays the one that signs.
 //
 // A panic while a request is served (in a page, or in the host's Tenant or
 // Store) is answered with the error page and logged with its stack through

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -295,7 +296,21 @@ func (e *env) client(t testing.TB, token string) *client {
 // do sends a request and returns the status, headers and body.
 func (c *client) do(method, path string, hdr map[string]string) (int, http.Header, string) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, nil)
+	return c.send(method, path, hdr, nil)
+}
+
+// postForm sends a same-origin POST of form and returns the status and
+// the body.
+func (c *client) postForm(path string, form url.Values) (int, string) {
+	c.t.Helper()
+	code, _, body := c.send(http.MethodPost, path, nil, strings.NewReader(form.Encode()))
+	return code, body
+}
+
+// send is do with a request body.
+func (c *client) send(method, path string, hdr map[string]string, body io.Reader) (int, http.Header, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -153,6 +153,15 @@ type webhookPage struct {
 	Next        string
 	First       string
 	Chart       chart
+	// Version is the webhook as this page shows it (see webhookVersion):
+	// the rotation form sends it back.
+	Version string
+}
+
+// webhookVersion tells two states of w apart: every change sets its
+// UpdatedAt.
+func webhookVersion(w *store.Webhook) string {
+	return w.UpdatedAt.UTC().Format(time.RFC3339Nano)
 }
 
 // GET {prefix}/webhooks/{id}?status=&cursor=
@@ -198,6 +207,7 @@ func (h *handler) webhookPage(w http.ResponseWriter, r *http.Request, tenant str
 		Status:     status,
 		Deliveries: ds,
 		Chart:      newChart(sample, h.now(), more != ""),
+		Version:    webhookVersion(wh),
 	}
 	for name := range wh.Headers {
 		p.HeaderNames = append(p.HeaderNames, name)
