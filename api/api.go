@@ -4,12 +4,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/httppanic"
 	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
@@ -260,11 +260,6 @@ func (h *handler) recoverPanic(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	if v == http.ErrAbortHandler {
-		panic(v)
-	}
-	h.log.LogAttrs(r.Context(), slog.LevelError, "webhook api: panic",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+	httppanic.Log(h.log, r, "webhook api: panic", v)
 	h.fail(w, r, errorf(http.StatusInternalServerError, CodeInternal, "internal error; the server's log has the details"))
 }

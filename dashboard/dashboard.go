@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
-	"runtime/debug"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/noa-server/webhook"
+	"github.com/noa-server/webhook/internal/httppanic"
 	"github.com/noa-server/webhook/internal/tenancy"
 	"github.com/noa-server/webhook/store"
 )
@@ -245,12 +245,7 @@ func (h *handler) recoverPanic(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	if v == http.ErrAbortHandler {
-		panic(v)
-	}
-	h.log.LogAttrs(r.Context(), slog.LevelError, "dashboard: panic",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+	httppanic.Log(h.log, r, "dashboard: panic", v)
 	h.fail(w, r, errInternal)
 }
 
