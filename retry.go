@@ -138,9 +138,9 @@ func (p RetryPolicy) Next(attempt int, res AttemptResult) (time.Duration, bool) 
 	}
 	if res.RetryAfter > 0 && honoursRetryAfter(res.StatusCode) {
 		d := min(max(res.RetryAfter, p.MinRetryAfter), p.MaxRetryAfter)
-		// Later only: the receiver asked not to be called sooner. Spread,
-		// the deliveries it turned away together do not all come back in
-		// the same instant.
+		// Only ever later: the receiver asked not to be called sooner.
+		// Spread out, the deliveries it turned away together do not all
+		// come back at the same instant.
 		if p.Jitter > 0 {
 			d = min(d+rand.N(time.Duration(float64(d)*p.Jitter)+1), p.MaxRetryAfter)
 		}
