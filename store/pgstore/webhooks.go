@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -186,12 +185,11 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, limit
 }
 
 // tenantLockKey is the advisory lock that serializes the capped creates of
-// one tenant's webhooks in schema (see Store.CreateWebhookCapped). Two
+// one tenant's webhooks in schema (see Store.CreateWebhookCapped): a
+// lockKey no schema's migrations use, as no schema name holds a colon. Two
 // tenants whose keys collide only take turns.
 func tenantLockKey(schema, tenant string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("github.com/noa-server/webhook/store/pgstore:tenant:" + schema + "\x00" + tenant))
-	return int64(h.Sum64())
+	return lockKey("tenant:" + schema + "\x00" + tenant)
 }
 
 // GetWebhook returns the webhook with the given id, of any tenant.
