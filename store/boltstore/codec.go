@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/internal/hdrcode"
 )
 
 // Records are stored in a compact binary format: a version byte, then the
@@ -599,57 +600,23 @@ func decodeDeliveryBody(b []byte, body bool) (*store.Delivery, error) {
 	return x, nil
 }
 
-// Attempt headers (formats 2 and 3) code the header names and values every
-// attempt repeats as small numbers. A name is a uvarint 0 followed by the
-// string, or i >= 1 for commonHeaderNames[i-1]. A value is 0 followed by the
-// string, i in 1..len(refs) for refs[i-1], the delivery's own values the
-// headers repeat, or i > len(refs) for commonHeaderValues[i-1-len(refs)].
-// Format 2 has one ref, the delivery id (X-Webhook-Delivery); format 3 has
-// all of attemptRefs. Stored records depend on these tables: they may only
-// grow at the end.
-var (
-	commonHeaderNames = []string{
-		"Content-Type", "User-Agent", "X-Webhook-Id", "X-Webhook-Event",
-		"X-Webhook-Delivery", "X-Webhook-Attempt", "X-Webhook-Signature",
-		"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature",
-		"Date", "Content-Length", "Server", "Connection", "Cache-Control",
-		"Retry-After", "Content-Encoding", "Vary",
-	}
-	commonHeaderValues = []string{"application/json", "application/json; charset=utf-8",
-		"text/plain; charset=utf-8", "0", "1", "2", "3", "close", "keep-alive",
-		"noa-webhook/1"}
-
-	commonNameCode  = tableCodes(commonHeaderNames, 1)
-	commonValueCode = tableCodes(commonHeaderValues, 1)
-)
-
-func tableCodes(t []string, first int) map[string]uint64 {
-	m := make(map[string]uint64, len(t))
-	for i, s := range t {
-		m[s] = uint64(first + i)
-	}
-	return m
-}
+// Attempt headers (formats 2 and 3) are coded by package hdrcode, whose
+// tables this file's records depend on. Format 2 codes them with one ref,
+// the delivery id (X-Webhook-Delivery); format 3 with all of attemptRefs.
 
 // attemptRefs are the values of its delivery that an attempt's request
-// headers repeat: the delivery id (X-Webhook-Delivery), the event id
-// (Webhook-Id), the event type (X-Webhook-Event) and the webhook id
-// (X-Webhook-Id). A record of format 3 codes a header value equal to one of
-// them in a byte and leaves the delivery id to the record's key, so reading
-// it takes the delivery's record too. An empty ref codes nothing.
-type attemptRefs [4]string
+// headers repeat (hdrcode.Refs, in its order): the delivery id, the event
+// id, the event type and the webhook id. A record of format 3 codes a
+// header value equal to one of them in a byte and leaves the delivery id to
+// the record's key, so reading it takes the delivery's record too. An empty
+// ref codes nothing.
+type attemptRefs hdrcode.Refs
 
 // guessAttemptRefs returns the refs an attempt's request headers carry when
 // the dispatcher sent it, so that Complete can encode the attempt before its
 // transaction reads the delivery; refs.matches tells whether the guess holds.
 func guessAttemptRefs(deliveryID string, h http.Header) attemptRefs {
-	first := func(name string) string {
-		if vs := h[name]; len(vs) > 0 {
-			return vs[0]
-		}
-		return ""
-	}
-	return attemptRefs{deliveryID, first("Webhook-Id"), first("X-Webhook-Event"), first("X-Webhook-Id")}
+	return attemptRefs(hdrcode.Guess(deliveryID, h))
 }
 
 // refs returns copies of the refs of r's delivery.
@@ -666,103 +633,20 @@ func (refs attemptRefs) matches(r *deliveryRecord) bool {
 		(refs[3] == "" || refs[3] == string(r.WebhookID))
 }
 
-// valueCode returns v's code in a header coded with refs, 0 when v is
-// written out.
-func valueCode(v string, refs []string) uint64 {
-	if c, ok := commonValueCode[v]; ok {
-		return c + uint64(len(refs))
-	}
-	for i, r := range refs {
-		if v == r && r != "" {
-			return uint64(i + 1)
-		}
-	}
-	return 0
-}
-
-// codedHeaderLen is the length of enc.codedHeader(h, refs).
-func codedHeaderLen(h http.Header, refs []string) int {
-	n := uvarintLen(uint64(len(h)))
-	for k, vs := range h {
-		if c, ok := commonNameCode[k]; ok {
-			n += uvarintLen(c)
-		} else {
-			n += 1 + strLen(len(k))
-		}
-		n += uvarintLen(uint64(len(vs)))
-		for _, v := range vs {
-			if c := valueCode(v, refs); c != 0 {
-				n += uvarintLen(c)
-			} else {
-				n += 1 + strLen(len(v))
-			}
-		}
-	}
-	return n
-}
-
-// codedHeader appends h coded with refs.
-func (e *enc) codedHeader(h http.Header, refs []string) {
-	e.uvarint(uint64(len(h)))
-	var buf [16]string
-	for _, k := range sortedKeys(h, buf[:0]) {
-		if c, ok := commonNameCode[k]; ok {
-			e.uvarint(c)
-		} else {
-			e.uvarint(0)
-			e.str(k)
-		}
-		vs := h[k]
-		e.uvarint(uint64(len(vs)))
-		for _, v := range vs {
-			c := valueCode(v, refs)
-			e.uvarint(c)
-			if c == 0 {
-				e.str(v)
-			}
-		}
-	}
-}
+// codedHeader appends h coded with refs (hdrcode.Append).
+func (e *enc) codedHeader(h http.Header, refs []string) { e.b = hdrcode.Append(e.b, h, refs) }
 
 // codedHeader reads a header written by enc.codedHeader with refs.
 func (d *dec) codedHeader(refs []string) http.Header {
-	n := d.count(2)
-	if n == 0 {
+	if d.err != nil {
 		return nil
 	}
-	h := make(http.Header, hint(n))
-	for range n {
-		var k string
-		switch c := d.uvarint(); {
-		case c == 0:
-			k = d.str()
-		case c <= uint64(len(commonHeaderNames)):
-			k = commonHeaderNames[c-1]
-		default:
-			d.fail()
-		}
-		m := d.count(1)
-		vs := make([]string, 0, hint(m))
-		for range m {
-			if d.err != nil {
-				break
-			}
-			switch c := d.uvarint(); {
-			case c == 0:
-				vs = append(vs, d.str())
-			case c <= uint64(len(refs)):
-				vs = append(vs, refs[c-1])
-			case c-1-uint64(len(refs)) < uint64(len(commonHeaderValues)):
-				vs = append(vs, commonHeaderValues[c-1-uint64(len(refs))])
-			default:
-				d.fail()
-			}
-		}
-		if d.err != nil {
-			return nil
-		}
-		h[k] = vs
+	h, rest, ok := hdrcode.Read(d.b, refs)
+	if !ok {
+		d.fail()
+		return nil
 	}
+	d.b = rest
 	return h
 }
 
@@ -770,8 +654,8 @@ func (d *dec) codedHeader(refs []string) http.Header {
 func attemptLen(a *store.Attempt, refs *attemptRefs) int {
 	return 1 + varintLen(int64(a.Number)) + timeLen(a.StartedAt) +
 		varintLen(int64(a.Duration)) + strLen(len(a.RequestURL)) +
-		codedHeaderLen(a.RequestHeaders, refs[:]) + varintLen(int64(a.ResponseStatus)) +
-		codedHeaderLen(a.ResponseHeaders, refs[:]) + strLen(len(a.ResponseBody)) +
+		hdrcode.Len(a.RequestHeaders, refs[:]) + varintLen(int64(a.ResponseStatus)) +
+		hdrcode.Len(a.ResponseHeaders, refs[:]) + strLen(len(a.ResponseBody)) +
 		strLen(len(a.ErrorClass)) + strLen(len(a.Error))
 }
 
