@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/internal/hdrcode"
 )
 
 // Attempts are kept encoded: one pointer-free byte slice per attempt of a
@@ -15,58 +16,61 @@ import (
 // attempts costs the garbage collector nothing to scan and a fraction of
 // the memory. The format is private to this process: integers as varints,
 // strings and byte slices as a uvarint length + bytes, times as Unix
-// seconds and nanoseconds. Nil and empty headers and bodies are told apart,
-// so an attempt reads back as it was written (its StartedAt the same
-// instant, in UTC when it was written in UTC and in time.Local otherwise,
-// without a monotonic reading).
+// seconds and nanoseconds, headers coded by package hdrcode (as boltstore
+// codes them): the header names and values every attempt repeats, and the
+// delivery's ids and event type, take a byte each. The dispatcher's
+// attempt that a 200 answers takes about 250 bytes instead of 580. Nil and
+// empty headers and bodies are told apart, so an attempt reads back as it
+// was written (its StartedAt the same instant, in UTC when it was written
+// in UTC and in time.Local otherwise, without a monotonic reading), except
+// that a header name with a nil list of values reads back with an empty
+// one, as in the other stores.
 
-// encodeAttempt returns a's encoding; the delivery id is not stored (it is
-// the map key).
-func encodeAttempt(a *store.Attempt) []byte {
-	n := 64 + len(a.RequestURL) + len(a.ResponseBody) + len(a.ErrorClass) + len(a.Error) +
-		headerSize(a.RequestHeaders) + headerSize(a.ResponseHeaders)
+// refsOf returns the refs of d that its attempts' headers are coded with.
+func refsOf(d *store.Delivery) hdrcode.Refs {
+	return hdrcode.Refs{d.ID, d.EventID, d.EventType, d.WebhookID}
+}
+
+// encodeAttempt returns a's encoding, its headers coded with refs, the
+// refs of its delivery (or a guess that matches them); the delivery id is
+// not stored (it is the map key, and refs[0]).
+func encodeAttempt(a *store.Attempt, refs hdrcode.Refs) []byte {
+	n := 2 + varintLen(int64(a.Number)) + timeLen(a.StartedAt) + varintLen(int64(a.Duration)) +
+		strLen(a.RequestURL) + hdrcode.Len(a.RequestHeaders, refs[:]) +
+		varintLen(int64(a.ResponseStatus)) + hdrcode.Len(a.ResponseHeaders, refs[:]) +
+		uvarintLen(uint64(len(a.ResponseBody))+1) + len(a.ResponseBody) +
+		strLen(string(a.ErrorClass)) + strLen(a.Error)
 	b := make([]byte, 0, n)
 	b = binary.AppendVarint(b, int64(a.Number))
 	b = appendTime(b, a.StartedAt)
 	b = binary.AppendVarint(b, int64(a.Duration))
 	b = appendStr(b, a.RequestURL)
-	b = appendHeader(b, a.RequestHeaders)
+	b = appendHeader(b, a.RequestHeaders, refs)
 	b = binary.AppendVarint(b, int64(a.ResponseStatus))
-	b = appendHeader(b, a.ResponseHeaders)
+	b = appendHeader(b, a.ResponseHeaders, refs)
 	b = appendNilable(b, a.ResponseBody)
 	b = appendStr(b, string(a.ErrorClass))
 	return appendStr(b, a.Error)
 }
 
-// decodeAttempt is the inverse of encodeAttempt. b was written by
-// encodeAttempt in this process, so it is well formed.
-func decodeAttempt(deliveryID string, b []byte) *store.Attempt {
+// decodeAttempt is the inverse of encodeAttempt, given the same refs. b
+// was written by encodeAttempt in this process, so it is well formed.
+func decodeAttempt(refs hdrcode.Refs, b []byte) *store.Attempt {
 	d := dec{b: b}
-	a := &store.Attempt{DeliveryID: deliveryID}
+	a := &store.Attempt{DeliveryID: refs[0]}
 	a.Number = int(d.varint())
 	a.StartedAt = d.time()
 	a.Duration = time.Duration(d.varint())
 	a.RequestURL = d.str()
-	a.RequestHeaders = d.header()
+	a.RequestHeaders = d.header(refs)
 	a.ResponseStatus = int(d.varint())
-	a.ResponseHeaders = d.header()
+	a.ResponseHeaders = d.header(refs)
 	if body := d.nilable(); body != nil {
 		a.ResponseBody = append([]byte{}, body...)
 	}
 	a.ErrorClass = store.ErrorClass(d.str())
 	a.Error = d.str()
 	return a
-}
-
-func headerSize(h http.Header) int {
-	n := 0
-	for k, vs := range h {
-		n += len(k) + 2
-		for _, v := range vs {
-			n += len(v) + 2
-		}
-	}
-	return n
 }
 
 // appendNilable appends p as 0 when it is nil, else as 1 + its length
@@ -100,25 +104,12 @@ func appendTime(b []byte, t time.Time) []byte {
 	return b
 }
 
-// appendHeader writes 0 for a nil header, else 1 + the number of keys, then
-// each key with 1 + its number of values (0 for a nil slice).
-func appendHeader(b []byte, h http.Header) []byte {
+// appendHeader writes 0 for a nil header, else 1 and h coded with refs.
+func appendHeader(b []byte, h http.Header, refs hdrcode.Refs) []byte {
 	if h == nil {
 		return append(b, 0)
 	}
-	b = binary.AppendUvarint(b, uint64(len(h))+1)
-	for k, vs := range h {
-		b = appendStr(b, k)
-		if vs == nil {
-			b = append(b, 0)
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(len(vs))+1)
-		for _, v := range vs {
-			b = appendStr(b, v)
-		}
-	}
-	return b
+	return hdrcode.Append(append(b, 1), h, refs[:])
 }
 
 type dec struct{ b []byte }
@@ -156,24 +147,18 @@ func (d *dec) time() time.Time {
 	return t
 }
 
-func (d *dec) header() http.Header {
-	n := d.uvarint()
-	if n == 0 {
+// header reads what appendHeader wrote with refs.
+func (d *dec) header(refs hdrcode.Refs) http.Header {
+	if d.take(1)[0] == 0 {
 		return nil
 	}
-	h := make(http.Header, n-1)
-	for range n - 1 {
-		k := d.str()
-		m := d.uvarint()
-		if m == 0 {
-			h[k] = nil
-			continue
-		}
-		vs := make([]string, m-1)
-		for i := range vs {
-			vs[i] = d.str()
-		}
-		h[k] = vs
+	h, rest, ok := hdrcode.Read(d.b, refs[:])
+	if !ok {
+		panic("memstore: unreadable attempt header") // written by this process: never
+	}
+	d.b = rest
+	if h == nil {
+		return http.Header{}
 	}
 	return h
 }

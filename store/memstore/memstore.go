@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/noa-server/webhook/store"
+	"github.com/noa-server/webhook/store/internal/hdrcode"
 )
 
 var _ store.Store = (*Store)(nil)
@@ -462,8 +463,11 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	}
 	// Encoding the attempt is the longest part of a Complete: it is done
 	// (and a first attempt's list allocated) before taking the lock that
-	// every Enqueue, Claim and Complete needs.
-	att := encodeAttempt(p.Attempt)
+	// every Enqueue, Claim and Complete needs, with the refs that the
+	// dispatcher's request headers carry, checked against the delivery's
+	// once it is read.
+	refs := hdrcode.Guess(p.DeliveryID, p.Attempt.RequestHeaders)
+	att := encodeAttempt(p.Attempt, refs)
 	first := [][]byte{att}
 	at := wall(p.Now)
 	unlock, err := s.begin(ctx, true)
@@ -491,6 +495,10 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	}
 	status, countsRound := p.Outcome(w == nil || w.Active)
 
+	if !refs.Match(r.d.ID, r.d.EventID, r.d.EventType, r.d.WebhookID) {
+		att = encodeAttempt(p.Attempt, refsOf(&r.d))
+		first[0] = att
+	}
 	if r.attempts == nil {
 		r.attempts = first
 	} else {
@@ -660,16 +668,19 @@ func (s *Store) ListAttempts(ctx context.Context, deliveryID string) ([]*store.A
 	}
 	defer unlock()
 	var attempts [][]byte
+	var refs hdrcode.Refs
 	if r, ok := s.deliveries[deliveryID]; ok {
-		attempts = r.attempts
+		attempts, refs = r.attempts, refsOf(&r.d)
 	} else if b, ok := s.packed[deliveryID]; ok {
-		_, attempts = unpackDelivery(b)
+		var d store.Delivery
+		d, attempts = unpackDelivery(b)
+		refs = refsOf(&d)
 	} else {
 		return nil, notFound("delivery", deliveryID)
 	}
 	out := make([]*store.Attempt, len(attempts))
 	for i, a := range attempts {
-		out[i] = decodeAttempt(deliveryID, a)
+		out[i] = decodeAttempt(refs, a)
 	}
 	return out, nil
 }
