@@ -2045,9 +2045,10 @@ func TestStopWithEndedContextWhenIdle(t *testing.T) {
 
 // TestStopStartsNoAttempt: Stop waits for the requests already sent, and
 // sends no other: a delivery claimed but still waiting for a worker when
-// Stop begins is given back unsent, due at once for the next process. It
-// used to be sent once a worker freed, so Stop opened new requests and,
-// with the endpoint hung, waited two attempts' Timeout instead of one.
+// Stop begins is given back unsent, due at once for the next process, while
+// Stop still waits for the request in flight. It used to be sent once a
+// worker freed, so Stop opened new requests and, with the endpoint hung,
+// waited two attempts' Timeout instead of one.
 func TestStopStartsNoAttempt(t *testing.T) {
 	eachStoreWithPostgres(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
@@ -2056,7 +2057,7 @@ func TestStopStartsNoAttempt(t *testing.T) {
 		addWebhook(t, st, "b", rc.URL)
 		cfg := testConfig()
 		cfg.Workers = 1 // a's attempt takes the only worker, b's waits for it
-		const timeout = 500 * time.Millisecond
+		const timeout = time.Second
 		cfg.Timeout = timeout
 		d := newStarted(t, st, cfg)
 		ctx := context.Background()
@@ -2073,7 +2074,16 @@ func TestStopStartsNoAttempt(t *testing.T) {
 			return err == nil && del.LeaseOwner != ""
 		})
 		start := time.Now()
-		if err := d.Stop(ctx); err != nil {
+		stopped := make(chan error, 1)
+		go func() { stopped <- d.Stop(ctx) }()
+		waitFor(t, "b's delivery to be given back", func() bool {
+			del, err := st.GetDelivery(ctx, res.DeliveryIDs[0])
+			return err == nil && del.LeaseOwner == ""
+		})
+		if gaveBack := time.Since(start); gaveBack > timeout/2 {
+			t.Errorf("b's delivery was given back %v after Stop began, want at once, while a's attempt still hangs (Timeout %v)", gaveBack, timeout)
+		}
+		if err := <-stopped; err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
 		took := time.Since(start)
