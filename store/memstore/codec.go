@@ -109,7 +109,7 @@ func appendHeader(b []byte, h http.Header, refs hdrcode.Refs) []byte {
 	if h == nil {
 		return append(b, 0)
 	}
-	return hdrcode.Append(append(b, 1), h, refs[:])
+	return hdrcode.AppendAnyOrder(append(b, 1), h, refs[:])
 }
 
 type dec struct{ b []byte }

@@ -111,3 +111,25 @@ func TestPackRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkEncodeAttempt(b *testing.B) {
+	d := store.Delivery{ID: "del_0190a5e2-7b9c-7def-8abc-0123456789ab", EventID: "evt_0190a5e2-7b9c-7def-8abc-0123456789ac",
+		EventType: "workflow.completed", WebhookID: "wh_0190a5e2-7b9c-7def-8abc-0123456789ad"}
+	a := &store.Attempt{
+		DeliveryID: d.ID, Number: 1, StartedAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Duration: time.Millisecond,
+		RequestURL: "https://example.com/hook",
+		RequestHeaders: http.Header{
+			"Content-Type": {"application/json"}, "User-Agent": {"noa-webhook/1"},
+			"X-Webhook-Id": {d.WebhookID}, "X-Webhook-Event": {d.EventType}, "X-Webhook-Delivery": {d.ID},
+			"X-Webhook-Attempt": {"1"}, "Webhook-Id": {d.EventID}, "Webhook-Timestamp": {"1767323045"},
+			"X-Webhook-Signature": {"t=1767323045,v1=" + strings.Repeat("a", 64)},
+			"Webhook-Signature":   {"v1," + strings.Repeat("b", 44)},
+		},
+		ResponseStatus:  200,
+		ResponseHeaders: http.Header{"Date": {"Fri, 02 Jan 2026 03:04:05 GMT"}, "Content-Length": {"0"}},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		encodeAttempt(a, hdrcode.Guess(d.ID, a.RequestHeaders))
+	}
+}

@@ -46,18 +46,45 @@ func TestRoundTrip(t *testing.T) {
 		"none":     {},
 		"nil":      nil,
 	} {
-		b := Append([]byte("head"), h, sampleRefs)
-		b = append(b, "tail"...)
-		got, rest, ok := Read(b[len("head"):], sampleRefs)
-		if !ok || string(rest) != "tail" {
-			t.Fatalf("%s: Read = ok %v, rest %q", name, ok, rest)
+		for how, appendFn := range map[string]func([]byte, http.Header, []string) []byte{
+			"Append": Append, "AppendAnyOrder": AppendAnyOrder,
+		} {
+			b := appendFn([]byte("head"), h, sampleRefs)
+			if n := Len(h, sampleRefs); n != len(b)-len("head") {
+				t.Errorf("%s, %s: Len = %d, wrote %d bytes", name, how, n, len(b)-len("head"))
+			}
+			b = append(b, "tail"...)
+			got, rest, ok := Read(b[len("head"):], sampleRefs)
+			if !ok || string(rest) != "tail" {
+				t.Fatalf("%s, %s: Read = ok %v, rest %q", name, how, ok, rest)
+			}
+			want := h
+			if len(h) == 0 {
+				want = nil // a header without names reads as nil
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, %s: read %#v, want %#v", name, how, got, want)
+			}
 		}
-		want := h
-		if len(h) == 0 {
-			want = nil // a header without names reads as nil
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: read %#v, want %#v", name, got, want)
+	}
+}
+
+func TestTables(t *testing.T) {
+	for _, c := range []struct {
+		table table
+		ss    []string
+	}{{nameCode, Names}, {valueCode, Values}} {
+		for i, s := range c.ss {
+			if got := c.table.code(s); got != uint64(i+1) {
+				t.Errorf("code(%q) = %d, want %d", s, got, i+1)
+			}
+			// Another string of the same length, one longer, and a prefix.
+			other := "~" + s[1:]
+			for _, o := range []string{other, s + "x", s[:len(s)-1]} {
+				if got := c.table.code(o); got != 0 {
+					t.Errorf("code(%q) = %d, want 0", o, got)
+				}
+			}
 		}
 	}
 }
