@@ -212,6 +212,7 @@ type Dispatcher struct {
 	idle       []poolWorker
 	slotsUsed  int
 	queued     []*store.Delivery
+	queuedArr  []*store.Delivery // queued's largest array so far
 	poolClosed bool
 	pool       sync.WaitGroup
 
@@ -1598,6 +1599,9 @@ func (d *Dispatcher) startWork(del *store.Delivery) {
 	d.poolMu.Lock()
 	defer d.poolMu.Unlock()
 	d.queued = append(d.queued, del)
+	if cap(d.queued) > cap(d.queuedArr) {
+		d.queuedArr = d.queued[:0]
+	}
 	d.handQueued()
 }
 
@@ -1611,6 +1615,9 @@ func (d *Dispatcher) handQueued() {
 		del := d.queued[0]
 		d.queued[0] = nil
 		d.queued = d.queued[1:]
+		if len(d.queued) == 0 {
+			d.queued = d.queuedArr[:0] // its array again, not a new one
+		}
 		w := d.idle[len(d.idle)-1]
 		d.idle = d.idle[:len(d.idle)-1]
 		d.slotsUsed++
