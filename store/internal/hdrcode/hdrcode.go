@@ -7,11 +7,10 @@
 //
 // A coded header is the number of names, then for each name (in sorted
 // order, or any with AppendAnyOrder) its code and the number of its
-// values, then each value's code. A
-// name's code is 0 followed by the name as a uvarint length and bytes, or
-// i >= 1 for Names[i-1]. A value's code is 0 followed by the value, i in
-// 1..len(refs) for refs[i-1], or i > len(refs) for
-// Values[i-1-len(refs)]. An empty ref codes nothing.
+// values, then each value's code. A name's code is 0 followed by the name
+// as a uvarint length and bytes, or i >= 1 for Names[i-1]. A value's code
+// is 0 followed by the value, i in 1..len(refs) for refs[i-1], or
+// i > len(refs) for Values[i-1-len(refs)]. An empty ref codes nothing.
 package hdrcode
 
 import (
