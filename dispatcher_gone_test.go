@@ -185,15 +185,7 @@ func TestRetryOfDeactivatedWebhookReported(t *testing.T) {
 			d := startDispatcher(t, st, cfg)
 			t.Cleanup(release)
 
-			type result struct {
-				del *Delivery
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				del, _, err := d.SendTest(context.Background(), wh.ID, nil)
-				done <- result{del, err}
-			}()
+			done := goSendTest(d, wh.ID)
 			<-arrived
 			deactivate(t, st, wh.ID)
 			release()

@@ -1108,15 +1108,7 @@ func TestSendTestReturnsAfterTheHooks(t *testing.T) {
 		cfg.Hooks = hooks
 		d := startDispatcher(t, st, cfg)
 		t.Cleanup(resume) // before Stop, which waits for the hook
-		type sent struct {
-			del *Delivery
-			err error
-		}
-		got := make(chan sent, 1)
-		go func() {
-			del, _, err := d.SendTest(context.Background(), w.ID, nil)
-			got <- sent{del, err}
-		}()
+		got := goSendTest(d, w.ID)
 		waitGate(t, entered, "DeliverySucceeded")
 		// The attempt is in the store; the hook has not returned.
 		select {
@@ -1137,6 +1129,23 @@ func TestSendTestReturnsAfterTheHooks(t *testing.T) {
 			t.Fatal("SendTest did not return")
 		}
 	})
+}
+
+// sendTestResult is what SendTest returned, less its attempt.
+type sendTestResult struct {
+	del *Delivery
+	err error
+}
+
+// goSendTest calls SendTest of webhookID in a goroutine of its own; the
+// channel gets what it returned.
+func goSendTest(d *Dispatcher, webhookID string) <-chan sendTestResult {
+	got := make(chan sendTestResult, 1)
+	go func() {
+		del, _, err := d.SendTest(context.Background(), webhookID, nil)
+		got <- sendTestResult{del, err}
+	}()
+	return got
 }
 
 // blockingHooks calls enter in DeliverySucceeded, then waits there for
