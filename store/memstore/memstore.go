@@ -43,8 +43,13 @@ type Store struct {
 	webhooks       map[string]*store.Webhook
 	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
 
-	deliveries        map[string]*delRec  // the pending ones
-	packed            map[string][]byte   // the finished ones (see appendPacked)
+	deliveries map[string]*delRec // the pending ones
+	packed     map[string][]byte  // the finished ones (see appendPacked)
+	// packedSince is a time no packed delivery was last updated before
+	// (while packed holds any): a Purge before it has nothing to look
+	// for. finish lowers it; a Purge that looked at every packed delivery
+	// raises it to the oldest it kept.
+	packedSince       time.Time
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
@@ -327,8 +332,16 @@ func (s *Store) dropDelivery(id string) {
 // bytes are kept until purged (by default 30 days after the delivery
 // finished: webhook.Config.Retention), in a slice of their own length.
 func (s *Store) finish(r *delRec) {
-	s.packed[r.d.ID] = appendPacked(make([]byte, 0, packedLen(&r.d, r.attempts)), &r.d, r.attempts)
+	s.pack(r.d.ID, appendPacked(make([]byte, 0, packedLen(&r.d, r.attempts)), &r.d, r.attempts), r.d.UpdatedAt)
 	delete(s.deliveries, r.d.ID)
+}
+
+// pack keeps b, delivery id packed, last updated at updated.
+func (s *Store) pack(id string, b []byte, updated time.Time) {
+	if len(s.packed) == 0 || updated.Before(s.packedSince) {
+		s.packedSince = updated
+	}
+	s.packed[id] = b
 }
 
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
@@ -733,17 +746,34 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 		return 0, err
 	}
 	defer unlock()
+	if !s.packedSince.Before(p.Before) {
+		// Nothing packed was last updated before p.Before: no need to look
+		// at every finished delivery under the lock, as every purge pass
+		// would until the oldest reaches the retention.
+		return 0, nil
+	}
 	// Which ones go first under a Limit is up to the store: the first
 	// found, rather than every purgeable one sorted (a batch would then cost
 	// as much as purging them all).
 	var victims []string
+	var oldest time.Time // of those kept, once all were looked at
+	kept, all := false, true
 	for id, b := range s.packed {
-		if (&dec{b: b}).time().Before(p.Before) { // UpdatedAt, packed first
-			victims = append(victims, id)
-			if len(victims) == p.Limit {
-				break
+		t := (&dec{b: b}).time() // UpdatedAt, packed first
+		if !t.Before(p.Before) {
+			if !kept || t.Before(oldest) {
+				oldest, kept = t, true
 			}
+			continue
 		}
+		victims = append(victims, id)
+		if len(victims) == p.Limit {
+			all = false
+			break
+		}
+	}
+	if all {
+		s.packedSince = oldest
 	}
 	if len(victims) == 0 {
 		return 0, nil

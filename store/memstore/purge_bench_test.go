@@ -27,7 +27,7 @@ func finished(t testing.TB, s *Store, from, to int, at time.Time) {
 			Tenant: w.Tenant, Body: []byte("{}"), Status: store.StatusSuccess, Attempts: 1, RoundAttempts: 1,
 			CreatedAt: at, UpdatedAt: at, NextAttemptAt: at,
 		}}
-		s.packed[r.d.ID] = appendPacked(nil, &r.d, nil)
+		s.pack(r.d.ID, appendPacked(nil, &r.d, nil), r.d.UpdatedAt)
 		s.dedup[dedupKey{r.d.EventID, w.ID}] = r.d.ID
 		s.webhookDeliveries[w.ID] = append(s.webhookDeliveries[w.ID], r.d.ID)
 		s.tenantDeliveries[w.Tenant] = append(s.tenantDeliveries[w.Tenant], r.d.ID)
@@ -60,5 +60,23 @@ func BenchmarkPurgeBatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPurgeNothing: a Purge that finds nothing last updated early
+// enough, as every purge pass does until the oldest delivery reaches the
+// retention, returns at once after the first, rather than look at every
+// finished delivery while every other call waits for the lock: among
+// 100,000 each took 11 to 14.5 ms before.
+func BenchmarkPurgeNothing(b *testing.B) {
+	at := time.Now().Add(-time.Hour)
+	s := New()
+	defer s.Close()
+	finished(b, s, 0, 100_000, at)
+	for b.Loop() {
+		k, err := s.Purge(context.Background(), store.PurgeParams{Before: at.Add(-time.Minute), Limit: 1000})
+		if k != 0 || err != nil {
+			b.Fatalf("Purge = %d, %v; want 0", k, err)
+		}
 	}
 }
