@@ -624,13 +624,10 @@ func (r *deliveryRecord) refs() attemptRefs {
 	return attemptRefs{string(r.ID), string(r.EventID), string(r.EventType), string(r.WebhookID)}
 }
 
-// matches reports whether every ref that refs codes is r's: then an attempt
-// encoded with refs reads back as written with r's refs.
+// matches reports whether every ref that refs codes is r's (hdrcode.Match):
+// then an attempt encoded with refs reads back as written with r's refs.
 func (refs attemptRefs) matches(r *deliveryRecord) bool {
-	return (refs[0] == "" || refs[0] == string(r.ID)) &&
-		(refs[1] == "" || refs[1] == string(r.EventID)) &&
-		(refs[2] == "" || refs[2] == string(r.EventType)) &&
-		(refs[3] == "" || refs[3] == string(r.WebhookID))
+	return hdrcode.Match(hdrcode.Refs(refs), r.ID, r.EventID, r.EventType, r.WebhookID)
 }
 
 // codedHeader appends h coded with refs (hdrcode.Append).

@@ -508,7 +508,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 	}
 	status, countsRound := p.Outcome(w == nil || w.Active)
 
-	if !refs.Match(r.d.ID, r.d.EventID, r.d.EventType, r.d.WebhookID) {
+	if !hdrcode.Match(refs, r.d.ID, r.d.EventID, r.d.EventType, r.d.WebhookID) {
 		att = encodeAttempt(p.Attempt, refsOf(&r.d))
 		first[0] = att
 	}

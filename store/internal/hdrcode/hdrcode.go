@@ -92,12 +92,13 @@ func Guess(deliveryID string, h http.Header) Refs {
 
 // Match reports whether every ref that refs codes (every one not empty) is
 // the delivery's: then a header coded with refs reads back as written with
-// the delivery's refs.
-func (refs Refs) Match(deliveryID, eventID, eventType, webhookID string) bool {
-	return (refs[0] == "" || refs[0] == deliveryID) &&
-		(refs[1] == "" || refs[1] == eventID) &&
-		(refs[2] == "" || refs[2] == eventType) &&
-		(refs[3] == "" || refs[3] == webhookID)
+// the delivery's refs. The delivery's values may be strings or the bytes
+// of a record read in place, compared without a copy.
+func Match[S ~string | ~[]byte](refs Refs, deliveryID, eventID, eventType, webhookID S) bool {
+	return (refs[0] == "" || refs[0] == string(deliveryID)) &&
+		(refs[1] == "" || refs[1] == string(eventID)) &&
+		(refs[2] == "" || refs[2] == string(eventType)) &&
+		(refs[3] == "" || refs[3] == string(webhookID))
 }
 
 // code returns v's code with refs, 0 when v is written out.

@@ -132,13 +132,13 @@ func TestGuessMatch(t *testing.T) {
 	if refs != (Refs{"del_1", "evt_1", "a.b", "wh_1"}) {
 		t.Errorf("Guess = %q", refs)
 	}
-	if !refs.Match("del_1", "evt_1", "a.b", "wh_1") {
+	if !Match(refs, "del_1", "evt_1", "a.b", "wh_1") {
 		t.Error("refs do not match their delivery")
 	}
-	if refs.Match("del_1", "evt_2", "a.b", "wh_1") {
+	if Match(refs, "del_1", "evt_2", "a.b", "wh_1") {
 		t.Error("refs match a delivery of another event")
 	}
-	if !Guess("del_1", nil).Match("del_1", "evt_9", "x", "wh_9") {
+	if !Match(Guess("del_1", nil), "del_1", "evt_9", "x", "wh_9") {
 		t.Error("refs of a request without the headers code only the delivery id, and match any delivery of that id")
 	}
 }
