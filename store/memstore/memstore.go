@@ -1,7 +1,8 @@
 // Package memstore is an in-memory [store.Store] for tests, examples and
 // hosts that can afford to lose their queue on restart.
 //
-// It keeps every record in process memory behind one lock, copies records
+// It keeps every record in process memory behind one lock (MatchWebhooks
+// reads copies of the active webhooks, kept for it, without), copies records
 // in and out (a caller never shares memory with the store), and passes the
 // conformance suite in store/storetest. Claim walks a due-ordered index, so
 // its cost grows with the number of due deliveries, not with the size of the
@@ -42,6 +43,17 @@ type Store struct {
 
 	webhooks       map[string]*store.Webhook
 	tenantWebhooks map[string][]string // webhook ids per tenant, ascending
+	// active holds, for a tenant matched since its webhooks last changed,
+	// copies of its active webhooks in ascending id order: MatchWebhooks
+	// reads them without the lock. Every Emit matches, and under load a
+	// read lock waits behind the writers of Enqueue, Claim and Complete
+	// queued before it: without that wait, webhookbench's mem scenario
+	// delivered 14% more a second, at about the same processor time a
+	// delivery (four alternating pairs of -scenarios raw,mem -duration
+	// 4s). A miss fills it under the read lock, and every change to a
+	// tenant's webhooks drops the tenant's under the write lock, so a copy
+	// is never older than a change made before it was read.
+	active sync.Map // tenant -> []*store.Webhook
 
 	deliveries map[string]*delRec // the pending ones
 	packed     map[string][]byte  // the finished ones (see appendPacked)
@@ -149,6 +161,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.webhooks, s.tenantWebhooks = nil, nil
+	s.active.Clear()
 	s.deliveries, s.packed, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil, nil
 	s.dedup, s.claims = nil, nil
 	return nil
@@ -190,6 +203,7 @@ func (s *Store) CreateWebhookCapped(ctx context.Context, w *store.Webhook, limit
 	wallWebhook(c)
 	s.webhooks[w.ID] = c
 	s.tenantWebhooks[w.Tenant] = insertSorted(s.tenantWebhooks[w.Tenant], w.ID)
+	s.active.Delete(w.Tenant)
 	return nil
 }
 
@@ -279,6 +293,7 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, change func(w *sto
 	w = w.Clone() // change may have put in slices that others hold
 	wallWebhook(w)
 	s.webhooks[id] = w
+	s.active.Delete(w.Tenant)
 	return w.Clone(), nil
 }
 
@@ -307,6 +322,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 		delete(s.tenantDeliveries, w.Tenant)
 	}
 	delete(s.webhooks, id)
+	s.active.Delete(w.Tenant)
 	s.tenantWebhooks[w.Tenant] = removeSorted(s.tenantWebhooks[w.Tenant], id)
 	if len(s.tenantWebhooks[w.Tenant]) == 0 {
 		delete(s.tenantWebhooks, w.Tenant)
@@ -350,19 +366,46 @@ func (s *Store) MatchWebhooks(ctx context.Context, tenant, eventType string) ([]
 	if tenant == "" || eventType == "" {
 		return nil, invalid("matching webhooks needs a tenant and an event type")
 	}
-	unlock, err := s.begin(ctx, false)
-	if err != nil {
-		return nil, err
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	defer unlock()
+	var ws []*store.Webhook
+	if v, ok := s.active.Load(tenant); ok {
+		ws = v.([]*store.Webhook)
+	} else {
+		unlock, err := s.begin(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		ws = s.activeOf(tenant)
+		unlock()
+	}
 	var out []*store.Webhook
-	for _, id := range s.tenantWebhooks[tenant] {
-		w := s.webhooks[id]
-		if w.Active && store.MatchAny(w.Events, eventType) {
+	for _, w := range ws {
+		if store.MatchAny(w.Events, eventType) {
 			out = append(out, w.Clone())
 		}
 	}
 	return out, nil
+}
+
+// activeOf returns copies of the tenant's active webhooks, in ascending id
+// order, and keeps them in s.active when the tenant has webhooks (a tenant
+// without any, which Emit may name as often as any other, takes no room).
+// s.mu is held, for reading at least.
+func (s *Store) activeOf(tenant string) []*store.Webhook {
+	ids := s.tenantWebhooks[tenant]
+	if len(ids) == 0 {
+		return nil
+	}
+	ws := make([]*store.Webhook, 0, len(ids))
+	for _, id := range ids {
+		if w := s.webhooks[id]; w.Active {
+			ws = append(ws, w.Clone())
+		}
+	}
+	s.active.Store(tenant, ws)
+	return ws
 }
 
 // ---- deliveries ----
@@ -537,6 +580,7 @@ func (s *Store) Complete(ctx context.Context, p store.CompleteParams) error {
 		w.Active = false
 		w.DisabledReason = p.DisableWebhook
 		w.UpdatedAt = at
+		s.active.Delete(w.Tenant)
 		for _, did := range s.webhookDeliveries[w.ID] {
 			o, ok := s.deliveries[did]
 			if !ok || o == r || o.d.LeaseOwner != "" && o.d.LeaseExpiresAt.After(at) {
