@@ -3,8 +3,8 @@
 //
 // Usage:
 //
-//	go run ./cmd/webhookbench                      # every scenario, 5 s each
-//	go run ./cmd/webhookbench -scenarios mem -duration 2s
+//	go run ./cmd/webhookbench                      # every scenario, 5 s each, three rounds
+//	go run ./cmd/webhookbench -scenarios mem -duration 2s -rounds 1
 //	go run ./cmd/webhookbench -json > bench.json   # JSON on stdout, table on stderr
 //	go run ./cmd/webhookbench -pg postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //
@@ -70,12 +70,13 @@
 // with -child), so each peak RSS is that scenario's alone; -inprocess runs
 // them all in one process and reports that process's peak.
 //
-// On a shared machine the figures move from run to run: -rounds N runs the
-// whole list N times, round-robin, and reports each scenario's median run
-// (with the lowest and highest rate in its extras). Its targets judge the
-// medians of the rounds' own figures: the ratios of each round's run to
-// that round's raw (or fanout) run, and backlog's peak RSS; for an even
-// count, the less favourable of the middle two.
+// On a shared machine the figures move from run to run: -rounds N (3 by
+// default; 1 for a single run) runs the whole list N times, round-robin,
+// and reports each scenario's median run (with the lowest and highest rate
+// in its extras). Its targets judge the medians of the rounds' own
+// figures: the ratios of each round's run to that round's raw (or fanout)
+// run, and backlog's peak RSS; for an even count, the less favourable of
+// the middle two.
 //
 // The targets (on a 2-core machine) are checked and marked in the table:
 // mem ≥ 0.80 and bolt ≥ 0.50 of raw; emit ≥ 20,000 events/s; hung healthy
@@ -260,7 +261,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("webhookbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured time of each scenario (backlog drains all of -backlog, within -backlog-timeout)")
-	fs.IntVar(&o.Rounds, "rounds", 1, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine)")
+	fs.IntVar(&o.Rounds, "rounds", 3, "run the scenario list this many times, round-robin, and report each scenario's median run (steadier on a shared machine; 1 for a single run)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "unmeasured time before each scenario counts; 0 for none (default a tenth of -duration, at most 1s)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "POSTing goroutines (raw); dispatcher workers (library), and emitters unless -emitters")
 	fs.IntVar(&o.Emitters, "emitters", 0, "goroutines calling Emit in the library scenarios (default -concurrency); each waits for its Emit, which with boltstore waits for a commit")

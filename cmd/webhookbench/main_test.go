@@ -56,7 +56,9 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	code := run(ctx, args, &stdout, &stderr, []string{childEnv})
+	// One round unless the test asks for more: the default's three would
+	// only make the tests slower.
+	code := run(ctx, append([]string{"-rounds", "1"}, args...), &stdout, &stderr, []string{childEnv})
 	return code, stdout.String(), stderr.String()
 }
 
@@ -357,6 +359,30 @@ func TestBadFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, "webhookbench") && !strings.Contains(stderr, "invalid") {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, stderr)
 		}
+	}
+}
+
+// TestRoundsDefault: a run that does not say how many rounds runs three and
+// reports each scenario's median, as the README's first command does.
+func TestRoundsDefault(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"-scenarios", "raw", "-duration", "100ms", "-warmup", "0",
+		"-concurrency", "2", "-inprocess", "-json", "-quiet"}, &stdout, &stderr, []string{childEnv})
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rounds != 3 || len(rep.Results) != 1 {
+		t.Fatalf("rounds %d, %d results; want 3 rounds, one result", rep.Rounds, len(rep.Results))
+	}
+	if r := rep.Results[0]; r.Extra["rounds"] != 3 {
+		t.Errorf("raw's extras %v; want the rounds it is the median of", r.Extra)
+	}
+	if !strings.Contains(stderr.String(), "median of 3 rounds") {
+		t.Errorf("the table does not say it shows medians:\n%s", stderr.String())
 	}
 }
 
@@ -690,7 +716,7 @@ func TestInterrupt(t *testing.T) {
 		{"backlog", false},
 	} {
 		dir := t.TempDir()
-		args := []string{"-scenarios", c.scenarios, "-duration", "30s", "-warmup", "0", "-concurrency", "4",
+		args := []string{"-rounds", "1", "-scenarios", c.scenarios, "-duration", "30s", "-warmup", "0", "-concurrency", "4",
 			"-backlog", "50000000", "-nosync", "-json", "-quiet", "-dir", dir}
 		if c.inProcess {
 			args = append(args, "-inprocess")
