@@ -1,12 +1,12 @@
 // Package memstore is an in-memory [store.Store] for tests, examples and
 // hosts that can afford to lose their queue on restart.
 //
-// It keeps every record in process memory behind one lock (MatchWebhooks
-// reads copies of the active webhooks, kept for it, without), copies records
-// in and out (a caller never shares memory with the store), and passes the
-// conformance suite in store/storetest. Claim walks a due-ordered index, so
-// its cost grows with the number of due deliveries, not with the size of the
-// queue.
+// It keeps every record in process memory behind one lock (but for the
+// copies of the active webhooks that MatchWebhooks reads without it), copies
+// records in and out (a caller never shares memory with the store), and
+// passes the conformance suite in store/storetest. Claim walks a due-ordered
+// index, so its cost grows with the number of due deliveries, not with the
+// size of the queue.
 //
 // Times are kept without their monotonic clock readings (see package time),
 // as a durable store reads them back: due times, leases and secret expiries
