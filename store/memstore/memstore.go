@@ -6,7 +6,9 @@
 // records in and out (a caller never shares memory with the store), and
 // passes the conformance suite in store/storetest. Claim walks a due-ordered
 // index, so its cost grows with the number of due deliveries, not with the
-// size of the queue.
+// size of the queue; Purge takes the oldest finished deliveries from a list
+// kept in time order, so its cost grows with what it removes, not with what
+// the store keeps.
 //
 // Times are kept without their monotonic clock readings (see package time),
 // as a durable store reads them back: due times, leases and secret expiries
@@ -22,6 +24,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -57,11 +60,14 @@ type Store struct {
 
 	deliveries map[string]*delRec // the pending ones
 	packed     map[string][]byte  // the finished ones (see appendPacked)
-	// packedSince is a time no packed delivery was last updated before
-	// (while packed holds any): a Purge before it has nothing to look
-	// for. finish lowers it; a Purge that looked at every packed delivery
-	// raises it to the oldest it kept.
-	packedSince       time.Time
+	// aged lists the packed deliveries by when they were last updated,
+	// oldest first: Purge takes its victims from the front rather than
+	// look at every finished delivery while the other calls wait for the
+	// lock. An entry whose delivery has left packed since (deleted or
+	// redelivered) is stale, and skipped; stale counts them, and aged is
+	// compacted once they are half of it.
+	aged              []agedEntry
+	stale             int
 	tenantDeliveries  map[string][]string // delivery ids per tenant, ascending
 	webhookDeliveries map[string][]string // delivery ids per webhook, ascending
 	dedup             map[dedupKey]string
@@ -163,6 +169,7 @@ func (s *Store) Close() error {
 	s.webhooks, s.tenantWebhooks = nil, nil
 	s.active.Clear()
 	s.deliveries, s.packed, s.tenantDeliveries, s.webhookDeliveries = nil, nil, nil, nil
+	s.aged, s.stale = nil, 0
 	s.dedup, s.claims = nil, nil
 	return nil
 }
@@ -340,9 +347,51 @@ func (s *Store) dropDelivery(id string) {
 		return
 	}
 	h := readHead(&dec{b: s.packed[id]})
-	delete(s.packed, id)
+	s.unpack(id)
 	delete(s.dedup, dedupKey{string(h.eventID), string(h.webhookID)})
 }
+
+// agedEntry is a packed delivery's id and when it was last updated, as
+// Unix seconds and nanoseconds: a time.Time would add a *Location to each.
+type agedEntry struct {
+	sec  int64
+	nsec int32
+	id   string
+}
+
+func newAgedEntry(id string, t time.Time) agedEntry {
+	return agedEntry{sec: t.Unix(), nsec: int32(t.Nanosecond()), id: id}
+}
+
+// before reports whether e was last updated before o was.
+func (e *agedEntry) before(o *agedEntry) bool {
+	return e.sec < o.sec || e.sec == o.sec && e.nsec < o.nsec
+}
+
+// current reports whether e's delivery is packed as it was when e was
+// made: not since deleted, nor redelivered (and maybe finished again).
+func (s *Store) current(e *agedEntry) bool {
+	b, ok := s.packed[e.id]
+	if !ok {
+		return false
+	}
+	t := (&dec{b: b}).time() // UpdatedAt, packed first
+	return t.Unix() == e.sec && int32(t.Nanosecond()) == e.nsec
+}
+
+// unpack forgets packed delivery id, deleted or redelivered: its entry in
+// aged is stale from now on.
+func (s *Store) unpack(id string) {
+	delete(s.packed, id)
+	s.stale++
+	if s.stale > minCompact && s.stale > len(s.aged)/2 {
+		s.aged = slices.DeleteFunc(s.aged, func(e agedEntry) bool { return !s.current(&e) })
+		s.stale = 0
+	}
+}
+
+// minCompact is the fewest stale entries of aged that make it compacted.
+const minCompact = 1024
 
 // finish packs r, finished: it leaves the pending deliveries. The packed
 // bytes are kept until purged (by default 30 days after the delivery
@@ -354,10 +403,15 @@ func (s *Store) finish(r *delRec) {
 
 // pack keeps b, delivery id packed, last updated at updated.
 func (s *Store) pack(id string, b []byte, updated time.Time) {
-	if len(s.packed) == 0 || updated.Before(s.packedSince) {
-		s.packedSince = updated
-	}
 	s.packed[id] = b
+	e := newAgedEntry(id, updated)
+	// Deliveries finish mostly in the order of their times: the entry goes
+	// last, or a few places before it; after the ones of the same time.
+	i := len(s.aged)
+	if i > 0 && e.before(&s.aged[i-1]) {
+		i = sort.Search(i, func(j int) bool { return e.before(&s.aged[j]) })
+	}
+	s.aged = slices.Insert(s.aged, i, e)
 }
 
 // MatchWebhooks returns copies of the tenant's active webhooks subscribed to
@@ -764,7 +818,7 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 	}
 	r := &delRec{qi: -1, li: -1}
 	r.d, r.attempts = unpackDelivery(b)
-	delete(s.packed, p.ID)
+	s.unpack(p.ID)
 	s.deliveries[p.ID] = r
 	r.d.Status = store.StatusPending
 	r.d.RoundAttempts = 0
@@ -777,7 +831,7 @@ func (s *Store) Redeliver(ctx context.Context, p store.RedeliverParams) (*store.
 }
 
 // Purge removes finished deliveries updated before p.Before, with their
-// attempts: up to p.Limit of them (0: all), in no particular order.
+// attempts: up to p.Limit of them (0: all), the oldest first.
 func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 	if p.Before.IsZero() {
 		return 0, invalid("purge without Before")
@@ -790,56 +844,43 @@ func (s *Store) Purge(ctx context.Context, p store.PurgeParams) (int, error) {
 		return 0, err
 	}
 	defer unlock()
-	if !s.packedSince.Before(p.Before) {
-		// Nothing packed was last updated before p.Before: no need to look
-		// at every finished delivery under the lock, as every purge pass
-		// would until the oldest reaches the retention.
+	before := newAgedEntry("", p.Before)
+	if len(s.aged) == 0 || !s.aged[0].before(&before) {
 		return 0, nil
 	}
-	// Which ones go first under a Limit is up to the store: the first
-	// found, rather than every purgeable one sorted (a batch would then cost
-	// as much as purging them all).
-	var victims []string
-	var oldest time.Time // of those kept, once all were looked at
-	kept, all := false, true
-	for id, b := range s.packed {
-		t := (&dec{b: b}).time() // UpdatedAt, packed first
-		if !t.Before(p.Before) {
-			if !kept || t.Before(oldest) {
-				oldest, kept = t, true
-			}
-			continue
-		}
-		victims = append(victims, id)
-		if len(victims) == p.Limit {
-			all = false
+	gone := make(map[string]bool)
+	tenants := make(map[string][]string)  // the ids purged of each
+	webhooks := make(map[string][]string) // likewise
+	n := 0                                // the entries of aged looked at
+	for ; n < len(s.aged) && (p.Limit == 0 || len(gone) < p.Limit); n++ {
+		e := &s.aged[n]
+		if !e.before(&before) {
 			break
 		}
+		if !s.current(e) {
+			s.stale = max(s.stale-1, 0)
+			continue
+		}
+		h := readHead(&dec{b: s.packed[e.id]})
+		gone[e.id] = true
+		tenants[string(h.tenant)] = append(tenants[string(h.tenant)], e.id)
+		webhooks[string(h.webhookID)] = append(webhooks[string(h.webhookID)], e.id)
+		delete(s.packed, e.id)
+		delete(s.dedup, dedupKey{string(h.eventID), string(h.webhookID)})
 	}
-	if all {
-		s.packedSince = oldest
+	clear(s.aged[:n])
+	s.aged = shrunk(s.aged[n:])
+	for t, ids := range tenants {
+		if s.tenantDeliveries[t] = removeOldest(s.tenantDeliveries[t], ids, gone); len(s.tenantDeliveries[t]) == 0 {
+			delete(s.tenantDeliveries, t)
+		}
 	}
-	if len(victims) == 0 {
-		return 0, nil
+	for w, ids := range webhooks {
+		if s.webhookDeliveries[w] = removeOldest(s.webhookDeliveries[w], ids, gone); len(s.webhookDeliveries[w]) == 0 {
+			delete(s.webhookDeliveries, w)
+		}
 	}
-	gone := make(map[string]bool, len(victims))
-	tenants := make(map[string]bool)
-	webhooks := make(map[string]bool)
-	for _, id := range victims {
-		h := readHead(&dec{b: s.packed[id]})
-		gone[id] = true
-		tenants[string(h.tenant)] = true
-		webhooks[string(h.webhookID)] = true
-		s.dropDelivery(id)
-	}
-	isGone := func(id string) bool { return gone[id] }
-	for t := range tenants {
-		s.tenantDeliveries[t] = slices.DeleteFunc(s.tenantDeliveries[t], isGone)
-	}
-	for w := range webhooks {
-		s.webhookDeliveries[w] = slices.DeleteFunc(s.webhookDeliveries[w], isGone)
-	}
-	return len(victims), nil
+	return len(gone), nil
 }
 
 // CountDeliveries tallies one webhook's deliveries by status.
@@ -918,6 +959,39 @@ func insertSorted(ids []string, id string) []string {
 		return ids
 	}
 	return slices.Insert(ids, i, id)
+}
+
+// removeOldest removes from ids, ascending, the ones of drop that it holds
+// (gone holds them all, and maybe others). Purge removes the oldest
+// deliveries, whose ids mostly come first: the ids kept before the last one
+// removed move up, rather than every one after the first move down, and
+// the slice then starts after them.
+func removeOldest(ids, drop []string, gone map[string]bool) []string {
+	last := -1
+	for _, id := range drop {
+		if i, found := slices.BinarySearch(ids, id); found {
+			last = max(last, i)
+		}
+	}
+	w := last
+	for r := last; r >= 0; r-- {
+		if !gone[ids[r]] {
+			ids[w] = ids[r]
+			w--
+		}
+	}
+	clear(ids[:w+1])
+	return shrunk(ids[w+1:])
+}
+
+// shrunk returns s, in an array of its own length once it holds less than
+// a quarter of its array's: a slice that entries leave from the front
+// keeps the array's front until an append outgrows it.
+func shrunk[E any](s []E) []E {
+	if len(s) < cap(s)/4 {
+		return slices.Clone(s)
+	}
+	return s
 }
 
 func removeSorted(ids []string, id string) []string {

@@ -17,10 +17,9 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestPurgeAfterOlderFinish: Purge skips reading the finished deliveries
-// when none can be old enough (Store.packedSince), yet still purges one
-// finished after a Purge and last updated before every one that Purge
-// kept, and one that a Purge under a Limit left behind.
+// TestPurgeAfterOlderFinish: Purge finds a delivery finished after a Purge
+// and last updated before every one that Purge kept, and one that a Purge
+// under a Limit left behind.
 func TestPurgeAfterOlderFinish(t *testing.T) {
 	ctx := t.Context()
 	s := memstore.New()
@@ -59,8 +58,7 @@ func TestPurgeAfterOlderFinish(t *testing.T) {
 	purge(25*time.Minute, 0, 1) // looks at both: the one kept is of Base+30m
 	finish(5 * time.Minute)
 	purge(25*time.Minute, 0, 1)
-	// A Purge under a Limit that stops at its first victim, most likely
-	// after some of the many kept, leaves the other to the next one.
+	// A Purge under a Limit leaves the others to the next one.
 	for range 30 {
 		finish(40 * time.Minute)
 	}
