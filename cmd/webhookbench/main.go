@@ -73,10 +73,11 @@
 // On a shared machine the figures move from run to run: -rounds N (3 by
 // default; 1 for a single run) runs the whole list N times, round-robin,
 // and reports each scenario's median run (with the lowest and highest rate
-// in its extras). Its targets judge the medians of the rounds' own
-// figures: the ratios of each round's run to that round's raw (or fanout)
-// run, and backlog's peak RSS; for an even count, the less favourable of
-// the middle two.
+// in its extras, and of its ratio to raw: minRatioToRaw and maxRatioToRaw
+// say whether a target held in every round). Its targets judge the medians
+// of the rounds' own figures: the ratios of each round's run to that
+// round's raw (or fanout) run, and backlog's peak RSS; for an even count,
+// the less favourable of the middle two.
 //
 // The targets (on a 2-core machine) are checked and marked in the table:
 // mem ≥ 0.80 and bolt ≥ 0.50 of raw; emit ≥ 20,000 events/s; hung healthy
@@ -134,7 +135,10 @@
 //	             without a raw run
 //	errors       failed Emits or POSTs, and bodies without an emit time
 //	extra        scenario-specific figures by name (cpuRatioToRaw,
-//	             perEndpointRatioToFanout, hungRequests, fillSeconds, …);
+//	             perEndpointRatioToFanout, hungRequests, fillSeconds, …;
+//	             with -rounds, minPerSecond and maxPerSecond, and where
+//	             there is a ratio to raw, minRatioToRaw and maxRatioToRaw:
+//	             the lowest and highest of the rounds' own ratios);
 //	             on boltstore, from its Stats over the measured window:
 //	             boltWriterBusy (the share of the window its group
 //	             commit held the file's writer), boltCallsPerCommit,

@@ -446,6 +446,15 @@ func TestPairedRatios(t *testing.T) {
 	if m := rep.find("mem"); math.Abs(m.Ratio-0.8) > 1e-9 || !m.Target.Met {
 		t.Errorf("mem ratio %v, target %+v; want 0.8, met", m.Ratio, m.Target)
 	}
+	// The rounds' own ratios were 0.9, 0.5 and 0.8.
+	if m := rep.find("mem"); math.Abs(m.Extra["minRatioToRaw"]-0.5) > 1e-9 || math.Abs(m.Extra["maxRatioToRaw"]-0.9) > 1e-9 {
+		t.Errorf("mem's extras %v; want minRatioToRaw 0.5 and maxRatioToRaw 0.9", m.Extra)
+	}
+	for _, name := range []string{"raw", "emit", "backlog"} {
+		if r := rep.find(name); r.Extra["minRatioToRaw"] != 0 || r.Extra["maxRatioToRaw"] != 0 {
+			t.Errorf("%s's extras %v; want no range of ratios to raw", name, r.Extra)
+		}
+	}
 	if h := rep.find("hung"); math.Abs(h.Target.Value-0.95) > 1e-9 {
 		t.Errorf("hung/fanout %v, want 0.95", h.Target.Value)
 	}

@@ -51,6 +51,10 @@ type result struct {
 	Note  string `json:"note,omitempty"`
 	Error string `json:"error,omitempty"`
 
+	// rawRatios are the rounds' own ratios to raw, ascending (see
+	// pairedRatios); with two or more, judge notes the lowest and the
+	// highest.
+	rawRatios []float64
 	// pairedRaw, pairedCPU and pairedFanout are the medians over several
 	// rounds of the per-round ratios to raw (rate and CPU per unit) and
 	// (hung) to fanout; 0 with one round.
@@ -188,6 +192,14 @@ func (rep *report) judge() {
 					r.Extra = map[string]float64{}
 				}
 				r.Extra["cpuRatioToRaw"] = cpu
+			}
+			// The spread of the rounds' own ratios: whether the target
+			// held in every round, or in the median one only.
+			if n := len(r.rawRatios); r != raw && n >= 2 {
+				if r.Extra == nil {
+					r.Extra = map[string]float64{}
+				}
+				r.Extra["minRatioToRaw"], r.Extra["maxRatioToRaw"] = r.rawRatios[0], r.rawRatios[n-1]
 			}
 		}
 		switch r.Scenario {

@@ -106,6 +106,7 @@ func (o *options) selected() []string {
 // RSS (backlog's target).
 func aggregate(rs, raw, fanout []*result) *result {
 	r := median(rs)
+	r.rawRatios = pairedRatios(rs, raw, perSecond)
 	r.pairedRaw = pairedMedian(rs, raw, perSecond)
 	r.pairedCPU = pairedMedian(rs, raw, cpuPerUnit)
 	if r.Scenario == "hung" {
@@ -124,10 +125,19 @@ func aggregate(rs, raw, fanout []*result) *result {
 }
 
 // pairedMedian is the median (the lower middle one for an even count) of
-// the rounds' ratios ratio(rs[i], base[i]), over the rounds where both ran
-// and the ratio is positive; 0 with fewer than two such rounds, where the
-// ratio of the median runs is the same thing.
+// pairedRatios(rs, base, ratio); 0 with fewer than two, where the ratio of
+// the median runs is the same thing.
 func pairedMedian(rs, base []*result, ratio func(r, base *result) float64) float64 {
+	ratios := pairedRatios(rs, base, ratio)
+	if len(ratios) < 2 {
+		return 0
+	}
+	return ratios[(len(ratios)-1)/2]
+}
+
+// pairedRatios returns the rounds' ratios ratio(rs[i], base[i]), over the
+// rounds where both ran and the ratio is positive, in ascending order.
+func pairedRatios(rs, base []*result, ratio func(r, base *result) float64) []float64 {
 	var ratios []float64
 	for i := range min(len(rs), len(base)) {
 		if r, b := rs[i], base[i]; r.Error == "" && b.Error == "" && r.Count > 0 {
@@ -136,11 +146,8 @@ func pairedMedian(rs, base []*result, ratio func(r, base *result) float64) float
 			}
 		}
 	}
-	if len(ratios) < 2 {
-		return 0
-	}
 	slices.Sort(ratios)
-	return ratios[(len(ratios)-1)/2]
+	return ratios
 }
 
 // perSecond is r's rate over base's: how close r comes to base.
