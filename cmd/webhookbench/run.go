@@ -107,7 +107,7 @@ func (o *options) selected() []string {
 func aggregate(rs, raw, fanout []*result) *result {
 	r := median(rs)
 	r.rawRatios = pairedRatios(rs, raw, perSecond)
-	r.pairedRaw = pairedMedian(rs, raw, perSecond)
+	r.pairedRaw = middle(r.rawRatios)
 	r.pairedCPU = pairedMedian(rs, raw, cpuPerUnit)
 	if r.Scenario == "hung" {
 		r.pairedFanout = pairedMedian(rs, fanout, perSecond)
@@ -124,11 +124,15 @@ func aggregate(rs, raw, fanout []*result) *result {
 	return r
 }
 
-// pairedMedian is the median (the lower middle one for an even count) of
-// pairedRatios(rs, base, ratio); 0 with fewer than two, where the ratio of
-// the median runs is the same thing.
+// pairedMedian is the median of pairedRatios(rs, base, ratio) (see middle).
 func pairedMedian(rs, base []*result, ratio func(r, base *result) float64) float64 {
-	ratios := pairedRatios(rs, base, ratio)
+	return middle(pairedRatios(rs, base, ratio))
+}
+
+// middle returns the median of ratios, ascending (the lower middle one for
+// an even count); 0 with fewer than two, where the ratio of the median runs
+// is the same thing.
+func middle(ratios []float64) float64 {
 	if len(ratios) < 2 {
 		return 0
 	}
